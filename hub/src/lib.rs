@@ -1,0 +1,20 @@
+//! The pure domain of Spindle.
+//!
+//! Owns: channel names and namespace resolution, channel options, error / disconnect /
+//! unsubscribe codes and the one mapping from internal outcomes to them, the subscription
+//! registry used for fan-out, the typed configuration tree and its loading rules, and JWT claim
+//! verification. Later: the client session state machine, history streams and presence sets.
+//!
+//! Must not: open sockets, spawn tasks, read the clock (`Instant::now`, `SystemTime::now`) or the
+//! environment. Time, environment variables and file contents are passed in as arguments, so
+//! every rule here is tested without sleeping or touching the machine. CI fails if this crate
+//! gains tokio, mio, quinn or hyper as a normal dependency.
+//!
+//! Layout:
+//! - [`config`]: the configuration tree with Centrifugo v6 key names, and loading it from
+//!   JSON / YAML / TOML text, environment variables and flags.
+//! - [`jwt`]: connection and subscription token claims, verified as a pure function of
+//!   (token, keys, now).
+
+pub mod config;
+pub mod jwt;
