@@ -1,1 +1,48 @@
-//! placeholder
+//! Spindle's wire formats: bytes in, types out, and back.
+//!
+//! Owns: the `.proto` files (`proto/`) and their generated types for the client protocol
+//! ([`client`], Centrifugo's `centrifugal.centrifuge.protocol`), the server API ([`api`],
+//! `centrifugal.centrifugo.api`) and the edge↔core mesh ([`mesh`]); the JSON and Protobuf codecs
+//! with Centrifugo's exact rules; frame batching; and a typed view of client commands
+//! ([`Command`], [`Request`]) so the rest of the code never handles "exactly one of these optional
+//! fields".
+//!
+//! Must not: do I/O, spawn tasks or read the clock. Decoding untrusted bytes never panics and
+//! never allocates more than the frame it was given; every failure is a [`DecodeError`].
+//!
+//! Layout:
+//! - [`Format`]: JSON or Protobuf, fixed for a connection's life.
+//! - [`decode_commands`]: one client frame → an iterator of typed commands, in order.
+//! - [`encode_reply`] / [`SharedReply`]: a reply in its on-the-wire form; a push for many
+//!   receivers is encoded once per format and the `Bytes` shared.
+//! - [`Batch`]: joins encoded messages into one transport frame by the protocol's rules.
+//! - [`json`]: the helpers the generated types use for Centrifugo's JSON rules (see `build.rs`).
+//! - [`api`], [`mesh`]: server API and mesh messages with their codecs.
+
+pub mod api;
+pub mod json;
+pub mod mesh;
+
+mod batch;
+mod command;
+mod decode;
+mod encode;
+mod error;
+mod format;
+
+pub use batch::Batch;
+pub use command::{Command, Request};
+pub use decode::{CommandDecoder, decode_commands, decode_uni_connect};
+pub use encode::{SharedReply, encode_reply};
+pub use error::{DecodeError, EncodeError};
+pub use format::Format;
+
+/// The client protocol's messages (`client.proto`), with Centrifugo's JSON rules derived onto
+/// every field by `build.rs`.
+#[allow(missing_docs, clippy::all, missing_debug_implementations)]
+pub mod client {
+    include!(concat!(env!("OUT_DIR"), "/centrifugal.centrifuge.protocol.rs"));
+}
+
+/// The default client frame size limit (PROTOCOL.md §1.2): 64 KiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 65536;

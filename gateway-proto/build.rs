@@ -1,0 +1,138 @@
+//! Generates the Rust types of the `.proto` files with protox (no `protoc` needed).
+//!
+//! The client protocol and the server API are also spoken as JSON, with Centrifugo's rules
+//! (PROTOCOL.md §1.1): snake_case keys, zero values omitted except a few always-present fields,
+//! `bytes` fields embedded as raw JSON. Those rules are derived here, field by field, from the
+//! descriptors, so every message follows them and none is hand-written.
+
+use prost_build::Config;
+use prost_types::{
+    FileDescriptorSet,
+    field_descriptor_proto::{Label, Type},
+};
+
+/// Fields that Centrifugo always writes in JSON, even when zero or empty.
+const ALWAYS_PRESENT: &[&str] = &[
+    ".centrifugal.centrifuge.protocol.ClientInfo.user",
+    ".centrifugal.centrifuge.protocol.ClientInfo.client",
+    ".centrifugal.centrifuge.protocol.PresenceResult.presence",
+    ".centrifugal.centrifuge.protocol.PresenceStatsResult.num_clients",
+    ".centrifugal.centrifuge.protocol.PresenceStatsResult.num_users",
+    ".centrifugal.centrifuge.protocol.HistoryResult.publications",
+    ".centrifugal.centrifuge.protocol.HistoryResult.epoch",
+    ".centrifugal.centrifuge.protocol.HistoryResult.offset",
+    ".centrifugal.centrifugo.api.ClientInfo.user",
+    ".centrifugal.centrifugo.api.ClientInfo.client",
+    ".centrifugal.centrifugo.api.PresenceResult.presence",
+    ".centrifugal.centrifugo.api.PresenceStatsResult.num_clients",
+    ".centrifugal.centrifugo.api.PresenceStatsResult.num_users",
+    ".centrifugal.centrifugo.api.HistoryResult.publications",
+    ".centrifugal.centrifugo.api.HistoryResult.epoch",
+    ".centrifugal.centrifugo.api.HistoryResult.offset",
+    ".centrifugal.centrifugo.api.NodeResult.uid",
+    ".centrifugal.centrifugo.api.NodeResult.name",
+    ".centrifugal.centrifugo.api.NodeResult.version",
+    ".centrifugal.centrifugo.api.NodeResult.num_clients",
+    ".centrifugal.centrifugo.api.NodeResult.num_users",
+    ".centrifugal.centrifugo.api.NodeResult.num_channels",
+    ".centrifugal.centrifugo.api.NodeResult.num_subs",
+    ".centrifugal.centrifugo.api.ChannelInfo.num_clients",
+];
+
+/// `bytes` fields whose JSON form is a JSON string holding the bytes as text, not raw JSON.
+const BYTES_AS_STRING: &[&str] = &[".centrifugal.centrifuge.protocol.EmulationRequest.data"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+
+    let json_fds = protox::compile(["client.proto", "api.proto"], ["proto"])?;
+    let mut config = Config::new();
+    config.bytes(["."]).btree_map(["."]);
+    add_json_attributes(&mut config, &json_fds);
+    config.compile_fds(json_fds)?;
+
+    let mesh_fds = protox::compile(["mesh.proto"], ["proto"])?;
+    let mut config = Config::new();
+    config
+        .bytes(["."])
+        .btree_map(["."])
+        .extern_path(".centrifugal.centrifuge.protocol", "crate::client");
+    config.compile_fds(mesh_fds)?;
+    Ok(())
+}
+
+fn add_json_attributes(config: &mut Config, fds: &FileDescriptorSet) {
+    for file in &fds.file {
+        let package = file.package();
+        for message in &file.message_type {
+            let message_path = format!(".{package}.{}", message.name());
+            config.type_attribute(
+                &message_path,
+                "#[derive(::serde::Serialize, ::serde::Deserialize)] #[serde(default)]",
+            );
+            // Map entries are generated as BTreeMaps, not as messages: nothing to annotate.
+            let map_entries: Vec<String> = message
+                .nested_type
+                .iter()
+                .filter(|nested| nested.options.as_ref().is_some_and(|o| o.map_entry()))
+                .map(|nested| format!("{message_path}.{}", nested.name()))
+                .collect();
+            for field in &message.field {
+                let path = format!("{message_path}.{}", field.name());
+                let is_map = map_entries.iter().any(|entry| entry == field.type_name());
+                config.field_attribute(&path, json_field_attribute(&path, field_kind(field, is_map)));
+            }
+        }
+    }
+}
+
+enum FieldKind {
+    Repeated,
+    Map,
+    Message,
+    Bytes,
+    String,
+    Bool,
+    Number,
+}
+
+fn field_kind(field: &prost_types::FieldDescriptorProto, is_map: bool) -> FieldKind {
+    if field.label() == Label::Repeated {
+        return if is_map { FieldKind::Map } else { FieldKind::Repeated };
+    }
+    match field.r#type() {
+        Type::Message => FieldKind::Message,
+        Type::Bytes => FieldKind::Bytes,
+        Type::String => FieldKind::String,
+        Type::Bool => FieldKind::Bool,
+        _ => FieldKind::Number,
+    }
+}
+
+fn json_field_attribute(path: &str, kind: FieldKind) -> String {
+    let always = ALWAYS_PRESENT.contains(&path);
+    let skip = |predicate: &str| {
+        if always { String::new() } else { format!("skip_serializing_if = \"{predicate}\", ") }
+    };
+    match kind {
+        FieldKind::Bytes if BYTES_AS_STRING.contains(&path) => format!(
+            "#[serde({}with = \"crate::json::text_bytes\")]",
+            skip("::prost::bytes::Bytes::is_empty")
+        ),
+        FieldKind::Bytes => format!(
+            "#[serde({}with = \"crate::json::raw_bytes\")]",
+            skip("::prost::bytes::Bytes::is_empty")
+        ),
+        FieldKind::Repeated => nullable(skip("::std::vec::Vec::is_empty")),
+        FieldKind::Map => nullable(skip("::std::collections::BTreeMap::is_empty")),
+        FieldKind::Message => nullable(skip("::std::option::Option::is_none")),
+        FieldKind::String => nullable(skip("::std::string::String::is_empty")),
+        FieldKind::Bool => nullable(skip("crate::json::is_false")),
+        FieldKind::Number => nullable(skip("crate::json::is_zero")),
+    }
+}
+
+/// A JSON `null` reads as the field's zero value (PROTOCOL.md §1.1).
+fn nullable(skip: String) -> String {
+    format!("#[serde({skip}deserialize_with = \"crate::json::null_as_default\")]")
+}
