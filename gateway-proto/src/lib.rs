@@ -18,8 +18,11 @@
 //! - [`Batch`]: joins encoded messages into one transport frame by the protocol's rules.
 //! - [`json`]: the helpers the generated types use for Centrifugo's JSON rules (see `build.rs`).
 //! - [`api`], [`mesh`]: server API and mesh messages with their codecs.
+//! - `fuzz`: the decoder harnesses shared by `fuzz/` (cargo fuzz) and the corpus replay test.
 
 pub mod api;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod json;
 pub mod mesh;
 

@@ -37,6 +37,8 @@ function fail(msg) {
   process.exit(1);
 }
 const overall = setTimeout(() => fail('overall timeout of 20 s'), 20000);
+process.on('uncaughtException', (e) => fail(`exception: ${e.stack || e}`));
+process.on('unhandledRejection', (e) => fail(`unhandled rejection: ${inspect(e, { depth: 4 })}`));
 
 function eq(got, want, what) {
   if (!isDeepStrictEqual(got, want)) fail(`${what}: got ${inspect(got, { depth: 6 })}, want ${inspect(want, { depth: 6 })}`);
@@ -50,13 +52,15 @@ const dec = (v) => {
   if (!(v instanceof Uint8Array)) fail(`expected bytes in protobuf mode, got ${inspect(v)}`);
   return JSON.parse(new TextDecoder().decode(v));
 };
+// Protobuf has no "absent" for bytes: the protobuf build exposes an unset field as empty bytes.
+const present = (v) => v !== undefined && v !== null && !(v instanceof Uint8Array && v.length === 0);
 const num = (v) => (typeof v === 'object' && v !== null && typeof v.toNumber === 'function' ? v.toNumber() : v);
 
 // ClientInfo as the SDK exposes it -> the fixture's logical form.
 function info(ci) {
   const out = { user: ci.user, client: ci.client };
-  if (ci.connInfo !== undefined && ci.connInfo !== null) out.conn_info = dec(ci.connInfo);
-  if (ci.chanInfo !== undefined && ci.chanInfo !== null) out.chan_info = dec(ci.chanInfo);
+  if (present(ci.connInfo)) out.conn_info = dec(ci.connInfo);
+  if (present(ci.chanInfo)) out.chan_info = dec(ci.chanInfo);
   return out;
 }
 // Publication context -> the fixture's logical form (epoch is not exposed by the SDK).

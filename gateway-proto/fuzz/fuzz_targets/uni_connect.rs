@@ -1,0 +1,6 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Some(harness) = spindle_proto::fuzz::by_name("uni_connect") {
+        harness(data);
+    }
+});

@@ -1,0 +1,111 @@
+//! Harnesses shared by the `cargo fuzz` targets (`fuzz/`) and the stable test that replays
+//! their corpus on every CI run. Each takes arbitrary bytes, must never panic, and checks that
+//! whatever decodes re-encodes to something that decodes to the same value.
+
+use crate::{Format, api, client, decode_commands, decode_uni_connect, encode_reply, mesh};
+use bytes::BytesMut;
+use prost::Message;
+
+/// The size limit the harnesses decode under (the default client frame limit).
+const LIMIT: usize = crate::DEFAULT_MAX_FRAME_SIZE;
+
+/// A client frame in `format`, through the command decoder; every command that decodes is
+/// re-encoded and decoded again.
+pub fn client_frame(format: Format, data: &[u8]) {
+    let Ok(commands) = decode_commands(format, data, LIMIT) else { return };
+    for command in commands {
+        let Ok(command) = command else { return };
+        let raw = client::Command::from(command);
+        match format {
+            Format::Json => {
+                // Payloads were captured as valid JSON, so they re-encode.
+                let Ok(text) = serde_json::to_vec(&raw) else {
+                    panic!("decoded command failed to re-encode: {raw:?}")
+                };
+                let again: client::Command = serde_json::from_slice(&text).expect("re-decode");
+                assert_eq!(again, raw);
+            }
+            Format::Protobuf => {
+                let again = client::Command::decode(raw.encode_to_vec().as_slice()).expect("re-decode");
+                assert_eq!(again, raw);
+            }
+        }
+    }
+}
+
+/// A server reply as a client would decode it (the SDK side), then re-encoded by us.
+pub fn reply(format: Format, data: &[u8]) {
+    let decoded = match format {
+        Format::Json => serde_json::from_slice::<client::Reply>(data).ok(),
+        Format::Protobuf => client::Reply::decode(data).ok(),
+    };
+    if let Some(reply) = decoded {
+        let _ = encode_reply(format, &reply);
+    }
+}
+
+/// An HTTP API request body.
+pub fn api_request(data: &[u8]) {
+    if let Ok(batch) = api::decode_json::<api::BatchRequest>(data) {
+        let text = api::encode_json(&batch).expect("decoded API request re-encodes");
+        assert_eq!(api::decode_json::<api::BatchRequest>(&text).expect("re-decode"), batch);
+    }
+    let _ = api::decode_json::<api::PublishRequest>(data);
+    let _ = api::decode_json::<api::SubscribeRequest>(data);
+}
+
+/// A stream of mesh frames, fed in two arbitrary chunks.
+pub fn mesh_stream(data: &[u8]) {
+    let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let mut buffer = BytesMut::from(&data[..split]);
+    let mut rest = &data[split..];
+    loop {
+        match mesh::decode_frame(&mut buffer, LIMIT) {
+            Ok(Some(frame)) => {
+                let mut again = BytesMut::from(&mesh::encode_frame(&frame)[..]);
+                assert_eq!(mesh::decode_frame(&mut again, LIMIT), Ok(Some(frame)));
+            }
+            Ok(None) if !rest.is_empty() => {
+                buffer.extend_from_slice(rest);
+                rest = &[];
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// A unidirectional connect request and an emulation request.
+pub fn uni_connect(data: &[u8]) {
+    for format in Format::ALL {
+        let _ = decode_uni_connect(format, data, LIMIT);
+    }
+    if let Ok(request) = serde_json::from_slice::<client::EmulationRequest>(data) {
+        let _ = serde_json::to_vec(&request);
+    }
+    let _ = client::EmulationRequest::decode(data);
+}
+
+/// Every harness, for corpus replay: which one a corpus directory belongs to.
+pub fn by_name(name: &str) -> Option<fn(&[u8])> {
+    Some(match name {
+        "json_commands" => |d| client_frame(Format::Json, d),
+        "protobuf_commands" => |d| client_frame(Format::Protobuf, d),
+        "json_reply" => |d| reply(Format::Json, d),
+        "protobuf_reply" => |d| reply(Format::Protobuf, d),
+        "api_request" => api_request,
+        "mesh_stream" => mesh_stream,
+        "uni_connect" => uni_connect,
+        _ => return None,
+    })
+}
+
+/// The names of all harnesses (one fuzz target each).
+pub const TARGETS: &[&str] = &[
+    "json_commands",
+    "protobuf_commands",
+    "json_reply",
+    "protobuf_reply",
+    "api_request",
+    "mesh_stream",
+    "uni_connect",
+];
