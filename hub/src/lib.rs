@@ -11,10 +11,14 @@
 //! gains tokio, mio, quinn or hyper as a normal dependency.
 //!
 //! Layout:
+//! - [`codes`]: error, disconnect and unsubscribe codes with their reconnect semantics.
+//! - [`registry`]: channel → subscribers for fan-out, sharded, snapshot-on-read.
 //! - [`config`]: the configuration tree with Centrifugo v6 key names, and loading it from
 //!   JSON / YAML / TOML text, environment variables and flags.
 //! - [`jwt`]: connection and subscription token claims, verified as a pure function of
 //!   (token, keys, now).
 
+pub mod codes;
 pub mod config;
 pub mod jwt;
+pub mod registry;
