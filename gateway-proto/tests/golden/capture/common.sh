@@ -77,8 +77,11 @@ run_combo() {
   else
     echo "server did not start" >"$logs/driver.err"
   fi
-  # The server exits by itself once the flow / the transcript is complete.
-  for i in $(seq 1 50); do
+  # The server exits by itself once the flow / the transcript is complete (it is not waited
+  # for when the driver failed already).
+  local waits=50
+  [[ $drc -ne 0 ]] && waits=5
+  for i in $(seq 1 "$waits"); do
     kill -0 "$spid" 2>/dev/null || break
     sleep 0.1
   done

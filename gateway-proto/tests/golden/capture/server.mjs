@@ -240,7 +240,7 @@ function runCapture() {
   wss.on('connection', (ws, req) => {
     const conn = ++conns;
     const format = formatOf(ws);
-    log(`conn ${conn} opened: ${req.url} subprotocol=${JSON.stringify(ws.protocol)}`);
+    log(`conn ${conn} opened: ${req.url} requested subprotocols=${JSON.stringify(req.headers['sec-websocket-protocol'] ?? null)} negotiated=${JSON.stringify(ws.protocol)}`);
     if (format !== opts.format) return fail(ws, `conn ${conn}: SDK negotiated ${format}, expected ${opts.format}`);
     if (conn > 2) return fail(ws, `unexpected connection #${conn}`);
 
