@@ -80,7 +80,10 @@ fn add_json_attributes(config: &mut Config, fds: &FileDescriptorSet) {
             for field in &message.field {
                 let path = format!("{message_path}.{}", field.name());
                 let is_map = map_entries.iter().any(|entry| entry == field.type_name());
-                config.field_attribute(&path, json_field_attribute(&path, field_kind(field, is_map)));
+                config.field_attribute(
+                    &path,
+                    json_field_attribute(&path, field_kind(field, is_map)),
+                );
             }
         }
     }
@@ -98,7 +101,11 @@ enum FieldKind {
 
 fn field_kind(field: &prost_types::FieldDescriptorProto, is_map: bool) -> FieldKind {
     if field.label() == Label::Repeated {
-        return if is_map { FieldKind::Map } else { FieldKind::Repeated };
+        return if is_map {
+            FieldKind::Map
+        } else {
+            FieldKind::Repeated
+        };
     }
     match field.r#type() {
         Type::Message => FieldKind::Message,
@@ -112,7 +119,11 @@ fn field_kind(field: &prost_types::FieldDescriptorProto, is_map: bool) -> FieldK
 fn json_field_attribute(path: &str, kind: FieldKind) -> String {
     let always = ALWAYS_PRESENT.contains(&path);
     let skip = |predicate: &str| {
-        if always { String::new() } else { format!("skip_serializing_if = \"{predicate}\", ") }
+        if always {
+            String::new()
+        } else {
+            format!("skip_serializing_if = \"{predicate}\", ")
+        }
     };
     match kind {
         FieldKind::Bytes if BYTES_AS_STRING.contains(&path) => format!(

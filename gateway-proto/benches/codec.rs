@@ -1,5 +1,6 @@
 //! Codec micro-benchmarks: the per-publication cost of a broadcast (encode once per format) and
 //! the per-frame cost of reading commands. Run: `cargo bench -p spindle-proto`.
+#![allow(clippy::unwrap_used)] // a test or bench that cannot set up fails loudly
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -11,7 +12,9 @@ fn publication_push() -> client::Push {
     client::Push {
         channel: "chat:room-42".into(),
         r#pub: Some(client::Publication {
-            data: Bytes::from_static(br#"{"text":"hello there, this is a chat message","user":"alice","ts":1700000000}"#),
+            data: Bytes::from_static(
+                br#"{"text":"hello there, this is a chat message","user":"alice","ts":1700000000}"#,
+            ),
             offset: 123_456,
             info: Some(client::ClientInfo {
                 user: "alice".into(),
@@ -37,7 +40,9 @@ fn encode(c: &mut Criterion) {
 }
 
 fn batch(c: &mut Criterion) {
-    let encoded = SharedReply::push(publication_push()).encoded(Format::Json).unwrap();
+    let encoded = SharedReply::push(publication_push())
+        .encoded(Format::Json)
+        .unwrap();
     let mut group = c.benchmark_group("batch 64 queued pushes");
     group.throughput(Throughput::Elements(64));
     group.bench_function("json", |b| {
@@ -69,7 +74,11 @@ fn decode(c: &mut Criterion) {
     for (format, frame) in [(Format::Json, &json), (Format::Protobuf, &protobuf)] {
         group.bench_function(format.as_str(), |b| {
             b.iter(|| {
-                decode_commands(format, black_box(frame), 65536).unwrap().next().unwrap().unwrap()
+                decode_commands(format, black_box(frame), 65536)
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
             })
         });
     }

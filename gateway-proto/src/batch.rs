@@ -19,12 +19,22 @@ pub struct Batch {
 impl Batch {
     /// A batch for a message-framed transport (WebSocket).
     pub fn framed(format: Format) -> Self {
-        Batch { format, newline_after_each: false, buffer: BytesMut::new(), count: 0 }
+        Batch {
+            format,
+            newline_after_each: false,
+            buffer: BytesMut::new(),
+            count: 0,
+        }
     }
 
     /// A batch for a byte-stream transport: every JSON message ends with `\n`.
     pub fn streamed(format: Format) -> Self {
-        Batch { format, newline_after_each: true, buffer: BytesMut::new(), count: 0 }
+        Batch {
+            format,
+            newline_after_each: true,
+            buffer: BytesMut::new(),
+            count: 0,
+        }
     }
 
     pub fn push(&mut self, message: &[u8]) {

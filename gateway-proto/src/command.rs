@@ -58,7 +58,10 @@ impl TryFrom<client::Command> for Command {
     fn try_from(raw: client::Command) -> Result<Self, DecodeError> {
         let id = raw.id;
         if id == 0 && raw.send.is_none() {
-            return Ok(Command { id, request: Request::Pong });
+            return Ok(Command {
+                id,
+                request: Request::Pong,
+            });
         }
         let request = if let Some(r) = raw.connect {
             Request::Connect(r)
@@ -91,7 +94,10 @@ impl TryFrom<client::Command> for Command {
 
 impl From<Command> for client::Command {
     fn from(command: Command) -> Self {
-        let mut raw = client::Command { id: command.id, ..Default::default() };
+        let mut raw = client::Command {
+            id: command.id,
+            ..Default::default()
+        };
         match command.request {
             Request::Connect(r) => raw.connect = Some(r),
             Request::Subscribe(r) => raw.subscribe = Some(r),

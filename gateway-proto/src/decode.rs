@@ -16,7 +16,10 @@ pub fn decode_commands(
     max_frame_size: usize,
 ) -> Result<CommandDecoder<'_>, DecodeError> {
     if frame.len() > max_frame_size {
-        return Err(DecodeError::FrameTooLarge { size: frame.len(), limit: max_frame_size });
+        return Err(DecodeError::FrameTooLarge {
+            size: frame.len(),
+            limit: max_frame_size,
+        });
     }
     if frame.is_empty() {
         return Err(DecodeError::EmptyFrame);
@@ -28,7 +31,11 @@ pub fn decode_commands(
     if rest.is_empty() {
         return Err(DecodeError::EmptyFrame);
     }
-    Ok(CommandDecoder { format, rest, failed: false })
+    Ok(CommandDecoder {
+        format,
+        rest,
+        failed: false,
+    })
 }
 
 /// Iterator over the commands of a frame. After the first error it yields nothing more.
@@ -90,7 +97,10 @@ pub(crate) fn split_length_prefixed<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8],
     let length = usize::try_from(declared)
         .ok()
         .filter(|&length| length <= cursor.len())
-        .ok_or(DecodeError::TruncatedMessage { declared, available: cursor.len() })?;
+        .ok_or(DecodeError::TruncatedMessage {
+            declared,
+            available: cursor.len(),
+        })?;
     let (message, tail) = cursor.split_at(length);
     *rest = tail;
     Ok(message)
@@ -104,12 +114,16 @@ pub fn decode_uni_connect(
     max_size: usize,
 ) -> Result<client::ConnectRequest, DecodeError> {
     if bytes.len() > max_size {
-        return Err(DecodeError::FrameTooLarge { size: bytes.len(), limit: max_size });
+        return Err(DecodeError::FrameTooLarge {
+            size: bytes.len(),
+            limit: max_size,
+        });
     }
     match format {
         Format::Json if bytes.iter().all(u8::is_ascii_whitespace) => Ok(Default::default()),
         Format::Json => decode_json(bytes),
-        Format::Protobuf => client::ConnectRequest::decode(bytes)
-            .map_err(|e| DecodeError::Protobuf(e.to_string())),
+        Format::Protobuf => {
+            client::ConnectRequest::decode(bytes).map_err(|e| DecodeError::Protobuf(e.to_string()))
+        }
     }
 }

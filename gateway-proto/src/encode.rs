@@ -28,12 +28,19 @@ pub struct SharedReply {
 
 impl SharedReply {
     pub fn new(reply: client::Reply) -> Self {
-        SharedReply { reply, json: OnceLock::new(), protobuf: OnceLock::new() }
+        SharedReply {
+            reply,
+            json: OnceLock::new(),
+            protobuf: OnceLock::new(),
+        }
     }
 
     /// A push for `channel`.
     pub fn push(push: client::Push) -> Self {
-        Self::new(client::Reply { push: Some(push), ..Default::default() })
+        Self::new(client::Reply {
+            push: Some(push),
+            ..Default::default()
+        })
     }
 
     pub fn reply(&self) -> &client::Reply {
@@ -46,6 +53,7 @@ impl SharedReply {
             Format::Json => &self.json,
             Format::Protobuf => &self.protobuf,
         };
-        cell.get_or_init(|| encode_reply(format, &self.reply)).clone()
+        cell.get_or_init(|| encode_reply(format, &self.reply))
+            .clone()
     }
 }

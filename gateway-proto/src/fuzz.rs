@@ -12,7 +12,9 @@ const LIMIT: usize = crate::DEFAULT_MAX_FRAME_SIZE;
 /// A client frame in `format`, through the command decoder; every command that decodes is
 /// re-encoded and decoded again.
 pub fn client_frame(format: Format, data: &[u8]) {
-    let Ok(commands) = decode_commands(format, data, LIMIT) else { return };
+    let Ok(commands) = decode_commands(format, data, LIMIT) else {
+        return;
+    };
     for command in commands {
         let Ok(command) = command else { return };
         let raw = client::Command::from(command);
@@ -26,7 +28,8 @@ pub fn client_frame(format: Format, data: &[u8]) {
                 assert_eq!(again, raw);
             }
             Format::Protobuf => {
-                let again = client::Command::decode(raw.encode_to_vec().as_slice()).expect("re-decode");
+                let again =
+                    client::Command::decode(raw.encode_to_vec().as_slice()).expect("re-decode");
                 assert_eq!(again, raw);
             }
         }
@@ -48,7 +51,10 @@ pub fn reply(format: Format, data: &[u8]) {
 pub fn api_request(data: &[u8]) {
     if let Ok(batch) = api::decode_json::<api::BatchRequest>(data) {
         let text = api::encode_json(&batch).expect("decoded API request re-encodes");
-        assert_eq!(api::decode_json::<api::BatchRequest>(&text).expect("re-decode"), batch);
+        assert_eq!(
+            api::decode_json::<api::BatchRequest>(&text).expect("re-decode"),
+            batch
+        );
     }
     let _ = api::decode_json::<api::PublishRequest>(data);
     let _ = api::decode_json::<api::SubscribeRequest>(data);

@@ -44,7 +44,10 @@ pub use format::Format;
 /// every field by `build.rs`.
 #[allow(missing_docs, clippy::all, missing_debug_implementations)]
 pub mod client {
-    include!(concat!(env!("OUT_DIR"), "/centrifugal.centrifuge.protocol.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/centrifugal.centrifuge.protocol.rs"
+    ));
 }
 
 /// The default client frame size limit (PROTOCOL.md §1.2): 64 KiB.

@@ -36,7 +36,10 @@ pub fn decode_frame(
     };
     let length = usize::try_from(declared).map_err(|_| DecodeError::BadLengthPrefix)?;
     if length > max_frame_size {
-        return Err(DecodeError::FrameTooLarge { size: length, limit: max_frame_size });
+        return Err(DecodeError::FrameTooLarge {
+            size: length,
+            limit: max_frame_size,
+        });
     }
     let prefix = buffer.len() - peek.len();
     if peek.len() < length {
@@ -44,5 +47,7 @@ pub fn decode_frame(
     }
     buffer.advance(prefix);
     let body = buffer.split_to(length).freeze();
-    MeshFrame::decode(body).map(Some).map_err(|e| DecodeError::Protobuf(e.to_string()))
+    MeshFrame::decode(body)
+        .map(Some)
+        .map_err(|e| DecodeError::Protobuf(e.to_string()))
 }

@@ -1,4 +1,5 @@
 //! Round trips in both codecs, cross-codec equality, and Centrifugo's JSON rules.
+#![allow(clippy::unwrap_used)] // a test or bench that cannot set up fails loudly
 
 mod common;
 
@@ -85,7 +86,10 @@ fn every_api_message_round_trips() {
                 client: "cl".into(),
                 data: json("[]"),
                 b64data: "AA==".into(),
-                recover_since: Some(api::StreamPosition { offset: 1, epoch: "e".into() }),
+                recover_since: Some(api::StreamPosition {
+                    offset: 1,
+                    epoch: "e".into(),
+                }),
                 r#override: Some(api::SubscribeOptionOverride {
                     presence: Some(api::BoolValue { value: true }),
                     join_leave: Some(api::BoolValue { value: false }),
@@ -95,19 +99,33 @@ fn every_api_message_round_trips() {
             }),
             disconnect: Some(api::DisconnectRequest {
                 user: "u".into(),
-                disconnect: Some(api::Disconnect { code: 4000, reason: "r".into() }),
+                disconnect: Some(api::Disconnect {
+                    code: 4000,
+                    reason: "r".into(),
+                }),
                 whitelist: vec!["c".into()],
                 ..Default::default()
             }),
             history: Some(api::HistoryRequest {
                 channel: "h".into(),
                 limit: 5,
-                since: Some(api::StreamPosition { offset: 2, epoch: "e".into() }),
+                since: Some(api::StreamPosition {
+                    offset: 2,
+                    epoch: "e".into(),
+                }),
                 reverse: true,
             }),
-            rpc: Some(api::RpcRequest { method: "m".into(), params: json(r#"{"p":1}"#) }),
-            refresh: Some(api::RefreshRequest { expired: true, ..Default::default() }),
-            channels: Some(api::ChannelsRequest { pattern: "chat:*".into() }),
+            rpc: Some(api::RpcRequest {
+                method: "m".into(),
+                params: json(r#"{"p":1}"#),
+            }),
+            refresh: Some(api::RefreshRequest {
+                expired: true,
+                ..Default::default()
+            }),
+            channels: Some(api::ChannelsRequest {
+                pattern: "chat:*".into(),
+            }),
             info: Some(api::InfoRequest {}),
             ..Default::default()
         }],
@@ -142,7 +160,10 @@ fn json_omits_zero_values_but_keeps_the_always_present_fields() {
         presence: Some(client::PresenceResult::default()),
         ..Default::default()
     };
-    assert_eq!(encode_reply(Format::Json, &reply).unwrap(), r#"{"id":1,"presence":{"presence":{}}}"#);
+    assert_eq!(
+        encode_reply(Format::Json, &reply).unwrap(),
+        r#"{"id":1,"presence":{"presence":{}}}"#
+    );
     let reply = client::Reply {
         id: 2,
         history: Some(client::HistoryResult::default()),
@@ -164,7 +185,9 @@ fn json_omits_zero_values_but_keeps_the_always_present_fields() {
     let push = client::Reply {
         push: Some(client::Push {
             channel: "news".into(),
-            join: Some(client::Join { info: Some(client::ClientInfo::default()) }),
+            join: Some(client::Join {
+                info: Some(client::ClientInfo::default()),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -179,7 +202,10 @@ fn json_omits_zero_values_but_keeps_the_always_present_fields() {
         publish: Some(client::PublishResult {}),
         ..Default::default()
     };
-    assert_eq!(encode_reply(Format::Json, &reply).unwrap(), r#"{"id":4,"publish":{}}"#);
+    assert_eq!(
+        encode_reply(Format::Json, &reply).unwrap(),
+        r#"{"id":4,"publish":{}}"#
+    );
 }
 
 #[test]
@@ -205,7 +231,10 @@ fn payloads_are_raw_json_and_64_bit_integers_are_numbers() {
     };
     assert_eq!(
         encode_reply(Format::Json, &reply).unwrap(),
-        format!(r#"{{"push":{{"channel":"c","pub":{{"data":{{"a": 1}},"offset":{}}}}}}}"#, u64::MAX)
+        format!(
+            r#"{{"push":{{"channel":"c","pub":{{"data":{{"a": 1}},"offset":{}}}}}}}"#,
+            u64::MAX
+        )
     );
 }
 
@@ -214,12 +243,19 @@ fn a_payload_that_is_not_json_cannot_go_to_a_json_client() {
     for bad in [&b"not json"[..], b"{\"a\":", b"\xff\xfe", b"1 2"] {
         let reply = client::Reply {
             push: Some(client::Push {
-                r#pub: Some(client::Publication { data: Bytes::copy_from_slice(bad), ..Default::default() }),
+                r#pub: Some(client::Publication {
+                    data: Bytes::copy_from_slice(bad),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        assert_eq!(encode_reply(Format::Json, &reply), Err(EncodeError::PayloadNotJson), "{bad:?}");
+        assert_eq!(
+            encode_reply(Format::Json, &reply),
+            Err(EncodeError::PayloadNotJson),
+            "{bad:?}"
+        );
         assert!(encode_reply(Format::Protobuf, &reply).is_ok());
     }
 }
@@ -232,7 +268,9 @@ fn raw_payloads_are_captured_verbatim_on_decode() {
         .next()
         .unwrap()
         .unwrap();
-    let Request::Publish(publish) = command.request else { panic!("not a publish") };
+    let Request::Publish(publish) = command.request else {
+        panic!("not a publish")
+    };
     assert_eq!(&publish.data[..], br#"{ "text" : "hi",  "n":1.50 }"#);
 }
 
@@ -266,24 +304,48 @@ fn json_frames_follow_the_newline_rules() {
     assert_eq!(decode(two).unwrap().len(), 2);
     let mut trailing = two.to_vec();
     trailing.push(b'\n');
-    assert_eq!(decode(&trailing).unwrap().len(), 2, "one trailing newline is allowed");
+    assert_eq!(
+        decode(&trailing).unwrap().len(),
+        2,
+        "one trailing newline is allowed"
+    );
     trailing.push(b'\n');
-    assert_eq!(decode(&trailing), Err(DecodeError::EmptyLine), "two are not");
+    assert_eq!(
+        decode(&trailing),
+        Err(DecodeError::EmptyLine),
+        "two are not"
+    );
     assert_eq!(decode(b"{}\n\n{}"), Err(DecodeError::EmptyLine));
     assert_eq!(decode(b""), Err(DecodeError::EmptyFrame));
     assert_eq!(decode(b"\n"), Err(DecodeError::EmptyFrame));
-    assert_eq!(decode(b"{}").unwrap(), vec![Command { id: 0, request: Request::Pong }]);
-    assert!(matches!(decode(b"{\"id\":1}"), Err(DecodeError::NoRequest { id: 1 })));
-    assert!(matches!(decode(b"{\"id\":1,\"ping\":{}}"), Err(DecodeError::NoRequest { id: 1 })));
+    assert_eq!(
+        decode(b"{}").unwrap(),
+        vec![Command {
+            id: 0,
+            request: Request::Pong
+        }]
+    );
+    assert!(matches!(
+        decode(b"{\"id\":1}"),
+        Err(DecodeError::NoRequest { id: 1 })
+    ));
+    assert!(matches!(
+        decode(b"{\"id\":1,\"ping\":{}}"),
+        Err(DecodeError::NoRequest { id: 1 })
+    ));
     assert!(decode(b"[1]").is_err());
     assert!(matches!(decode(b"[1"), Err(DecodeError::Json(_))));
     assert!(matches!(decode(b"{\"id\":-1}"), Err(DecodeError::Json(_))));
-    assert!(matches!(decode(b"{\"id\":1,\"connect\":\"x\"}"), Err(DecodeError::Json(_))));
+    assert!(matches!(
+        decode(b"{\"id\":1,\"connect\":\"x\"}"),
+        Err(DecodeError::Json(_))
+    ));
 }
 
 #[test]
 fn commands_after_a_bad_one_are_not_decoded_but_earlier_ones_are() {
-    let frame = b"{\"id\":1,\"presence\":{\"channel\":\"a\"}}\nnot json\n{\"id\":3,\"presence\":{}}";
+    let frame =
+        b"{\"id\":1,\"presence\":{\"channel\":\"a\"}}\nnot json\n{\"id\":3,\"presence\":{}}";
     let results: Vec<_> = decode_commands(Format::Json, frame, DEFAULT_MAX_FRAME_SIZE)
         .unwrap()
         .collect();
@@ -323,7 +385,10 @@ fn dispatch_order_and_pong_rules() {
 fn typed_commands_convert_back_to_raw() {
     let raw = client::Command {
         id: 9,
-        rpc: Some(client::RpcRequest { data: json("1"), method: "m".into() }),
+        rpc: Some(client::RpcRequest {
+            data: json("1"),
+            method: "m".into(),
+        }),
         ..Default::default()
     };
     let typed = Command::try_from(raw.clone()).unwrap();
@@ -333,15 +398,27 @@ fn typed_commands_convert_back_to_raw() {
 #[test]
 fn protobuf_frames_are_length_prefixed_commands() {
     let commands = [
-        client::Command { id: 1, connect: Some(Default::default()), ..Default::default() },
+        client::Command {
+            id: 1,
+            connect: Some(Default::default()),
+            ..Default::default()
+        },
         client::Command::default(),
-        client::Command { id: 2, presence: Some(Default::default()), ..Default::default() },
+        client::Command {
+            id: 2,
+            presence: Some(Default::default()),
+            ..Default::default()
+        },
     ];
     let mut frame = Vec::new();
     for command in &commands {
         command.encode_length_delimited(&mut frame).unwrap();
     }
-    assert_eq!(&frame[..6], &[4, 0x08, 0x01, 0x22, 0, 0], "the empty command is the single byte 0");
+    assert_eq!(
+        &frame[..6],
+        &[4, 0x08, 0x01, 0x22, 0, 0],
+        "the empty command is the single byte 0"
+    );
     let decoded: Vec<Command> = decode_commands(Format::Protobuf, &frame, DEFAULT_MAX_FRAME_SIZE)
         .unwrap()
         .collect::<Result<_, _>>()
@@ -359,11 +436,23 @@ fn broken_protobuf_frames_are_errors_not_panics() {
     assert_eq!(decode(&[0xff; 11]), Err(DecodeError::BadLengthPrefix));
     assert_eq!(
         decode(&[0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2]),
-        Err(DecodeError::TruncatedMessage { declared: 0xffff_ffff, available: 2 })
+        Err(DecodeError::TruncatedMessage {
+            declared: 0xffff_ffff,
+            available: 2
+        })
     );
-    assert!(matches!(decode(&[4, 0x08, 0x01, 0x22]), Err(DecodeError::TruncatedMessage { .. })));
-    assert!(matches!(decode(&[3, 0x08, 0x01, 0x22]), Err(DecodeError::Protobuf(_))));
-    assert!(matches!(decode(&[2, 0x22, 0x05]), Err(DecodeError::Protobuf(_))));
+    assert!(matches!(
+        decode(&[4, 0x08, 0x01, 0x22]),
+        Err(DecodeError::TruncatedMessage { .. })
+    ));
+    assert!(matches!(
+        decode(&[3, 0x08, 0x01, 0x22]),
+        Err(DecodeError::Protobuf(_))
+    ));
+    assert!(matches!(
+        decode(&[2, 0x22, 0x05]),
+        Err(DecodeError::Protobuf(_))
+    ));
     assert!(matches!(
         decode_commands(Format::Protobuf, &[0; 10], 9),
         Err(DecodeError::FrameTooLarge { size: 10, limit: 9 })
@@ -373,8 +462,9 @@ fn broken_protobuf_frames_are_errors_not_panics() {
 #[test]
 fn deeply_nested_input_is_rejected() {
     let deep_json = format!(r#"{{"id":1,"subscribe":{}}}"#, "{\"tf\":".repeat(5000));
-    let result: Result<Vec<_>, _> =
-        decode_commands(Format::Json, deep_json.as_bytes(), 1 << 20).unwrap().collect();
+    let result: Result<Vec<_>, _> = decode_commands(Format::Json, deep_json.as_bytes(), 1 << 20)
+        .unwrap()
+        .collect();
     assert!(matches!(result, Err(DecodeError::Json(_))));
     // Inside an opaque payload, depth is the payload's business: captured, never a stack overflow.
     let deep_payload = format!(
@@ -382,34 +472,56 @@ fn deeply_nested_input_is_rejected() {
         "[".repeat(30000),
         "]".repeat(30000)
     );
-    let result: Result<Vec<_>, _> =
-        decode_commands(Format::Json, deep_payload.as_bytes(), 1 << 20).unwrap().collect();
-    let Request::Publish(publish) = &result.unwrap()[0].request else { panic!() };
+    let result: Result<Vec<_>, _> = decode_commands(Format::Json, deep_payload.as_bytes(), 1 << 20)
+        .unwrap()
+        .collect();
+    let Request::Publish(publish) = &result.unwrap()[0].request else {
+        panic!()
+    };
     assert_eq!(publish.data.len(), 60001);
 
     // A filter tree nested far beyond prost's recursion limit.
     let mut node = client::FilterNode::default();
     for _ in 0..200 {
-        node = client::FilterNode { op: "not".into(), nodes: vec![node], ..Default::default() };
+        node = client::FilterNode {
+            op: "not".into(),
+            nodes: vec![node],
+            ..Default::default()
+        };
     }
     let command = client::Command {
         id: 1,
-        subscribe: Some(client::SubscribeRequest { tf: Some(node), ..Default::default() }),
+        subscribe: Some(client::SubscribeRequest {
+            tf: Some(node),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let frame = command.encode_length_delimited_to_vec();
-    let result: Result<Vec<_>, _> =
-        decode_commands(Format::Protobuf, &frame, 1 << 20).unwrap().collect();
+    let result: Result<Vec<_>, _> = decode_commands(Format::Protobuf, &frame, 1 << 20)
+        .unwrap()
+        .collect();
     assert!(matches!(result, Err(DecodeError::Protobuf(_))));
 }
 
 #[test]
 fn batches_join_messages_by_the_protocol_rules() {
-    let a = encode_reply(Format::Json, &client::Reply { id: 1, ..Default::default() }).unwrap();
+    let a = encode_reply(
+        Format::Json,
+        &client::Reply {
+            id: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let b = encode_reply(Format::Json, &client::Reply::default()).unwrap();
     let mut framed = Batch::framed(Format::Json);
     framed.push(&a);
-    assert_eq!(framed.take(), r#"{"id":1}"#, "a lone message has no newline");
+    assert_eq!(
+        framed.take(),
+        r#"{"id":1}"#,
+        "a lone message has no newline"
+    );
     framed.push(&a);
     framed.push(&b);
     assert_eq!(framed.take(), "{\"id\":1}\n{}");
@@ -419,7 +531,14 @@ fn batches_join_messages_by_the_protocol_rules() {
     streamed.push(&b);
     assert_eq!(streamed.take(), "{\"id\":1}\n{}\n");
 
-    let pa = encode_reply(Format::Protobuf, &client::Reply { id: 1, ..Default::default() }).unwrap();
+    let pa = encode_reply(
+        Format::Protobuf,
+        &client::Reply {
+            id: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let pb = encode_reply(Format::Protobuf, &client::Reply::default()).unwrap();
     let mut batch = Batch::streamed(Format::Protobuf);
     batch.push(&pa);
@@ -432,16 +551,33 @@ fn batches_join_messages_by_the_protocol_rules() {
 fn a_shared_push_is_encoded_once_per_format() {
     let shared = SharedReply::push(client::Push {
         channel: "news".into(),
-        r#pub: Some(client::Publication { data: json(r#"{"n":1}"#), offset: 1, ..Default::default() }),
+        r#pub: Some(client::Publication {
+            data: json(r#"{"n":1}"#),
+            offset: 1,
+            ..Default::default()
+        }),
         ..Default::default()
     });
     let first = shared.encoded(Format::Json).unwrap();
     let second = shared.encoded(Format::Json).unwrap();
-    assert_eq!(first.as_ptr(), second.as_ptr(), "the same bytes, not a second encoding");
-    assert_eq!(first, r#"{"push":{"channel":"news","pub":{"data":{"n":1},"offset":1}}}"#);
+    assert_eq!(
+        first.as_ptr(),
+        second.as_ptr(),
+        "the same bytes, not a second encoding"
+    );
+    assert_eq!(
+        first,
+        r#"{"push":{"channel":"news","pub":{"data":{"n":1},"offset":1}}}"#
+    );
     let pb = shared.encoded(Format::Protobuf).unwrap();
-    assert_eq!(pb.as_ptr(), shared.encoded(Format::Protobuf).unwrap().as_ptr());
-    assert_eq!(client::Reply::decode_length_delimited(pb).unwrap(), *shared.reply());
+    assert_eq!(
+        pb.as_ptr(),
+        shared.encoded(Format::Protobuf).unwrap().as_ptr()
+    );
+    assert_eq!(
+        client::Reply::decode_length_delimited(pb).unwrap(),
+        *shared.reply()
+    );
 }
 
 #[test]
@@ -449,7 +585,11 @@ fn delta_payloads_for_json_clients_are_strings() {
     let data = spindle_proto::json::string_payload(b"{\"a\":1}\n");
     let reply = client::Reply {
         push: Some(client::Push {
-            r#pub: Some(client::Publication { data, delta: true, ..Default::default() }),
+            r#pub: Some(client::Publication {
+                data,
+                delta: true,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -468,19 +608,36 @@ fn api_bodies_decode_with_raw_payloads() {
     let empty: api::InfoRequest = api::decode_json(b"null").unwrap();
     assert_eq!(empty, api::InfoRequest {});
     assert!(api::decode_json::<api::PublishRequest>(b"{\"channel\":").is_err());
-    let response = api::PublishResponse { result: Some(Default::default()), error: None };
+    let response = api::PublishResponse {
+        result: Some(Default::default()),
+        error: None,
+    };
     assert_eq!(api::encode_json(&response).unwrap(), br#"{"result":{}}"#);
 }
 
 #[test]
 fn uni_connect_requests_decode_from_either_format() {
     use spindle_proto::decode_uni_connect;
-    let request = decode_uni_connect(Format::Json, br#"{"token":"t","subs":{"a":{"recover":true,"offset":3}}}"#, 1024).unwrap();
+    let request = decode_uni_connect(
+        Format::Json,
+        br#"{"token":"t","subs":{"a":{"recover":true,"offset":3}}}"#,
+        1024,
+    )
+    .unwrap();
     assert_eq!(request.token, "t");
     assert_eq!(request.subs["a"].offset, 3);
-    assert_eq!(decode_uni_connect(Format::Json, b"null", 1024).unwrap(), Default::default());
-    assert_eq!(decode_uni_connect(Format::Json, b"", 1024).unwrap(), Default::default());
+    assert_eq!(
+        decode_uni_connect(Format::Json, b"null", 1024).unwrap(),
+        Default::default()
+    );
+    assert_eq!(
+        decode_uni_connect(Format::Json, b"", 1024).unwrap(),
+        Default::default()
+    );
     let bytes = request.encode_to_vec();
-    assert_eq!(decode_uni_connect(Format::Protobuf, &bytes, 1024).unwrap(), request);
+    assert_eq!(
+        decode_uni_connect(Format::Protobuf, &bytes, 1024).unwrap(),
+        request
+    );
     assert!(decode_uni_connect(Format::Json, b"{}", 1).is_err());
 }

@@ -1,12 +1,11 @@
 //! Property tests for framing: any sequence of commands survives a frame in either format, any
 //! sequence of replies survives a batch, and mesh frames survive any chunking.
+#![allow(clippy::unwrap_used)] // a test or bench that cannot set up fails loudly
 
 use bytes::{Bytes, BytesMut};
-use prost::Message;
 use proptest::prelude::*;
-use spindle_proto::{
-    Batch, Command, Format, Request, client, decode_commands, encode_reply, mesh,
-};
+use prost::Message;
+use spindle_proto::{Batch, Command, Format, Request, client, decode_commands, encode_reply, mesh};
 
 fn payload() -> impl Strategy<Value = Bytes> {
     prop_oneof![
@@ -36,15 +35,15 @@ fn command() -> impl Strategy<Value = Command> {
                 ..Default::default()
             })
         ),
-        (channel, -5i32..500).prop_map(|(channel, limit)| Request::History(client::HistoryRequest {
-            channel,
-            limit,
-            ..Default::default()
-        })),
-        ("[a-z.]{0,10}", payload()).prop_map(|(method, data)| Request::Rpc(client::RpcRequest {
-            method,
-            data
-        })),
+        (channel, -5i32..500).prop_map(|(channel, limit)| Request::History(
+            client::HistoryRequest {
+                channel,
+                limit,
+                ..Default::default()
+            }
+        )),
+        ("[a-z.]{0,10}", payload())
+            .prop_map(|(method, data)| Request::Rpc(client::RpcRequest { method, data })),
         Just(Request::Pong),
     ];
     (1u32.., request).prop_map(|(id, request)| {

@@ -3,16 +3,19 @@
 //! mutations of valid frames. A panic in a decoder fails this test.
 //!
 //! `SPINDLE_BLESS=1` (re)writes the seed inputs made from the sample messages into the corpus.
+#![allow(clippy::unwrap_used)] // a test or bench that cannot set up fails loudly
 
 mod common;
 
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use spindle_proto::{Format, encode_reply, fuzz, mesh};
 use std::path::{Path, PathBuf};
 
 fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
 }
 
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -22,7 +25,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     json_frame.extend_from_slice(b"\n{}\n");
     let mut pb_frame = command.encode_length_delimited_to_vec();
     pb_frame.push(0);
-    let batch = serde_json::json!({"commands":[{"publish":{"channel":"a","data":{"x":1}}},{"info":{}}]});
+    let batch =
+        serde_json::json!({"commands":[{"publish":{"channel":"a","data":{"x":1}}},{"info":{}}]});
     let frame = mesh::MeshFrame {
         kind: Some(mesh::mesh_frame::Kind::Hello(mesh::Hello {
             node_id: "n".into(),
@@ -37,7 +41,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("json_commands", json_frame),
         ("protobuf_commands", pb_frame),
-        ("json_reply", encode_reply(Format::Json, &reply).unwrap().to_vec()),
+        (
+            "json_reply",
+            encode_reply(Format::Json, &reply).unwrap().to_vec(),
+        ),
         ("protobuf_reply", reply.encode_to_vec()),
         ("api_request", serde_json::to_vec(&batch).unwrap()),
         ("mesh_stream", mesh_bytes),

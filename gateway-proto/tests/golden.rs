@@ -6,6 +6,7 @@
 //! - Every server message of the transcript is encoded by our encoder into the `out` file the
 //!   replay harness (`capture/replay.sh`) feeds back to the real SDK, whose assertions are the
 //!   acceptance test. `SPINDLE_BLESS=1` rewrites those files; otherwise they must match exactly.
+#![allow(clippy::unwrap_used)] // a test or bench that cannot set up fails loudly
 
 use prost::Message;
 use serde::Deserialize;
@@ -39,7 +40,9 @@ struct Expected {
 const COMBINATIONS: [&str; 4] = ["js-json", "js-protobuf", "py-json", "py-protobuf"];
 
 fn golden_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 fn load(name: &str) -> (Transcript, Format) {
@@ -87,8 +90,11 @@ fn sdk_frames_decode_into_the_recorded_commands_and_re_encode_unchanged() {
                 .collect::<Result<_, _>>()
                 .unwrap_or_else(|e| panic!("{name}/{file}: {e}"));
             let seen: Vec<_> = commands.iter().map(|c| (c.request.name(), c.id)).collect();
-            let expected: Vec<_> =
-                event.commands.iter().map(|c| (c.kind.as_str(), c.id)).collect();
+            let expected: Vec<_> = event
+                .commands
+                .iter()
+                .map(|c| (c.kind.as_str(), c.id))
+                .collect();
             assert_eq!(seen, expected, "{name}/{file}");
 
             for (index, command) in commands.into_iter().enumerate() {
@@ -105,7 +111,8 @@ fn sdk_frames_decode_into_the_recorded_commands_and_re_encode_unchanged() {
                         assert_eq!(ours, without_zero_values(sent), "{name}/{file} #{index}");
                     }
                     Format::Protobuf => {
-                        let again = client::Command::decode(raw.encode_to_vec().as_slice()).unwrap();
+                        let again =
+                            client::Command::decode(raw.encode_to_vec().as_slice()).unwrap();
                         assert_eq!(again, raw, "{name}/{file} #{index}");
                     }
                 }
@@ -131,7 +138,10 @@ fn server_messages_are_what_our_encoder_writes() {
             let ours = encode_reply(format, &reply).unwrap();
             if format == Format::Json {
                 let ours_value: Value = serde_json::from_slice(&ours).unwrap();
-                assert_eq!(&ours_value, logical, "{name}/{file}: not the transcript's reply");
+                assert_eq!(
+                    &ours_value, logical,
+                    "{name}/{file}: not the transcript's reply"
+                );
             } else {
                 let decoded = client::Reply::decode_length_delimited(ours.clone()).unwrap();
                 assert_eq!(decoded, reply);

@@ -12,13 +12,17 @@
 //!
 //! Layout:
 //! - [`codes`]: error, disconnect and unsubscribe codes with their reconnect semantics.
+//! - [`channel`]: channel names → namespace, private and user-limited rules.
+//! - [`outcome`]: the one mapping from internal failures to error replies and disconnects.
 //! - [`registry`]: channel → subscribers for fan-out, sharded, snapshot-on-read.
 //! - [`config`]: the configuration tree with Centrifugo v6 key names, and loading it from
 //!   JSON / YAML / TOML text, environment variables and flags.
 //! - [`jwt`]: connection and subscription token claims, verified as a pure function of
 //!   (token, keys, now).
 
+pub mod channel;
 pub mod codes;
 pub mod config;
 pub mod jwt;
+pub mod outcome;
 pub mod registry;

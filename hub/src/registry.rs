@@ -33,9 +33,11 @@ pub enum Removed {
 /// writes to, typically a cheap handle).
 #[derive(Debug)]
 pub struct SubscriptionRegistry<K, V> {
-    shards: Box<[Mutex<HashMap<Arc<str>, Members<K, V>>>]>,
+    shards: Box<[Mutex<Shard<K, V>>]>,
     hasher: RandomState,
 }
+
+type Shard<K, V> = HashMap<Arc<str>, Members<K, V>>;
 
 #[derive(Debug)]
 struct Members<K, V> {
@@ -53,7 +55,7 @@ impl<K: Eq + Hash, V: Clone> SubscriptionRegistry<K, V> {
         }
     }
 
-    fn shard(&self, channel: &str) -> MutexGuard<'_, HashMap<Arc<str>, Members<K, V>>> {
+    fn shard(&self, channel: &str) -> MutexGuard<'_, Shard<K, V>> {
         // Truncating the hash is fine: it only picks a shard.
         let index = (self.hasher.hash_one(channel) as usize) & (self.shards.len() - 1);
         // A panic elsewhere while holding the lock cannot leave the map half-updated in a way

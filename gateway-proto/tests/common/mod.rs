@@ -1,6 +1,6 @@
 //! Fully populated sample messages: every field of every message set to a non-zero value, so a
 //! round trip that drops or mangles any field fails.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // shared by several test binaries; each uses some
 
 use bytes::Bytes;
 use spindle_proto::{api, client};
@@ -50,7 +50,11 @@ pub fn filter() -> client::FilterNode {
         vals: vec!["BTC".into(), "ETH".into()],
         nodes: vec![],
     };
-    client::FilterNode { op: "and".into(), nodes: vec![leaf.clone(), leaf], ..Default::default() }
+    client::FilterNode {
+        op: "and".into(),
+        nodes: vec![leaf.clone(), leaf],
+        ..Default::default()
+    }
 }
 
 pub fn subscribe_request() -> client::SubscribeRequest {
@@ -111,7 +115,9 @@ pub fn command_with_everything() -> client::Command {
             flag: 1,
         }),
         subscribe: Some(subscribe_request()),
-        unsubscribe: Some(client::UnsubscribeRequest { channel: "news".into() }),
+        unsubscribe: Some(client::UnsubscribeRequest {
+            channel: "news".into(),
+        }),
         publish: Some(client::PublishRequest {
             channel: "chat".into(),
             data: json(r#"{"text":"hi"}"#),
@@ -119,17 +125,29 @@ pub fn command_with_everything() -> client::Command {
             key: "k".into(),
             removed: true,
         }),
-        presence: Some(client::PresenceRequest { channel: "p".into() }),
-        presence_stats: Some(client::PresenceStatsRequest { channel: "ps".into() }),
+        presence: Some(client::PresenceRequest {
+            channel: "p".into(),
+        }),
+        presence_stats: Some(client::PresenceStatsRequest {
+            channel: "ps".into(),
+        }),
         history: Some(client::HistoryRequest {
             channel: "h".into(),
             limit: -1,
-            since: Some(client::StreamPosition { offset: 7, epoch: "e".into() }),
+            since: Some(client::StreamPosition {
+                offset: 7,
+                epoch: "e".into(),
+            }),
             reverse: true,
         }),
         ping: Some(client::PingRequest {}),
-        send: Some(client::SendRequest { data: json("[1,2]") }),
-        rpc: Some(client::RpcRequest { data: json("{}"), method: "m".into() }),
+        send: Some(client::SendRequest {
+            data: json("[1,2]"),
+        }),
+        rpc: Some(client::RpcRequest {
+            data: json("{}"),
+            method: "m".into(),
+        }),
         refresh: Some(client::RefreshRequest { token: "t".into() }),
         sub_refresh: Some(client::SubRefreshRequest {
             channel: "c".into(),
@@ -137,7 +155,10 @@ pub fn command_with_everything() -> client::Command {
             r#type: 1,
             track: vec![client::TrackBatch {
                 signature: "sig".into(),
-                items: vec![client::KeyedItem { key: "k".into(), version: 3 }],
+                items: vec![client::KeyedItem {
+                    key: "k".into(),
+                    version: 3,
+                }],
             }],
             untrack: vec!["u".into()],
         }),
@@ -148,15 +169,24 @@ pub fn command_with_everything() -> client::Command {
 pub fn reply_with_everything() -> client::Reply {
     client::Reply {
         id: 7,
-        error: Some(client::Error { code: 103, message: "permission denied".into(), temporary: true }),
+        error: Some(client::Error {
+            code: 103,
+            message: "permission denied".into(),
+            temporary: true,
+        }),
         push: Some(client::Push {
             id: 5,
             channel: "news".into(),
             r#pub: Some(publication()),
             join: Some(client::Join { info: Some(info()) }),
             leave: Some(client::Leave { info: Some(info()) }),
-            unsubscribe: Some(client::Unsubscribe { code: 2000, reason: "server unsubscribe".into() }),
-            message: Some(client::Message { data: json(r#""m""#) }),
+            unsubscribe: Some(client::Unsubscribe {
+                code: 2000,
+                reason: "server unsubscribe".into(),
+            }),
+            message: Some(client::Message {
+                data: json(r#""m""#),
+            }),
             subscribe: Some(client::Subscribe {
                 recoverable: true,
                 epoch: "e".into(),
@@ -177,8 +207,15 @@ pub fn reply_with_everything() -> client::Reply {
                 node: "n".into(),
                 time: 1,
             }),
-            disconnect: Some(client::Disconnect { code: 3001, reason: "shutdown".into(), reconnect: true }),
-            refresh: Some(client::Refresh { expires: true, ttl: 9 }),
+            disconnect: Some(client::Disconnect {
+                code: 3001,
+                reason: "shutdown".into(),
+                reconnect: true,
+            }),
+            refresh: Some(client::Refresh {
+                expires: true,
+                ttl: 9,
+            }),
         }),
         connect: Some(client::ConnectResult {
             client: "c".into(),
@@ -199,14 +236,19 @@ pub fn reply_with_everything() -> client::Reply {
         presence: Some(client::PresenceResult {
             presence: BTreeMap::from([("c1".to_string(), info())]),
         }),
-        presence_stats: Some(client::PresenceStatsResult { num_clients: 2, num_users: 1 }),
+        presence_stats: Some(client::PresenceStatsResult {
+            num_clients: 2,
+            num_users: 1,
+        }),
         history: Some(client::HistoryResult {
             publications: vec![publication()],
             epoch: "e".into(),
             offset: 12,
         }),
         ping: Some(client::PingResult {}),
-        rpc: Some(client::RpcResult { data: json(r#"{"r":1}"#) }),
+        rpc: Some(client::RpcResult {
+            data: json(r#"{"r":1}"#),
+        }),
         refresh: Some(client::RefreshResult {
             client: "c".into(),
             version: "v".into(),

@@ -1,0 +1,260 @@
+//! Channel names (PROTOCOL.md §7.3): which namespace a channel belongs to, whether it is
+//! private or user-limited, and whether its name is acceptable.
+//!
+//! A [`ChannelResolver`] is built once from the `channel` config section (compiling each
+//! namespace's `channel_regex`) and answers per channel without allocating.
+
+use crate::config::{Channel, ChannelOptions};
+use regex::Regex;
+use std::collections::HashMap;
+use thiserror::Error;
+
+/// Why a channel name is not acceptable. Mapped to client codes in [`crate::outcome`].
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ChannelError {
+    #[error("empty channel name")]
+    Empty,
+    #[error("channel name of {length} bytes is longer than {max}")]
+    TooLong { length: usize, max: usize },
+    #[error("unknown namespace {0:?}")]
+    UnknownNamespace(String),
+    #[error("channel name does not match the namespace's rules")]
+    InvalidName,
+}
+
+/// A namespace's rules, ready to apply.
+#[derive(Debug)]
+struct Rules {
+    options: ChannelOptions,
+    regex: Option<Regex>,
+}
+
+impl Rules {
+    fn new(options: &ChannelOptions) -> Result<Rules, regex::Error> {
+        let regex = match options.channel_regex.as_str() {
+            "" => None,
+            pattern => Some(Regex::new(pattern)?),
+        };
+        Ok(Rules {
+            options: options.clone(),
+            regex,
+        })
+    }
+}
+
+/// Resolves channel names against the configured namespaces.
+#[derive(Debug)]
+pub struct ChannelResolver {
+    namespaces: HashMap<String, Rules>,
+    without_namespace: Rules,
+    private_prefix: String,
+    namespace_boundary: String,
+    user_boundary: String,
+    user_separator: String,
+    max_length: usize,
+}
+
+/// What a channel name means.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolvedChannel<'r> {
+    /// `None` for channels without a namespace.
+    pub namespace: Option<&'r str>,
+    pub options: &'r ChannelOptions,
+    /// Starts with the private prefix: subscribing needs a subscription token.
+    pub private: bool,
+}
+
+impl ChannelResolver {
+    /// Fails only on a `channel_regex` that does not compile (config validation reports those
+    /// first, by key path).
+    pub fn new(config: &Channel) -> Result<ChannelResolver, regex::Error> {
+        let namespaces = config
+            .namespaces
+            .iter()
+            .map(|ns| Ok((ns.name.clone(), Rules::new(&ns.options)?)))
+            .collect::<Result<_, regex::Error>>()?;
+        Ok(ChannelResolver {
+            namespaces,
+            without_namespace: Rules::new(&config.without_namespace)?,
+            private_prefix: config.private_prefix.clone(),
+            namespace_boundary: config.namespace_boundary.clone(),
+            user_boundary: config.user_boundary.clone(),
+            user_separator: config.user_separator.clone(),
+            max_length: match config.max_length {
+                0 => 255,
+                max => max as usize,
+            },
+        })
+    }
+
+    /// Finds the channel's namespace and checks its name: length, namespace existence, then the
+    /// namespace's `channel_regex` over the part after the namespace (or, without a regex, that
+    /// the name is ASCII).
+    pub fn resolve<'r>(&'r self, channel: &str) -> Result<ResolvedChannel<'r>, ChannelError> {
+        if channel.is_empty() {
+            return Err(ChannelError::Empty);
+        }
+        if channel.len() > self.max_length {
+            return Err(ChannelError::TooLong {
+                length: channel.len(),
+                max: self.max_length,
+            });
+        }
+        let (private, unprefixed) = match self.strip_private(channel) {
+            Some(rest) => (true, rest),
+            None => (false, channel),
+        };
+        let (namespace, rules, rest) = match self.split_namespace(unprefixed) {
+            Some((name, rest)) => match self.namespaces.get_key_value(name) {
+                Some((name, rules)) => (Some(name.as_str()), rules, rest),
+                None => return Err(ChannelError::UnknownNamespace(name.to_owned())),
+            },
+            None => (None, &self.without_namespace, unprefixed),
+        };
+        let valid = match &rules.regex {
+            Some(regex) => regex.is_match(rest),
+            None => channel.is_ascii(),
+        };
+        if !valid {
+            return Err(ChannelError::InvalidName);
+        }
+        Ok(ResolvedChannel {
+            namespace,
+            options: &rules.options,
+            private,
+        })
+    }
+
+    /// For a user-limited channel (`dialog#42,43`) whose options allow them: whether `user` is
+    /// one of the listed users. False for channels that are not user-limited.
+    pub fn user_allowed(&self, resolved: &ResolvedChannel<'_>, channel: &str, user: &str) -> bool {
+        if !resolved.options.allow_user_limited_channels || user.is_empty() {
+            return false;
+        }
+        let Some(at) = channel.rfind(self.user_boundary.as_str()) else {
+            return false;
+        };
+        channel[at + self.user_boundary.len()..]
+            .split(self.user_separator.as_str())
+            .any(|listed| listed == user)
+    }
+
+    fn strip_private<'c>(&self, channel: &'c str) -> Option<&'c str> {
+        if self.private_prefix.is_empty() {
+            return None;
+        }
+        channel.strip_prefix(self.private_prefix.as_str())
+    }
+
+    fn split_namespace<'c>(&self, channel: &'c str) -> Option<(&'c str, &'c str)> {
+        if self.namespace_boundary.is_empty() {
+            return None;
+        }
+        channel.split_once(self.namespace_boundary.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Namespace;
+
+    fn resolver() -> ChannelResolver {
+        let mut config = Channel::default();
+        config.namespaces.push(Namespace::new(
+            "chat",
+            ChannelOptions {
+                presence: true,
+                ..Default::default()
+            },
+        ));
+        config.namespaces.push(Namespace::new(
+            "dialog",
+            ChannelOptions {
+                allow_user_limited_channels: true,
+                ..Default::default()
+            },
+        ));
+        config.namespaces.push(Namespace::new(
+            "strict",
+            ChannelOptions {
+                channel_regex: "^[a-z]+$".into(),
+                ..Default::default()
+            },
+        ));
+        config.max_length = 40;
+        ChannelResolver::new(&config).unwrap()
+    }
+
+    #[test]
+    fn names_resolve_to_their_namespace() {
+        let r = resolver();
+        let chat = r.resolve("chat:room1").unwrap();
+        assert_eq!(chat.namespace, Some("chat"));
+        assert!(chat.options.presence && !chat.private);
+        let private = r.resolve("$chat:secret").unwrap();
+        assert_eq!(private.namespace, Some("chat"));
+        assert!(private.private);
+        let plain = r.resolve("news").unwrap();
+        assert_eq!(plain.namespace, None);
+        assert!(!plain.options.presence);
+        // Only the first boundary splits.
+        assert_eq!(r.resolve("chat:a:b").unwrap().namespace, Some("chat"));
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_their_reason() {
+        let r = resolver();
+        assert_eq!(r.resolve("").unwrap_err(), ChannelError::Empty);
+        assert_eq!(
+            r.resolve("nope:x").unwrap_err(),
+            ChannelError::UnknownNamespace("nope".into())
+        );
+        assert_eq!(
+            r.resolve("$nope:x").unwrap_err(),
+            ChannelError::UnknownNamespace("nope".into())
+        );
+        assert_eq!(
+            r.resolve(&"x".repeat(41)).unwrap_err(),
+            ChannelError::TooLong {
+                length: 41,
+                max: 40
+            }
+        );
+        assert!(r.resolve(&"x".repeat(40)).is_ok());
+        assert_eq!(
+            r.resolve("chat:café").unwrap_err(),
+            ChannelError::InvalidName
+        );
+        assert_eq!(r.resolve("strict:abc").unwrap().namespace, Some("strict"));
+        assert_eq!(
+            r.resolve("strict:ABC").unwrap_err(),
+            ChannelError::InvalidName
+        );
+    }
+
+    #[test]
+    fn user_limited_channels_list_their_users() {
+        let r = resolver();
+        let channel = "dialog:talk#42,43";
+        let resolved = r.resolve(channel).unwrap();
+        assert!(r.user_allowed(&resolved, channel, "42"));
+        assert!(r.user_allowed(&resolved, channel, "43"));
+        assert!(!r.user_allowed(&resolved, channel, "4"));
+        assert!(!r.user_allowed(&resolved, channel, ""));
+        // The namespace must allow them.
+        let chat = r.resolve("chat:talk#42").unwrap();
+        assert!(!r.user_allowed(&chat, "chat:talk#42", "42"));
+        // The last boundary counts.
+        let nested = "dialog:a#1#2";
+        assert!(r.user_allowed(&r.resolve(nested).unwrap(), nested, "2"));
+        assert!(!r.user_allowed(&r.resolve(nested).unwrap(), nested, "1"));
+    }
+
+    #[test]
+    fn a_bad_regex_fails_construction() {
+        let mut config = Channel::default();
+        config.without_namespace.channel_regex = "(".into();
+        assert!(ChannelResolver::new(&config).is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! The Spindle-only `mesh` section: the QUIC link between edges and cores (DESIGN §4).
+//!
+//! Which role this process plays (edge, core, or both in `spindle serve`) is chosen on the
+//! command line, not here; an edge reads `cores`, a core reads `listen`, both read the rest.
+//! `spindle serve` uses the in-process link and ignores this section.
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::Duration;
+
+/// `mesh`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default)]
+pub struct Mesh {
+    /// UDP address a core listens on for edges (`host:port`). Default `"127.0.0.1:7100"`
+    /// (loopback; set `0.0.0.0:7100` when edges run on other hosts).
+    pub listen: String,
+    /// Core addresses (`host:port`) an edge connects to, in order of preference; it fails over
+    /// between them. Default `[]` (an edge needs at least one).
+    pub cores: Vec<String>,
+    /// Region of this node, for picking cores and in `info`. Default `""`.
+    pub region: String,
+    /// Mutual TLS of the mesh. Default: all empty = a generated self-signed pair (development
+    /// only; both sides must then run with the same generated CA).
+    pub tls: MeshTls,
+    /// Interval of heartbeats on the control stream; a link missing three is considered down.
+    /// Default `5s`; between `100ms` and `60s`.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Mesh {
+            listen: "127.0.0.1:7100".to_owned(),
+            cores: Vec::new(),
+            region: String::new(),
+            tls: MeshTls::default(),
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `mesh.tls`: file paths of the node's certificate, key, and the cluster CA. Set all three or
+/// none.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default)]
+pub struct MeshTls {
+    /// PEM certificate chain of this node. Default `""`.
+    pub cert_file: String,
+    /// PEM private key of this node. Default `""`.
+    pub key_file: String,
+    /// PEM CA that signs every mesh node. Default `""`.
+    pub ca_file: String,
+}
+
+/// Checks a `host:port` address (`[v6]:port` accepted); `allow_zero_port` for listeners.
+pub(crate) fn check_host_port(address: &str, allow_zero_port: bool) -> Result<(), String> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("{address:?}: expected host:port"));
+    };
+    if host.is_empty() {
+        return Err(format!("{address:?}: empty host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) if !allow_zero_port => Err(format!("{address:?}: port 0")),
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!("{address:?}: bad port {port:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mesh_section() {
+        let json = r#"{"cores": ["core-1.eu:7100", "core-2.eu:7100"], "region": "eu",
+                       "tls": {"cert_file": "c.pem", "key_file": "k.pem", "ca_file": "ca.pem"},
+                       "heartbeat_interval": "2s"}"#;
+        let mesh: Mesh = serde_json::from_str(json).unwrap();
+        assert_eq!(mesh.cores.len(), 2);
+        assert_eq!(mesh.tls.ca_file, "ca.pem");
+        assert_eq!(mesh.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(mesh.listen, "127.0.0.1:7100");
+    }
+
+    #[test]
+    fn host_port_check() {
+        assert_eq!(check_host_port("core:7100", false), Ok(()));
+        assert_eq!(check_host_port("[::1]:7100", false), Ok(()));
+        assert_eq!(check_host_port("0.0.0.0:0", true), Ok(()));
+        assert!(check_host_port("0.0.0.0:0", false).is_err());
+        assert!(check_host_port("core", false).is_err());
+        assert!(check_host_port(":7100", false).is_err());
+        assert!(check_host_port("core:x", false).is_err());
+    }
+}
