@@ -1,11 +1,19 @@
 //! The link between an edge and a core.
 //!
-//! Owns: the message-passing interface both sides speak (mesh messages from `spindle-proto`),
-//! the in-process link used by `spindle serve`, and later the QUIC endpoint (quinn + rustls, mTLS),
-//! stream framing, reconnect and backoff.
+//! Owns: the message-passing interface both sides speak — [`EdgeLink`] held by an edge,
+//! [`CoreLink`] held by a core for each edge — and its implementations: the in-process link used
+//! by `spindle serve` ([`in_process`]) now, the QUIC endpoint (quinn + rustls, mTLS, stream
+//! framing, reconnect and backoff) next.
 //!
-//! Must not: know about WebSocket, HTTP or brokers. Everything that crosses a link is a message,
-//! never a shared pointer into the other side's state, so the QUIC link can replace the
-//! in-process one without changing either side.
+//! Must not: know about WebSocket, HTTP or brokers. Everything that crosses a link is a mesh
+//! message from `spindle-proto` (`mesh.proto`), never a shared pointer into the other side's
+//! state, so the QUIC link can replace the in-process one without either side noticing.
 //!
-//! Layout: empty until the `spindle serve` issue adds the in-process link.
+//! Directions:
+//! - edge → core, one way: [`Up::Interest`], [`Up::Presence`]; with an answer: [`EdgeLink::request`].
+//! - core → edge, one way: [`Down::Event`], [`Down::Control`]; with an answer: [`Down::Survey`].
+
+mod link;
+
+pub use link::{CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, LinkError, Pending, Responder, Up, in_process};
+pub use spindle_proto::mesh;
