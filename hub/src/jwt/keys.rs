@@ -5,13 +5,15 @@
 //! than every token failing later.
 //!
 //! Supported algorithms: HS256/384/512 (HMAC secret), RS256/384/512 (RSA PKCS#1 v1.5), ES256
-//! (P-256), ES384 (P-384) and EdDSA (Ed25519, from a JWK set only).
+//! (P-256), ES384 (P-384), ES512 (P-521) and EdDSA (Ed25519, from a JWK set only).
+//! PS256/384/512 are not accepted (Centrifugo does not list them): such a token is rejected with
+//! [`TokenError::UnsupportedAlgorithm`].
 //!
-//! **ES512 (P-521) is not supported**: the `jsonwebtoken` 11 crate has no P-521 verifier (its
-//! `Algorithm` enum has no `ES512`). A P-521 PEM key is refused with
-//! [`KeyError::UnsupportedCurve`], P-521 entries of a JWK set are skipped, and an `ES512` token
-//! is rejected with [`TokenError::UnsupportedAlgorithm`]. PS256/384/512 are not accepted either
-//! (Centrifugo does not list them).
+//! Every algorithm but ES512 is verified by the `jsonwebtoken` crate. Its version 11 has no
+//! P-521 verifier (its [`Algorithm`] enum has no `ES512`), so ES512 is verified with the RustCrypto
+//! `p521` crate: ECDSA over P-521 with SHA-512 of the signing input, the signature being the
+//! 132-byte `r || s` concatenation of RFC 7518 §3.4 (an ASN.1 DER signature is refused). `Alg`
+//! and `VerifyKey` join the two verifiers.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +21,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use p521::ecdsa::signature::Verifier as _;
 use serde::Deserialize;
 
 use super::verify::TokenError;
@@ -35,12 +38,62 @@ pub enum KeyError {
     /// The ECDSA public key PEM could not be parsed or is not a valid curve point.
     #[error("invalid ECDSA public key: {0}")]
     InvalidEcKey(String),
-    /// The ECDSA key is on a curve we cannot verify (P-521 / ES512, see the module doc).
-    #[error("unsupported ECDSA curve {0}: only P-256 (ES256) and P-384 (ES384) are supported")]
-    UnsupportedCurve(String),
     /// The JWK set document is not JSON or has no `keys` array.
     #[error("invalid JWK set: {0}")]
     InvalidJwks(String),
+}
+
+/// A JWS `alg` we verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alg {
+    /// Verified by `jsonwebtoken`.
+    Jwt(Algorithm),
+    /// ECDSA P-521 + SHA-512, verified by `p521` (`jsonwebtoken` 11 has no `ES512`).
+    Es512,
+}
+
+impl From<Algorithm> for Alg {
+    fn from(alg: Algorithm) -> Self {
+        Alg::Jwt(alg)
+    }
+}
+
+/// A key that verifies signatures, with the crate that does it.
+#[derive(Clone)]
+pub(crate) enum VerifyKey {
+    /// An HMAC secret, RSA, P-256, P-384 or Ed25519 key, for `jsonwebtoken`.
+    Jwt(DecodingKey),
+    /// A P-521 public key (ES512).
+    P521(p521::ecdsa::VerifyingKey),
+}
+
+impl VerifyKey {
+    /// Whether `signature` (the token's base64url third segment) signs `message` (the ASCII
+    /// `header.payload`) under this key with `alg`. A key never verifies an algorithm of the
+    /// other crate; an undecodable signature never verifies.
+    pub(crate) fn verifies(&self, alg: Alg, message: &[u8], signature: &str) -> bool {
+        match (self, alg) {
+            (VerifyKey::Jwt(key), Alg::Jwt(alg)) => matches!(
+                jsonwebtoken::crypto::verify(signature, message, key, alg),
+                Ok(true)
+            ),
+            (VerifyKey::P521(key), Alg::Es512) => verify_es512(key, message, signature),
+            _ => false,
+        }
+    }
+}
+
+/// ES512 (RFC 7518 §3.4): the signature is exactly 132 bytes, `r || s` as 66-byte big-endian
+/// integers, each in `1..n`; the message is hashed with SHA-512. Any other length (an ASN.1 DER
+/// signature in particular) does not verify. High `s` values are accepted, as in RFC 7518.
+fn verify_es512(key: &p521::ecdsa::VerifyingKey, message: &[u8], signature: &str) -> bool {
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(signature) else {
+        return false;
+    };
+    let Ok(signature) = p521::ecdsa::Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(message, &signature).is_ok()
 }
 
 /// The kind of an asymmetric public key, which fixes the algorithms it may verify.
@@ -49,19 +102,21 @@ enum KeyKind {
     Rsa,
     P256,
     P384,
+    P521,
     Ed25519,
 }
 
 impl KeyKind {
-    fn accepts(self, alg: Algorithm) -> bool {
+    fn accepts(self, alg: Alg) -> bool {
         matches!(
             (self, alg),
             (
                 KeyKind::Rsa,
-                Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512
-            ) | (KeyKind::P256, Algorithm::ES256)
-                | (KeyKind::P384, Algorithm::ES384)
-                | (KeyKind::Ed25519, Algorithm::EdDSA)
+                Alg::Jwt(Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512)
+            ) | (KeyKind::P256, Alg::Jwt(Algorithm::ES256))
+                | (KeyKind::P384, Alg::Jwt(Algorithm::ES384))
+                | (KeyKind::P521, Alg::Es512)
+                | (KeyKind::Ed25519, Alg::Jwt(Algorithm::EdDSA))
         )
     }
 }
@@ -70,30 +125,34 @@ impl KeyKind {
 #[derive(Clone)]
 struct PublicKey {
     kind: KeyKind,
-    key: DecodingKey,
+    key: VerifyKey,
 }
 
 /// Maps a JWS `alg` header value to an algorithm we verify; everything else is unsupported.
-pub(crate) fn supported_algorithm(name: &str) -> Result<Algorithm, TokenError> {
-    match name {
-        "HS256" => Ok(Algorithm::HS256),
-        "HS384" => Ok(Algorithm::HS384),
-        "HS512" => Ok(Algorithm::HS512),
-        "RS256" => Ok(Algorithm::RS256),
-        "RS384" => Ok(Algorithm::RS384),
-        "RS512" => Ok(Algorithm::RS512),
-        "ES256" => Ok(Algorithm::ES256),
-        "ES384" => Ok(Algorithm::ES384),
-        "EdDSA" => Ok(Algorithm::EdDSA),
-        // "none", ES512 (no P-521 in jsonwebtoken 11), PS*, and anything unknown.
-        other => Err(TokenError::UnsupportedAlgorithm(
-            other.chars().take(32).collect(),
-        )),
-    }
+pub(crate) fn supported_algorithm(name: &str) -> Result<Alg, TokenError> {
+    let alg = match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "ES512" => return Ok(Alg::Es512),
+        "EdDSA" => Algorithm::EdDSA,
+        // "none", PS*, and anything unknown.
+        other => {
+            return Err(TokenError::UnsupportedAlgorithm(
+                other.chars().take(32).collect(),
+            ));
+        }
+    };
+    Ok(Alg::Jwt(alg))
 }
 
 /// Up to two keys to try in order (the current HMAC secret, then the previous one).
-pub(crate) type Candidates<'a> = [Option<&'a DecodingKey>; 2];
+pub(crate) type Candidates<'a> = [Option<&'a VerifyKey>; 2];
 
 /// The keys that verify connection (and subscription) tokens.
 ///
@@ -102,8 +161,8 @@ pub(crate) type Candidates<'a> = [Option<&'a DecodingKey>; 2];
 /// is then chosen by the token's `kid` only.
 #[derive(Clone, Default)]
 pub struct KeySet {
-    hmac: Option<DecodingKey>,
-    hmac_previous: Option<(DecodingKey, i64)>,
+    hmac: Option<VerifyKey>,
+    hmac_previous: Option<(VerifyKey, i64)>,
     rsa: Option<PublicKey>,
     ecdsa: Option<PublicKey>,
     jwks: Option<Jwks>,
@@ -122,7 +181,7 @@ impl KeySet {
         if secret.is_empty() {
             return Err(KeyError::EmptySecret);
         }
-        self.hmac = Some(DecodingKey::from_secret(secret.as_bytes()));
+        self.hmac = Some(VerifyKey::Jwt(DecodingKey::from_secret(secret.as_bytes())));
         Ok(self)
     }
 
@@ -138,7 +197,7 @@ impl KeySet {
             return Err(KeyError::EmptySecret);
         }
         self.hmac_previous = Some((
-            DecodingKey::from_secret(secret.as_bytes()),
+            VerifyKey::Jwt(DecodingKey::from_secret(secret.as_bytes())),
             valid_until_unix,
         ));
         Ok(self)
@@ -160,9 +219,9 @@ impl KeySet {
         Ok(self)
     }
 
-    /// Enables ES256 or ES384 with an ECDSA public key PEM (`ecdsa_public_key`, SPKI
-    /// `PUBLIC KEY`). The curve decides the algorithm: P-256 → ES256, P-384 → ES384. P-521
-    /// (ES512) is refused with [`KeyError::UnsupportedCurve`].
+    /// Enables ES256, ES384 or ES512 with an ECDSA public key PEM (`ecdsa_public_key`, SPKI
+    /// `PUBLIC KEY`). The curve decides the algorithm: P-256 → ES256, P-384 → ES384, P-521 →
+    /// ES512.
     pub fn with_ecdsa_public_key_pem(mut self, pem: &str) -> Result<Self, KeyError> {
         let parsed = DecodingKey::from_ec_pem(pem.as_bytes())
             .map_err(|e| KeyError::InvalidEcKey(e.to_string()))?;
@@ -193,7 +252,7 @@ impl KeySet {
     /// [`TokenError::NoKey`] when none applies.
     pub(crate) fn candidates(
         &self,
-        alg: Algorithm,
+        alg: Alg,
         kid: Option<&str>,
         now_unix: i64,
     ) -> Result<Candidates<'_>, TokenError> {
@@ -204,7 +263,7 @@ impl KeySet {
             return Ok([Some(key), None]);
         }
         let found = match alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            Alg::Jwt(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
                 let previous = self
                     .hmac_previous
                     .as_ref()
@@ -246,12 +305,13 @@ impl fmt::Debug for KeySet {
 
 /// The usable signing keys of a JWK set document (RFC 7517), by `kid`.
 ///
-/// Accepted entries: `kty: RSA` (RS256/384/512), `kty: EC` with `crv` P-256 (ES256) or P-384
-/// (ES384), `kty: OKP` with `crv: Ed25519` (EdDSA). An entry's `alg`, when present, narrows it
-/// to that one algorithm. Entries are skipped, not fatal, when they have no `kid`, have `use`
-/// other than `sig`, are of another type or curve (including `oct` and P-521), or hold a
-/// malformed key: one bad key of an identity provider must not disable the others. For a
-/// duplicated `kid` the first usable entry wins.
+/// Accepted entries: `kty: RSA` (RS256/384/512), `kty: EC` with `crv` P-256 (ES256), P-384
+/// (ES384) or P-521 (ES512), `kty: OKP` with `crv: Ed25519` (EdDSA). An entry's `alg`, when
+/// present, narrows it to that one algorithm. Entries are skipped, not fatal, when they have no
+/// `kid`, have `use` other than `sig`, are of another type or curve (including `oct`), or hold a
+/// malformed key (EC coordinates must be the curve's full size: 32, 48 or 66 bytes, RFC 7518
+/// §6.2.1.2): one bad key of an identity provider must not disable the others. For a duplicated
+/// `kid` the first usable entry wins.
 #[derive(Clone, Default)]
 pub struct Jwks {
     keys: BTreeMap<String, JwkEntry>,
@@ -261,7 +321,7 @@ pub struct Jwks {
 struct JwkEntry {
     key: PublicKey,
     /// The entry's own `alg`, if it named one.
-    alg: Option<Algorithm>,
+    alg: Option<Alg>,
 }
 
 #[derive(Deserialize)]
@@ -321,7 +381,7 @@ impl Jwks {
         self.keys.keys().map(String::as_str)
     }
 
-    fn key_for(&self, kid: &str, alg: Algorithm) -> Option<&DecodingKey> {
+    fn key_for(&self, kid: &str, alg: Alg) -> Option<&VerifyKey> {
         let entry = self.keys.get(kid)?;
         let alg_ok = entry.alg.is_none_or(|own| own == alg);
         (alg_ok && entry.key.kind.accepts(alg)).then_some(&entry.key.key)
@@ -351,10 +411,14 @@ impl JwkEntry {
                 let e = b64url(jwk.e.as_deref()?)?;
                 rsa_key(&n, &e).ok()?
             }
-            ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+            ("EC", Some(crv @ ("P-256" | "P-384" | "P-521"))) => {
                 let x = b64url(jwk.x.as_deref()?)?;
                 let y = b64url(jwk.y.as_deref()?)?;
-                let size = if crv == "P-256" { 32 } else { 48 };
+                let size = match crv {
+                    "P-256" => 32,
+                    "P-384" => 48,
+                    _ => 66,
+                };
                 if x.len() != size || y.len() != size {
                     return None;
                 }
@@ -399,7 +463,7 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<PublicKey, KeyError> {
     }
     Ok(PublicKey {
         kind: KeyKind::Rsa,
-        key: DecodingKey::from_rsa_raw_components(n, e),
+        key: VerifyKey::Jwt(DecodingKey::from_rsa_raw_components(n, e)),
     })
 }
 
@@ -409,12 +473,21 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
 }
 
 /// Builds an ECDSA key from a SEC1 point (uncompressed or compressed); the length tells the
-/// curve, and a dry run of the verifier rejects points not on it.
+/// curve, and the verifier's own point decoding (a dry run for P-256 / P-384) rejects points
+/// not on it.
 fn ec_key(point: &[u8]) -> Result<PublicKey, KeyError> {
+    let not_on_curve = || KeyError::InvalidEcKey("not a point on the curve".to_owned());
     let (kind, alg) = match point.len() {
         33 | 65 => (KeyKind::P256, Algorithm::ES256),
         49 | 97 => (KeyKind::P384, Algorithm::ES384),
-        67 | 133 => return Err(KeyError::UnsupportedCurve("P-521".to_owned())),
+        67 | 133 => {
+            let key =
+                p521::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| not_on_curve())?;
+            return Ok(PublicKey {
+                kind: KeyKind::P521,
+                key: VerifyKey::P521(key),
+            });
+        }
         other => {
             return Err(KeyError::InvalidEcKey(format!(
                 "unexpected point length {other}"
@@ -423,11 +496,12 @@ fn ec_key(point: &[u8]) -> Result<PublicKey, KeyError> {
     };
     let key = DecodingKey::from_ec_der(point);
     if !usable(&key, alg) {
-        return Err(KeyError::InvalidEcKey(
-            "not a point on the curve".to_owned(),
-        ));
+        return Err(not_on_curve());
     }
-    Ok(PublicKey { kind, key })
+    Ok(PublicKey {
+        kind,
+        key: VerifyKey::Jwt(key),
+    })
 }
 
 /// An Ed25519 public key must be exactly 32 bytes and a valid point.
@@ -438,7 +512,7 @@ fn ed25519_key(raw: &[u8]) -> Option<PublicKey> {
     let key = DecodingKey::from_ed_der(raw);
     usable(&key, Algorithm::EdDSA).then_some(PublicKey {
         kind: KeyKind::Ed25519,
-        key,
+        key: VerifyKey::Jwt(key),
     })
 }
 
@@ -489,11 +563,11 @@ mod tests {
     /// How many keys would be tried, or the error.
     fn tried(
         keys: &KeySet,
-        alg: Algorithm,
+        alg: impl Into<Alg>,
         kid: Option<&str>,
         now: i64,
     ) -> Result<usize, TokenError> {
-        keys.candidates(alg, kid, now)
+        keys.candidates(alg.into(), kid, now)
             .map(|c| c.iter().flatten().count())
     }
 
@@ -549,9 +623,9 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, KeyError::InvalidEcKey(_)), "{err:?}");
         let err = KeySet::new()
-            .with_ecdsa_public_key_pem(EC521_PUBLIC)
+            .with_rsa_public_key_pem(EC521_PUBLIC)
             .unwrap_err();
-        assert_eq!(err, KeyError::UnsupportedCurve("P-521".to_owned()));
+        assert!(matches!(err, KeyError::InvalidRsaKey(_)), "{err:?}");
         assert_eq!(
             KeySet::new().with_hmac_secret("").unwrap_err(),
             KeyError::EmptySecret
@@ -586,30 +660,53 @@ mod tests {
         let jwks = Jwks::from_json(JWKS).unwrap();
         assert_eq!(
             jwks.kids().collect::<Vec<_>>(),
-            ["ec-256", "ec-384", "ed-1", "rsa-1", "rsa-rs512-only"]
+            [
+                "ec-256",
+                "ec-384",
+                "ec-521",
+                "ed-1",
+                "rsa-1",
+                "rsa-rs512-only"
+            ]
         );
-        assert_eq!(jwks.len(), 5);
+        assert_eq!(jwks.len(), 6);
         assert!(!jwks.is_empty());
     }
 
     #[test]
     fn jwks_selects_by_kid_and_alg() {
         let keys = KeySet::new().with_jwks(Jwks::from_json(JWKS).unwrap());
-        let ok = |alg, kid| tried(&keys, alg, Some(kid), 0);
-        assert_eq!(ok(Algorithm::RS256, "rsa-1"), Ok(1));
-        assert_eq!(ok(Algorithm::RS512, "rsa-1"), Ok(1));
-        assert_eq!(ok(Algorithm::RS512, "rsa-rs512-only"), Ok(1));
+        let ok = |alg: Alg, kid| tried(&keys, alg, Some(kid), 0);
+        assert_eq!(ok(Algorithm::RS256.into(), "rsa-1"), Ok(1));
+        assert_eq!(ok(Algorithm::RS512.into(), "rsa-1"), Ok(1));
+        assert_eq!(ok(Algorithm::RS512.into(), "rsa-rs512-only"), Ok(1));
         assert_eq!(
-            ok(Algorithm::RS256, "rsa-rs512-only"),
+            ok(Algorithm::RS256.into(), "rsa-rs512-only"),
             Err(TokenError::NoKey)
         );
-        assert_eq!(ok(Algorithm::ES256, "ec-256"), Ok(1));
-        assert_eq!(ok(Algorithm::ES384, "ec-256"), Err(TokenError::NoKey));
-        assert_eq!(ok(Algorithm::ES384, "ec-384"), Ok(1));
-        assert_eq!(ok(Algorithm::EdDSA, "ed-1"), Ok(1));
-        assert_eq!(ok(Algorithm::RS256, "ed-1"), Err(TokenError::NoKey));
-        assert_eq!(ok(Algorithm::RS256, "missing"), Err(TokenError::NoKey));
-        assert_eq!(ok(Algorithm::HS256, "hmac-1"), Err(TokenError::NoKey));
+        assert_eq!(ok(Algorithm::ES256.into(), "ec-256"), Ok(1));
+        assert_eq!(
+            ok(Algorithm::ES384.into(), "ec-256"),
+            Err(TokenError::NoKey)
+        );
+        assert_eq!(ok(Algorithm::ES384.into(), "ec-384"), Ok(1));
+        assert_eq!(ok(Alg::Es512, "ec-521"), Ok(1));
+        assert_eq!(
+            ok(Algorithm::ES384.into(), "ec-521"),
+            Err(TokenError::NoKey)
+        );
+        assert_eq!(ok(Alg::Es512, "ec-384"), Err(TokenError::NoKey));
+        assert_eq!(ok(Alg::Es512, "ec-521-stripped"), Err(TokenError::NoKey));
+        assert_eq!(ok(Algorithm::EdDSA.into(), "ed-1"), Ok(1));
+        assert_eq!(ok(Algorithm::RS256.into(), "ed-1"), Err(TokenError::NoKey));
+        assert_eq!(
+            ok(Algorithm::RS256.into(), "missing"),
+            Err(TokenError::NoKey)
+        );
+        assert_eq!(
+            ok(Algorithm::HS256.into(), "hmac-1"),
+            Err(TokenError::NoKey)
+        );
         assert_eq!(
             tried(&keys, Algorithm::RS256, None, 0),
             Err(TokenError::NoKey)
@@ -705,6 +802,138 @@ mod tests {
             .with_rsa_public_key_pem(ED25519_PUBLIC)
             .unwrap_err();
         assert!(matches!(err, KeyError::InvalidRsaKey(_)), "{err:?}");
+    }
+
+    /// The `ec-521` entry of the JWK set as a SEC1 uncompressed point `04 || x || y`.
+    fn jwks_p521_point() -> Vec<u8> {
+        let jwks: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+        let entry = &jwks["keys"][5];
+        assert_eq!(entry["kid"], "ec-521");
+        let x = b64url(entry["x"].as_str().unwrap()).unwrap();
+        let y = b64url(entry["y"].as_str().unwrap()).unwrap();
+        assert_eq!((x.len(), y.len()), (66, 66));
+        [&[0x04][..], &x, &y].concat()
+    }
+
+    fn p521_point_of(key: &PublicKey) -> Vec<u8> {
+        match &key.key {
+            VerifyKey::P521(key) => key.to_encoded_point(false).as_bytes().to_vec(),
+            VerifyKey::Jwt(_) => panic!("not a P-521 key: {:?}", key.kind),
+        }
+    }
+
+    #[test]
+    fn p521_pem_key_verifies_only_es512() {
+        let keys = KeySet::new()
+            .with_ecdsa_public_key_pem(EC521_PUBLIC)
+            .unwrap();
+        assert_eq!(tried(&keys, Alg::Es512, None, 0), Ok(1));
+        assert_eq!(
+            tried(&keys, Algorithm::ES256, None, 0),
+            Err(TokenError::NoKey)
+        );
+        assert_eq!(
+            tried(&keys, Algorithm::ES384, None, 0),
+            Err(TokenError::NoKey)
+        );
+        assert_eq!(
+            tried(&keys, Algorithm::RS512, None, 0),
+            Err(TokenError::NoKey)
+        );
+        let ecdsa = keys.ecdsa.as_ref().unwrap();
+        assert_eq!(ecdsa.kind, KeyKind::P521);
+        // The PEM fixture and the JWK set's `ec-521` entry hold the same point.
+        assert_eq!(p521_point_of(ecdsa), jwks_p521_point());
+        assert_eq!(
+            format!("{keys:?}"),
+            concat!(
+                "KeySet { hmac: None, hmac_previous_valid_until: None, rsa: None, ",
+                "ecdsa: Some(P521), jwks: None }"
+            )
+        );
+        // A P-256 key verifies no ES512 token.
+        let p256 = KeySet::new()
+            .with_ecdsa_public_key_pem(EC256_PUBLIC)
+            .unwrap();
+        assert_eq!(tried(&p256, Alg::Es512, None, 0), Err(TokenError::NoKey));
+    }
+
+    #[test]
+    fn p521_points_are_checked() {
+        let point = jwks_p521_point();
+        let key = ec_key(&point).unwrap();
+        assert_eq!(key.kind, KeyKind::P521);
+        assert_eq!(p521_point_of(&key), point);
+        // The compressed form (02 or 03 by the parity of y, then x) names the same key.
+        let y_is_odd = point[132] & 1;
+        let compressed = [&[0x02 | y_is_odd][..], &point[1..67]].concat();
+        assert_eq!(compressed.len(), 67);
+        assert_eq!(p521_point_of(&ec_key(&compressed).unwrap()), point);
+        // A changed coordinate is off the curve.
+        let mut off_curve = point.clone();
+        off_curve[132] ^= 1;
+        let not_on_curve = Err(KeyError::InvalidEcKey(
+            "not a point on the curve".to_owned(),
+        ));
+        assert_eq!(ec_key(&off_curve).map(|k| k.kind), not_on_curve);
+        assert_eq!(ec_key(&[0x04; 133]).map(|k| k.kind), not_on_curve);
+        assert_eq!(ec_key(&[0x05; 67]).map(|k| k.kind), not_on_curve);
+        assert_eq!(
+            ec_key(&point[..132]).map(|k| k.kind),
+            Err(KeyError::InvalidEcKey(
+                "unexpected point length 132".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn jwk_p521_entries_need_full_size_coordinates_and_a_matching_alg() {
+        let point = jwks_p521_point();
+        let x = URL_SAFE_NO_PAD.encode(&point[1..67]);
+        let y = URL_SAFE_NO_PAD.encode(&point[67..]);
+        let entry = |kid: &str, extra: &str, x: &str, y: &str| {
+            format!(r#"{{"kty":"EC","crv":"P-521","kid":"{kid}"{extra},"x":"{x}","y":"{y}"}}"#)
+        };
+        let short_x = URL_SAFE_NO_PAD.encode(&point[2..67]);
+        let long_y = URL_SAFE_NO_PAD.encode([&[0][..], &point[67..]].concat());
+        let off_curve = URL_SAFE_NO_PAD.encode([0x01u8; 66]);
+        let text = format!(
+            r#"{{"keys":[{},{},{},{},{},{},{}]}}"#,
+            entry("plain", "", &x, &y),
+            entry("es512", r#","alg":"ES512","use":"sig""#, &x, &y),
+            entry("es384", r#","alg":"ES384""#, &x, &y),
+            entry("enc", r#","use":"enc""#, &x, &y),
+            entry("short-x", "", &short_x, &y),
+            entry("long-y", "", &x, &long_y),
+            entry("off-curve", "", &off_curve, &y),
+        );
+        let jwks = Jwks::from_json(&text).unwrap();
+        assert_eq!(jwks.kids().collect::<Vec<_>>(), ["es512", "plain"]);
+        let keys = KeySet::new().with_jwks(jwks);
+        assert_eq!(tried(&keys, Alg::Es512, Some("plain"), 0), Ok(1));
+        assert_eq!(tried(&keys, Alg::Es512, Some("es512"), 0), Ok(1));
+        assert_eq!(
+            tried(&keys, Algorithm::ES384, Some("es512"), 0),
+            Err(TokenError::NoKey)
+        );
+        assert_eq!(
+            tried(&keys, Alg::Es512, Some("es384"), 0),
+            Err(TokenError::NoKey)
+        );
+    }
+
+    #[test]
+    fn es512_is_a_supported_algorithm_name() {
+        assert_eq!(supported_algorithm("ES512"), Ok(Alg::Es512));
+        assert_eq!(supported_algorithm("ES384"), Ok(Alg::Jwt(Algorithm::ES384)));
+        assert_eq!(
+            supported_algorithm("es512"),
+            Err(TokenError::UnsupportedAlgorithm("es512".to_owned()))
+        );
+        assert_eq!(
+            supported_algorithm("PS512"),
+            Err(TokenError::UnsupportedAlgorithm("PS512".to_owned()))
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! **The signature is verified before any claim is read.** [`verify_connection_token`] and
 //! [`verify_subscription_token`] parse only the header (`alg`, `kid`) to pick a key, verify the
 //! signature over the first two segments with that key, and only then decode the payload. The
-//! `jsonwebtoken` crate is used for the signature primitive alone; all claim checks (`exp`,
-//! `nbf`, `aud`, `iss`) are ours, so none of its own validation (or clock) is involved.
+//! `jsonwebtoken` crate is used for the signature primitive alone (and the `p521` crate for
+//! ES512, which `jsonwebtoken` lacks); all claim checks (`exp`, `nbf`, `aud`, `iss`) are ours,
+//! so none of its own validation (or clock) is involved.
 //!
 //! **No I/O, no clock.** Verification is a pure function of (token text, [`KeySet`],
 //! [`ClaimRules`], `now` in unix seconds). A JWK set is given as text to [`Jwks::from_json`];

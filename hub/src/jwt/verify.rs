@@ -18,8 +18,8 @@ pub enum TokenError {
     /// Not three base64url segments, or a header / payload that is not a JSON object.
     #[error("malformed token")]
     Malformed,
-    /// The header's `alg` is not one we verify: `none`, `ES512` (no P-521 support, see
-    /// [`KeySet`]), `PS*`, or unknown. Holds the `alg` value (at most 32 characters).
+    /// The header's `alg` is not one we verify: `none` (in any letter case), `PS*`, or unknown.
+    /// Holds the `alg` value (at most 32 characters).
     #[error("unsupported token algorithm {0:?}")]
     UnsupportedAlgorithm(String),
     /// No configured key verifies this `alg` (and `kid`, with a JWK set).
@@ -117,17 +117,10 @@ fn verified_payload(
         let alg = supported_algorithm(&header.alg)?;
         let candidates = keys.candidates(alg, header.kid.as_deref(), now_unix)?;
         decode_segment(segments.signature)?;
-        let verified = candidates.into_iter().flatten().any(|key| {
-            matches!(
-                jsonwebtoken::crypto::verify(
-                    segments.signature,
-                    segments.signed.as_bytes(),
-                    key,
-                    alg
-                ),
-                Ok(true)
-            )
-        });
+        let verified = candidates
+            .into_iter()
+            .flatten()
+            .any(|key| key.verifies(alg, segments.signed.as_bytes(), segments.signature));
         if !verified {
             return Err(TokenError::BadSignature);
         }

@@ -103,6 +103,7 @@ fn jwks_verifies_each_key_type_by_kid() {
         sign(Algorithm::ES256, &ec256_signer(), Some("ec-256"), &claims),
         sign(Algorithm::ES384, &ec384_signer(), Some("ec-384"), &claims),
         sign(Algorithm::EdDSA, &ed25519_signer(), Some("ed-1"), &claims),
+        sign_es512(&ec521_signer(), Some("ec-521"), &claims),
     ];
     for token in &cases {
         assert_eq!(
@@ -142,9 +143,233 @@ fn jwks_unknown_missing_or_mismatched_kid_is_refused() {
 }
 
 #[test]
-fn es512_and_other_algorithms_are_unsupported() {
+fn es512_verifies_with_pem_key() {
+    let keys = KeySet::new()
+        .with_ecdsa_public_key_pem(EC521_PUBLIC)
+        .unwrap();
+    let token = sign_es512(
+        &ec521_signer(),
+        None,
+        &json!({"sub": "p521-user", "exp": NOW + 60}),
+    );
+    assert_eq!(
+        peek_header(&token),
+        Ok(TokenHeader {
+            alg: "ES512".to_owned(),
+            kid: None
+        })
+    );
+    let signature = token.rsplit_once('.').unwrap().1;
+    assert_eq!(signature.len(), 176, "132 bytes in base64url");
+    let verified = connect(&token, &keys).unwrap();
+    assert_eq!(verified.user_id, "p521-user");
+    assert_eq!(verified.expires_at, Some(NOW + 60));
+
+    let sub = sign_es512(
+        &ec521_signer(),
+        None,
+        &json!({"sub": "p521-user", "channel": "p521:room"}),
+    );
+    assert_eq!(
+        subscribe(&sub, &keys).map(|t| t.channel),
+        Ok("p521:room".to_owned())
+    );
+    // Claims are still checked after the signature.
+    let expired = sign_es512(&ec521_signer(), None, &json!({"exp": NOW}));
+    assert_eq!(user_of(connect(&expired, &keys)), Err(TokenError::Expired));
+}
+
+#[test]
+fn es512_verifies_with_jwk_by_kid() {
+    let keys = KeySet::new().with_jwks(Jwks::from_json(JWKS).unwrap());
+    let claims = json!({"sub": "jwk-p521"});
+    let token = sign_es512(&ec521_signer(), Some("ec-521"), &claims);
+    assert_eq!(user_of(connect(&token, &keys)), Ok("jwk-p521".to_owned()));
+    // The kid selects the key: another curve's kid, a skipped entry, none at all.
+    for kid in [Some("ec-384"), Some("ec-521-stripped"), Some("rsa-1"), None] {
+        let token = sign_es512(&ec521_signer(), kid, &claims);
+        assert_eq!(
+            user_of(connect(&token, &keys)),
+            Err(TokenError::NoKey),
+            "{kid:?}"
+        );
+    }
+    // An ES384 token naming the P-521 key is refused before its signature is looked at.
+    let es384 = sign(Algorithm::ES384, &ec384_signer(), Some("ec-521"), &claims);
+    assert_eq!(user_of(connect(&es384, &keys)), Err(TokenError::NoKey));
+}
+
+#[test]
+fn es512_signer_is_deterministic_rfc6979() {
+    // RFC 6979 A.2.7: P-521, SHA-512, message "sample".
+    let x = hex(concat!(
+        "00FAD06DAA62BA3B25D2FB40133DA757205DE67F5BB0018FEE8C86E1B68C7E75CAA8",
+        "96EB32F1F47C70855836A6D16FCC1466F6D8FBEC67DB89EC0C08B0E996B83538"
+    ));
+    let key = p521::ecdsa::SigningKey::from_slice(&x).unwrap();
+    let signature = es512_signature(&key, b"sample");
+    assert_eq!(
+        signature.to_bytes().to_vec(),
+        hex(concat!(
+            "00C328FAFCBD79DD77850370C46325D987CB525569FB63C5D3BC53950E6D4C5F174E",
+            "25A1EE9017B5D450606ADD152B534931D7D4E8455CC91F9B15BF05EC36E377FA",
+            "00617CCE7CF5064806C467F678D3B4080D6F1CC50AF26CA209417308281B68AF2826",
+            "23EAA63E5B5C0723D8B8C37FF0777B1A20F8CCB1DCCC43997F1EE0E44DA4A67A"
+        ))
+    );
+    // Same key and claims, same token.
+    let claims = json!({"sub": "u"});
+    assert_eq!(
+        sign_es512(&ec521_signer(), Some("ec-521"), &claims),
+        sign_es512(&ec521_signer(), Some("ec-521"), &claims)
+    );
+}
+
+#[test]
+fn es512_wrong_key_or_tampered_token_is_refused() {
+    let keys = KeySet::new()
+        .with_ecdsa_public_key_pem(EC521_PUBLIC)
+        .unwrap();
+    let other = KeySet::new()
+        .with_ecdsa_public_key_pem(EC521_OTHER_PUBLIC)
+        .unwrap();
+    let token = sign_es512(&ec521_signer(), None, &json!({"sub": "alice"}));
+    assert_eq!(
+        user_of(connect(&token, &other)),
+        Err(TokenError::BadSignature)
+    );
+
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_payload = b64(br#"{"sub":"admin"}"#);
+    parts[1] = &forged_payload;
+    assert_eq!(
+        user_of(connect(&parts.join("."), &keys)),
+        Err(TokenError::BadSignature)
+    );
+
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let sig_bytes = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    for index in [10, 65, 70, 131] {
+        let mut flipped = sig_bytes.clone();
+        flipped[index] ^= 1;
+        assert_eq!(
+            user_of(connect(&format!("{head}.{}", b64(&flipped)), &keys)),
+            Err(TokenError::BadSignature),
+            "byte {index}"
+        );
+    }
+    // r and s swapped.
+    let swapped = [&sig_bytes[66..], &sig_bytes[..66]].concat();
+    assert_eq!(
+        user_of(connect(&format!("{head}.{}", b64(&swapped)), &keys)),
+        Err(TokenError::BadSignature)
+    );
+}
+
+#[test]
+fn es512_signature_must_be_fixed_size_r_s() {
+    let keys = KeySet::new()
+        .with_ecdsa_public_key_pem(EC521_PUBLIC)
+        .unwrap();
+    let token = sign_es512(&ec521_signer(), None, &json!({"sub": "u"}));
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let r_s = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    assert_eq!(r_s.len(), 132);
+    let with = |signature: &[u8]| user_of(connect(&format!("{head}.{}", b64(signature)), &keys));
+    assert_eq!(with(&r_s), Ok("u".to_owned()));
+
+    // The same signature ASN.1 DER encoded (as OpenSSL emits it) is not JWS.
+    let signature = p521::ecdsa::Signature::from_slice(&r_s).unwrap();
+    let der = signature.to_der();
+    assert_eq!(der.as_bytes()[0], 0x30);
+    assert_eq!(der.as_bytes().len(), 138);
+    assert_eq!(
+        p521::ecdsa::Signature::from_der(der.as_bytes()).unwrap(),
+        signature
+    );
+    assert_eq!(with(der.as_bytes()), Err(TokenError::BadSignature));
+
+    // Wrong sizes: truncated, padded, P-384 / P-256 sized, empty.
+    for signature in [
+        &r_s[..131],
+        &[&r_s[..], &[0]].concat()[..],
+        &r_s[..96],
+        &r_s[..64],
+        &[][..],
+    ] {
+        assert_eq!(
+            with(signature),
+            Err(TokenError::BadSignature),
+            "{} bytes",
+            signature.len()
+        );
+    }
+    // The leading zero byte of r is part of the fixed size, not optional.
+    assert_eq!((r_s[0], r_s[66]), (0x00, 0x01));
+    assert_eq!(with(&r_s[1..]), Err(TokenError::BadSignature));
+    // r or s out of 1..n.
+    let zero_r = [&[0u8; 66][..], &r_s[66..]].concat();
+    assert_eq!(with(&zero_r), Err(TokenError::BadSignature));
+    let huge_s = [&r_s[..66], &[0xff; 66][..]].concat();
+    assert_eq!(with(&huge_s), Err(TokenError::BadSignature));
+    // Not base64url at all.
+    assert_eq!(
+        user_of(connect(&format!("{head}.{}+/", &sig[..20]), &keys)),
+        Err(TokenError::Malformed)
+    );
+}
+
+#[test]
+fn es512_high_s_twin_is_accepted() {
+    // ECDSA's (r, n - s) verifies too; RFC 7518 does not require low s, nor does Centrifugo.
+    let keys = KeySet::new()
+        .with_ecdsa_public_key_pem(EC521_PUBLIC)
+        .unwrap();
+    let token = sign_es512(&ec521_signer(), None, &json!({"sub": "twin"}));
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let signature =
+        p521::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
+    let (r, s) = signature.split_scalars();
+    let twin = p521::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+    assert_ne!(twin, signature);
+    let twin_token = format!("{head}.{}", b64(&twin.to_bytes()));
+    assert_eq!(user_of(connect(&twin_token, &keys)), Ok("twin".to_owned()));
+}
+
+#[test]
+fn es512_needs_a_p521_key() {
+    let token = sign_es512(&ec521_signer(), None, &json!({"sub": "u"}));
+    let p256 = KeySet::new()
+        .with_ecdsa_public_key_pem(EC256_PUBLIC)
+        .unwrap();
+    assert_eq!(user_of(connect(&token, &p256)), Err(TokenError::NoKey));
+    let p384 = KeySet::new()
+        .with_ecdsa_public_key_pem(EC384_PUBLIC)
+        .unwrap();
+    assert_eq!(user_of(connect(&token, &p384)), Err(TokenError::NoKey));
+    let others = hmac_keys().with_rsa_public_key_pem(RSA_PUBLIC).unwrap();
+    assert_eq!(user_of(connect(&token, &others)), Err(TokenError::NoKey));
+    assert_eq!(
+        user_of(connect(&token, &KeySet::new())),
+        Err(TokenError::NoKey)
+    );
+    // The P-521 key verifies no ES256 token either.
+    let p521 = KeySet::new()
+        .with_ecdsa_public_key_pem(EC521_PUBLIC)
+        .unwrap();
+    let es256 = sign(
+        Algorithm::ES256,
+        &ec256_signer(),
+        None,
+        &json!({"sub": "u"}),
+    );
+    assert_eq!(user_of(connect(&es256, &p521)), Err(TokenError::NoKey));
+}
+
+#[test]
+fn ps_and_other_algorithms_are_unsupported() {
     let keys = hmac_keys();
-    for alg in ["ES512", "PS256", "PS512", "HS1024", "RSA-OAEP", ""] {
+    for alg in ["PS256", "PS512", "HS1024", "RSA-OAEP", "es512", ""] {
         let token = raw_token(
             &json!({"alg": alg, "typ": "JWT"}),
             &json!({"sub": "u"}),
@@ -162,8 +387,8 @@ fn es512_and_other_algorithms_are_unsupported() {
         Err(TokenError::UnsupportedAlgorithm("X".repeat(32)))
     );
     assert_eq!(
-        TokenError::UnsupportedAlgorithm("ES512".to_owned()).to_string(),
-        "unsupported token algorithm \"ES512\""
+        TokenError::UnsupportedAlgorithm("PS256".to_owned()).to_string(),
+        "unsupported token algorithm \"PS256\""
     );
 }
 
@@ -906,17 +1131,39 @@ proptest! {
     fn arbitrary_segments_never_panic(
         header in proptest::collection::vec(any::<u8>(), 0..64),
         payload in proptest::collection::vec(any::<u8>(), 0..256),
-        signature in proptest::collection::vec(any::<u8>(), 0..300),
-        alg in prop::sample::select(vec!["HS256", "RS256", "ES256", "ES384", "EdDSA", "none"]),
+        signature in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            // ES512-sized with r and s below 2^521, so the P-521 verifier does its arithmetic.
+            proptest::collection::vec(any::<u8>(), 132).prop_map(|mut s| {
+                s[0] &= 1;
+                s[66] &= 1;
+                s
+            }),
+        ],
+        alg in prop::sample::select(
+            vec!["HS256", "RS256", "ES256", "ES384", "ES512", "EdDSA", "none"],
+        ),
         use_real_header in any::<bool>(),
     ) {
+        // The kid names the JWK set's key for the algorithm, so the signature is really checked.
+        let kid = match alg {
+            "RS256" => "rsa-1",
+            "ES256" => "ec-256",
+            "ES384" => "ec-384",
+            "ES512" => "ec-521",
+            _ => "ed-1",
+        };
         let header = if use_real_header {
-            format!(r#"{{"alg":"{alg}","kid":"ed-1"}}"#).into_bytes()
+            format!(r#"{{"alg":"{alg}","kid":"{kid}"}}"#).into_bytes()
         } else {
             header
         };
         let token = format!("{}.{}.{}", b64(&header), b64(&payload), b64(&signature));
-        let keys = hmac_keys().with_rsa_public_key_pem(RSA_PUBLIC).unwrap();
+        let keys = hmac_keys()
+            .with_rsa_public_key_pem(RSA_PUBLIC)
+            .unwrap()
+            .with_ecdsa_public_key_pem(EC521_PUBLIC)
+            .unwrap();
         let jwks = KeySet::new().with_jwks(Jwks::from_json(JWKS).unwrap());
         let insecure = ClaimRules { skip_signature_verify: true, ..ClaimRules::default() };
         // Must return without panicking; with skip, arbitrary payloads reach the claim parser.
@@ -976,4 +1223,12 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             ),
         ]
     })
+}
+
+/// Bytes of a hex string (test vectors).
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
 }
