@@ -1,0 +1,343 @@
+//! What each API method does (PROTOCOL.md §6.2), with its checks in Centrifugo's order.
+
+use super::ApiError;
+use crate::Node;
+use crate::broker::PublishOptions;
+use crate::glob::Glob;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use spindle_hub::channel::ResolvedChannel;
+use spindle_hub::config::ChannelOptions;
+use spindle_mesh::mesh::{self, control};
+use spindle_proto::{api, client};
+
+/// Channels of one broadcast published at the same time, at most.
+const BROADCAST_CONCURRENCY: usize = 1024;
+
+/// The default of `disconnect`: 3503 "force disconnect" (no reconnect).
+const FORCE_DISCONNECT: (u32, &str) = (3503, "force disconnect");
+
+/// A required channel: 107 when empty, then the name rules (102 unknown namespace, 107 bad
+/// name).
+fn require_channel<'n>(node: &'n Node, channel: &str) -> Result<ResolvedChannel<'n>, ApiError> {
+    if channel.is_empty() {
+        return Err(ApiError::BAD_REQUEST);
+    }
+    node.channel_resolver()
+        .resolve(channel)
+        .map_err(|error| ApiError::from(&error))
+}
+
+/// A payload given raw (`data`) or as standard base64 (`b64data`, which wins when non-empty).
+fn payload(raw: Bytes, b64: &str) -> Result<Bytes, ApiError> {
+    if b64.is_empty() {
+        return Ok(raw);
+    }
+    BASE64
+        .decode(b64)
+        .map(Bytes::from)
+        .map_err(|_| ApiError::BAD_REQUEST)
+}
+
+fn publish_options(
+    tags: std::collections::BTreeMap<String, String>,
+    skip_history: bool,
+    idempotency_key: String,
+    delta: bool,
+    version: u64,
+    version_epoch: String,
+) -> PublishOptions {
+    PublishOptions {
+        tags,
+        skip_history,
+        idempotency_key,
+        delta,
+        version,
+        version_epoch,
+    }
+}
+
+async fn publish_one(
+    node: &Node,
+    channel: &str,
+    data: Bytes,
+    options: PublishOptions,
+) -> Result<api::PublishResult, ApiError> {
+    let result = node
+        .publish(channel, data, None, options)
+        .await
+        .map_err(|error| ApiError::from(&error))?;
+    let position = result.position.unwrap_or_default();
+    Ok(api::PublishResult {
+        offset: position.offset,
+        epoch: position.epoch,
+    })
+}
+
+pub(super) async fn publish(
+    node: &Node,
+    request: api::PublishRequest,
+) -> Result<api::PublishResult, ApiError> {
+    if request.channel.is_empty() {
+        return Err(ApiError::BAD_REQUEST);
+    }
+    let data = payload(request.data, &request.b64data)?;
+    let options = publish_options(
+        request.tags,
+        request.skip_history,
+        request.idempotency_key,
+        request.delta,
+        request.version,
+        request.version_epoch,
+    );
+    publish_one(node, &request.channel, data, options).await
+}
+
+/// Publishes the same data into every channel; one response per channel, in order.
+pub(super) async fn broadcast(
+    node: &Node,
+    request: api::BroadcastRequest,
+) -> Result<api::BroadcastResult, ApiError> {
+    if request.channels.is_empty() {
+        return Err(ApiError::BAD_REQUEST);
+    }
+    let data = payload(request.data, &request.b64data)?;
+    let options = publish_options(
+        request.tags,
+        request.skip_history,
+        request.idempotency_key,
+        request.delta,
+        request.version,
+        request.version_epoch,
+    );
+    let responses = futures_util::stream::iter(request.channels)
+        .map(|channel| {
+            let (data, options) = (data.clone(), options.clone());
+            async move {
+                match publish_one(node, &channel, data, options).await {
+                    Ok(result) => api::PublishResponse {
+                        error: None,
+                        result: Some(result),
+                    },
+                    Err(error) => api::PublishResponse {
+                        error: Some(error.to_wire()),
+                        result: None,
+                    },
+                }
+            }
+        })
+        .buffered(BROADCAST_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(api::BroadcastResult { responses })
+}
+
+async fn control(node: &Node, control: mesh::Control) -> Result<(), ApiError> {
+    node.control(control).await.map(|_| ()).map_err(|error| {
+        tracing::error!(%error, "API control command");
+        ApiError::INTERNAL
+    })
+}
+
+/// Subscribes matching connections of `user` on every edge. The `override` options have no
+/// place in the mesh's `SubscribeCommand` yet and are not forwarded.
+pub(super) async fn subscribe(
+    node: &Node,
+    request: api::SubscribeRequest,
+) -> Result<api::SubscribeResult, ApiError> {
+    require_channel(node, &request.channel)?;
+    let info = payload(request.info, &request.b64info)?;
+    let data = payload(request.data, &request.b64data)?;
+    let command = mesh::SubscribeCommand {
+        channel: request.channel,
+        expire_at: request.expire_at,
+        info,
+        data,
+        recover_since: request.recover_since.map(|p| client::StreamPosition {
+            offset: p.offset,
+            epoch: p.epoch,
+        }),
+    };
+    let kind = control::Kind::Subscribe(command);
+    control(
+        node,
+        mesh::Control {
+            user: request.user,
+            client: request.client,
+            session: request.session,
+            kind: Some(kind),
+        },
+    )
+    .await?;
+    Ok(api::SubscribeResult {})
+}
+
+/// Unsubscribes matching connections; the channel is checked only when given.
+pub(super) async fn unsubscribe(
+    node: &Node,
+    request: api::UnsubscribeRequest,
+) -> Result<api::UnsubscribeResult, ApiError> {
+    if !request.channel.is_empty() {
+        require_channel(node, &request.channel)?;
+    }
+    let kind = control::Kind::Unsubscribe(mesh::UnsubscribeCommand {
+        channel: request.channel,
+    });
+    control(
+        node,
+        mesh::Control {
+            user: request.user,
+            client: request.client,
+            session: request.session,
+            kind: Some(kind),
+        },
+    )
+    .await?;
+    Ok(api::UnsubscribeResult {})
+}
+
+/// Disconnects matching connections, except the whitelisted client ids.
+pub(super) async fn disconnect(
+    node: &Node,
+    request: api::DisconnectRequest,
+) -> Result<api::DisconnectResult, ApiError> {
+    let (code, reason) = match request.disconnect {
+        Some(d) => (d.code, d.reason),
+        None => (FORCE_DISCONNECT.0, FORCE_DISCONNECT.1.to_owned()),
+    };
+    let kind = control::Kind::Disconnect(mesh::DisconnectCommand {
+        code,
+        reason,
+        whitelist: request.whitelist,
+    });
+    control(
+        node,
+        mesh::Control {
+            user: request.user,
+            client: request.client,
+            session: request.session,
+            kind: Some(kind),
+        },
+    )
+    .await?;
+    Ok(api::DisconnectResult {})
+}
+
+/// Refreshes matching connections (new expiry / info, or expired).
+pub(super) async fn refresh(
+    node: &Node,
+    request: api::RefreshRequest,
+) -> Result<api::RefreshResult, ApiError> {
+    let kind = control::Kind::Refresh(mesh::RefreshCommand {
+        expired: request.expired,
+        expire_at: request.expire_at,
+        info: request.info,
+    });
+    control(
+        node,
+        mesh::Control {
+            user: request.user,
+            client: request.client,
+            session: request.session,
+            kind: Some(kind),
+        },
+    )
+    .await?;
+    Ok(api::RefreshResult {})
+}
+
+/// Checks the channel, then the namespace feature (`presence` / history), then answers 108:
+/// this node has no presence manager or history storage yet. The history and presence issues
+/// fill these four methods.
+fn unavailable<T>(
+    node: &Node,
+    channel: &str,
+    feature: impl Fn(&ChannelOptions) -> bool,
+) -> Result<T, ApiError> {
+    let resolved = require_channel(node, channel)?;
+    // Off in the namespace: 108, as in Centrifugo. On: 108 as well, until storage exists.
+    if feature(resolved.options) {
+        tracing::debug!(channel, "presence / history not served by this node yet");
+    }
+    Err(ApiError::NOT_AVAILABLE)
+}
+
+/// 108 for now: see [`unavailable`].
+pub(super) fn presence(
+    node: &Node,
+    request: api::PresenceRequest,
+) -> Result<api::PresenceResult, ApiError> {
+    unavailable(node, &request.channel, |o| o.presence)
+}
+
+/// 108 for now: see [`unavailable`].
+pub(super) fn presence_stats(
+    node: &Node,
+    request: api::PresenceStatsRequest,
+) -> Result<api::PresenceStatsResult, ApiError> {
+    unavailable(node, &request.channel, |o| o.presence)
+}
+
+/// 108 for now: see [`unavailable`].
+pub(super) fn history(
+    node: &Node,
+    request: api::HistoryRequest,
+) -> Result<api::HistoryResult, ApiError> {
+    unavailable(node, &request.channel, ChannelOptions::has_history)
+}
+
+/// 108 for now: see [`unavailable`].
+pub(super) fn history_remove(
+    node: &Node,
+    request: api::HistoryRemoveRequest,
+) -> Result<api::HistoryRemoveResult, ApiError> {
+    unavailable(node, &request.channel, ChannelOptions::has_history)
+}
+
+/// This node with counts merged from its edges.
+pub(super) async fn info(
+    node: &Node,
+    _request: api::InfoRequest,
+) -> Result<api::InfoResult, ApiError> {
+    let info = node.info().await;
+    let result = api::NodeResult {
+        uid: info.uid,
+        name: info.name,
+        version: info.version,
+        num_clients: info.num_clients,
+        num_users: info.num_users,
+        num_channels: info.num_channels,
+        uptime: info.uptime_seconds,
+        metrics: None,
+        process: None,
+        num_subs: info.num_subs,
+    };
+    Ok(api::InfoResult {
+        nodes: vec![result],
+    })
+}
+
+/// No API RPC methods are registered (as in Centrifugo OSS): 107 without a method, else 104.
+pub(super) fn rpc(_node: &Node, request: api::RpcRequest) -> Result<api::RpcResult, ApiError> {
+    if request.method.is_empty() {
+        return Err(ApiError::BAD_REQUEST);
+    }
+    Err(ApiError::NOT_FOUND)
+}
+
+/// Active channels over every edge, filtered by the glob `pattern` (107 when it does not parse).
+pub(super) async fn channels(
+    node: &Node,
+    request: api::ChannelsRequest,
+) -> Result<api::ChannelsResult, ApiError> {
+    let pattern = Glob::new(&request.pattern).map_err(|_| ApiError::BAD_REQUEST)?;
+    let channels = node
+        .active_channels(&pattern)
+        .await
+        .into_iter()
+        .map(|(channel, num_clients)| (channel, api::ChannelInfo { num_clients }))
+        .collect();
+    Ok(api::ChannelsResult { channels })
+}

@@ -1,0 +1,343 @@
+//! The edges attached to this node: their outgoing queues, which channels each wants, and the
+//! fan-out of events and control commands to them.
+//!
+//! Slow edges. Every edge has a bounded outgoing queue ([`EDGE_QUEUE_CAPACITY`] messages) drained
+//! into its link by a forwarder task. Publications are put on it with `try_send`: when the queue
+//! is full the event is dropped for that edge only, counted in `dropped_events` and logged, and
+//! every other edge gets it as usual. A publisher never waits for an edge. A drop is a gap the
+//! edge cannot see yet: the mesh issue gives events their stream positions and lets edges repair
+//! gaps from history (or tell their clients to recover). Control commands are rarer and must not
+//! vanish, so they wait for queue space, up to [`CONTROL_SEND_TIMEOUT`], then fail the API call.
+
+use super::EdgeId;
+use crate::broker::{EventHandler, Publication, StreamPosition};
+use spindle_mesh::mesh::{self, channel_event};
+use spindle_mesh::{CoreLink, Down};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
+
+/// Messages that may wait in one edge's outgoing queue (in front of the link's own buffer).
+pub const EDGE_QUEUE_CAPACITY: usize = 8192;
+
+/// How long a control command waits for room in a slow edge's queue before the API call fails.
+pub const CONTROL_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A control command could not be handed to every edge.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("control command not accepted by {failed} edge(s) within the timeout")]
+pub struct ControlError {
+    pub failed: usize,
+}
+
+/// Counters of the fan-out, read with [`super::Node::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub publications: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub dropped_events: AtomicU64,
+    pub controls: AtomicU64,
+    pub dropped_controls: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Attached {
+    id: EdgeId,
+    queue: mpsc::Sender<Down>,
+    link: CoreLink,
+    channels: HashMap<String, u32>,
+}
+
+/// One edge's interest in a channel.
+#[derive(Debug)]
+struct Interested {
+    serial: u64,
+    queue: mpsc::Sender<Down>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// By attachment serial: an edge id attached again gets a new serial.
+    edges: HashMap<u64, Attached>,
+    serial_of: HashMap<EdgeId, u64>,
+    /// Channel → the edges with interest (each edge at most once).
+    interest: HashMap<String, Vec<Interested>>,
+}
+
+/// The edges of a node. The broker's [`EventHandler`].
+#[derive(Debug, Default)]
+pub(crate) struct Edges {
+    state: RwLock<State>,
+    next_serial: AtomicU64,
+    pub counters: Counters,
+}
+
+/// What attaching an edge produced.
+pub(crate) struct Attachment {
+    pub serial: u64,
+    pub queue: mpsc::Receiver<Down>,
+    /// Channels no edge wants any more because an earlier edge with the same id was replaced.
+    pub released: Vec<String>,
+}
+
+impl Edges {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // No invariant spans a panic point inside the lock, so a poisoned lock is still usable.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers an edge; an edge already attached under the same id is replaced.
+    pub fn attach(&self, id: EdgeId, link: CoreLink) -> Attachment {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(EDGE_QUEUE_CAPACITY);
+        let mut state = self.write();
+        let released = match state.serial_of.get(&id).copied() {
+            Some(old) => state.remove_edge(old),
+            None => Vec::new(),
+        };
+        state.serial_of.insert(id.clone(), serial);
+        state.edges.insert(
+            serial,
+            Attached {
+                id,
+                queue: tx,
+                link,
+                channels: HashMap::new(),
+            },
+        );
+        Attachment {
+            serial,
+            queue: rx,
+            released,
+        }
+    }
+
+    /// Forgets an edge; returns the channels no edge wants any more.
+    pub fn detach(&self, serial: u64) -> Vec<String> {
+        self.write().remove_edge(serial)
+    }
+
+    /// Adds one reference per channel for this edge; returns the channels that had no edge with
+    /// interest before.
+    pub fn add_interest(&self, serial: u64, channels: &[String]) -> Vec<String> {
+        let mut state = self.write();
+        let State {
+            edges, interest, ..
+        } = &mut *state;
+        let Some(edge) = edges.get_mut(&serial) else {
+            return Vec::new();
+        };
+        let mut gained = Vec::new();
+        for channel in channels {
+            let refs = edge.channels.entry(channel.clone()).or_insert(0);
+            *refs = refs.saturating_add(1);
+            if *refs > 1 {
+                continue;
+            }
+            let interested = interest.entry(channel.clone()).or_default();
+            if interested.is_empty() {
+                gained.push(channel.clone());
+            }
+            interested.push(Interested {
+                serial,
+                queue: edge.queue.clone(),
+            });
+        }
+        gained
+    }
+
+    /// Drops one reference per channel for this edge; returns the channels no edge wants any
+    /// more. Removing a channel the edge has no interest in is ignored.
+    pub fn remove_interest(&self, serial: u64, channels: &[String]) -> Vec<String> {
+        let mut state = self.write();
+        let State {
+            edges, interest, ..
+        } = &mut *state;
+        let Some(edge) = edges.get_mut(&serial) else {
+            return Vec::new();
+        };
+        let mut lost = Vec::new();
+        for channel in channels {
+            let Entry::Occupied(mut refs) = edge.channels.entry(channel.clone()) else {
+                tracing::debug!(edge = %edge.id, channel, "interest removed that was never added");
+                continue;
+            };
+            *refs.get_mut() -= 1;
+            if *refs.get() > 0 {
+                continue;
+            }
+            refs.remove();
+            if release(interest, channel, serial) {
+                lost.push(channel.clone());
+            }
+        }
+        lost
+    }
+
+    /// Queues `event` once for every edge with interest in its channel; returns how many.
+    pub fn deliver_event(&self, event: &mesh::ChannelEvent) -> usize {
+        let state = self.read();
+        let Some(interested) = state.interest.get(&event.channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for edge in interested {
+            match edge.queue.try_send(Down::Event(event.clone())) {
+                Ok(()) => delivered += 1,
+                Err(TrySendError::Full(_)) => {
+                    let dropped = self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+                    // The first drop and every 1024th after it, so a stuck edge cannot flood the log.
+                    if dropped.is_multiple_of(1024) {
+                        let id = state.edges.get(&edge.serial).map(|e| e.id.clone());
+                        tracing::warn!(
+                            edge = ?id,
+                            channel = event.channel,
+                            dropped_total = dropped + 1,
+                            "edge queue full: event dropped for this edge"
+                        );
+                    }
+                }
+                // The edge's forwarder is gone: the edge is detaching.
+                Err(TrySendError::Closed(_)) => {}
+            }
+        }
+        self.counters
+            .deliveries
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        delivered
+    }
+
+    /// Queues `control` for every attached edge, waiting up to [`CONTROL_SEND_TIMEOUT`] for room.
+    pub async fn send_control(&self, control: mesh::Control) -> Result<usize, ControlError> {
+        let queues: Vec<(EdgeId, mpsc::Sender<Down>)> = {
+            let state = self.read();
+            state
+                .edges
+                .values()
+                .map(|e| (e.id.clone(), e.queue.clone()))
+                .collect()
+        };
+        let sends = queues.iter().map(|(id, queue)| {
+            let message = Down::Control(control.clone());
+            async move {
+                match queue.send_timeout(message, CONTROL_SEND_TIMEOUT).await {
+                    Ok(()) => Ok(true),
+                    Err(SendTimeoutError::Closed(_)) => Ok(false),
+                    Err(SendTimeoutError::Timeout(_)) => {
+                        tracing::warn!(edge = %id, "edge queue full: control command not sent");
+                        Err(())
+                    }
+                }
+            }
+        });
+        let outcomes = futures_util::future::join_all(sends).await;
+        let sent = outcomes.iter().filter(|o| matches!(o, Ok(true))).count();
+        let failed = outcomes.iter().filter(|o| o.is_err()).count();
+        self.counters
+            .controls
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        self.counters
+            .dropped_controls
+            .fetch_add(failed as u64, Ordering::Relaxed);
+        if failed > 0 {
+            Err(ControlError { failed })
+        } else {
+            Ok(sent)
+        }
+    }
+
+    /// The links of every attached edge, for surveys.
+    pub fn links(&self) -> Vec<(EdgeId, CoreLink)> {
+        self.read()
+            .edges
+            .values()
+            .map(|e| (e.id.clone(), e.link.clone()))
+            .collect()
+    }
+
+    /// Whether some edge has interest in `channel`.
+    pub fn has_interest(&self, channel: &str) -> bool {
+        self.read().interest.contains_key(channel)
+    }
+
+    /// Number of attached edges and of channels with at least one interested edge.
+    pub fn sizes(&self) -> (usize, usize) {
+        let state = self.read();
+        (state.edges.len(), state.interest.len())
+    }
+}
+
+impl State {
+    fn remove_edge(&mut self, serial: u64) -> Vec<String> {
+        let Some(edge) = self.edges.remove(&serial) else {
+            return Vec::new();
+        };
+        if self.serial_of.get(&edge.id) == Some(&serial) {
+            self.serial_of.remove(&edge.id);
+        }
+        edge.channels
+            .keys()
+            .filter(|channel| release(&mut self.interest, channel, serial))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Removes `serial` from the channel's interested edges; true when none is left.
+fn release(interest: &mut HashMap<String, Vec<Interested>>, channel: &str, serial: u64) -> bool {
+    let Some(interested) = interest.get_mut(channel) else {
+        return false;
+    };
+    interested.retain(|edge| edge.serial != serial);
+    if interested.is_empty() {
+        interest.remove(channel);
+        return true;
+    }
+    false
+}
+
+impl Edges {
+    /// Turns a publication into one [`mesh::ChannelEvent`] and queues it for every edge with
+    /// interest in `channel`; returns how many edges got it.
+    pub fn deliver(
+        &self,
+        channel: &str,
+        position: Option<&StreamPosition>,
+        publication: &Publication,
+    ) -> usize {
+        let wire = spindle_proto::client::Publication {
+            data: publication.data.clone(),
+            info: publication.info.clone(),
+            offset: position.map_or(0, |p| p.offset),
+            tags: publication.tags.clone(),
+            ..Default::default()
+        };
+        let event = mesh::ChannelEvent {
+            channel: channel.to_owned(),
+            kind: Some(channel_event::Kind::Publication(wire)),
+            epoch: position.map(|p| p.epoch.clone()).unwrap_or_default(),
+            prev_data: Default::default(),
+        };
+        self.deliver_event(&event)
+    }
+}
+
+impl EventHandler for Edges {
+    fn on_publication(
+        &self,
+        channel: &str,
+        position: Option<&StreamPosition>,
+        publication: &Publication,
+    ) {
+        self.deliver(channel, position, publication);
+    }
+}

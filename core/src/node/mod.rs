@@ -1,0 +1,280 @@
+//! The node: this core's identity, its broker, and the edges attached to it.
+
+mod edges;
+mod publish;
+mod serve;
+mod survey;
+
+pub use edges::{CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY};
+pub use publish::PublishError;
+pub use survey::{NodeInfo, SURVEY_TIMEOUT};
+
+use crate::broker::{Broker, MemoryBroker, Publication, StreamPosition};
+use edges::Edges;
+use spindle_hub::channel::ChannelResolver;
+use spindle_hub::config::Config;
+use spindle_mesh::{CoreInbox, CoreLink, mesh};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+
+/// The server version reported to clients and in `info`: `"<crate version> spindle"`.
+pub use spindle_hub::VERSION;
+
+/// Who this node is, as `info` and the mesh report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// A UUIDv4 made at start.
+    pub uid: String,
+    /// `node.name`, or `<host name>_<port>`.
+    pub name: String,
+    /// [`VERSION`].
+    pub version: String,
+}
+
+impl NodeIdentity {
+    /// A fresh identity named by `node.name`, or by the host name and the HTTP port when unset
+    /// (as Centrifugo names nodes).
+    pub fn new(config: &Config) -> NodeIdentity {
+        let name = match config.node.name.as_str() {
+            "" => format!("{}_{}", host_name(), config.http_server.port),
+            name => name.to_owned(),
+        };
+        NodeIdentity::named(name)
+    }
+
+    /// A fresh identity with a new uid and the given name.
+    pub fn named(name: impl Into<String>) -> NodeIdentity {
+        NodeIdentity {
+            uid: uuid::Uuid::new_v4().to_string(),
+            name: name.into(),
+            version: VERSION.to_owned(),
+        }
+    }
+}
+
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.trim().to_owned())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "spindle".to_owned())
+}
+
+/// The name of an attached edge, for logs and replacement (attaching an id again replaces the
+/// earlier edge of that id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EdgeId(Arc<str>);
+
+impl EdgeId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EdgeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for EdgeId {
+    fn from(id: &str) -> Self {
+        EdgeId(id.into())
+    }
+}
+
+impl From<String> for EdgeId {
+    fn from(id: String) -> Self {
+        EdgeId(id.into())
+    }
+}
+
+/// The node could not be built from its configuration.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// A namespace's `channel_regex` does not compile (config validation reports it first).
+    #[error("channel_regex: {0}")]
+    ChannelRegex(String),
+}
+
+/// A snapshot of the node's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeStats {
+    /// Publications accepted by the broker.
+    pub publications: u64,
+    /// Events queued to edges (one per edge with interest per publication).
+    pub deliveries: u64,
+    /// Events dropped because an edge's queue was full.
+    pub dropped_events: u64,
+    /// Control commands queued to edges (one per edge per command).
+    pub controls: u64,
+    /// Control commands an edge did not accept within [`CONTROL_SEND_TIMEOUT`].
+    pub dropped_controls: u64,
+    /// Edges attached now.
+    pub edges: usize,
+    /// Channels with at least one edge with interest now.
+    pub channels: usize,
+}
+
+/// A core node. Cheap to clone: every clone is the same node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    identity: NodeIdentity,
+    resolver: ChannelResolver,
+    edges: Arc<Edges>,
+    broker: MemoryBroker,
+    /// Serializes interest changes with the broker subscriptions they cause, so a channel's
+    /// subscribe and unsubscribe reach the broker in the order the interest changed.
+    interest_gate: tokio::sync::Mutex<()>,
+    started: Instant,
+    next_survey_id: AtomicU64,
+}
+
+impl Node {
+    /// A node with the memory broker (the only engine so far) and no edges.
+    pub fn new(config: Arc<Config>, identity: NodeIdentity) -> Result<Node, NodeError> {
+        let resolver = ChannelResolver::new(&config.channel)
+            .map_err(|error| NodeError::ChannelRegex(error.to_string()))?;
+        let edges = Arc::new(Edges::default());
+        let broker = MemoryBroker::new(edges.clone());
+        Ok(Node {
+            inner: Arc::new(Inner {
+                config,
+                identity,
+                resolver,
+                edges,
+                broker,
+                interest_gate: tokio::sync::Mutex::new(()),
+                started: Instant::now(),
+                next_survey_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.inner.identity
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Channel name rules of this node's configuration.
+    pub fn channel_resolver(&self) -> &ChannelResolver {
+        &self.inner.resolver
+    }
+
+    /// Starts serving an edge: spawns the task that reads its [`spindle_mesh::Up`] messages
+    /// (interest, presence, requests) and the forwarder that drains its outgoing queue into
+    /// `link`. Returns the serving task, which ends when the edge closes its side of the link;
+    /// the edge's interest is then forgotten. Attaching an id that is already attached replaces
+    /// the earlier edge. Must be called inside a Tokio runtime.
+    pub fn attach_edge(
+        &self,
+        edge_id: impl Into<EdgeId>,
+        link: CoreLink,
+        inbox: CoreInbox,
+    ) -> JoinHandle<()> {
+        let id = edge_id.into();
+        let attachment = self.inner.edges.attach(id.clone(), link.clone());
+        tokio::spawn(serve::forward(attachment.queue, link));
+        let node = self.clone();
+        let released = attachment.released;
+        let serial = attachment.serial;
+        tokio::spawn(async move {
+            node.unsubscribe_broker(released).await;
+            serve::serve_edge(node, id, serial, inbox).await;
+        })
+    }
+
+    /// Hands a publication to every edge with interest in `channel`: one
+    /// [`spindle_mesh::Down::Event`] per edge, never one per subscriber. Returns the number of
+    /// edges it was queued for. The broker calls this (through the node's event handler) in
+    /// publish order per channel.
+    pub fn deliver(
+        &self,
+        channel: &str,
+        position: Option<&StreamPosition>,
+        publication: &Publication,
+    ) -> usize {
+        self.inner.edges.deliver(channel, position, publication)
+    }
+
+    /// Sends an API command (disconnect, unsubscribe, subscribe, refresh) to every attached
+    /// edge, each matching it against its local connections. Returns the number of edges it
+    /// was queued for.
+    pub async fn control(&self, control: mesh::Control) -> Result<usize, ControlError> {
+        self.inner.edges.send_control(control).await
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> NodeStats {
+        let counters = &self.inner.edges.counters;
+        let (edges, channels) = self.inner.edges.sizes();
+        NodeStats {
+            publications: counters.publications.load(Ordering::Relaxed),
+            deliveries: counters.deliveries.load(Ordering::Relaxed),
+            dropped_events: counters.dropped_events.load(Ordering::Relaxed),
+            controls: counters.controls.load(Ordering::Relaxed),
+            dropped_controls: counters.dropped_controls.load(Ordering::Relaxed),
+            edges,
+            channels,
+        }
+    }
+
+    /// Applies an edge's interest change, then tells the broker about channels the node gained
+    /// or lost.
+    async fn apply_interest(&self, serial: u64, interest: mesh::Interest) {
+        let _gate = self.inner.interest_gate.lock().await;
+        let gained = self.inner.edges.add_interest(serial, &interest.add);
+        let lost = self.inner.edges.remove_interest(serial, &interest.remove);
+        for channel in gained {
+            if let Err(error) = self.inner.broker.subscribe(&channel).await {
+                tracing::error!(%error, channel, "broker subscribe failed");
+            }
+        }
+        self.unsubscribe_channels(lost).await;
+    }
+
+    /// Forgets an edge and its interest.
+    async fn detach(&self, serial: u64) {
+        let _gate = self.inner.interest_gate.lock().await;
+        let lost = self.inner.edges.detach(serial);
+        self.unsubscribe_channels(lost).await;
+    }
+
+    async fn unsubscribe_broker(&self, channels: Vec<String>) {
+        if channels.is_empty() {
+            return;
+        }
+        let _gate = self.inner.interest_gate.lock().await;
+        self.unsubscribe_channels(channels).await;
+    }
+
+    /// Call with the interest gate held. A channel some edge wants again is kept.
+    async fn unsubscribe_channels(&self, channels: Vec<String>) {
+        for channel in channels {
+            if self.inner.edges.has_interest(&channel) {
+                continue;
+            }
+            if let Err(error) = self.inner.broker.unsubscribe(&channel).await {
+                tracing::error!(%error, channel, "broker unsubscribe failed");
+            }
+        }
+    }
+
+    fn next_survey_id(&self) -> u64 {
+        self.inner.next_survey_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

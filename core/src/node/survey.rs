@@ -1,0 +1,97 @@
+//! Questions to every attached edge about its local state (`channels` and `info`), answered
+//! with [`mesh::SurveyReply`]s and merged here.
+
+use super::Node;
+use crate::glob::Glob;
+use futures_util::future::join_all;
+use spindle_mesh::mesh::{self, survey};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a survey waits for each edge; an edge that does not answer in time is left out.
+pub const SURVEY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// This node as `info` reports it: identity plus counts merged from its edges.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeInfo {
+    pub uid: String,
+    pub name: String,
+    pub version: String,
+    /// Connections over all edges.
+    pub num_clients: u32,
+    /// Users, summed over edges: a user connected to two edges counts twice (exact with one
+    /// edge, as in `spindle serve`).
+    pub num_users: u32,
+    /// Channels with at least one subscriber on some edge (the node's interest table).
+    pub num_channels: u32,
+    /// Subscriptions over all edges.
+    pub num_subs: u32,
+    /// Seconds since the node was built.
+    pub uptime_seconds: u32,
+}
+
+impl Node {
+    async fn survey(&self, kind: survey::Kind) -> Vec<mesh::SurveyReply> {
+        let id = self.next_survey_id();
+        let asks = self.inner.edges.links().into_iter().map(|(edge, link)| {
+            let question = mesh::Survey {
+                id,
+                kind: Some(kind.clone()),
+            };
+            async move {
+                match tokio::time::timeout(SURVEY_TIMEOUT, link.survey(question)).await {
+                    Ok(Ok(reply)) => Some(reply),
+                    // The edge went away while we asked.
+                    Ok(Err(_)) => None,
+                    Err(_) => {
+                        tracing::warn!(%edge, "edge did not answer a survey in time");
+                        None
+                    }
+                }
+            }
+        });
+        join_all(asks).await.into_iter().flatten().collect()
+    }
+
+    /// Channels with subscribers on any edge and their subscriber counts, filtered by `pattern`.
+    pub async fn active_channels(&self, pattern: &Glob) -> BTreeMap<String, u32> {
+        let kind = survey::Kind::Channels(mesh::ChannelsSurvey {
+            pattern: pattern.as_str().into(),
+        });
+        let mut merged: BTreeMap<String, u32> = BTreeMap::new();
+        for reply in self.survey(kind).await {
+            for (channel, count) in reply.channels {
+                // Edges filter too; filtering again keeps the answer right whatever they do.
+                if pattern.matches(&channel) {
+                    let total = merged.entry(channel).or_default();
+                    *total = total.saturating_add(count);
+                }
+            }
+        }
+        merged
+    }
+
+    /// This node's identity and counts, merged from a survey of its edges.
+    pub async fn info(&self) -> NodeInfo {
+        let identity = &self.inner.identity;
+        let mut info = NodeInfo {
+            uid: identity.uid.clone(),
+            name: identity.name.clone(),
+            version: identity.version.clone(),
+            num_channels: saturating_u32(self.inner.edges.sizes().1),
+            uptime_seconds: saturating_u32(self.inner.started.elapsed().as_secs()),
+            ..NodeInfo::default()
+        };
+        for reply in self.survey(survey::Kind::Node(mesh::NodeSurvey {})).await {
+            let Some(stats) = reply.node else { continue };
+            info.num_clients = info.num_clients.saturating_add(stats.num_clients);
+            info.num_users = info.num_users.saturating_add(stats.num_users);
+            info.num_subs = info.num_subs.saturating_add(stats.num_subs);
+        }
+        info
+    }
+}
+
+fn saturating_u32(value: impl TryInto<u32>) -> u32 {
+    value.try_into().unwrap_or(u32::MAX)
+}

@@ -1,0 +1,358 @@
+//! The node with fake edges on the in-process link: interest, fan-out, edge requests, slow
+//! edges, detaching.
+// Test helpers outside `#[test]` functions unwrap too: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use bytes::Bytes;
+use spindle_core::EDGE_QUEUE_CAPACITY;
+use spindle_core::broker::PublishOptions;
+use spindle_mesh::mesh::{self, control, request, response};
+use spindle_mesh::{Up, in_process};
+use spindle_proto::client;
+use std::collections::BTreeMap;
+use support::{Answers, FakeEdge, config, node, publication};
+
+async fn publish(node: &spindle_core::Node, channel: &str, data: &str) {
+    let data = Bytes::from(data.to_owned());
+    node.publish(channel, data, None, PublishOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn each_interested_edge_gets_each_publication_once_in_order() {
+    let node = node(config(|_| {}));
+    let mut e1 = FakeEdge::attach(&node, "e1", Answers::default());
+    let mut e2 = FakeEdge::attach(&node, "e2", Answers::default());
+    e1.interest(&["news", "chat:a"], &[]).await;
+    e2.interest(&["news"], &[]).await;
+
+    for i in 0..5 {
+        publish(&node, "news", &i.to_string()).await;
+    }
+    publish(&node, "chat:a", "only-e1").await;
+    publish(&node, "elsewhere", "nobody").await;
+    publish(&node, "news", "marker").await;
+
+    for edge in [&mut e1, &mut e2] {
+        for i in 0..5 {
+            let event = edge.next_event().await;
+            assert_eq!(publication(&event), ("news", i.to_string().as_bytes()));
+        }
+    }
+    assert_eq!(
+        publication(&e1.next_event().await),
+        ("chat:a", &b"only-e1"[..])
+    );
+    assert_eq!(
+        publication(&e1.next_event().await),
+        ("news", &b"marker"[..])
+    );
+    // e2 has no interest in chat:a: the next thing it sees is the marker.
+    assert_eq!(
+        publication(&e2.next_event().await),
+        ("news", &b"marker"[..])
+    );
+    assert!(e1.is_quiet() && e2.is_quiet());
+
+    let stats = node.stats();
+    assert_eq!(stats.publications, 8);
+    assert_eq!(stats.deliveries, 5 * 2 + 1 + 2);
+    assert_eq!(
+        (stats.edges, stats.channels, stats.dropped_events),
+        (2, 2, 0)
+    );
+}
+
+#[tokio::test]
+async fn publications_carry_tags_and_info() {
+    let node = node(config(|_| {}));
+    let mut edge = FakeEdge::attach(&node, "e1", Answers::default());
+    edge.interest(&["news"], &[]).await;
+    let tags = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
+    let info = client::ClientInfo {
+        user: "u".into(),
+        client: "c".into(),
+        ..Default::default()
+    };
+    let options = PublishOptions {
+        tags: tags.clone(),
+        ..Default::default()
+    };
+    let result = node.publish(
+        "news",
+        Bytes::from_static(b"{}"),
+        Some(info.clone()),
+        options,
+    );
+    assert_eq!(result.await.unwrap().position, None);
+    let event = edge.next_event().await;
+    let Some(mesh::channel_event::Kind::Publication(p)) = event.kind else {
+        panic!()
+    };
+    assert_eq!((p.tags, p.info, p.offset), (tags, Some(info), 0));
+    assert!(event.epoch.is_empty() && event.prev_data.is_empty());
+}
+
+#[tokio::test]
+async fn interest_is_counted_per_edge() {
+    let node = node(config(|_| {}));
+    let mut edge = FakeEdge::attach(&node, "e1", Answers::default());
+    edge.interest(&["news", "marker"], &[]).await;
+    edge.interest(&["news"], &[]).await;
+    edge.interest(&[], &["news", "never-added"]).await;
+    publish(&node, "news", "still").await;
+    assert_eq!(
+        publication(&edge.next_event().await),
+        ("news", &b"still"[..])
+    );
+    edge.interest(&[], &["news"]).await;
+    assert_eq!(node.stats().channels, 1);
+    publish(&node, "news", "gone").await;
+    publish(&node, "marker", "m").await;
+    assert_eq!(publication(&edge.next_event().await), ("marker", &b"m"[..]));
+}
+
+#[tokio::test]
+async fn edge_publish_requests_are_answered_and_delivered() {
+    let node = node(config(|_| {}));
+    let publisher = FakeEdge::attach(&node, "e1", Answers::default());
+    let mut subscriber = FakeEdge::attach(&node, "e2", Answers::default());
+    subscriber.interest(&["chat:room"], &[]).await;
+
+    let info = client::ClientInfo {
+        user: "u1".into(),
+        client: "c1".into(),
+        ..Default::default()
+    };
+    let publish = mesh::PublishRequest {
+        channel: "chat:room".into(),
+        data: Bytes::from_static(br#"{"text":"hi"}"#),
+        info: Some(info.clone()),
+        ..Default::default()
+    };
+    let response = publisher
+        .request(Some(request::Kind::Publish(publish)))
+        .await;
+    assert_eq!(response.error, None);
+    assert_eq!(
+        response.kind,
+        Some(response::Kind::Publish(mesh::PublishResult {
+            offset: 0,
+            epoch: String::new()
+        }))
+    );
+    let event = subscriber.next_event().await;
+    let Some(mesh::channel_event::Kind::Publication(p)) = event.kind else {
+        panic!()
+    };
+    assert_eq!(
+        (p.data.as_ref(), p.info),
+        (&br#"{"text":"hi"}"#[..], Some(info))
+    );
+
+    let unknown = mesh::PublishRequest {
+        channel: "nope:room".into(),
+        data: Bytes::from_static(b"1"),
+        ..Default::default()
+    };
+    let response = publisher
+        .request(Some(request::Kind::Publish(unknown)))
+        .await;
+    let error = response.error.unwrap();
+    assert_eq!(
+        (error.code, error.message.as_str()),
+        (102, "unknown channel")
+    );
+
+    let empty = mesh::PublishRequest {
+        channel: "chat:room".into(),
+        ..Default::default()
+    };
+    let response = publisher.request(Some(request::Kind::Publish(empty))).await;
+    assert_eq!(response.error.unwrap().code, 107);
+
+    let history = mesh::HistoryRequest {
+        channel: "hist:a".into(),
+        ..Default::default()
+    };
+    let response = publisher
+        .request(Some(request::Kind::History(history)))
+        .await;
+    let error = response.error.unwrap();
+    assert_eq!((error.code, error.message.as_str()), (108, "not available"));
+    assert_eq!(response.kind, None);
+}
+
+#[tokio::test]
+async fn presence_updates_are_accepted_and_ignored() {
+    let node = node(config(|_| {}));
+    let edge = FakeEdge::attach(&node, "e1", Answers::default());
+    let update = mesh::PresenceUpdate {
+        channel: "pres:a".into(),
+        ..Default::default()
+    };
+    edge.link.send(Up::Presence(update)).await.unwrap();
+    edge.barrier().await;
+}
+
+#[tokio::test]
+async fn a_stuck_edge_loses_events_without_blocking_publishers_or_other_edges() {
+    let node = node(config(|_| {}));
+    // An edge that never reads what the core sends.
+    let ((stuck_link, _stuck_inbox), (core_link, core_inbox)) = in_process(1);
+    node.attach_edge("stuck", core_link, core_inbox);
+    let interest = mesh::Interest {
+        add: vec!["news".into()],
+        remove: vec![],
+    };
+    stuck_link.send(Up::Interest(interest)).await.unwrap();
+    // Answered after the interest is applied.
+    stuck_link
+        .request(mesh::Request { id: 1, kind: None })
+        .await
+        .unwrap();
+    let mut healthy = FakeEdge::attach(&node, "healthy", Answers::default());
+    healthy.interest(&["news"], &[]).await;
+
+    let total = EDGE_QUEUE_CAPACITY + 500;
+    for i in 0..total {
+        publish(&node, "news", &i.to_string()).await;
+        if i % 64 == 0 {
+            // Let the healthy edge's forwarder drain its queue.
+            tokio::task::yield_now().await;
+        }
+    }
+    for i in 0..total {
+        let event = healthy.next_event().await;
+        assert_eq!(publication(&event).1, i.to_string().as_bytes());
+    }
+    let stats = node.stats();
+    // The stuck edge holds its queue, one message in its link and one in its forwarder's hand.
+    let dropped = stats.dropped_events as usize;
+    assert!((total - EDGE_QUEUE_CAPACITY - 2..=total - EDGE_QUEUE_CAPACITY).contains(&dropped));
+    assert_eq!(stats.deliveries as usize, 2 * total - dropped);
+}
+
+#[tokio::test]
+async fn a_closed_edge_is_forgotten_with_its_interest() {
+    let node = node(config(|_| {}));
+    let ((edge_link, edge_inbox), (core_link, core_inbox)) = in_process(8);
+    let serving = node.attach_edge("e1", core_link, core_inbox);
+    let interest = mesh::Interest {
+        add: vec!["news".into(), "chat:a".into()],
+        remove: vec![],
+    };
+    edge_link.send(Up::Interest(interest)).await.unwrap();
+    let response = edge_link
+        .request(mesh::Request { id: 1, kind: None })
+        .await
+        .unwrap();
+    assert_eq!(response.error.unwrap().code, 108);
+    assert_eq!((node.stats().edges, node.stats().channels), (1, 2));
+
+    drop(edge_link);
+    serving.await.unwrap();
+    assert_eq!((node.stats().edges, node.stats().channels), (0, 0));
+    drop(edge_inbox);
+    publish(&node, "news", "to nobody").await;
+    assert_eq!(node.stats().deliveries, 0);
+}
+
+#[tokio::test]
+async fn attaching_an_id_again_replaces_the_earlier_edge() {
+    let node = node(config(|_| {}));
+    let old = FakeEdge::attach(&node, "e1", Answers::default());
+    old.interest(&["news"], &[]).await;
+    let mut new = FakeEdge::attach(&node, "e1", Answers::default());
+    new.interest(&["chat:a"], &[]).await;
+    assert_eq!((node.stats().edges, node.stats().channels), (1, 1));
+    publish(&node, "news", "old interest is gone").await;
+    publish(&node, "chat:a", "new").await;
+    assert_eq!(
+        publication(&new.next_event().await),
+        ("chat:a", &b"new"[..])
+    );
+}
+
+#[tokio::test]
+async fn control_commands_reach_every_edge() {
+    let node = node(config(|_| {}));
+    let mut e1 = FakeEdge::attach(&node, "e1", Answers::default());
+    let mut e2 = FakeEdge::attach(&node, "e2", Answers::default());
+    let command = mesh::Control {
+        user: "u".into(),
+        client: String::new(),
+        session: String::new(),
+        kind: Some(control::Kind::Unsubscribe(mesh::UnsubscribeCommand {
+            channel: "news".into(),
+        })),
+    };
+    assert_eq!(node.control(command.clone()).await.unwrap(), 2);
+    assert_eq!(e1.next_control().await, command);
+    assert_eq!(e2.next_control().await, command);
+    assert_eq!(node.stats().controls, 2);
+}
+
+#[tokio::test]
+async fn surveys_merge_edge_answers() {
+    let node = node(config(|_| {}));
+    let answers = |channels: &[(&str, u32)], clients, users, subs| Answers {
+        channels: channels.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+        stats: mesh::NodeStats {
+            num_clients: clients,
+            num_users: users,
+            num_subs: subs,
+            ..Default::default()
+        },
+    };
+    let mut e1 = FakeEdge::attach(&node, "e1", answers(&[("news", 2), ("chat:a", 1)], 2, 1, 3));
+    let _e2 = FakeEdge::attach(&node, "e2", answers(&[("news", 3), ("other", 1)], 3, 2, 4));
+    e1.interest(&["news", "chat:a"], &[]).await;
+
+    let all = spindle_core::glob::Glob::new("").unwrap();
+    let channels = node.active_channels(&all).await;
+    let expected = BTreeMap::from([
+        ("chat:a".to_owned(), 1),
+        ("news".to_owned(), 5),
+        ("other".to_owned(), 1),
+    ]);
+    assert_eq!(channels, expected);
+    let news_only = spindle_core::glob::Glob::new("n*").unwrap();
+    assert_eq!(
+        node.active_channels(&news_only)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["news"]
+    );
+    assert_eq!(e1.survey_patterns.recv().await.unwrap(), "");
+    assert_eq!(e1.survey_patterns.recv().await.unwrap(), "n*");
+
+    let info = node.info().await;
+    assert_eq!(
+        (info.uid.as_str(), info.name.as_str()),
+        ("node-uid", "node-name")
+    );
+    assert_eq!(info.version, spindle_core::VERSION);
+    assert_eq!((info.num_clients, info.num_users, info.num_subs), (5, 3, 7));
+    assert_eq!(info.num_channels, 2);
+}
+
+#[tokio::test]
+async fn identity_from_config() {
+    let named = spindle_core::NodeIdentity::new(&config(|c| c.node.name = "n1".into()));
+    assert_eq!(named.name, "n1");
+    assert!(named.version.ends_with(" spindle"));
+    let unnamed = spindle_core::NodeIdentity::new(&config(|_| {}));
+    assert!(unnamed.name.ends_with("_8000"), "{}", unnamed.name);
+    assert_ne!(named.uid, unnamed.uid);
+    assert_eq!(uuid_version(&named.uid), Some('4'));
+    assert_eq!(spindle_core::NodeIdentity::named("x").name, "x");
+}
+
+fn uuid_version(uid: &str) -> Option<char> {
+    (uid.len() == 36).then(|| uid.chars().nth(14)).flatten()
+}

@@ -1,0 +1,280 @@
+//! A fake edge on the in-process link, a test configuration and an HTTP client for the API
+//! router.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use spindle_core::{Node, NodeIdentity};
+use spindle_hub::config::{
+    ChannelOptions, Config, Duration, Namespace, PublicationDataFormat, Secret, SubscriptionType,
+};
+use spindle_mesh::mesh::{self, survey};
+use spindle_mesh::{Down, EdgeLink, Up, in_process};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+pub const KEY: &str = "secret-key";
+
+/// Namespaces: `chat` (defaults), `obj` (json_object payloads), `bin` (binary payloads), `map`
+/// (map subscriptions), `pres` (presence on), `hist` (history on), `delta` (delta_publish).
+pub fn config(adjust: impl FnOnce(&mut Config)) -> Arc<Config> {
+    let mut config = Config::default();
+    config.http_api.key = Secret::new(KEY);
+    let namespaces = [
+        ("chat", ChannelOptions::default()),
+        (
+            "obj",
+            ChannelOptions {
+                publication_data_format: PublicationDataFormat::JsonObject,
+                ..Default::default()
+            },
+        ),
+        (
+            "bin",
+            ChannelOptions {
+                publication_data_format: PublicationDataFormat::Binary,
+                ..Default::default()
+            },
+        ),
+        (
+            "map",
+            ChannelOptions {
+                subscription_type: SubscriptionType::Map,
+                ..Default::default()
+            },
+        ),
+        (
+            "pres",
+            ChannelOptions {
+                presence: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "hist",
+            ChannelOptions {
+                history_size: 10,
+                history_ttl: Duration::from_secs(60),
+                ..Default::default()
+            },
+        ),
+        (
+            "delta",
+            ChannelOptions {
+                delta_publish: true,
+                ..Default::default()
+            },
+        ),
+    ];
+    config.channel.namespaces = namespaces
+        .into_iter()
+        .map(|(name, options)| Namespace::new(name, options))
+        .collect();
+    adjust(&mut config);
+    Arc::new(config)
+}
+
+pub fn node(config: Arc<Config>) -> Node {
+    let identity = NodeIdentity {
+        uid: "node-uid".into(),
+        name: "node-name".into(),
+        version: spindle_core::VERSION.into(),
+    };
+    Node::new(config, identity).unwrap()
+}
+
+/// What an edge tells a survey.
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    pub channels: BTreeMap<String, u32>,
+    pub stats: mesh::NodeStats,
+}
+
+/// Something the core sent to an edge (surveys are answered by the fake itself).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    Event(mesh::ChannelEvent),
+    Control(mesh::Control),
+}
+
+/// An edge attached to a node through the in-process link.
+pub struct FakeEdge {
+    pub link: EdgeLink,
+    pub received: mpsc::UnboundedReceiver<Received>,
+    pub survey_patterns: mpsc::UnboundedReceiver<String>,
+    next_id: AtomicU64,
+}
+
+impl FakeEdge {
+    pub fn attach(node: &Node, id: &str, answers: Answers) -> FakeEdge {
+        Self::attach_with_capacity(node, id, answers, 64)
+    }
+
+    pub fn attach_with_capacity(node: &Node, id: &str, answers: Answers, cap: usize) -> FakeEdge {
+        let ((link, mut inbox), (core_link, core_inbox)) = in_process(cap);
+        node.attach_edge(id, core_link, core_inbox);
+        let (tx, received) = mpsc::unbounded_channel();
+        let (pattern_tx, survey_patterns) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(message) = inbox.recv().await {
+                match message {
+                    Down::Event(event) => {
+                        let _ = tx.send(Received::Event(event));
+                    }
+                    Down::Control(control) => {
+                        let _ = tx.send(Received::Control(control));
+                    }
+                    Down::Survey(pending) => {
+                        let id = pending.question.id;
+                        let reply = match pending.question.kind {
+                            Some(survey::Kind::Channels(c)) => {
+                                let _ = pattern_tx.send(c.pattern);
+                                mesh::SurveyReply {
+                                    id,
+                                    channels: answers.channels.clone(),
+                                    node: None,
+                                }
+                            }
+                            Some(survey::Kind::Node(_)) => mesh::SurveyReply {
+                                id,
+                                channels: BTreeMap::new(),
+                                node: Some(answers.stats.clone()),
+                            },
+                            None => mesh::SurveyReply {
+                                id,
+                                ..Default::default()
+                            },
+                        };
+                        pending.responder.answer(reply);
+                    }
+                }
+            }
+        });
+        FakeEdge {
+            link,
+            received,
+            survey_patterns,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Sends an interest change and waits until the core has applied it.
+    pub async fn interest(&self, add: &[&str], remove: &[&str]) {
+        let interest = mesh::Interest {
+            add: add.iter().map(|s| s.to_string()).collect(),
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+        };
+        self.link.send(Up::Interest(interest)).await.unwrap();
+        self.barrier().await;
+    }
+
+    /// A request the core answers only after everything sent before it (an empty request,
+    /// answered 108).
+    pub async fn barrier(&self) {
+        let response = self.request(None).await;
+        assert_eq!(response.error.unwrap().code, 108);
+    }
+
+    pub async fn request(&self, kind: Option<mesh::request::Kind>) -> mesh::Response {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let response = self.link.request(mesh::Request { id, kind }).await.unwrap();
+        assert_eq!(response.id, id);
+        response
+    }
+
+    /// The next message from the core (fails after 2 s).
+    pub async fn next(&mut self) -> Received {
+        tokio::time::timeout(std::time::Duration::from_secs(2), self.received.recv())
+            .await
+            .expect("nothing arrived at the edge")
+            .expect("edge closed")
+    }
+
+    pub async fn next_event(&mut self) -> mesh::ChannelEvent {
+        match self.next().await {
+            Received::Event(event) => event,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    pub async fn next_control(&mut self) -> mesh::Control {
+        match self.next().await {
+            Received::Control(control) => control,
+            other => panic!("expected a control, got {other:?}"),
+        }
+    }
+
+    /// True when nothing was received so far.
+    pub fn is_quiet(&mut self) -> bool {
+        self.received.try_recv().is_err()
+    }
+}
+
+/// The channel and data of a publication event.
+pub fn publication(event: &mesh::ChannelEvent) -> (&str, &[u8]) {
+    match &event.kind {
+        Some(mesh::channel_event::Kind::Publication(p)) => (event.channel.as_str(), &p.data),
+        other => panic!("not a publication: {other:?}"),
+    }
+}
+
+/// An HTTP exchange with a router.
+pub struct Exchange {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl Exchange {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+}
+
+/// Sends one request to the router.
+pub async fn send(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> Exchange {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(body.into()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Exchange {
+        status,
+        content_type,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+/// `POST /api/<method>` with the right key.
+pub async fn post(router: &Router, method: &str, body: &str) -> Exchange {
+    send(
+        router,
+        "POST",
+        &format!("/api/{method}"),
+        &[("x-api-key", KEY)],
+        body.to_owned(),
+    )
+    .await
+}
