@@ -3,7 +3,8 @@
 //! Owns: channel names and namespace resolution, channel options, error / disconnect /
 //! unsubscribe codes and the one mapping from internal outcomes to them, the subscription
 //! registry used for fan-out, the typed configuration tree and its loading rules, and JWT claim
-//! verification. Later: the client session state machine, history streams and presence sets.
+//! verification, and the client session state machine. Later: history streams and presence
+//! sets.
 //!
 //! Must not: open sockets, spawn tasks, read the clock (`Instant::now`, `SystemTime::now`) or the
 //! environment. Time, environment variables and file contents are passed in as arguments, so
@@ -19,6 +20,8 @@
 //!   JSON / YAML / TOML text, environment variables and flags.
 //! - [`jwt`]: connection and subscription token claims, verified as a pure function of
 //!   (token, keys, now).
+//! - [`session`]: one connection's protocol state machine: command order, connect, subscribe,
+//!   publish, refresh and timer rules, driven with an explicit `Now`.
 
 pub mod channel;
 pub mod codes;
@@ -26,3 +29,8 @@ pub mod config;
 pub mod jwt;
 pub mod outcome;
 pub mod registry;
+pub mod session;
+
+/// The server version string sent in connect results: `"<crate version> spindle"` (never
+/// empty; SDK test suites rely on a non-empty `version`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " spindle");

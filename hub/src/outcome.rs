@@ -22,6 +22,12 @@ pub enum Failure {
     ConnectionToken(TokenError),
     /// A subscription token failed verification.
     SubscriptionToken(TokenError),
+    /// The new token of a connection `refresh` failed verification (expired closes the
+    /// connection as expired, anything else as an invalid token).
+    RefreshToken(TokenError),
+    /// The new token of a `sub_refresh` failed verification (expired is an error reply, the
+    /// rest closes the connection as an invalid token).
+    SubRefreshToken(TokenError),
     /// A valid token names another user, channel or client than this connection's.
     TokenMismatch,
     /// A token with an empty user while `disallow_anonymous_connection_tokens` is set.
@@ -49,6 +55,11 @@ pub enum Failure {
     UnrecoverablePosition,
     /// Something on our side failed (broker, link, proxy); the client may retry.
     Internal,
+    /// The connection's server-side subscriptions no longer match what the client holds (a
+    /// refreshed token with other channels, lost publications on a server-side subscription).
+    InsufficientState,
+    /// A `send` command: there is no message handler (as in Centrifugo OSS).
+    NoMessageHandler,
 }
 
 /// What the client sees.
@@ -78,10 +89,13 @@ impl Failure {
                 Error(ClientError::BAD_REQUEST)
             }
             Failure::ConnectionToken(TokenError::Expired)
-            | Failure::SubscriptionToken(TokenError::Expired) => Error(ClientError::TOKEN_EXPIRED),
-            Failure::ConnectionToken(_) | Failure::TokenMismatch => {
-                Close(Disconnect::INVALID_TOKEN)
-            }
+            | Failure::SubscriptionToken(TokenError::Expired)
+            | Failure::SubRefreshToken(TokenError::Expired) => Error(ClientError::TOKEN_EXPIRED),
+            Failure::RefreshToken(TokenError::Expired) => Close(Disconnect::EXPIRED),
+            Failure::ConnectionToken(_)
+            | Failure::RefreshToken(_)
+            | Failure::SubRefreshToken(_)
+            | Failure::TokenMismatch => Close(Disconnect::INVALID_TOKEN),
             Failure::SubscriptionToken(_) | Failure::PermissionDenied => {
                 Error(ClientError::PERMISSION_DENIED)
             }
@@ -96,6 +110,8 @@ impl Failure {
             Failure::Expired => Error(ClientError::EXPIRED),
             Failure::UnrecoverablePosition => Error(ClientError::UNRECOVERABLE_POSITION),
             Failure::Internal => Error(ClientError::INTERNAL),
+            Failure::InsufficientState => Close(Disconnect::INSUFFICIENT_STATE),
+            Failure::NoMessageHandler => Close(Disconnect::NOT_AVAILABLE),
         }
     }
 }
@@ -178,6 +194,20 @@ mod tests {
                 103,
                 false,
             ),
+            (Failure::RefreshToken(TokenError::Expired), 3005, true),
+            (Failure::RefreshToken(TokenError::BadSignature), 3500, true),
+            (Failure::RefreshToken(TokenError::Malformed), 3500, true),
+            (Failure::SubRefreshToken(TokenError::Expired), 109, false),
+            (
+                Failure::SubRefreshToken(TokenError::BadSignature),
+                3500,
+                true,
+            ),
+            (
+                Failure::SubRefreshToken(TokenError::InvalidClaims("channel".into())),
+                3500,
+                true,
+            ),
             (Failure::TokenMismatch, 3500, true),
             (Failure::AnonymousTokenDisallowed, 3507, true),
             (Failure::PermissionDenied, 103, false),
@@ -191,6 +221,8 @@ mod tests {
             (Failure::Expired, 110, false),
             (Failure::UnrecoverablePosition, 112, false),
             (Failure::Internal, 100, false),
+            (Failure::InsufficientState, 3010, true),
+            (Failure::NoMessageHandler, 3508, true),
         ]
     }
 

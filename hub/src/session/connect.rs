@@ -1,0 +1,229 @@
+//! The connect command (PROTOCOL.md §5.2, §2.8, §7.3 "Connect without token"): credentials,
+//! connection expiry, and the server-side subscriptions a connection starts with.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use spindle_proto::client;
+
+use super::grants::{Effective, ServerSub, SubscribeGrant, ttl};
+use super::rules::Permission;
+use super::{ConnectGrant, Now, Phase, Session, SessionRules};
+use crate::VERSION;
+use crate::jwt::{SubscribeOptions, verify_connection_token};
+use crate::outcome::Failure;
+
+/// Who is connecting, before the session commits to it.
+#[derive(Debug)]
+struct Credentials {
+    user: String,
+    info: Vec<u8>,
+    /// Connection expiry (unix seconds), already `None` under `client.insecure`.
+    expires_at: Option<i64>,
+    /// Token `subs` (or `channels` with default options when `subs` is empty).
+    token_subs: BTreeMap<String, SubscribeOptions>,
+}
+
+impl Session {
+    /// Handles the connect command. On success the session is connected (pings scheduled,
+    /// expiry armed) and the grant lists the server-side subscriptions for the edge to
+    /// register. On failure the session is unusable: every further command is 3501 and the
+    /// stale timer closes it.
+    ///
+    /// Order: credentials (token: invalid 3500, expired 109, anonymous token with
+    /// `disallow_anonymous_connection_tokens` 3507; no token: `user_id_http_header` user,
+    /// else anonymous if allowed or insecure, else 3501) → token channels (unknown namespace
+    /// 102, bad name 107) → personal channel → `ConnectRequest.subs` (unknown or bad channel
+    /// 3501; kept only when the client could subscribe itself) → expiry already past (110) →
+    /// more server-side channels than `client.channel_limit` (3505).
+    pub fn connect(
+        &mut self,
+        rules: &SessionRules,
+        request: &client::ConnectRequest,
+        now: Now,
+    ) -> Result<ConnectGrant, Failure> {
+        self.tick(now);
+        if self.phase != Phase::AwaitingConnect {
+            return Err(Failure::ProtocolViolation);
+        }
+        match self.try_connect(rules, request, now) {
+            Ok(grant) => Ok(grant),
+            Err(failure) => {
+                self.phase = Phase::ConnectFailed;
+                Err(failure)
+            }
+        }
+    }
+
+    fn try_connect(
+        &mut self,
+        rules: &SessionRules,
+        request: &client::ConnectRequest,
+        now: Now,
+    ) -> Result<ConnectGrant, Failure> {
+        let credentials = self.credentials(rules, request, now)?;
+        let user = credentials.user.as_str();
+        let token_channels: BTreeSet<String> = credentials.token_subs.keys().cloned().collect();
+
+        let mut subs: BTreeMap<String, SubscribeGrant> = BTreeMap::new();
+        for (channel, options) in &credentials.token_subs {
+            let resolved = rules.resolver().resolve(channel)?;
+            let sub = ServerSub {
+                channel: channel.clone(),
+                effective: Effective::new(resolved.options, &options.overrides),
+                chan_info: options.info.clone().unwrap_or_default(),
+                data: options.data.clone().unwrap_or_default(),
+                expires_at: None,
+                ttl: 0,
+                recover: None,
+                delta_requested: false,
+            };
+            subs.insert(channel.clone(), with_position(sub, request).grant());
+        }
+        if let Some(channel) = rules.personal_channel(user)
+            && !subs.contains_key(&channel)
+        {
+            let resolved = rules.resolver().resolve(&channel)?;
+            let sub = plain_server_sub(channel.clone(), resolved.options);
+            subs.insert(channel, with_position(sub, request).grant());
+        }
+        for channel in request.subs.keys() {
+            if subs.contains_key(channel) {
+                continue;
+            }
+            let resolved = rules
+                .resolver()
+                .resolve(channel)
+                .map_err(|_| Failure::ProtocolViolation)?;
+            if resolved.private
+                || rules.subscribe_without_token(&resolved, channel, user) != Permission::Allowed
+            {
+                continue;
+            }
+            let sub = plain_server_sub(channel.clone(), resolved.options);
+            subs.insert(channel.clone(), with_position(sub, request).grant());
+        }
+
+        let ttl = match credentials.expires_at {
+            Some(at) => ttl(at, now.unix_secs()).ok_or(Failure::Expired)?,
+            None => 0,
+        };
+        if subs.len() > rules.channel_limit() {
+            return Err(Failure::ServerSideChannelLimit);
+        }
+
+        let timing = self.timing;
+        let result = client::ConnectResult {
+            client: self.client_id.clone(),
+            version: VERSION.to_owned(),
+            expires: credentials.expires_at.is_some(),
+            ttl,
+            ping: u32::try_from(timing.ping_interval.as_secs()).unwrap_or(u32::MAX),
+            pong: !timing.ping_interval.is_zero() && !timing.pong_timeout.is_zero(),
+            time: if rules.connect_include_server_time {
+                now.unix_ms
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+
+        self.phase = Phase::Connected;
+        self.info = client::ClientInfo {
+            user: credentials.user.clone(),
+            client: self.client_id.clone(),
+            conn_info: credentials.info.clone().into(),
+            chan_info: Default::default(),
+        };
+        self.token_channels = token_channels;
+        self.set_connection_expiry(credentials.expires_at, now);
+        self.timers.connected(now, &timing, self.ping_jitter);
+
+        Ok(ConnectGrant {
+            user: credentials.user,
+            conn_info: credentials.info,
+            expires_at: credentials.expires_at,
+            result,
+            server_subs: subs.into_values().collect(),
+        })
+    }
+
+    fn credentials(
+        &self,
+        rules: &SessionRules,
+        request: &client::ConnectRequest,
+        now: Now,
+    ) -> Result<Credentials, Failure> {
+        if request.token.is_empty() {
+            let user = match &self.header_user {
+                Some(user) => user.clone(),
+                None if rules.allow_anonymous_connect_without_token || rules.insecure => {
+                    String::new()
+                }
+                None => return Err(Failure::NoCredentials),
+            };
+            return Ok(Credentials {
+                user,
+                info: Vec::new(),
+                expires_at: None,
+                token_subs: BTreeMap::new(),
+            });
+        }
+        let token = verify_connection_token(
+            &request.token,
+            &rules.connection_keys,
+            &rules.connection_claims,
+            now.unix_secs(),
+        )
+        .map_err(Failure::ConnectionToken)?;
+        if token.user_id.is_empty() && rules.disallow_anonymous_connection_tokens {
+            return Err(Failure::AnonymousTokenDisallowed);
+        }
+        let token_subs = if token.subs.is_empty() {
+            token
+                .channels
+                .into_iter()
+                .map(|channel| (channel, SubscribeOptions::default()))
+                .collect()
+        } else {
+            token.subs
+        };
+        Ok(Credentials {
+            user: token.user_id,
+            info: token.info.unwrap_or_default(),
+            expires_at: if rules.insecure {
+                None
+            } else {
+                token.expires_at
+            },
+            token_subs,
+        })
+    }
+}
+
+/// A server-side subscription with the namespace's options and nothing from a token.
+fn plain_server_sub(channel: String, options: &crate::config::ChannelOptions) -> ServerSub {
+    ServerSub {
+        channel,
+        effective: Effective::new(options, &Default::default()),
+        chan_info: Vec::new(),
+        data: Vec::new(),
+        expires_at: None,
+        ttl: 0,
+        recover: None,
+        delta_requested: false,
+    }
+}
+
+/// Adds the client's recovery state from `ConnectRequest.subs[channel]` (only `recover`,
+/// `epoch`, `offset` and `delta` are used).
+fn with_position(sub: ServerSub, request: &client::ConnectRequest) -> ServerSub {
+    let state = request.subs.get(&sub.channel);
+    ServerSub {
+        delta_requested: state.is_some_and(|s| s.delta == "fossil"),
+        recover: state.filter(|s| s.recover).map(|s| client::StreamPosition {
+            offset: s.offset,
+            epoch: s.epoch.clone(),
+        }),
+        ..sub
+    }
+}

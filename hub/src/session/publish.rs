@@ -1,0 +1,126 @@
+//! Client publish (PROTOCOL.md §7.3 "Publish permission") and presence / history access
+//! ("Presence/history").
+
+use serde::de::IgnoredAny;
+use spindle_proto::client;
+
+use super::{PublishGrant, Session, SessionRules};
+use crate::config::{ChannelOptions, PublicationDataFormat, SubscriptionType};
+use crate::outcome::Failure;
+
+/// `PublishRequest.type` of a map publication.
+const PUBLISH_TYPE_MAP: i32 = 1;
+
+impl Session {
+    /// Decides a client publish.
+    ///
+    /// Order: channel name (empty 3501, unknown namespace 102, bad name 107) → publication type
+    /// (a regular publish needs a stream channel, a map publish a map channel, else 107; map
+    /// publishes 108 for now) → data format (107) → publish proxy or bidirectional stream
+    /// proxy (108 for now) → `allow_publish_for_client`, `allow_publish_for_subscriber` (with
+    /// `allow_publish_for_anonymous` for anonymous users) or `client.insecure`, else 103.
+    pub fn authorize_publish(
+        &self,
+        rules: &SessionRules,
+        request: &client::PublishRequest,
+    ) -> Result<PublishGrant, Failure> {
+        self.require_connected()?;
+        let channel = request.channel.as_str();
+        let resolved = rules.resolver().resolve(channel)?;
+        let options = resolved.options;
+        match (request.r#type, options.subscription_type) {
+            (0, SubscriptionType::Stream) => {}
+            (PUBLISH_TYPE_MAP, _) if options.is_map() => return Err(Failure::NotAvailable),
+            _ => return Err(Failure::BadRequest),
+        }
+        if !data_fits(rules.data_format(options), &request.data) {
+            return Err(Failure::BadRequest);
+        }
+        if options.publish_proxy_enabled
+            || (options.subscribe_stream_proxy_enabled
+                && options.subscribe_stream_proxy_bidirectional)
+        {
+            return Err(Failure::NotAvailable);
+        }
+        let subscription = self.subscriptions.get(channel);
+        let flags = (
+            options.allow_publish_for_client,
+            options.allow_publish_for_subscriber,
+            options.allow_publish_for_anonymous,
+        );
+        if !rules.access(flags, self.user(), subscription.is_some()) {
+            return Err(Failure::PermissionDenied);
+        }
+        Ok(PublishGrant {
+            channel: channel.to_owned(),
+            data: request.data.to_vec(),
+            info: match subscription {
+                Some(subscription) => subscription.info.clone(),
+                None => self.info.clone(),
+            },
+        })
+    }
+
+    /// Access to a channel's presence (`presence` and `presence_stats`): the channel's options
+    /// when allowed. Unknown namespace 102, bad name 107, presence off 108, not allowed by
+    /// `allow_presence_for_*` (or insecure) 103.
+    pub fn authorize_presence<'r>(
+        &self,
+        rules: &'r SessionRules,
+        channel: &str,
+    ) -> Result<&'r ChannelOptions, Failure> {
+        self.require_connected()?;
+        let options = rules.resolver().resolve(channel)?.options;
+        if !options.presence {
+            return Err(Failure::NotAvailable);
+        }
+        if !rules.presence_access(
+            options,
+            self.user(),
+            self.subscriptions.contains_key(channel),
+        ) {
+            return Err(Failure::PermissionDenied);
+        }
+        Ok(options)
+    }
+
+    /// Access to a channel's history: the channel's options when allowed. Unknown namespace
+    /// 102, bad name 107, no history (`history_size` and `history_ttl`) 108, not allowed by
+    /// `allow_history_for_*` (or insecure) 103.
+    pub fn authorize_history<'r>(
+        &self,
+        rules: &'r SessionRules,
+        channel: &str,
+    ) -> Result<&'r ChannelOptions, Failure> {
+        self.require_connected()?;
+        let options = rules.resolver().resolve(channel)?.options;
+        if !options.has_history() {
+            return Err(Failure::NotAvailable);
+        }
+        if !rules.history_access(
+            options,
+            self.user(),
+            self.subscriptions.contains_key(channel),
+        ) {
+            return Err(Failure::PermissionDenied);
+        }
+        Ok(options)
+    }
+}
+
+/// Whether a payload fits a `publication_data_format`: `""` any non-empty bytes, `json` valid
+/// JSON, `json_object` a JSON object, `binary` anything (empty too).
+pub(crate) fn data_fits(format: PublicationDataFormat, data: &[u8]) -> bool {
+    match format {
+        PublicationDataFormat::Any => !data.is_empty(),
+        PublicationDataFormat::Binary => true,
+        PublicationDataFormat::Json => is_json(data),
+        PublicationDataFormat::JsonObject => {
+            is_json(data) && data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        }
+    }
+}
+
+fn is_json(data: &[u8]) -> bool {
+    serde_json::from_slice::<IgnoredAny>(data).is_ok()
+}

@@ -1,0 +1,140 @@
+//! Client-side token refresh (PROTOCOL.md §5.4): `refresh` for the connection, `sub_refresh`
+//! for one subscription.
+
+use std::collections::BTreeSet;
+
+use spindle_proto::client;
+
+use super::grants::ttl;
+use super::{Now, Session, SessionRules};
+use crate::channel::ChannelError;
+use crate::jwt::{verify_connection_token, verify_subscription_token};
+use crate::outcome::Failure;
+
+impl Session {
+    /// A connection `refresh` with a new token.
+    ///
+    /// Order: empty token (3501) → verification (expired: disconnect 3005; invalid 3500) →
+    /// another user (3500) → the token's `subs` / `channels` differ from those of the connect
+    /// token (3010) → new expiry already past (error 110). On success the expiry (and the 3005
+    /// deadline) moves, `info` replaces the connection info when the token has one, and the
+    /// reply says whether and when the connection expires (never under `client.insecure`).
+    pub fn refresh(
+        &mut self,
+        rules: &SessionRules,
+        request: &client::RefreshRequest,
+        now: Now,
+    ) -> Result<client::RefreshResult, Failure> {
+        self.tick(now);
+        self.require_connected()?;
+        if request.token.is_empty() {
+            return Err(Failure::ProtocolViolation);
+        }
+        let token = verify_connection_token(
+            &request.token,
+            &rules.connection_keys,
+            &rules.connection_claims,
+            now.unix_secs(),
+        )
+        .map_err(Failure::RefreshToken)?;
+        if token.user_id != self.user() {
+            return Err(Failure::TokenMismatch);
+        }
+        let channels: BTreeSet<&String> = if token.subs.is_empty() {
+            token.channels.iter().collect()
+        } else {
+            token.subs.keys().collect()
+        };
+        if !channels.iter().copied().eq(self.token_channels.iter()) {
+            return Err(Failure::InsufficientState);
+        }
+        let expires_at = if rules.insecure {
+            None
+        } else {
+            token.expires_at
+        };
+        let ttl = match expires_at {
+            Some(at) => ttl(at, now.unix_secs()).ok_or(Failure::Expired)?,
+            None => 0,
+        };
+        if let Some(info) = token.info {
+            self.set_conn_info(info);
+        }
+        self.set_connection_expiry(expires_at, now);
+        Ok(client::RefreshResult {
+            expires: expires_at.is_some(),
+            ttl,
+            ..Default::default()
+        })
+    }
+
+    /// A `sub_refresh` with a new subscription token.
+    ///
+    /// Order: empty channel (3501) → `type` track / untrack (108 until shared-poll lands) →
+    /// not subscribed (103) → empty token (107) → verification (expired: error 109 — a
+    /// deliberate choice, where Centrifugo silently succeeds with `expires: false`; invalid:
+    /// disconnect 3500) → channel / user / client mismatch (3500) → new expiry already past
+    /// (110). On success the expiry (and the 2501 / 3006 deadline) moves and `info` replaces
+    /// the channel info when the token has one.
+    pub fn sub_refresh(
+        &mut self,
+        rules: &SessionRules,
+        request: &client::SubRefreshRequest,
+        now: Now,
+    ) -> Result<client::SubRefreshResult, Failure> {
+        self.tick(now);
+        self.require_connected()?;
+        let channel = request.channel.as_str();
+        if channel.is_empty() {
+            return Err(ChannelError::Empty.into());
+        }
+        if request.r#type != 0 {
+            return Err(Failure::NotAvailable);
+        }
+        if !self.subscriptions.contains_key(channel) {
+            return Err(Failure::PermissionDenied);
+        }
+        if request.token.is_empty() {
+            return Err(Failure::BadRequest);
+        }
+        let token = verify_subscription_token(
+            &request.token,
+            &rules.subscription_keys,
+            &rules.subscription_claims,
+            now.unix_secs(),
+        )
+        .map_err(Failure::SubRefreshToken)?;
+        if token.channel != channel
+            || token.user_id != self.user()
+            || token.client.as_ref().is_some_and(|c| *c != self.client_id)
+        {
+            return Err(Failure::TokenMismatch);
+        }
+        let ttl = match token.expires_at {
+            Some(at) => ttl(at, now.unix_secs()).ok_or(Failure::Expired)?,
+            None => 0,
+        };
+        let close_at = self.subscription_close_at(token.expires_at);
+        if let Some(subscription) = self.subscriptions.get_mut(channel) {
+            subscription.expires_at = token.expires_at;
+            subscription.close_at = close_at;
+            subscription.expiry_reported = false;
+            if let Some(info) = token.info {
+                subscription.info.chan_info = info.into();
+            }
+        }
+        Ok(client::SubRefreshResult {
+            expires: token.expires_at.is_some(),
+            ttl,
+            ..Default::default()
+        })
+    }
+
+    /// Replaces the connection info, in the session and in every subscription's `ClientInfo`.
+    pub(crate) fn set_conn_info(&mut self, info: Vec<u8>) {
+        self.info.conn_info = info.into();
+        for subscription in self.subscriptions.values_mut() {
+            subscription.info.conn_info = self.info.conn_info.clone();
+        }
+    }
+}

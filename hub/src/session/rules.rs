@@ -1,0 +1,355 @@
+//! [`SessionRules`]: everything a session decides with, built once per node from the
+//! configuration — the channel resolver, the token keys and claim rules, and the `client`
+//! section's switches, limits and timers.
+
+use std::time::Duration;
+
+use regex::Regex;
+use thiserror::Error;
+
+use crate::channel::{ChannelResolver, ResolvedChannel};
+use crate::config::{ChannelOptions, Config, PublicationDataFormat, Token};
+use crate::jwt::{ClaimRules, KeyError, KeySet};
+
+/// Why a configuration cannot drive sessions. `Config::validate` catches most of these first,
+/// by key path; the rest are features the session does not support yet.
+#[derive(Debug, Error)]
+pub enum SessionRulesError {
+    /// A `channel_regex` does not compile.
+    #[error("channel_regex: {0}")]
+    ChannelRegex(#[source] regex::Error),
+    /// A token key (`client.token.*` or `client.subscription_token.*`) is unusable.
+    #[error("{key}: {source}")]
+    Key {
+        /// Key path, e.g. `client.token.rsa_public_key`.
+        key: String,
+        /// What is wrong with it.
+        #[source]
+        source: KeyError,
+    },
+    /// `audience_regex` / `issuer_regex` does not compile.
+    #[error("{key}: {source}")]
+    ClaimRegex {
+        /// Key path, e.g. `client.token.issuer_regex`.
+        key: String,
+        /// The compile error.
+        #[source]
+        source: regex::Error,
+    },
+    /// A configured feature the session cannot honour yet.
+    #[error("{key}: {reason}")]
+    Unsupported {
+        /// Key path, e.g. `client.token.jwks_public_endpoint`.
+        key: String,
+        /// What to do instead.
+        reason: &'static str,
+    },
+}
+
+/// The `client` section's timers, as standard durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// Application ping interval; zero = no pings.
+    pub(crate) ping_interval: Duration,
+    /// Wait for a pong after a ping; zero = pongs not required.
+    pub(crate) pong_timeout: Duration,
+    pub(crate) expired_close_delay: Duration,
+    pub(crate) expired_sub_close_delay: Duration,
+    pub(crate) stale_close_delay: Duration,
+}
+
+/// Outcome of the token-less subscribe rules (PROTOCOL.md §7.3 steps 4–8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Permission {
+    Allowed,
+    Denied,
+    /// The namespace asks a (subscribe or stream) proxy, which the session cannot do yet.
+    NeedsProxy,
+}
+
+/// Rules shared by every session of a node (see the module doc of [`super`]).
+#[derive(Debug)]
+pub struct SessionRules {
+    resolver: ChannelResolver,
+    pub(crate) connection_keys: KeySet,
+    pub(crate) connection_claims: ClaimRules,
+    pub(crate) subscription_keys: KeySet,
+    pub(crate) subscription_claims: ClaimRules,
+    pub(crate) timing: Timing,
+    pub(crate) insecure: bool,
+    pub(crate) allow_anonymous_connect_without_token: bool,
+    pub(crate) disallow_anonymous_connection_tokens: bool,
+    pub(crate) connect_include_server_time: bool,
+    channel_limit: usize,
+    user_id_http_header: String,
+    /// `Some(namespace)` when `subscribe_to_user_personal_channel.enabled`.
+    personal_namespace: Option<String>,
+    personal_single_connection: bool,
+    namespace_boundary: String,
+    user_boundary: String,
+    default_data_format: PublicationDataFormat,
+}
+
+impl SessionRules {
+    /// Builds the rules from a (validated) configuration.
+    ///
+    /// Refused, with [`SessionRulesError::Unsupported`], until the core can serve them:
+    /// `jwks_public_endpoint` (JWK sets are fetched by the core, not wired yet),
+    /// `client.proxy.connect` / `client.proxy.refresh`, and `sub_refresh_proxy_enabled` in any
+    /// namespace. The subscribe and publish proxies are not refused: those channels answer 108.
+    pub fn new(config: &Config) -> Result<SessionRules, SessionRulesError> {
+        let client = &config.client;
+        let unsupported = |key: &str, reason| SessionRulesError::Unsupported {
+            key: key.to_owned(),
+            reason,
+        };
+        if client.proxy.connect.enabled {
+            return Err(unsupported(
+                "client.proxy.connect.enabled",
+                "the connect proxy is not supported yet; use connection tokens",
+            ));
+        }
+        if client.proxy.refresh.enabled {
+            return Err(unsupported(
+                "client.proxy.refresh.enabled",
+                "the refresh proxy is not supported yet; use client-side token refresh",
+            ));
+        }
+        let namespaces = config
+            .channel
+            .namespaces
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options));
+        for (path, options) in std::iter::once((
+            "channel.without_namespace".to_owned(),
+            &config.channel.without_namespace,
+        ))
+        .chain(namespaces)
+        {
+            if options.sub_refresh_proxy_enabled {
+                return Err(unsupported(
+                    &format!("{path}.sub_refresh_proxy_enabled"),
+                    "the sub_refresh proxy is not supported yet; use client-side sub_refresh",
+                ));
+            }
+        }
+
+        let skip = client.insecure_skip_token_signature_verify;
+        let connection_keys = key_set(&client.token, "client.token")?;
+        let connection_claims = claim_rules(&client.token, "client.token", skip)?;
+        let (subscription_keys, subscription_claims) = if client.subscription_token.enabled {
+            let token = &client.subscription_token.token;
+            let path = "client.subscription_token";
+            (key_set(token, path)?, claim_rules(token, path, skip)?)
+        } else {
+            (connection_keys.clone(), connection_claims.clone())
+        };
+        let personal = &client.subscribe_to_user_personal_channel;
+        Ok(SessionRules {
+            resolver: ChannelResolver::new(&config.channel)
+                .map_err(SessionRulesError::ChannelRegex)?,
+            connection_keys,
+            connection_claims,
+            subscription_keys,
+            subscription_claims,
+            timing: Timing {
+                ping_interval: client.ping_interval.as_std(),
+                pong_timeout: client.pong_timeout.as_std(),
+                expired_close_delay: client.expired_close_delay.as_std(),
+                expired_sub_close_delay: client.expired_sub_close_delay.as_std(),
+                stale_close_delay: client.stale_close_delay.as_std(),
+            },
+            insecure: client.insecure,
+            allow_anonymous_connect_without_token: client.allow_anonymous_connect_without_token,
+            disallow_anonymous_connection_tokens: client.disallow_anonymous_connection_tokens,
+            connect_include_server_time: client.connect_include_server_time,
+            channel_limit: match client.channel_limit {
+                0 => 128,
+                limit => limit as usize,
+            },
+            user_id_http_header: client.user_id_http_header.clone(),
+            personal_namespace: personal
+                .enabled
+                .then(|| personal.personal_channel_namespace.clone()),
+            personal_single_connection: personal.enabled && personal.single_connection,
+            namespace_boundary: config.channel.namespace_boundary.clone(),
+            user_boundary: config.channel.user_boundary.clone(),
+            default_data_format: config.channel.publication_data_format,
+        })
+    }
+
+    /// The channel resolver built from the `channel` section.
+    pub fn resolver(&self) -> &ChannelResolver {
+        &self.resolver
+    }
+
+    /// `client.insecure`: no authentication or permission checks.
+    pub fn insecure(&self) -> bool {
+        self.insecure
+    }
+
+    /// `client.user_id_http_header` (`""` = off). When set and the upgrade request carries the
+    /// header, the edge passes its value to [`Session::with_header_user`](super::Session::with_header_user).
+    pub fn user_id_http_header(&self) -> &str {
+        &self.user_id_http_header
+    }
+
+    /// `client.channel_limit`: most subscriptions per connection (0 in the config reads as the
+    /// default 128).
+    pub fn channel_limit(&self) -> usize {
+        self.channel_limit
+    }
+
+    /// `subscribe_to_user_personal_channel.single_connection`: the edge disconnects a user's
+    /// older connections with 3504 (needs presence in the personal namespace; not done here).
+    pub fn personal_single_connection(&self) -> bool {
+        self.personal_single_connection
+    }
+
+    /// The personal channel of `user` (`#42` or `ns:#42`), when the feature is on and the user
+    /// is not anonymous.
+    pub fn personal_channel(&self, user: &str) -> Option<String> {
+        let namespace = self.personal_namespace.as_deref()?;
+        if user.is_empty() {
+            return None;
+        }
+        Some(match namespace {
+            "" => format!("{}{user}", self.user_boundary),
+            ns => format!(
+                "{ns}{}{}{user}",
+                self.namespace_boundary, self.user_boundary
+            ),
+        })
+    }
+
+    /// The payload format of a channel: its own `publication_data_format`, or the channel-wide
+    /// one when the namespace leaves it `""`.
+    pub(crate) fn data_format(&self, options: &ChannelOptions) -> PublicationDataFormat {
+        match options.publication_data_format {
+            PublicationDataFormat::Any => self.default_data_format,
+            format => format,
+        }
+    }
+
+    /// The allow_*_for_client / _for_subscriber / _for_anonymous rule shared by publish,
+    /// presence and history (PROTOCOL.md §7.3), or `client.insecure`.
+    pub(crate) fn access(
+        &self,
+        (for_client, for_subscriber, for_anonymous): (bool, bool, bool),
+        user: &str,
+        subscribed: bool,
+    ) -> bool {
+        let user_ok = !user.is_empty() || for_anonymous;
+        (for_client && user_ok) || (for_subscriber && subscribed && user_ok) || self.insecure
+    }
+
+    /// Presence access (`allow_presence_for_*`) to a channel with these options.
+    pub(crate) fn presence_access(&self, o: &ChannelOptions, user: &str, subscribed: bool) -> bool {
+        let flags = (
+            o.allow_presence_for_client,
+            o.allow_presence_for_subscriber,
+            o.allow_presence_for_anonymous,
+        );
+        self.access(flags, user, subscribed)
+    }
+
+    /// History access (`allow_history_for_*`) to a channel with these options.
+    pub(crate) fn history_access(&self, o: &ChannelOptions, user: &str, subscribed: bool) -> bool {
+        let flags = (
+            o.allow_history_for_client,
+            o.allow_history_for_subscriber,
+            o.allow_history_for_anonymous,
+        );
+        self.access(flags, user, subscribed)
+    }
+
+    /// Subscribe permission without a token, for a non-private channel (PROTOCOL.md §7.3 steps
+    /// 4–8): user-limited channel listing the user, then the proxies, then
+    /// `allow_subscribe_for_client` (+ `_for_anonymous`), then `client.insecure`.
+    pub(crate) fn subscribe_without_token(
+        &self,
+        resolved: &ResolvedChannel<'_>,
+        channel: &str,
+        user: &str,
+    ) -> Permission {
+        let options = resolved.options;
+        if self.resolver.user_allowed(resolved, channel, user) {
+            Permission::Allowed
+        } else if options.subscribe_proxy_enabled || options.subscribe_stream_proxy_enabled {
+            Permission::NeedsProxy
+        } else if (options.allow_subscribe_for_client
+            && (!user.is_empty() || options.allow_subscribe_for_anonymous))
+            || self.insecure
+        {
+            Permission::Allowed
+        } else {
+            Permission::Denied
+        }
+    }
+}
+
+/// The verification keys of one token section.
+fn key_set(token: &Token, path: &str) -> Result<KeySet, SessionRulesError> {
+    if !token.jwks_public_endpoint.is_empty() {
+        return Err(SessionRulesError::Unsupported {
+            key: format!("{path}.jwks_public_endpoint"),
+            reason: "JWKS endpoints are not supported yet; configure hmac_secret_key, \
+                     rsa_public_key or ecdsa_public_key",
+        });
+    }
+    let key_error = |name: &str| {
+        let key = format!("{path}.{name}");
+        move |source| SessionRulesError::Key { key, source }
+    };
+    let mut keys = KeySet::new();
+    if !token.hmac_secret_key.is_empty() {
+        keys = keys
+            .with_hmac_secret(token.hmac_secret_key.expose())
+            .map_err(key_error("hmac_secret_key"))?;
+    }
+    if !token.hmac_previous_secret_key.is_empty() {
+        let until = match token.hmac_previous_secret_key_valid_until {
+            0 => i64::MAX,
+            until => until,
+        };
+        keys = keys
+            .with_hmac_previous_secret(token.hmac_previous_secret_key.expose(), until)
+            .map_err(key_error("hmac_previous_secret_key"))?;
+    }
+    if !token.rsa_public_key.is_empty() {
+        keys = keys
+            .with_rsa_public_key_pem(&token.rsa_public_key)
+            .map_err(key_error("rsa_public_key"))?;
+    }
+    if !token.ecdsa_public_key.is_empty() {
+        keys = keys
+            .with_ecdsa_public_key_pem(&token.ecdsa_public_key)
+            .map_err(key_error("ecdsa_public_key"))?;
+    }
+    Ok(keys)
+}
+
+/// The claim rules of one token section.
+fn claim_rules(token: &Token, path: &str, skip: bool) -> Result<ClaimRules, SessionRulesError> {
+    let regex = |name: &str, pattern: &str| -> Result<Option<Regex>, SessionRulesError> {
+        if pattern.is_empty() {
+            return Ok(None);
+        }
+        Regex::new(pattern)
+            .map(Some)
+            .map_err(|source| SessionRulesError::ClaimRegex {
+                key: format!("{path}.{name}"),
+                source,
+            })
+    };
+    let non_empty = |value: &str| (!value.is_empty()).then(|| value.to_owned());
+    Ok(ClaimRules {
+        audience: non_empty(&token.audience),
+        audience_regex: regex("audience_regex", &token.audience_regex)?,
+        issuer: non_empty(&token.issuer),
+        issuer_regex: regex("issuer_regex", &token.issuer_regex)?,
+        user_id_claim: non_empty(&token.user_id_claim),
+        skip_signature_verify: skip,
+    })
+}
