@@ -179,6 +179,35 @@ impl SessionRules {
         })
     }
 
+    /// Verifies a connection token with this node's keys and claim rules (for `checktoken`;
+    /// sessions go through [`super::Session::connect`]).
+    pub fn verify_connection_token(
+        &self,
+        token: &str,
+        now_unix: i64,
+    ) -> Result<crate::jwt::ConnectionToken, crate::jwt::TokenError> {
+        crate::jwt::verify_connection_token(
+            token,
+            &self.connection_keys,
+            &self.connection_claims,
+            now_unix,
+        )
+    }
+
+    /// Verifies a subscription token with this node's subscription keys and claim rules.
+    pub fn verify_subscription_token(
+        &self,
+        token: &str,
+        now_unix: i64,
+    ) -> Result<crate::jwt::SubscriptionToken, crate::jwt::TokenError> {
+        crate::jwt::verify_subscription_token(
+            token,
+            &self.subscription_keys,
+            &self.subscription_claims,
+            now_unix,
+        )
+    }
+
     /// The channel resolver built from the `channel` section.
     pub fn resolver(&self) -> &ChannelResolver {
         &self.resolver
