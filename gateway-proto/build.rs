@@ -39,6 +39,13 @@ const ALWAYS_PRESENT: &[&str] = &[
     ".centrifugal.centrifugo.api.ChannelInfo.num_clients",
 ];
 
+/// Repeated map-entry messages (see client.proto): a JSON object on the JSON side.
+const ENTRY_LISTS: &[&str] = &[
+    ".centrifugal.centrifuge.protocol.Connect.subs",
+    ".centrifugal.centrifuge.protocol.ConnectResult.subs",
+    ".centrifugal.centrifuge.protocol.PresenceResult.presence",
+];
+
 /// `bytes` fields whose JSON form is a JSON string holding the bytes as text, not raw JSON.
 const BYTES_AS_STRING: &[&str] = &[".centrifugal.centrifuge.protocol.EmulationRequest.data"];
 
@@ -126,6 +133,10 @@ fn json_field_attribute(path: &str, kind: FieldKind) -> String {
         }
     };
     match kind {
+        FieldKind::Repeated if ENTRY_LISTS.contains(&path) => format!(
+            "#[serde({}with = \"crate::json::entries\")]",
+            skip("::std::vec::Vec::is_empty")
+        ),
         FieldKind::Bytes if BYTES_AS_STRING.contains(&path) => format!(
             "#[serde({}with = \"crate::json::text_bytes\")]",
             skip("::prost::bytes::Bytes::is_empty")

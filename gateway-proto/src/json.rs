@@ -88,3 +88,50 @@ pub mod text_bytes {
         Ok(Bytes::from(text))
     }
 }
+
+/// A `key` + `value` message standing for one entry of a protobuf map (see `client.proto`).
+pub trait MapEntry: Sized {
+    type Value: serde::Serialize + serde::de::DeserializeOwned + Default;
+    fn key(&self) -> &str;
+    fn value(&self) -> Option<&Self::Value>;
+    fn from_parts(key: String, value: Self::Value) -> Self;
+}
+
+/// A list of map entries ↔ a JSON object, in list order; a missing value reads as its default.
+pub mod entries {
+    use super::MapEntry;
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde::ser::{SerializeMap, Serializer};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    pub fn serialize<S: Serializer, E: MapEntry>(entries: &[E], serializer: S) -> Result<S::Ok, S::Error> {
+        let default = E::Value::default();
+        let mut map = serializer.serialize_map(Some(entries.len()))?;
+        for entry in entries {
+            map.serialize_entry(entry.key(), entry.value().unwrap_or(&default))?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, E: MapEntry>(deserializer: D) -> Result<Vec<E>, D::Error> {
+        struct EntriesVisitor<E>(PhantomData<E>);
+        impl<'de, E: MapEntry> Visitor<'de> for EntriesVisitor<E> {
+            type Value = Vec<E>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_unit<Er>(self) -> Result<Vec<E>, Er> {
+                Ok(Vec::new())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Vec<E>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) = access.next_entry::<String, Option<E::Value>>()? {
+                    entries.push(E::from_parts(key, value.unwrap_or_default()));
+                }
+                Ok(entries)
+            }
+        }
+        deserializer.deserialize_any(EntriesVisitor(PhantomData))
+    }
+}

@@ -44,10 +44,32 @@ pub use format::Format;
 /// every field by `build.rs`.
 #[allow(missing_docs, clippy::all, missing_debug_implementations)]
 pub mod client {
-    include!(concat!(
-        env!("OUT_DIR"),
-        "/centrifugal.centrifuge.protocol.rs"
-    ));
+    include!(concat!(env!("OUT_DIR"), "/centrifugal.centrifuge.protocol.rs"));
+
+    macro_rules! map_entry {
+        ($entry:ident, $value:ident) => {
+            impl crate::json::MapEntry for $entry {
+                type Value = $value;
+                fn key(&self) -> &str {
+                    &self.key
+                }
+                fn value(&self) -> Option<&$value> {
+                    self.value.as_ref()
+                }
+                fn from_parts(key: String, value: $value) -> Self {
+                    $entry { key, value: Some(value) }
+                }
+            }
+
+            impl From<(String, $value)> for $entry {
+                fn from((key, value): (String, $value)) -> Self {
+                    $entry { key, value: Some(value) }
+                }
+            }
+        };
+    }
+    map_entry!(SubscribeResultEntry, SubscribeResult);
+    map_entry!(ClientInfoEntry, ClientInfo);
 }
 
 /// The default client frame size limit (PROTOCOL.md §1.2): 64 KiB.

@@ -641,3 +641,20 @@ fn uni_connect_requests_decode_from_either_format() {
     );
     assert!(decode_uni_connect(Format::Json, b"{}", 1).is_err());
 }
+
+#[test]
+fn empty_map_values_are_still_written() {
+    // centrifuge-js reads a map entry without its value as null and fails on server-side
+    // subscriptions whose result is empty.
+    let result = client::ConnectResult {
+        subs: vec![("news".to_string(), client::SubscribeResult::default()).into()],
+        ..Default::default()
+    };
+    let bytes = result.encode_to_vec();
+    // field 6 (len) { field 1 "news", field 2 (len 0) }
+    assert_eq!(bytes, [0x32, 8, 0x0a, 4, b'n', b'e', b'w', b's', 0x12, 0]);
+    assert_eq!(serde_json::to_string(&result).unwrap(), r#"{"subs":{"news":{}}}"#);
+    let back: client::ConnectResult = serde_json::from_str(r#"{"subs":{"news":{},"x":null}}"#).unwrap();
+    assert_eq!(back.subs.len(), 2);
+    assert_eq!(back.subs[1].value, Some(client::SubscribeResult::default()));
+}

@@ -198,7 +198,7 @@ pub fn reply_with_everything() -> client::Reply {
                 client: "c".into(),
                 version: "v".into(),
                 data: json("true"),
-                subs: BTreeMap::from([("s".to_string(), subscribe_result())]),
+                subs: vec![("s".to_string(), subscribe_result()).into()],
                 expires: true,
                 ttl: 1,
                 ping: 25,
@@ -223,7 +223,10 @@ pub fn reply_with_everything() -> client::Reply {
             expires: true,
             ttl: 60,
             data: json(r#"{"x":1}"#),
-            subs: BTreeMap::from([("s".to_string(), subscribe_result())]),
+            subs: vec![
+                ("s".to_string(), subscribe_result()).into(),
+                ("empty".to_string(), client::SubscribeResult::default()).into(),
+            ],
             ping: 25,
             pong: true,
             session: "s".into(),
@@ -234,7 +237,7 @@ pub fn reply_with_everything() -> client::Reply {
         unsubscribe: Some(client::UnsubscribeResult {}),
         publish: Some(client::PublishResult {}),
         presence: Some(client::PresenceResult {
-            presence: BTreeMap::from([("c1".to_string(), info())]),
+            presence: vec![("c1".to_string(), info()).into()],
         }),
         presence_stats: Some(client::PresenceStatsResult {
             num_clients: 2,
