@@ -1,10 +1,261 @@
 //! The edge: where client connections live.
 //!
-//! Owns: the transports (WebSocket, HTTP-stream, SSE, uni transports, WebTransport), the local hub
-//! (channel → local sessions) and its fan-out, per-connection writer queues, and the uplink to a
-//! core over a mesh link. It drives the session state machine from `spindle-hub`.
+//! Owns: the transports (WebSocket now; HTTP-stream, SSE, uni transports and WebTransport
+//! later), the local hub (channel → local sessions) and its fan-out, per-connection writer
+//! queues, and the uplink to a core over a mesh link. It drives the session state machine from
+//! `spindle-hub` (`spindle_hub::session`), which decides; the edge acts.
 //!
 //! Must not: store history or presence, or talk to a broker: those belong to the core and are
 //! reached by messages over the link.
 //!
-//! Layout: empty until the `spindle serve` issue adds the WebSocket transport.
+//! Layout:
+//! - [`Edge`]: built once per node; [`Edge::router`] serves the WebSocket endpoint,
+//!   [`Edge::run_inbox`] applies what the core sends, [`Edge::shutdown`] closes everyone.
+//! - `websocket`: the axum handler (origin check, format choice, size limit) adapting the socket
+//!   to [`socket::Incoming`] / [`socket::Outgoing`].
+//! - `connection`: one task per connection: frames → commands → session → replies, timers,
+//!   control commands; generic over any `Stream`/`Sink` so tests need no socket.
+//! - [`writer`]: the bounded byte queue ([`writer::Outbox`], 3008 on overflow) and the task
+//!   draining it into one frame per batch.
+//! - [`local_hub`]: connections by client and user, subscriptions by channel, fan-out encoding
+//!   each event once per format.
+//! - `inbox`: `Down` messages → fan-out, control, survey answers.
+//! - `interest`: `Up::Interest` when a channel gains its first or loses its last subscriber.
+//! - [`glob`]: glob patterns for `client.allowed_origins` and channel surveys.
+//! - [`clock`]: [`clock::SystemNow`], the real clock for the pure session.
+
+pub mod clock;
+pub mod glob;
+pub mod handle;
+pub mod local_hub;
+pub mod socket;
+pub mod writer;
+
+mod connection;
+mod control;
+mod inbox;
+mod interest;
+mod websocket;
+
+use crate::glob::OriginPolicy;
+use crate::local_hub::LocalHub;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use spindle_hub::codes::Disconnect;
+use spindle_hub::config::Config;
+use spindle_hub::session::SessionRules;
+use spindle_mesh::{EdgeInbox, EdgeLink};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use clock::SystemNow;
+pub use handle::ClientId;
+
+/// Who this node is: its id (a UUIDv4 made at start) and its name (config or host name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub uid: String,
+    pub name: String,
+}
+
+/// Counts of one edge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EdgeStats {
+    /// Open connections, connected or not yet.
+    pub connections: usize,
+    /// Connections that completed connect.
+    pub clients: usize,
+    /// Distinct users among them.
+    pub users: usize,
+    /// Channels with at least one local subscriber.
+    pub channels: usize,
+    /// Local subscriptions in all.
+    pub subscriptions: usize,
+    /// Core events fanned out to at least one local subscriber.
+    pub events: u64,
+    /// Encodes those events cost: at most one per format per event.
+    pub encodes: u64,
+}
+
+/// The client transport a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// The edge of one node. Cheap to clone; clones share everything.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    shared: Arc<Shared>,
+}
+
+/// Sizes and durations read once from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub message_size: usize,
+    pub read_buffer_size: usize,
+    pub queue_max_size: usize,
+    pub write_timeout: Duration,
+    pub connection_limit: usize,
+    /// Native-ping mode: interval and read deadline extension.
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Arc<Config>,
+    pub rules: SessionRules,
+    pub link: EdgeLink,
+    pub node: NodeIdentity,
+    pub hub: LocalHub,
+    pub origins: OriginPolicy,
+    pub limits: Limits,
+    pub started: Instant,
+    pub shutting_down: AtomicBool,
+    pub request_ids: AtomicU64,
+    /// Connection tasks still running (their close frames possibly not written yet).
+    pub live_tasks: AtomicUsize,
+}
+
+impl Shared {
+    /// HTTP refusal of a new connection, if one is due (shutting down, node limit).
+    pub(crate) fn admission(&self) -> Option<Response> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response());
+        }
+        let limit = self.limits.connection_limit;
+        if limit > 0 && self.hub.connection_count() >= limit {
+            return Some((StatusCode::SERVICE_UNAVAILABLE, "connection limit").into_response());
+        }
+        None
+    }
+
+    /// A fresh id for a mesh request.
+    pub(crate) fn next_request_id(&self) -> u64 {
+        self.request_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+impl Edge {
+    /// An edge for `config`, deciding with `rules`, talking to its core over `link`.
+    ///
+    /// [`Edge::run_inbox`] must be running for publications and API commands to arrive.
+    pub fn new(
+        config: Arc<Config>,
+        rules: SessionRules,
+        link: EdgeLink,
+        node: NodeIdentity,
+    ) -> Edge {
+        let websocket = &config.websocket;
+        let client = &config.client;
+        let message_size = match websocket.message_size_limit {
+            0 => spindle_proto::DEFAULT_MAX_FRAME_SIZE,
+            limit => limit as usize,
+        };
+        let limits = Limits {
+            message_size,
+            read_buffer_size: websocket.read_buffer_size as usize,
+            queue_max_size: match client.queue_max_size {
+                0 => 1_048_576,
+                size => size as usize,
+            },
+            write_timeout: nonzero(websocket.write_timeout.as_std(), Duration::from_secs(1)),
+            connection_limit: client.connection_limit as usize,
+            ping_interval: nonzero(client.ping_interval.as_std(), Duration::from_secs(25)),
+            pong_timeout: nonzero(client.pong_timeout.as_std(), Duration::from_secs(8)),
+        };
+        let origins = OriginPolicy::lenient(&client.allowed_origins);
+        Edge {
+            shared: Arc::new(Shared {
+                config,
+                rules,
+                link,
+                node,
+                hub: LocalHub::new(),
+                origins,
+                limits,
+                started: Instant::now(),
+                shutting_down: AtomicBool::new(false),
+                request_ids: AtomicU64::new(0),
+                live_tasks: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Applies what the core sends until the link closes. Spawn it once per link.
+    pub async fn run_inbox(&self, inbox: EdgeInbox) {
+        inbox::run(&self.shared, inbox).await;
+    }
+
+    /// The client endpoints: the WebSocket at `websocket.handler_prefix` (unless
+    /// `websocket.disabled`).
+    pub fn router(&self) -> Router {
+        let websocket = &self.shared.config.websocket;
+        let mut router = Router::new();
+        if !websocket.disabled {
+            let path = if websocket.handler_prefix.starts_with('/') {
+                websocket.handler_prefix.clone()
+            } else {
+                format!("/{}", websocket.handler_prefix)
+            };
+            router = router.route(&path, axum::routing::any(websocket::handle));
+        }
+        router.with_state(Arc::clone(&self.shared))
+    }
+
+    /// Refuses new connections and closes every open one with 3001 `shutdown`.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        for connection in self.shared.hub.all_connections() {
+            connection.close(Disconnect::SHUTDOWN);
+        }
+    }
+
+    /// Waits until every connection task has ended (after [`Edge::shutdown`]: close frames
+    /// written and the clients' closes received, or their 5 s wait over), at most `limit`.
+    /// Returns whether they all did. Call it before leaving the runtime, so the 3001 close
+    /// frames reach the clients.
+    pub async fn wait_drained(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.shared.live_tasks.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    pub fn stats(&self) -> EdgeStats {
+        let counts = self.shared.hub.counts();
+        let (events, encodes) = self.shared.hub.fanout_counters();
+        EdgeStats {
+            connections: counts.connections,
+            clients: counts.clients,
+            users: counts.users,
+            channels: counts.channels,
+            subscriptions: counts.subscriptions,
+            events,
+            encodes,
+        }
+    }
+
+    pub fn node(&self) -> &NodeIdentity {
+        &self.shared.node
+    }
+}
+
+fn nonzero(value: Duration, default: Duration) -> Duration {
+    if value.is_zero() { default } else { value }
+}

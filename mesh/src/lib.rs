@@ -15,5 +15,7 @@
 
 mod link;
 
-pub use link::{CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, LinkError, Pending, Responder, Up, in_process};
+pub use link::{
+    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, LinkError, Pending, Responder, Up, in_process,
+};
 pub use spindle_proto::mesh;

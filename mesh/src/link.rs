@@ -84,7 +84,10 @@ impl EdgeLink {
     /// Asks the core and waits for its answer.
     pub async fn request(&self, request: mesh::Request) -> Result<mesh::Response, LinkError> {
         let (tx, rx) = oneshot::channel();
-        let pending = Pending { question: request, responder: Responder(tx) };
+        let pending = Pending {
+            question: request,
+            responder: Responder(tx),
+        };
         self.send(Up::Request(pending)).await?;
         rx.await.map_err(|_| LinkError)
     }
@@ -106,7 +109,11 @@ impl CoreLink {
     /// Asks the edge a survey question and waits for its answer.
     pub async fn survey(&self, survey: mesh::Survey) -> Result<mesh::SurveyReply, LinkError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Down::Survey(Pending { question: survey, responder: Responder(tx) })).await?;
+        self.send(Down::Survey(Pending {
+            question: survey,
+            responder: Responder(tx),
+        }))
+        .await?;
         rx.await.map_err(|_| LinkError)
     }
 }
@@ -139,10 +146,16 @@ mod tests {
         let core_task = tokio::spawn(async move {
             while let Some(Up::Request(pending)) = core_inbox.recv().await {
                 let id = pending.question.id;
-                pending.responder.answer(mesh::Response { id, ..Default::default() });
+                pending.responder.answer(mesh::Response {
+                    id,
+                    ..Default::default()
+                });
             }
         });
-        let response = edge.request(mesh::Request { id: 7, kind: None }).await.unwrap();
+        let response = edge
+            .request(mesh::Request { id: 7, kind: None })
+            .await
+            .unwrap();
         assert_eq!(response.id, 7);
         drop(edge);
         core_task.await.unwrap();
@@ -158,7 +171,10 @@ mod tests {
                     Down::Event(event) => channels.push(event.channel),
                     Down::Survey(pending) => {
                         let id = pending.question.id;
-                        pending.responder.answer(mesh::SurveyReply { id, ..Default::default() });
+                        pending.responder.answer(mesh::SurveyReply {
+                            id,
+                            ..Default::default()
+                        });
                     }
                     Down::Control(_) => {}
                 }
@@ -166,10 +182,16 @@ mod tests {
             channels
         });
         for channel in ["a", "b", "c"] {
-            let event = mesh::ChannelEvent { channel: channel.into(), ..Default::default() };
+            let event = mesh::ChannelEvent {
+                channel: channel.into(),
+                ..Default::default()
+            };
             core.send(Down::Event(event)).await.unwrap();
         }
-        let reply = core.survey(mesh::Survey { id: 3, kind: None }).await.unwrap();
+        let reply = core
+            .survey(mesh::Survey { id: 3, kind: None })
+            .await
+            .unwrap();
         assert_eq!(reply.id, 3);
         drop(core);
         assert_eq!(edge_task.await.unwrap(), ["a", "b", "c"]);
@@ -179,6 +201,9 @@ mod tests {
     async fn a_closed_link_is_an_error_not_a_hang() {
         let ((edge, _edge_inbox), (_core, core_inbox)) = in_process(1);
         drop(core_inbox);
-        assert_eq!(edge.request(mesh::Request::default()).await.unwrap_err(), LinkError);
+        assert_eq!(
+            edge.request(mesh::Request::default()).await.unwrap_err(),
+            LinkError
+        );
     }
 }

@@ -1,0 +1,116 @@
+//! What reaches a connection from outside its socket: API control commands (matched and applied
+//! with the session) and the session's timers.
+
+use super::{Connection, ping_bytes};
+use crate::clock::SystemNow;
+use crate::control::disconnect_of;
+use spindle_hub::codes::{Disconnect, Unsubscribe};
+use spindle_hub::session::{Now, TimerAction};
+use spindle_mesh::mesh;
+use spindle_proto::client;
+
+impl Connection {
+    pub(super) async fn on_control(&mut self, control: mesh::Control) {
+        use mesh::control::Kind;
+        if !self
+            .session
+            .matches(&control.user, &control.client, &control.session)
+        {
+            return;
+        }
+        let now = Now::system();
+        match control.kind {
+            Some(Kind::Disconnect(command)) => {
+                let whitelisted = command.whitelist.iter().any(|c| c == self.client.as_str());
+                if !whitelisted {
+                    self.close(disconnect_of(&command));
+                }
+            }
+            Some(Kind::Unsubscribe(command)) => {
+                let had = self.unregister(&command.channel).await;
+                if had {
+                    self.push(client::Push {
+                        channel: command.channel,
+                        unsubscribe: Some(Unsubscribe::SERVER.to_push()),
+                        ..Default::default()
+                    });
+                }
+            }
+            Some(Kind::Subscribe(command)) => {
+                let grant = match self
+                    .session
+                    .api_subscribe(&self.shared.rules, &command, now)
+                {
+                    Ok(grant) => grant,
+                    Err(failure) => {
+                        tracing::info!(client = %self.client, channel = %command.channel, ?failure, "API subscribe refused");
+                        return;
+                    }
+                };
+                if self.register(&grant).await.is_err() {
+                    self.close(Disconnect::SERVER_ERROR);
+                    return;
+                }
+                let result = &grant.result;
+                self.push(client::Push {
+                    channel: grant.channel.clone(),
+                    subscribe: Some(client::Subscribe {
+                        recoverable: result.recoverable,
+                        epoch: result.epoch.clone(),
+                        offset: result.offset,
+                        positioned: result.positioned,
+                        data: result.data.clone(),
+                    }),
+                    ..Default::default()
+                });
+            }
+            Some(Kind::Refresh(command)) => {
+                match self.session.api_refresh(
+                    command.expired,
+                    command.expire_at,
+                    &command.info,
+                    now,
+                ) {
+                    Ok(refresh) => self.push(client::Push {
+                        refresh: Some(refresh),
+                        ..Default::default()
+                    }),
+                    Err(disconnect) => self.close(disconnect),
+                }
+            }
+            None => {}
+        }
+    }
+
+    pub(super) async fn on_timer(&mut self) {
+        let now = Now::system();
+        if let Some(deadline) = self.read_deadline()
+            && deadline <= now.mono
+        {
+            self.close(Disconnect::NO_PONG);
+            return;
+        }
+        for action in self.session.on_timer(now) {
+            match action {
+                TimerAction::SendPing if self.setup.native_ping => {
+                    self.outbox.ping();
+                    // The session's pong rule is for application pings; native pongs are
+                    // checked by the read deadline instead.
+                    let _ = self.session.on_pong(now);
+                }
+                TimerAction::SendPing => {
+                    self.handle.push(ping_bytes(self.setup.format));
+                }
+                TimerAction::Disconnect(disconnect) => self.close(disconnect),
+                TimerAction::Unsubscribe(channel, unsubscribe) => {
+                    self.unregister(&channel).await;
+                    self.push(client::Push {
+                        channel,
+                        unsubscribe: Some(unsubscribe.to_push()),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Client commands: decode a frame, admit each command, dispatch it to the session and act on
+//! the grant (PROTOCOL.md §2.5, §2.6).
+
+use super::Connection;
+use crate::clock::SystemNow;
+use crate::control::route_rpc;
+use bytes::Bytes;
+use spindle_hub::codes::Disconnect;
+use spindle_hub::outcome::Failure;
+use spindle_hub::session::Now;
+use spindle_mesh::mesh;
+use spindle_proto::{Command, Request, client, decode_commands};
+use std::collections::BTreeMap;
+
+/// Whether to go on with the rest of a frame.
+enum Flow {
+    Continue,
+    /// Stop reading this frame (after a refused connect, or when closing).
+    Stop,
+}
+
+impl Connection {
+    pub(super) async fn on_frame(&mut self, frame: Bytes) {
+        let limit = self.shared.limits.message_size;
+        let commands = match decode_commands(self.setup.format, &frame, limit) {
+            Ok(commands) => commands,
+            Err(error) => return self.fail(Failure::Decode(error), 0),
+        };
+        for command in commands {
+            let flow = match command {
+                Ok(command) => self.on_command(command).await,
+                Err(error) => {
+                    self.fail(Failure::Decode(error), 0);
+                    Flow::Stop
+                }
+            };
+            if matches!(flow, Flow::Stop) || self.outbox.closing().is_some() {
+                return;
+            }
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) -> Flow {
+        let id = command.id;
+        if let Err(failure) = self.session.admit(&command) {
+            self.fail(failure, id);
+            return Flow::Stop;
+        }
+        let now = Now::system();
+        let rules = &self.shared.rules;
+        let outcome = match command.request {
+            Request::Connect(request) => return self.connect(id, &request, now).await,
+            Request::Subscribe(request) => return self.subscribe(id, &request, now).await,
+            Request::Unsubscribe(request) => return self.unsubscribe(id, &request).await,
+            Request::Publish(request) => return self.publish(id, &request).await,
+            Request::Presence(request) => self
+                .session
+                .authorize_presence(rules, &request.channel)
+                .and(Err(Failure::NotAvailable)),
+            Request::PresenceStats(request) => self
+                .session
+                .authorize_presence(rules, &request.channel)
+                .and(Err(Failure::NotAvailable)),
+            Request::History(request) => self
+                .session
+                .authorize_history(rules, &request.channel)
+                .and(Err(Failure::NotAvailable)),
+            Request::Rpc(request) => {
+                route_rpc(&self.shared.config.rpc, &request.method).map(|()| client::Reply {
+                    id,
+                    rpc: Some(client::RpcResult::default()),
+                    ..Default::default()
+                })
+            }
+            // Admitted only when a message handler exists; there is none yet.
+            Request::Send(_) => return Flow::Continue,
+            Request::Refresh(request) => {
+                self.session
+                    .refresh(rules, &request, now)
+                    .map(|result| client::Reply {
+                        id,
+                        refresh: Some(result),
+                        ..Default::default()
+                    })
+            }
+            Request::SubRefresh(request) => {
+                self.session
+                    .sub_refresh(rules, &request, now)
+                    .map(|result| client::Reply {
+                        id,
+                        sub_refresh: Some(result),
+                        ..Default::default()
+                    })
+            }
+            Request::Pong => {
+                return match self.session.on_pong(now) {
+                    Ok(()) => Flow::Continue,
+                    Err(failure) => {
+                        self.fail(failure, 0);
+                        Flow::Stop
+                    }
+                };
+            }
+        };
+        match outcome {
+            Ok(reply) => self.send(&reply),
+            Err(failure) => self.fail(failure, id),
+        }
+        Flow::Continue
+    }
+
+    async fn connect(&mut self, id: u32, request: &client::ConnectRequest, now: Now) -> Flow {
+        let mut grant = match self.session.connect(&self.shared.rules, request, now) {
+            Ok(grant) => grant,
+            Err(failure) => {
+                // After a refused connect the rest of the frame is not read (§2.6).
+                self.fail(failure, id);
+                return Flow::Stop;
+            }
+        };
+        let limit = self.shared.config.client.user_connection_limit as usize;
+        if limit > 0 && self.shared.hub.user_connections(&grant.user) >= limit {
+            self.fail(Failure::UserConnectionLimit, id);
+            return Flow::Stop;
+        }
+        self.shared.hub.connected(&self.client, &grant.user);
+        if self.setup.native_ping {
+            // Native WebSocket pings: the client is told of no application pings.
+            grant.result.ping = 0;
+            grant.result.pong = false;
+        }
+        let mut subs = BTreeMap::new();
+        for sub in &grant.server_subs {
+            if self.register(sub).await.is_err() {
+                self.close(Disconnect::SERVER_ERROR);
+                return Flow::Stop;
+            }
+            let mut result = sub.result.clone();
+            result.was_recovering = sub.recover_since.is_some();
+            subs.insert(sub.channel.clone(), result);
+        }
+        grant.result.subs = subs.into_iter().map(Into::into).collect();
+        self.send(&client::Reply {
+            id,
+            connect: Some(grant.result),
+            ..Default::default()
+        });
+        Flow::Continue
+    }
+
+    async fn subscribe(&mut self, id: u32, request: &client::SubscribeRequest, now: Now) -> Flow {
+        let grant = match self
+            .session
+            .authorize_subscribe(&self.shared.rules, request, now)
+        {
+            Ok(grant) => grant,
+            Err(failure) => {
+                self.fail(failure, id);
+                return Flow::Continue;
+            }
+        };
+        if self.register(&grant).await.is_err() {
+            self.fail(Failure::Internal, id);
+            return Flow::Continue;
+        }
+        let mut result = grant.result;
+        // Recovery needs history from the core, which is not wired yet: say it failed.
+        result.was_recovering = grant.recover_since.is_some();
+        self.send(&client::Reply {
+            id,
+            subscribe: Some(result),
+            ..Default::default()
+        });
+        Flow::Continue
+    }
+
+    async fn unsubscribe(&mut self, id: u32, request: &client::UnsubscribeRequest) -> Flow {
+        match self.session.unsubscribe(request) {
+            Ok(Some(subscription)) => self.leave_hub(&subscription.channel).await,
+            Ok(None) => {}
+            Err(failure) => {
+                self.fail(failure, id);
+                return Flow::Continue;
+            }
+        }
+        self.send(&client::Reply {
+            id,
+            unsubscribe: Some(client::UnsubscribeResult::default()),
+            ..Default::default()
+        });
+        Flow::Continue
+    }
+
+    async fn publish(&mut self, id: u32, request: &client::PublishRequest) -> Flow {
+        let grant = match self.session.authorize_publish(&self.shared.rules, request) {
+            Ok(grant) => grant,
+            Err(failure) => {
+                self.fail(failure, id);
+                return Flow::Continue;
+            }
+        };
+        let request = mesh::Request {
+            id: self.shared.next_request_id(),
+            kind: Some(mesh::request::Kind::Publish(mesh::PublishRequest {
+                channel: grant.channel,
+                data: grant.data.into(),
+                info: Some(grant.info),
+                ..Default::default()
+            })),
+        };
+        match self.shared.link.request(request).await {
+            Ok(response) => match response.error {
+                Some(error) => self.send(&client::Reply {
+                    id,
+                    error: Some(error),
+                    ..Default::default()
+                }),
+                None => self.send(&client::Reply {
+                    id,
+                    publish: Some(client::PublishResult::default()),
+                    ..Default::default()
+                }),
+            },
+            Err(_) => self.fail(Failure::Internal, id),
+        }
+        Flow::Continue
+    }
+}

@@ -1,0 +1,303 @@
+//! One task per connection: read a frame, decode its commands, let the session decide, act, and
+//! queue replies; between frames, wake for the session's timers and for control commands from
+//! the API. A second task (the writer) owns the socket's sink.
+//!
+//! Generic over any `Stream<Item = Incoming>` / `Sink<Outgoing>`, so the WebSocket handler and
+//! tests without sockets share it.
+//!
+//! Closing: whoever decides (this task, a broadcast finding the queue full, the API, shutdown)
+//! closes the [`Outbox`]; this task then leaves its loop, removes the connection from the local
+//! hub (and the core's interest), lets the writer send the close frame, and waits up to 5 s for
+//! the client's close before dropping the socket.
+
+mod api;
+mod commands;
+
+use crate::clock::SystemNow;
+use crate::handle::{ClientId, ConnectionHandle, MAILBOX_CAPACITY};
+use crate::local_hub::Subscriber;
+use crate::socket::{Incoming, Outgoing};
+use crate::writer::{CLOSE_WAIT, Outbox, run_writer};
+use crate::{Shared, Transport, interest};
+use bytes::Bytes;
+use futures_util::{Sink, Stream, StreamExt};
+use spindle_hub::codes::Disconnect;
+use spindle_hub::outcome::{Failure, Outcome};
+use spindle_hub::registry::{Added, Removed};
+use spindle_hub::session::{Now, Session, SubscribeGrant};
+use spindle_mesh::{LinkError, mesh};
+use spindle_proto::{Format, client, encode_reply};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The close a message over the size limit gets (SDKs treat 1009 as terminal).
+const MESSAGE_TOO_BIG: Disconnect = Disconnect {
+    code: 1009,
+    reason: Cow::Borrowed("message size limit"),
+};
+
+/// How a connection was opened.
+#[derive(Clone, Debug)]
+pub(crate) struct Setup {
+    pub format: Format,
+    pub transport: Transport,
+    /// Native WebSocket pings instead of application pings.
+    pub native_ping: bool,
+    /// The `client.user_id_http_header` value of the upgrade request, if configured and sent.
+    pub header_user: Option<String>,
+}
+
+/// Serves one connection until it closes.
+pub(crate) async fn serve<S, K>(shared: Arc<Shared>, setup: Setup, mut stream: S, sink: K)
+where
+    S: Stream<Item = Incoming> + Unpin + Send,
+    K: Sink<Outgoing> + Unpin + Send + 'static,
+{
+    let _live = LiveTask::new(&shared);
+    let client = ClientId::generate();
+    let outbox = Arc::new(Outbox::new(setup.format, shared.limits.queue_max_size));
+    let (mailbox_tx, mut mailbox) = mpsc::channel(MAILBOX_CAPACITY);
+    let handle = ConnectionHandle::new(client.clone(), Arc::clone(&outbox), mailbox_tx);
+    shared.hub.open(handle.clone());
+    if shared.shutting_down.load(Ordering::Acquire) {
+        outbox.close(Disconnect::SHUTDOWN);
+    }
+    let writer = tokio::spawn(run_writer(
+        Arc::clone(&outbox),
+        sink,
+        shared.limits.write_timeout,
+    ));
+    let now = Now::system();
+    let mut session = Session::new(&shared.rules, client.to_string(), setup.format, now);
+    if let Some(user) = setup.header_user.clone() {
+        session = session.with_header_user(user);
+    }
+    tracing::debug!(client = %client, transport = setup.transport.name(), format = setup.format.as_str(), "connection opened");
+    let mut connection = Connection {
+        shared,
+        setup,
+        client,
+        handle,
+        outbox,
+        session,
+        last_read: now.mono,
+    };
+    connection.run(&mut stream, &mut mailbox).await;
+    let disconnect = connection.finish().await;
+    tracing::debug!(client = %connection.client, code = disconnect.code, reason = %disconnect.reason, "connection closed");
+
+    // The writer sends what was queued and the close frame; then the client's close is
+    // awaited (reading until the stream ends), all within CLOSE_WAIT.
+    let writer_abort = writer.abort_handle();
+    let wait_for_client = async {
+        let _ = writer.await;
+        // Reading lets the transport flush its reply to a client's close; an error (even one
+        // the transport would repeat without waiting, like an oversize message) ends it.
+        while let Some(item) = stream.next().await {
+            if matches!(item, Incoming::Failed | Incoming::TooBig) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, wait_for_client).await;
+    writer_abort.abort();
+}
+
+/// Counts a running connection task for [`crate::Edge::wait_drained`], however it ends.
+struct LiveTask(Arc<Shared>);
+
+impl LiveTask {
+    fn new(shared: &Arc<Shared>) -> LiveTask {
+        shared.live_tasks.fetch_add(1, Ordering::AcqRel);
+        LiveTask(Arc::clone(shared))
+    }
+}
+
+impl Drop for LiveTask {
+    fn drop(&mut self) {
+        self.0.live_tasks.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One connection's state in its task.
+struct Connection {
+    shared: Arc<Shared>,
+    setup: Setup,
+    client: ClientId,
+    handle: ConnectionHandle,
+    outbox: Arc<Outbox>,
+    session: Session,
+    /// When the client last sent anything (native-ping read deadline).
+    last_read: Instant,
+}
+
+impl Connection {
+    async fn run<S>(&mut self, stream: &mut S, mailbox: &mut mpsc::Receiver<mesh::Control>)
+    where
+        S: Stream<Item = Incoming> + Unpin,
+    {
+        while self.outbox.closing().is_none() {
+            let deadline = self.next_deadline();
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
+                deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            ));
+            let outbox = Arc::clone(&self.outbox);
+            tokio::select! {
+                biased;
+                () = outbox.wait_closed() => {}
+                item = stream.next() => self.on_incoming(item).await,
+                Some(control) = mailbox.recv() => self.on_control(control).await,
+                () = sleep, if deadline.is_some() => self.on_timer().await,
+            }
+        }
+    }
+
+    async fn on_incoming(&mut self, item: Option<Incoming>) {
+        self.last_read = Instant::now();
+        match item {
+            Some(Incoming::Data(frame)) => self.on_frame(frame).await,
+            Some(Incoming::Activity) => {}
+            Some(Incoming::TooBig) => self.close(MESSAGE_TOO_BIG),
+            Some(Incoming::Close | Incoming::Failed) | None => {
+                self.close(Disconnect::CONNECTION_CLOSED);
+            }
+        }
+    }
+
+    /// The session's next deadline, or the native-ping read deadline when earlier.
+    fn next_deadline(&self) -> Option<Instant> {
+        let session = self.session.next_deadline();
+        let read = self.read_deadline();
+        match (session, read) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// With native pings, a connected client must send something (a pong at least) within
+    /// `ping_interval + pong_timeout`.
+    fn read_deadline(&self) -> Option<Instant> {
+        (self.setup.native_ping && self.session.is_connected()).then(|| {
+            self.last_read + self.shared.limits.ping_interval + self.shared.limits.pong_timeout
+        })
+    }
+
+    /// Closes the connection (the first close wins) and the session.
+    fn close(&mut self, disconnect: Disconnect) {
+        self.session.close();
+        self.outbox.close(disconnect);
+    }
+
+    /// A failure as the client sees it: an error reply to command `id`, or a disconnect.
+    fn fail(&mut self, failure: Failure, id: u32) {
+        match failure.outcome() {
+            Outcome::Error(error) => {
+                let reply = client::Reply {
+                    id,
+                    error: Some((&error).into()),
+                    ..Default::default()
+                };
+                self.send(&reply);
+            }
+            Outcome::Disconnect(disconnect) => self.close(disconnect),
+        }
+    }
+
+    /// Encodes and queues a reply or push; a payload this client cannot receive (non-JSON to
+    /// a JSON client) closes it with 3506.
+    fn send(&mut self, reply: &client::Reply) {
+        match encode_reply(self.setup.format, reply) {
+            Ok(bytes) => {
+                self.handle.push(bytes);
+            }
+            Err(error) => {
+                let failure = Failure::Encode(error);
+                if let Outcome::Disconnect(disconnect) = failure.outcome() {
+                    self.close(disconnect);
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, push: client::Push) {
+        self.send(&client::Reply {
+            push: Some(push),
+            ..Default::default()
+        });
+    }
+
+    /// Registers a granted subscription in the local hub (telling the core when it is the
+    /// channel's first) and records it in the session. On a dead link nothing is recorded.
+    async fn register(&mut self, grant: &SubscribeGrant) -> Result<(), LinkError> {
+        let subscriber = Subscriber {
+            connection: self.handle.clone(),
+            push_join_leave: grant.options.push_join_leave,
+        };
+        let added = self.shared.hub.subscribe(&grant.channel, subscriber);
+        if added == Added::FirstInChannel {
+            let add = vec![grant.channel.clone()];
+            if let Err(error) =
+                interest::sync(&self.shared.link, &self.shared.hub, add, vec![]).await
+            {
+                self.shared.hub.unsubscribe(&grant.channel, &self.client);
+                return Err(error);
+            }
+        }
+        self.session.add_subscription(grant);
+        Ok(())
+    }
+
+    /// Drops a subscription from the session and the local hub. Returns whether there was one.
+    async fn unregister(&mut self, channel: &str) -> bool {
+        let had = self.session.remove_subscription(channel).is_some();
+        self.leave_hub(channel).await;
+        had
+    }
+
+    /// Removes this connection from a channel of the local hub, telling the core when it was
+    /// the channel's last subscriber.
+    async fn leave_hub(&mut self, channel: &str) {
+        if self.shared.hub.unsubscribe(channel, &self.client) == Removed::LastInChannel {
+            let remove = vec![channel.to_owned()];
+            // A dead link has no interest left to drop.
+            let _ = interest::sync(&self.shared.link, &self.shared.hub, vec![], remove).await;
+        }
+    }
+
+    /// Leaves the local hub; returns why the connection closed.
+    async fn finish(&mut self) -> Disconnect {
+        self.session.close();
+        let channels: Vec<String> = self
+            .session
+            .subscriptions()
+            .map(|s| s.channel.clone())
+            .collect();
+        let mut last = Vec::new();
+        for channel in channels {
+            if self.shared.hub.unsubscribe(&channel, &self.client) == Removed::LastInChannel {
+                last.push(channel);
+            }
+        }
+        self.shared.hub.closed(&self.client);
+        if !last.is_empty() {
+            let _ = interest::sync(&self.shared.link, &self.shared.hub, vec![], last).await;
+        }
+        self.outbox
+            .closing()
+            .unwrap_or(Disconnect::CONNECTION_CLOSED)
+    }
+}
+
+/// The encoded server ping: the empty reply (`{}` / a lone `0x00`).
+fn ping_bytes(format: Format) -> Bytes {
+    match format {
+        Format::Json => Bytes::from_static(b"{}"),
+        Format::Protobuf => Bytes::from_static(&[0]),
+    }
+}
+
+#[cfg(test)]
+mod tests;

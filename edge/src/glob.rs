@@ -1,0 +1,358 @@
+//! Glob patterns for `client.allowed_origins` and the `channels` survey: `*` (any run of
+//! characters), `?` (one character), `[abc]` / `[a-z]` / `[!a-z]` (one character of a class) and
+//! `{one,two}` (alternatives). A backslash makes the next character literal.
+//!
+//! Matching is linear in the text for each alternative (no backtracking blow-up on hostile
+//! input such as a long `Origin` header).
+
+/// A compiled glob pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Glob {
+    /// Every expansion of the `{..}` alternatives, each a flat token list.
+    alternatives: Vec<Vec<Token>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Token {
+    Literal(char),
+    AnyOne,
+    AnyRun,
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+/// Most expansions of `{..}` one pattern may have.
+const MAX_ALTERNATIVES: usize = 64;
+
+/// Why a pattern was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobError {
+    pub pattern: String,
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for GlobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad glob pattern {:?}: {}", self.pattern, self.reason)
+    }
+}
+
+impl std::error::Error for GlobError {}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Result<Glob, GlobError> {
+        let error = |reason| GlobError {
+            pattern: pattern.to_owned(),
+            reason,
+        };
+        let chars: Vec<char> = pattern.chars().collect();
+        let alternatives = expand(&chars).map_err(error)?;
+        let alternatives = alternatives
+            .iter()
+            .map(|flat| tokenize(flat))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(error)?;
+        Ok(Glob { alternatives })
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        self.alternatives
+            .iter()
+            .any(|tokens| matches_tokens(tokens, &text))
+    }
+}
+
+/// Expands `{a,b}` groups (nesting allowed) into flat patterns, keeping escapes as they are.
+fn expand(chars: &[char]) -> Result<Vec<Vec<char>>, &'static str> {
+    // Find the first top-level `{` outside a class and not escaped.
+    let mut i = 0;
+    let mut in_class = false;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 1,
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '{' if !in_class => {
+                let (options, end) = split_group(chars, i)?;
+                let prefix = &chars[..i];
+                let suffixes = expand(&chars[end + 1..])?;
+                let mut out = Vec::new();
+                for option in options {
+                    for middle in expand(option)? {
+                        for suffix in &suffixes {
+                            if out.len() == MAX_ALTERNATIVES {
+                                return Err("too many {..} alternatives");
+                            }
+                            let mut flat = prefix.to_vec();
+                            flat.extend_from_slice(&middle);
+                            flat.extend_from_slice(suffix);
+                            out.push(flat);
+                        }
+                    }
+                }
+                return Ok(out);
+            }
+            '}' if !in_class => return Err("unbalanced '}'"),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(vec![chars.to_vec()])
+}
+
+/// The options of the group opening at `open`, and the index of its closing `}`.
+fn split_group(chars: &[char], open: usize) -> Result<(Vec<&[char]>, usize), &'static str> {
+    let mut depth = 0usize;
+    let mut start = open + 1;
+    let mut options = Vec::new();
+    let mut i = open;
+    let mut in_class = false;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 1,
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '{' if !in_class => depth += 1,
+            '}' if !in_class => {
+                depth -= 1;
+                if depth == 0 {
+                    options.push(&chars[start..i]);
+                    return Ok((options, i));
+                }
+            }
+            ',' if !in_class && depth == 1 => {
+                options.push(&chars[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Err("unbalanced '{'")
+}
+
+fn tokenize(chars: &[char]) -> Result<Vec<Token>, &'static str> {
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let token = match chars[i] {
+            '\\' => {
+                i += 1;
+                Token::Literal(*chars.get(i).ok_or("trailing '\\'")?)
+            }
+            '*' => {
+                // Runs of stars are one star.
+                if tokens.last() == Some(&Token::AnyRun) {
+                    i += 1;
+                    continue;
+                }
+                Token::AnyRun
+            }
+            '?' => Token::AnyOne,
+            '[' => {
+                let (token, end) = class(chars, i)?;
+                i = end;
+                token
+            }
+            c => Token::Literal(c),
+        };
+        tokens.push(token);
+        i += 1;
+    }
+    Ok(tokens)
+}
+
+/// Parses the class opening at `open`; returns it and the index of its `]`.
+fn class(chars: &[char], open: usize) -> Result<(Token, usize), &'static str> {
+    let mut i = open + 1;
+    let negated = matches!(chars.get(i), Some('!' | '^'));
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    loop {
+        let mut low = *chars.get(i).ok_or("unclosed '['")?;
+        if low == ']' {
+            if ranges.is_empty() {
+                return Err("empty class '[]'");
+            }
+            return Ok((Token::Class { negated, ranges }, i));
+        }
+        if low == '\\' {
+            i += 1;
+            low = *chars.get(i).ok_or("unclosed '['")?;
+        }
+        let mut high = low;
+        if let (Some('-'), Some(&end)) = (chars.get(i + 1), chars.get(i + 2))
+            && end != ']'
+        {
+            high = end;
+            i += 2;
+            if high < low {
+                return Err("reversed range in class");
+            }
+        }
+        ranges.push((low, high));
+        i += 1;
+    }
+}
+
+/// Dynamic programming over (token, text position): `reach[j]` is true when the tokens seen so
+/// far can consume exactly `text[..j]`.
+fn matches_tokens(tokens: &[Token], text: &[char]) -> bool {
+    let mut reach = vec![false; text.len() + 1];
+    reach[0] = true;
+    for token in tokens {
+        let mut next = vec![false; text.len() + 1];
+        match token {
+            Token::AnyRun => {
+                let mut on = false;
+                for j in 0..=text.len() {
+                    on |= reach[j];
+                    next[j] = on;
+                }
+            }
+            _ => {
+                for j in 0..text.len() {
+                    if reach[j] && single(token, text[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+            }
+        }
+        reach = next;
+        if !reach.contains(&true) {
+            return false;
+        }
+    }
+    reach[text.len()]
+}
+
+fn single(token: &Token, c: char) -> bool {
+    match token {
+        Token::Literal(l) => *l == c,
+        Token::AnyOne => true,
+        Token::AnyRun => true,
+        Token::Class { negated, ranges } => {
+            ranges.iter().any(|&(low, high)| low <= c && c <= high) != *negated
+        }
+    }
+}
+
+/// `client.allowed_origins`: which `Origin` headers may open a connection.
+#[derive(Clone, Debug)]
+pub struct OriginPolicy {
+    patterns: Vec<Glob>,
+    any: bool,
+}
+
+impl OriginPolicy {
+    /// Patterns are compared lower-cased; `[]` allows only requests without `Origin`, `["*"]`
+    /// allows every request.
+    pub fn new(patterns: &[String]) -> Result<OriginPolicy, GlobError> {
+        let any = patterns.iter().any(|p| p == "*");
+        let patterns = patterns
+            .iter()
+            .map(|p| Glob::new(&p.to_lowercase()))
+            .collect::<Result<_, _>>()?;
+        Ok(OriginPolicy { patterns, any })
+    }
+
+    /// Like [`OriginPolicy::new`], but a pattern that does not parse is logged and never
+    /// matches (configuration validation reports it before start).
+    pub fn lenient(patterns: &[String]) -> OriginPolicy {
+        let any = patterns.iter().any(|p| p == "*");
+        let patterns = patterns
+            .iter()
+            .filter_map(|p| {
+                Glob::new(&p.to_lowercase())
+                    .inspect_err(|error| tracing::warn!(%error, "client.allowed_origins"))
+                    .ok()
+            })
+            .collect();
+        OriginPolicy { patterns, any }
+    }
+
+    /// Whether a request carrying `origin` (the header value, if any) is allowed.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        if self.any {
+            return true;
+        }
+        let origin = origin.to_lowercase();
+        self.patterns.iter().any(|p| p.matches(&origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn glob(p: &str) -> Glob {
+        Glob::new(p).unwrap()
+    }
+
+    #[test]
+    fn stars_questions_and_literals() {
+        assert!(glob("*").matches(""));
+        assert!(glob("*").matches("anything at all"));
+        assert!(glob("news").matches("news"));
+        assert!(!glob("news").matches("news2"));
+        assert!(glob("chat:*").matches("chat:room"));
+        assert!(!glob("chat:*").matches("news:room"));
+        assert!(glob("a?c").matches("abc"));
+        assert!(!glob("a?c").matches("ac"));
+        assert!(glob("*b*").matches("abc"));
+        assert!(glob("a**c").matches("ac"));
+        assert!(glob(r"a\*").matches("a*"));
+        assert!(!glob(r"a\*").matches("ab"));
+    }
+
+    #[test]
+    fn classes_and_alternatives() {
+        assert!(glob("room[0-9]").matches("room7"));
+        assert!(!glob("room[0-9]").matches("roomx"));
+        assert!(glob("room[!0-9]").matches("roomx"));
+        assert!(glob("[abc]x").matches("bx"));
+        assert!(glob("https://{a,b}.example.com").matches("https://b.example.com"));
+        assert!(!glob("https://{a,b}.example.com").matches("https://c.example.com"));
+        assert!(glob("{x,y{1,2}}").matches("y2"));
+        assert!(Glob::new("{a").is_err());
+        assert!(Glob::new("[a").is_err());
+        assert!(Glob::new("a}").is_err());
+        assert!(Glob::new("[z-a]").is_err());
+    }
+
+    #[test]
+    fn hostile_text_does_not_blow_up() {
+        let pattern = glob("*a*a*a*a*a*a*a*b");
+        let text = "a".repeat(10_000);
+        assert!(!pattern.matches(&text));
+    }
+
+    #[test]
+    fn origins() {
+        let none = OriginPolicy::new(&[]).unwrap();
+        assert!(none.allows(None));
+        assert!(!none.allows(Some("https://example.com")));
+
+        let all = OriginPolicy::new(&["*".to_owned()]).unwrap();
+        assert!(all.allows(Some("https://evil.example")));
+
+        let some = OriginPolicy::new(&[
+            "https://*.Example.com".to_owned(),
+            "http://localhost:*".to_owned(),
+        ])
+        .unwrap();
+        assert!(some.allows(Some("https://app.example.com")));
+        assert!(some.allows(Some("HTTPS://APP.EXAMPLE.COM")));
+        assert!(some.allows(Some("http://localhost:3000")));
+        assert!(!some.allows(Some("https://example.org")));
+        assert!(some.allows(None));
+    }
+}

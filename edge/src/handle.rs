@@ -1,0 +1,113 @@
+//! Cheap handles to a live connection, held by the local hub for fan-out and control.
+
+use crate::writer::{Outbox, Pushed};
+use bytes::Bytes;
+use spindle_hub::codes::Disconnect;
+use spindle_mesh::mesh;
+use spindle_proto::Format;
+use std::fmt;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A connection id (a UUIDv4 made by the edge), shared cheaply.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        ClientId(Arc::from(uuid::Uuid::new_v4().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ClientId {
+    fn from(id: &str) -> Self {
+        ClientId(Arc::from(id))
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How many control commands may wait for one connection's task.
+pub(crate) const MAILBOX_CAPACITY: usize = 32;
+
+/// What other tasks may do to a connection: queue bytes, close it, hand it a control command.
+#[derive(Clone, Debug)]
+pub struct ConnectionHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: ClientId,
+    outbox: Arc<Outbox>,
+    mailbox: mpsc::Sender<mesh::Control>,
+}
+
+impl ConnectionHandle {
+    pub(crate) fn new(
+        client: ClientId,
+        outbox: Arc<Outbox>,
+        mailbox: mpsc::Sender<mesh::Control>,
+    ) -> Self {
+        ConnectionHandle {
+            inner: Arc::new(Inner {
+                client,
+                outbox,
+                mailbox,
+            }),
+        }
+    }
+
+    pub fn client(&self) -> &ClientId {
+        &self.inner.client
+    }
+
+    pub fn format(&self) -> Format {
+        self.inner.outbox.format()
+    }
+
+    /// Queues an encoded message; never waits (overflow closes the connection with 3008).
+    pub fn push(&self, message: Bytes) -> Pushed {
+        self.inner.outbox.push(message)
+    }
+
+    pub fn close(&self, disconnect: Disconnect) {
+        self.inner.outbox.close(disconnect);
+    }
+
+    /// Hands a control command to the connection's task. A full mailbox means the task is
+    /// stuck; a disconnect is then applied directly, anything else is dropped and logged.
+    pub(crate) fn deliver(&self, control: mesh::Control) {
+        if let Err(error) = self.inner.mailbox.try_send(control) {
+            let control = match error {
+                mpsc::error::TrySendError::Full(control) => control,
+                // The task is gone; so is the connection.
+                mpsc::error::TrySendError::Closed(_) => return,
+            };
+            // Without the session only user and client were checked (by the local hub), so a
+            // command naming a session is not applied here.
+            if let Some(mesh::control::Kind::Disconnect(command)) = &control.kind
+                && control.session.is_empty()
+            {
+                self.close(crate::control::disconnect_of(command));
+            } else {
+                tracing::warn!(client = %self.client(), "control mailbox full, command dropped");
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Applying what the core sends (`Down`): events are fanned out, control commands handed to the
+//! connections they concern, surveys answered from the local hub.
+//!
+//! Nothing here waits on the link or on a connection: fan-out queues bytes, control commands go
+//! through bounded mailboxes with `try_send`, survey answers through a oneshot. So the core can
+//! never deadlock against an edge that is itself waiting for room on the link.
+
+use crate::Shared;
+use crate::local_hub::saturate;
+use spindle_mesh::{Down, EdgeInbox, mesh};
+
+pub(crate) async fn run(shared: &Shared, mut inbox: EdgeInbox) {
+    while let Some(message) = inbox.recv().await {
+        apply(shared, message);
+    }
+    tracing::info!("edge inbox closed: the link to the core is gone");
+}
+
+pub(crate) fn apply(shared: &Shared, message: Down) {
+    match message {
+        Down::Event(event) => shared.hub.broadcast(event),
+        Down::Control(control) => {
+            for target in shared.hub.control_targets(&control) {
+                target.deliver(control.clone());
+            }
+        }
+        Down::Survey(pending) => {
+            let reply = answer(shared, &pending.question);
+            pending.responder.answer(reply);
+        }
+    }
+}
+
+fn answer(shared: &Shared, survey: &mesh::Survey) -> mesh::SurveyReply {
+    let mut reply = mesh::SurveyReply {
+        id: survey.id,
+        ..Default::default()
+    };
+    match &survey.kind {
+        Some(mesh::survey::Kind::Channels(question)) => {
+            reply.channels = shared.hub.channel_counts(&question.pattern);
+        }
+        Some(mesh::survey::Kind::Node(_)) => {
+            let counts = shared.hub.counts();
+            reply.node = Some(mesh::NodeStats {
+                node_id: shared.node.uid.clone(),
+                name: shared.node.name.clone(),
+                num_clients: saturate(counts.clients),
+                num_users: saturate(counts.users),
+                num_channels: saturate(counts.channels),
+                num_subs: saturate(counts.subscriptions),
+                uptime_seconds: u32::try_from(shared.started.elapsed().as_secs())
+                    .unwrap_or(u32::MAX),
+            });
+        }
+        None => {}
+    }
+    reply
+}

@@ -1,0 +1,214 @@
+//! The bidirectional WebSocket transport (PROTOCOL.md §1.3) on axum 0.8.
+//!
+//! Before the upgrade: a request that is not a WebSocket upgrade gets HTTP 400, a refused
+//! `Origin` 403, a node at its connection limit or shutting down 503. The encoding is chosen
+//! once: Protobuf when the client asked for the `centrifuge-protobuf` subprotocol (echoed) or
+//! the query has `format=protobuf` / `cf_protocol=protobuf`, JSON otherwise.
+//! `cf_ws_frame_ping_pong=true` swaps application pings for native WebSocket pings.
+//!
+//! After the upgrade the socket is adapted to [`Incoming`] / [`Outgoing`] and handed to the
+//! transport-independent connection task.
+
+use crate::connection::{self, Setup};
+use crate::socket::{Incoming, Outgoing};
+use crate::{Shared, Transport};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt, future};
+use spindle_proto::Format;
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite;
+
+/// The subprotocols the server offers.
+pub(crate) const SUBPROTOCOLS: [&str; 2] = ["centrifuge-json", "centrifuge-protobuf"];
+const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
+
+/// What the upgrade request asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Requested {
+    pub format: Format,
+    /// Native WebSocket pings instead of application pings.
+    pub native_ping: bool,
+}
+
+/// Reads the connection options from the negotiated subprotocol and the query string.
+pub(crate) fn requested(selected_protocol: Option<&str>, query: Option<&str>) -> Requested {
+    let mut format = if selected_protocol == Some(PROTOBUF_SUBPROTOCOL) {
+        Format::Protobuf
+    } else {
+        Format::Json
+    };
+    let mut native_ping = false;
+    for pair in query.unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match (key, value) {
+            ("format" | "cf_protocol", "protobuf") => format = Format::Protobuf,
+            ("cf_ws_frame_ping_pong", "true") => native_ping = true,
+            _ => {}
+        }
+    }
+    Requested {
+        format,
+        native_ping,
+    }
+}
+
+pub(crate) async fn handle(
+    State(edge): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(
+            rejection @ (WebSocketUpgradeRejection::MethodNotGet(_)
+            | WebSocketUpgradeRejection::MethodNotConnect(_)),
+        ) => return rejection.into_response(),
+        Err(_) => return (StatusCode::BAD_REQUEST, "Bad Request").into_response(),
+    };
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|value| value.to_str().unwrap_or("\u{fffd}"));
+    if !edge.origins.allows(origin) {
+        tracing::info!(origin = origin.unwrap_or(""), "websocket origin refused");
+        return (StatusCode::FORBIDDEN, "Forbidden").into_response();
+    }
+    if let Some(refusal) = edge.admission() {
+        return refusal;
+    }
+    let upgrade = upgrade.protocols(SUBPROTOCOLS);
+    let selected = upgrade
+        .selected_protocol()
+        .and_then(|protocol| protocol.to_str().ok());
+    let requested = requested(selected, query.as_deref());
+    let header_user = Some(edge.rules.user_id_http_header())
+        .filter(|name| !name.is_empty())
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .filter(|user| !user.is_empty())
+        .map(str::to_owned);
+    let limit = edge.limits.message_size;
+    let mut upgrade = upgrade.max_message_size(limit).max_frame_size(limit);
+    if edge.limits.read_buffer_size > 0 {
+        upgrade = upgrade.read_buffer_size(edge.limits.read_buffer_size);
+    }
+    upgrade.on_upgrade(move |socket| serve_socket(edge, socket, requested, header_user))
+}
+
+async fn serve_socket(
+    edge: Arc<Shared>,
+    socket: WebSocket,
+    requested: Requested,
+    header_user: Option<String>,
+) {
+    let format = requested.format;
+    let (sink, stream) = socket.split();
+    let sink = sink.with(move |item: Outgoing| future::ready(message_of(format, item)));
+    let stream = stream.map(incoming_of);
+    let setup = Setup {
+        format,
+        transport: Transport::WebSocket,
+        native_ping: requested.native_ping,
+        header_user,
+    };
+    connection::serve(edge, setup, Box::pin(stream), Box::pin(sink)).await;
+}
+
+fn incoming_of(item: Result<Message, axum::Error>) -> Incoming {
+    match item {
+        Ok(Message::Text(text)) => Incoming::Data(text.into()),
+        Ok(Message::Binary(bytes)) => Incoming::Data(bytes),
+        Ok(Message::Ping(_) | Message::Pong(_)) => Incoming::Activity,
+        Ok(Message::Close(_)) => Incoming::Close,
+        Err(error) => match error.into_inner().downcast::<tungstenite::Error>() {
+            Ok(error) if matches!(*error, tungstenite::Error::Capacity(_)) => Incoming::TooBig,
+            _ => Incoming::Failed,
+        },
+    }
+}
+
+fn message_of(format: Format, item: Outgoing) -> Result<Message, axum::Error> {
+    Ok(match item {
+        Outgoing::Frame(bytes) => match format {
+            // Encoded JSON is UTF-8 (serde_json writes nothing else).
+            Format::Json => Message::Text(Utf8Bytes::try_from(bytes).map_err(axum::Error::new)?),
+            Format::Protobuf => Message::Binary(bytes),
+        },
+        Outgoing::Ping => Message::Ping(Default::default()),
+        Outgoing::Close { code, reason } => Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_selection() {
+        let json = Requested {
+            format: Format::Json,
+            native_ping: false,
+        };
+        let protobuf = Requested {
+            format: Format::Protobuf,
+            native_ping: false,
+        };
+        assert_eq!(requested(None, None), json);
+        assert_eq!(requested(Some("centrifuge-json"), None), json);
+        assert_eq!(requested(Some("centrifuge-protobuf"), None), protobuf);
+        assert_eq!(requested(None, Some("format=protobuf")), protobuf);
+        assert_eq!(
+            requested(None, Some("cf_protocol_version=v2&cf_protocol=protobuf")),
+            protobuf
+        );
+        assert_eq!(requested(None, Some("format=json")), json);
+        assert_eq!(requested(None, Some("cf_protocol")), json);
+        assert_eq!(
+            requested(None, Some("cf_ws_frame_ping_pong=true")),
+            Requested {
+                format: Format::Json,
+                native_ping: true
+            }
+        );
+        assert!(!requested(None, Some("cf_ws_frame_ping_pong=false")).native_ping);
+    }
+
+    #[test]
+    fn frames_follow_the_format() {
+        let text = message_of(Format::Json, Outgoing::Frame("{}".into())).unwrap();
+        assert_eq!(text, Message::Text("{}".into()));
+        let binary = message_of(Format::Protobuf, Outgoing::Frame(vec![0].into())).unwrap();
+        assert_eq!(binary, Message::Binary(vec![0].into()));
+        let close = Outgoing::Close {
+            code: 3501,
+            reason: "bad request".into(),
+        };
+        assert_eq!(
+            message_of(Format::Json, close).unwrap(),
+            Message::Close(Some(CloseFrame {
+                code: 3501,
+                reason: "bad request".into()
+            }))
+        );
+        assert!(message_of(Format::Json, Outgoing::Frame(vec![0xff].into())).is_err());
+    }
+
+    #[test]
+    fn capacity_errors_are_too_big() {
+        let error =
+            tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+                size: 10,
+                max_size: 5,
+            });
+        assert_eq!(incoming_of(Err(axum::Error::new(error))), Incoming::TooBig);
+        let other = tungstenite::Error::ConnectionClosed;
+        assert_eq!(incoming_of(Err(axum::Error::new(other))), Incoming::Failed);
+    }
+}

@@ -1,0 +1,181 @@
+//! `spindle serve`: an edge and a core in one process, joined by the in-process link, behind one
+//! HTTP server.
+
+use crate::cli::ServeArgs;
+use crate::commands::genconfig::random_secret;
+use crate::settings;
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::get;
+use spindle_hub::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Messages that may wait in each direction of the in-process link.
+const LINK_CAPACITY: usize = 4096;
+
+/// How long shutdown waits for client connections to finish their close handshake.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(6);
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let path = args.config.clone().or_else(|| {
+        let default = PathBuf::from("config.json");
+        default.exists().then_some(default)
+    });
+    let mut flags = args.config_flags();
+    if path.is_none() {
+        flags.extend(quickstart_secrets());
+    }
+    let config = settings::load(path.as_deref(), flags, false)?.config;
+    init_logging(&config, args.log_json)?;
+    if let Some(path) = &path {
+        tracing::info!(config = %path.display(), "configuration loaded");
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(serve(Arc::new(config)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Without a config file, a run still needs secrets to be useful: generate them for this run
+/// (unless the environment sets them) and say so.
+fn quickstart_secrets() -> Vec<(String, String)> {
+    let mut flags = Vec::new();
+    let set_by_env = |suffix: &str| {
+        ["SPINDLE_", "CENTRIFUGO_"]
+            .iter()
+            .any(|p| std::env::var_os(format!("{p}{suffix}")).is_some())
+    };
+    if !set_by_env("CLIENT_TOKEN_HMAC_SECRET_KEY") {
+        let secret = random_secret(32);
+        eprintln!(
+            "spindle: no config file; generated client.token.hmac_secret_key for this run: {secret}"
+        );
+        flags.push(("client.token.hmac_secret_key".to_owned(), secret));
+    }
+    if !set_by_env("HTTP_API_KEY") {
+        let key = random_secret(32);
+        eprintln!("spindle: no config file; generated http_api.key for this run: {key}");
+        flags.push(("http_api.key".to_owned(), key));
+    }
+    eprintln!("spindle: write a permanent config with `spindle genconfig`");
+    flags
+}
+
+fn init_logging(config: &Config, json: bool) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let level = config.log.level.as_str();
+    let filter = match level {
+        "none" => EnvFilter::new("off"),
+        level => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match (config.log.file.as_str(), json) {
+        ("", false) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
+        ("", true) => builder.json().with_writer(std::io::stderr).try_init(),
+        (file, json) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Path::new(file))
+                .with_context(|| format!("cannot open log file {file}"))?;
+            let writer = std::sync::Mutex::new(file);
+            if json {
+                builder.json().with_writer(writer).try_init()
+            } else {
+                builder.with_ansi(false).with_writer(writer).try_init()
+            }
+        }
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}
+
+async fn serve(config: Arc<Config>) -> Result<()> {
+    let identity = spindle_core::NodeIdentity::new(&config);
+    let rules = spindle_hub::session::SessionRules::new(&config)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid client configuration")?;
+    let ((edge_link, edge_inbox), (core_link, core_inbox)) =
+        spindle_mesh::in_process(LINK_CAPACITY);
+
+    let node = spindle_core::Node::new(Arc::clone(&config), identity.clone())
+        .context("cannot start the core")?;
+    node.attach_edge(identity.uid.clone(), core_link, core_inbox);
+    let edge_identity = spindle_edge::NodeIdentity {
+        uid: identity.uid.clone(),
+        name: identity.name.clone(),
+    };
+    let edge = spindle_edge::Edge::new(Arc::clone(&config), rules, edge_link, edge_identity);
+    tokio::spawn({
+        let edge = edge.clone();
+        async move { edge.run_inbox(edge_inbox).await }
+    });
+
+    let router = Router::new()
+        .merge(edge.router())
+        .merge(node.api_router())
+        .route(
+            &config.health.handler_prefix,
+            get(|| async { axum::Json(serde_json::json!({})) }),
+        );
+
+    let address = format!("{}:{}", bind_address(&config), config.http_server.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+    println!("spindle: listening on {local}");
+    tracing::info!(%local, version = spindle_hub::VERSION, "spindle serving");
+
+    let shutdown = {
+        let edge = edge.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: closing client connections with 3001");
+            edge.shutdown();
+        }
+    };
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
+    // axum does not wait for upgraded WebSocket connections: let their close frames go out.
+    if !edge.wait_drained(SHUTDOWN_DRAIN).await {
+        tracing::warn!("some connections did not close within {SHUTDOWN_DRAIN:?}");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn bind_address(config: &Config) -> &str {
+    match config.http_server.address.as_str() {
+        "" => "0.0.0.0",
+        address => address,
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
