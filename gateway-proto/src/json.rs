@@ -105,7 +105,10 @@ pub mod entries {
     use std::fmt;
     use std::marker::PhantomData;
 
-    pub fn serialize<S: Serializer, E: MapEntry>(entries: &[E], serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, E: MapEntry>(
+        entries: &[E],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         let default = E::Value::default();
         let mut map = serializer.serialize_map(Some(entries.len()))?;
         for entry in entries {
@@ -114,7 +117,9 @@ pub mod entries {
         map.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>, E: MapEntry>(deserializer: D) -> Result<Vec<E>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, E: MapEntry>(
+        deserializer: D,
+    ) -> Result<Vec<E>, D::Error> {
         struct EntriesVisitor<E>(PhantomData<E>);
         impl<'de, E: MapEntry> Visitor<'de> for EntriesVisitor<E> {
             type Value = Vec<E>;

@@ -44,7 +44,10 @@ pub use format::Format;
 /// every field by `build.rs`.
 #[allow(missing_docs, clippy::all, missing_debug_implementations)]
 pub mod client {
-    include!(concat!(env!("OUT_DIR"), "/centrifugal.centrifuge.protocol.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/centrifugal.centrifuge.protocol.rs"
+    ));
 
     macro_rules! map_entry {
         ($entry:ident, $value:ident) => {
@@ -57,13 +60,19 @@ pub mod client {
                     self.value.as_ref()
                 }
                 fn from_parts(key: String, value: $value) -> Self {
-                    $entry { key, value: Some(value) }
+                    $entry {
+                        key,
+                        value: Some(value),
+                    }
                 }
             }
 
             impl From<(String, $value)> for $entry {
                 fn from((key, value): (String, $value)) -> Self {
-                    $entry { key, value: Some(value) }
+                    $entry {
+                        key,
+                        value: Some(value),
+                    }
                 }
             }
         };

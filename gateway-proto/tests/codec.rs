@@ -653,8 +653,12 @@ fn empty_map_values_are_still_written() {
     let bytes = result.encode_to_vec();
     // field 6 (len) { field 1 "news", field 2 (len 0) }
     assert_eq!(bytes, [0x32, 8, 0x0a, 4, b'n', b'e', b'w', b's', 0x12, 0]);
-    assert_eq!(serde_json::to_string(&result).unwrap(), r#"{"subs":{"news":{}}}"#);
-    let back: client::ConnectResult = serde_json::from_str(r#"{"subs":{"news":{},"x":null}}"#).unwrap();
+    assert_eq!(
+        serde_json::to_string(&result).unwrap(),
+        r#"{"subs":{"news":{}}}"#
+    );
+    let back: client::ConnectResult =
+        serde_json::from_str(r#"{"subs":{"news":{},"x":null}}"#).unwrap();
     assert_eq!(back.subs.len(), 2);
     assert_eq!(back.subs[1].value, Some(client::SubscribeResult::default()));
 }
