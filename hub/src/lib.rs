@@ -26,8 +26,11 @@
 pub mod channel;
 pub mod codes;
 pub mod config;
+pub mod delta;
+pub mod history;
 pub mod jwt;
 pub mod outcome;
+pub mod presence;
 pub mod registry;
 pub mod session;
 
