@@ -10,19 +10,29 @@
 //!
 //! Layout:
 //! - [`Node`] (`node/`): identity, the edges attached through [`spindle_mesh::CoreLink`]s
-//!   (interest per channel, bounded outgoing queues, control fan-out, surveys), publishing and
-//!   its checks, counters ([`Node::stats`]).
-//! - [`broker`]: the [`broker::Broker`] trait with its contracts, and [`broker::MemoryBroker`].
+//!   (interest per channel, bounded outgoing queues, control fan-out, surveys), publishing,
+//!   history and presence with their checks, the edges' mesh requests, the periodic expiry
+//!   sweep ([`Node::sweep`]), counters ([`Node::stats`]).
+//! - [`broker`]: the [`broker::Broker`] trait with its contracts (publish, join / leave,
+//!   history read and removal), and [`broker::MemoryBroker`] (streams of
+//!   [`spindle_hub::history`]).
+//! - [`presence`]: the [`presence::PresenceManager`] trait and
+//!   [`presence::MemoryPresenceManager`] (sets of [`spindle_hub::presence`], TTL expiry).
 //! - [`api`]: the server HTTP API ([`Node::api_router`]): per-method routes, the legacy
 //!   single route, batch, key auth, error modes; [`api::ApiError`] is its one error type.
+//! - [`clock`]: where time comes from ([`clock::SystemClock`]; `ManualClock` with the
+//!   `test-util` feature).
 //! - [`glob`]: channel patterns of the `channels` method.
 
 pub mod api;
 pub mod broker;
+pub mod clock;
 pub mod glob;
 mod node;
+pub mod presence;
 
 pub use node::{
-    CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EdgeId, Node, NodeError, NodeIdentity,
-    NodeInfo, NodeStats, PublishError, SURVEY_TIMEOUT, VERSION,
+    CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EdgeId, HistoryError, Node, NodeError,
+    NodeIdentity, NodeInfo, NodeStats, PresenceError, PublishError, SURVEY_TIMEOUT, SWEEP_INTERVAL,
+    SweepReport, VERSION,
 };

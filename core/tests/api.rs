@@ -395,26 +395,32 @@ async fn info_reports_this_node_with_edge_counts() {
 }
 
 #[tokio::test]
-async fn presence_and_history_are_not_available_yet() {
+async fn presence_and_history_need_their_namespace_feature() {
     let (_node, router) = router_with(|_| {});
-    for method in ["presence", "presence_stats", "history", "history_remove"] {
-        let table = [
-            (r#"{}"#, BAD_REQUEST),
-            (r#"{"channel":"nope:a"}"#, UNKNOWN_CHANNEL),
-            (r#"{"channel":"chat:a"}"#, NOT_AVAILABLE),
-            (r#"{"channel":"pres:a"}"#, NOT_AVAILABLE),
-            (
-                r#"{"channel":"hist:a","limit":10,"since":{"offset":1,"epoch":"e"}}"#,
-                NOT_AVAILABLE,
-            ),
+    let table = [
+        ("presence", "pres:a", "hist:a"),
+        ("presence_stats", "pres:a", "hist:a"),
+        ("history", "hist:a", "pres:a"),
+        ("history_remove", "hist:a", "pres:a"),
+    ];
+    for (method, served, other) in table {
+        let cases = [
+            ("{}".to_owned(), BAD_REQUEST),
+            (r#"{"channel":""}"#.to_owned(), BAD_REQUEST),
+            (r#"{"channel":"nope:a"}"#.to_owned(), UNKNOWN_CHANNEL),
+            (r#"{"channel":"chat:a"}"#.to_owned(), NOT_AVAILABLE),
+            (format!(r#"{{"channel":"{other}"}}"#), NOT_AVAILABLE),
         ];
-        for (body, expected) in table {
+        for (body, expected) in cases {
             assert_eq!(
-                post(&router, method, body).await.body,
+                post(&router, method, &body).await.body,
                 expected,
                 "{method} {body}"
             );
         }
+        let body = format!(r#"{{"channel":"{served}"}}"#);
+        let reply = post(&router, method, &body).await.json();
+        assert!(reply.get("result").is_some(), "{method}: {reply}");
     }
 }
 
@@ -454,7 +460,7 @@ async fn batch_answers_in_order_with_method_keys() {
         {"error": {"code": 104, "message": "not found"}},
         {"error": {"code": 104, "message": "not found"}},
         {"disconnect": {}},
-        {"error": {"code": 108, "message": "not available"}},
+        {"presence_stats": {"num_clients": 0, "num_users": 0}},
         {"broadcast": {"responses": [{"result": {}}]}},
     ]});
     assert_eq!(reply.json(), expected);
@@ -614,9 +620,15 @@ async fn transport_error_mode_from_config() {
         ),
         (
             "presence",
-            r#"{"channel":"pres:a"}"#,
+            r#"{"channel":"chat:a"}"#,
             400,
             r#"{"code":108,"message":"not available"}"#,
+        ),
+        (
+            "history",
+            r#"{"channel":"hist:a","since":{"offset":1,"epoch":"gone"}}"#,
+            416,
+            r#"{"code":112,"message":"unrecoverable position"}"#,
         ),
         (
             "rpc",

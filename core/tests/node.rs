@@ -175,7 +175,7 @@ async fn edge_publish_requests_are_answered_and_delivered() {
     assert_eq!(response.error.unwrap().code, 107);
 
     let history = mesh::HistoryRequest {
-        channel: "hist:a".into(),
+        channel: "chat:room".into(),
         ..Default::default()
     };
     let response = publisher
@@ -184,18 +184,6 @@ async fn edge_publish_requests_are_answered_and_delivered() {
     let error = response.error.unwrap();
     assert_eq!((error.code, error.message.as_str()), (108, "not available"));
     assert_eq!(response.kind, None);
-}
-
-#[tokio::test]
-async fn presence_updates_are_accepted_and_ignored() {
-    let node = node(config(|_| {}));
-    let edge = FakeEdge::attach(&node, "e1", Answers::default());
-    let update = mesh::PresenceUpdate {
-        channel: "pres:a".into(),
-        ..Default::default()
-    };
-    edge.link.send(Up::Presence(update)).await.unwrap();
-    edge.barrier().await;
 }
 
 #[tokio::test]

@@ -3,8 +3,7 @@
 //! Owns: channel names and namespace resolution, channel options, error / disconnect /
 //! unsubscribe codes and the one mapping from internal outcomes to them, the subscription
 //! registry used for fan-out, the typed configuration tree and its loading rules, and JWT claim
-//! verification, and the client session state machine. Later: history streams and presence
-//! sets.
+//! verification, the client session state machine, history streams and presence sets.
 //!
 //! Must not: open sockets, spawn tasks, read the clock (`Instant::now`, `SystemTime::now`) or the
 //! environment. Time, environment variables and file contents are passed in as arguments, so
@@ -22,6 +21,9 @@
 //!   (token, keys, now).
 //! - [`session`]: one connection's protocol state machine: command order, connect, subscribe,
 //!   publish, refresh and timer rules, driven with an explicit `Now`.
+//! - [`history`]: channel streams (offsets, epochs, retention by size and time, idempotency,
+//!   versions), history reads and the recovery decision, with time and randomness passed in.
+//! - [`presence`]: presence sets per channel with TTL expiry and client / user counts.
 
 pub mod channel;
 pub mod codes;

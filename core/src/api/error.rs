@@ -1,9 +1,10 @@
 //! [`ApiError`]: every error the server API answers with, and its HTTP status in transport
 //! error mode (PROTOCOL.md §6.1). The table test below pins the mapping.
 
-use crate::PublishError;
+use crate::{HistoryError, PresenceError, PublishError};
 use axum::http::StatusCode;
 use spindle_hub::channel::ChannelError;
+use spindle_hub::codes::ClientError;
 use spindle_proto::api;
 use std::borrow::Cow;
 use std::fmt;
@@ -87,6 +88,39 @@ impl From<&PublishError> for ApiError {
     }
 }
 
+impl From<&ClientError> for ApiError {
+    /// Same code; the message of the API's own error of that code when it has one.
+    fn from(error: &ClientError) -> Self {
+        [
+            ApiError::INTERNAL,
+            ApiError::UNKNOWN_CHANNEL,
+            ApiError::NOT_FOUND,
+            ApiError::BAD_REQUEST,
+            ApiError::NOT_AVAILABLE,
+            ApiError::UNRECOVERABLE_POSITION,
+            ApiError::CONFLICT,
+        ]
+        .into_iter()
+        .find(|known| known.code == error.code)
+        .unwrap_or_else(|| ApiError {
+            code: error.code,
+            message: error.message.clone(),
+        })
+    }
+}
+
+impl From<&HistoryError> for ApiError {
+    fn from(error: &HistoryError) -> Self {
+        (&error.client_error()).into()
+    }
+}
+
+impl From<&PresenceError> for ApiError {
+    fn from(error: &PresenceError) -> Self {
+        (&error.client_error()).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +177,29 @@ mod tests {
         assert_eq!(
             ApiError::from(&PublishError::NotStream),
             ApiError::BAD_REQUEST
+        );
+        use spindle_hub::history::ReadError;
+        let table = [
+            (HistoryError::NotAvailable, ApiError::NOT_AVAILABLE),
+            (
+                HistoryError::Read(ReadError::Unrecoverable),
+                ApiError::UNRECOVERABLE_POSITION,
+            ),
+            (
+                HistoryError::Read(ReadError::ReverseFromZero),
+                ApiError::BAD_REQUEST,
+            ),
+        ];
+        for (error, expected) in table {
+            assert_eq!(ApiError::from(&error), expected, "{error}");
+        }
+        assert_eq!(
+            ApiError::from(&PresenceError::NotAvailable),
+            ApiError::NOT_AVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(&ClientError::PERMISSION_DENIED),
+            ApiError::new(103, "permission denied")
         );
     }
 }

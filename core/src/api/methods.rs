@@ -2,14 +2,13 @@
 
 use super::ApiError;
 use crate::Node;
-use crate::broker::PublishOptions;
+use crate::broker::{HistoryQuery, PublishOptions};
 use crate::glob::Glob;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use spindle_hub::channel::ResolvedChannel;
-use spindle_hub::config::ChannelOptions;
 use spindle_mesh::mesh::{self, control};
 use spindle_proto::{api, client};
 
@@ -56,6 +55,7 @@ fn publish_options(
         delta,
         version,
         version_epoch,
+        history: None,
     }
 }
 
@@ -248,52 +248,98 @@ pub(super) async fn refresh(
     Ok(api::RefreshResult {})
 }
 
-/// Checks the channel, then the namespace feature (`presence` / history), then answers 108:
-/// this node has no presence manager or history storage yet. The history and presence issues
-/// fill these four methods.
-fn unavailable<T>(
-    node: &Node,
-    channel: &str,
-    feature: impl Fn(&ChannelOptions) -> bool,
-) -> Result<T, ApiError> {
-    let resolved = require_channel(node, channel)?;
-    // Off in the namespace: 108, as in Centrifugo. On: 108 as well, until storage exists.
-    if feature(resolved.options) {
-        tracing::debug!(channel, "presence / history not served by this node yet");
+/// A client info as the API writes it.
+fn api_info(info: client::ClientInfo) -> api::ClientInfo {
+    api::ClientInfo {
+        user: info.user,
+        client: info.client,
+        conn_info: info.conn_info,
+        chan_info: info.chan_info,
     }
-    Err(ApiError::NOT_AVAILABLE)
 }
 
-/// 108 for now: see [`unavailable`].
-pub(super) fn presence(
+/// The clients present in the channel: 107 without a channel, 102 / 107 for its name, 108 when
+/// the namespace has no `presence`.
+pub(super) async fn presence(
     node: &Node,
     request: api::PresenceRequest,
 ) -> Result<api::PresenceResult, ApiError> {
-    unavailable(node, &request.channel, |o| o.presence)
+    require_channel(node, &request.channel)?;
+    let clients = node
+        .presence(&request.channel)
+        .await
+        .map_err(|error| ApiError::from(&error))?;
+    Ok(api::PresenceResult {
+        presence: clients
+            .into_iter()
+            .map(|(client, info)| (client, api_info(info)))
+            .collect(),
+    })
 }
 
-/// 108 for now: see [`unavailable`].
-pub(super) fn presence_stats(
+/// Client and user counts of the channel (the anonymous user counting as one).
+pub(super) async fn presence_stats(
     node: &Node,
     request: api::PresenceStatsRequest,
 ) -> Result<api::PresenceStatsResult, ApiError> {
-    unavailable(node, &request.channel, |o| o.presence)
+    require_channel(node, &request.channel)?;
+    let stats = node
+        .presence_stats(&request.channel)
+        .await
+        .map_err(|error| ApiError::from(&error))?;
+    Ok(api::PresenceStatsResult {
+        num_clients: stats.num_clients,
+        num_users: stats.num_users,
+    })
 }
 
-/// 108 for now: see [`unavailable`].
-pub(super) fn history(
+/// The channel's history: 108 without history, 107 for `reverse` from offset 0, 112 for a
+/// `since` epoch that is not the stream's. The limit is not capped (as in Centrifugo): negative
+/// means every retained publication, 0 only the position.
+pub(super) async fn history(
     node: &Node,
     request: api::HistoryRequest,
 ) -> Result<api::HistoryResult, ApiError> {
-    unavailable(node, &request.channel, ChannelOptions::has_history)
+    require_channel(node, &request.channel)?;
+    let query = HistoryQuery {
+        since: request
+            .since
+            .map(|since| spindle_hub::history::StreamPosition::new(since.offset, since.epoch)),
+        limit: HistoryQuery::limit_from_wire(request.limit, None),
+        reverse: request.reverse,
+    };
+    let result = node
+        .history(&request.channel, &query)
+        .await
+        .map_err(|error| ApiError::from(&error))?;
+    let publications = result
+        .publications
+        .into_iter()
+        .map(|item| api::Publication {
+            data: item.publication.data.clone(),
+            info: item.publication.info.clone().map(api_info),
+            offset: item.offset,
+            tags: item.publication.tags.clone(),
+        })
+        .collect();
+    Ok(api::HistoryResult {
+        publications,
+        epoch: result.top.epoch,
+        offset: result.top.offset,
+    })
 }
 
-/// 108 for now: see [`unavailable`].
-pub(super) fn history_remove(
+/// Forgets the channel's history; its next publication starts a new epoch. 108 without
+/// history.
+pub(super) async fn history_remove(
     node: &Node,
     request: api::HistoryRemoveRequest,
 ) -> Result<api::HistoryRemoveResult, ApiError> {
-    unavailable(node, &request.channel, ChannelOptions::has_history)
+    require_channel(node, &request.channel)?;
+    node.remove_history(&request.channel)
+        .await
+        .map_err(|error| ApiError::from(&error))?;
+    Ok(api::HistoryRemoveResult {})
 }
 
 /// This node with counts merged from its edges.

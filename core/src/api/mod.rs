@@ -65,6 +65,7 @@ impl Node {
         if config.disabled {
             return Router::new();
         }
+        self.start_sweeping();
         let state = Arc::new(ApiState {
             node: self.clone(),
             key: (!config.insecure).then(|| config.key.expose().to_owned()),

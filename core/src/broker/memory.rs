@@ -1,23 +1,55 @@
-//! The in-process broker: one node, no storage yet.
+//! The in-process broker: channel streams in memory, delivery to this node's handler.
 
-use super::{Broker, BrokerError, EventHandler, Publication, PublishOptions, PublishResult};
+use super::{
+    Broker, BrokerError, EventHandler, HistoryQuery, HistoryReadError, HistoryResult, JoinLeave,
+    Publication, PublishOptions, PublishResult, StreamOptions,
+};
+use crate::clock::Clock;
+use spindle_hub::history::{Limits, PublishOutcome, PublishParams, Streams, SweepStats};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Number of channel lock shards: publications of different channels rarely wait for each other.
+/// Number of channel shards: publications of different channels rarely wait for each other.
 const SHARDS: usize = 64;
 
-/// A broker living inside the process. `publish` hands the publication to the node's handler
-/// before returning, under a per-channel lock, so the handler sees each channel's publications
-/// in publish order.
+/// Streams kept in memory over all channels (1,048,576). Past it the least recently used
+/// stream is forgotten (its channel gets a new epoch when used again). Retained publications
+/// are bounded per stream by `history_size`.
+pub const MAX_STREAMS: usize = 1 << 20;
+
+/// Idempotency keys remembered over all channels (1,048,576); past it the oldest is forgotten.
+pub const MAX_IDEMPOTENCY_KEYS: usize = 1 << 20;
+
+/// Epoch randomness: the thread-local generator of `rand`.
+fn random_u64() -> u64 {
+    rand::random()
+}
+
+type Shard = Streams<fn() -> u64>;
+
+/// How much the memory broker holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryBrokerStats {
+    pub streams: usize,
+    pub idempotency_keys: usize,
+}
+
+/// A broker living inside the process.
+///
+/// Channels are spread over 64 locks (shards); each shard holds the streams of its channels
+/// ([`spindle_hub::history::Streams`]). `publish` decides (idempotency, version), appends and
+/// hands the publication to the node's handler under the channel's shard lock, so offsets are
+/// assigned atomically with the append and the handler sees each channel's publications in
+/// offset order. Joins and leaves go through the same lock.
 ///
 /// There is only one node in the process, so every publication goes to its handler; the node
-/// keeps track of which edges want which channel. `subscribe` / `unsubscribe` have nothing to do.
-/// The history issue puts the channel streams (offset, epoch, retained publications) behind the
-/// same shard locks.
+/// keeps track of which edges want which channel. `subscribe` / `unsubscribe` have nothing to
+/// do. Expiry is lazy per channel plus [`MemoryBroker::sweep`], which the node runs
+/// periodically.
 pub struct MemoryBroker {
     handler: Arc<dyn EventHandler>,
-    shards: Box<[Mutex<()>]>,
+    clock: Arc<dyn Clock>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
 }
 
@@ -30,28 +62,95 @@ impl std::fmt::Debug for MemoryBroker {
 }
 
 impl MemoryBroker {
-    /// A broker delivering to `handler`.
-    pub fn new(handler: Arc<dyn EventHandler>) -> MemoryBroker {
+    /// A broker delivering to `handler`, reading time from `clock`.
+    pub fn new(handler: Arc<dyn EventHandler>, clock: Arc<dyn Clock>) -> MemoryBroker {
+        let limits = Limits {
+            max_streams: MAX_STREAMS.div_ceil(SHARDS),
+            max_idempotency_keys: MAX_IDEMPOTENCY_KEYS.div_ceil(SHARDS),
+        };
+        let entropy: fn() -> u64 = random_u64;
         MemoryBroker {
             handler,
-            shards: (0..SHARDS).map(|_| Mutex::new(())).collect(),
+            clock,
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Streams::new(limits, entropy)))
+                .collect(),
             hasher: RandomState::new(),
         }
     }
 
-    fn shard(&self, channel: &str) -> &Mutex<()> {
+    fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {
         let index = self.hasher.hash_one(channel) as usize % self.shards.len();
-        &self.shards[index]
+        // A panic inside a shard leaves at worst one channel's stream half-updated (an offset
+        // taken without its publication retained); carrying on keeps every other channel.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn publish_now(&self, channel: &str, publication: &Publication) -> PublishResult {
-        // A poisoned lock guards no data (only ordering), so carrying on is safe.
-        let _ordered = self
-            .shard(channel)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.handler.on_publication(channel, None, publication);
-        PublishResult { position: None }
+    fn publish_now(
+        &self,
+        channel: &str,
+        publication: Publication,
+        options: &PublishOptions,
+    ) -> PublishResult {
+        let params = PublishParams {
+            history: options.history,
+            skip_history: options.skip_history,
+            idempotency_key: &options.idempotency_key,
+            version: options.version,
+            version_epoch: &options.version_epoch,
+            want_prev: options.delta,
+        };
+        let mut shard = self.shard(channel);
+        let now = self.clock.now();
+        match shard.publish(channel, publication, &params, now) {
+            PublishOutcome::Accepted {
+                position,
+                publication,
+                prev,
+            } => {
+                self.handler.on_publication(
+                    channel,
+                    position.as_ref(),
+                    &publication,
+                    prev.as_deref(),
+                );
+                PublishResult {
+                    position,
+                    suppressed: None,
+                }
+            }
+            PublishOutcome::Suppressed { position, reason } => PublishResult {
+                position,
+                suppressed: Some(reason),
+            },
+        }
+    }
+
+    /// Applies every history deadline passed by now (publication windows, stream metadata,
+    /// idempotency keys), one shard at a time.
+    pub fn sweep(&self) -> SweepStats {
+        let mut total = SweepStats::default();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let stats = shard.sweep(self.clock.now());
+            total.windows += stats.windows;
+            total.streams += stats.streams;
+            total.idempotency_keys += stats.idempotency_keys;
+        }
+        total
+    }
+
+    /// Streams and idempotency keys held now.
+    pub fn stats(&self) -> MemoryBrokerStats {
+        let mut stats = MemoryBrokerStats::default();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            stats.streams += shard.len();
+            stats.idempotency_keys += shard.idempotency_keys();
+        }
+        stats
     }
 }
 
@@ -60,9 +159,15 @@ impl Broker for MemoryBroker {
         &self,
         channel: &str,
         publication: Publication,
-        _options: &PublishOptions,
+        options: &PublishOptions,
     ) -> Result<PublishResult, BrokerError> {
-        Ok(self.publish_now(channel, &publication))
+        Ok(self.publish_now(channel, publication, options))
+    }
+
+    async fn publish_join_leave(&self, channel: &str, event: JoinLeave) -> Result<(), BrokerError> {
+        let _ordered = self.shard(channel);
+        self.handler.on_join_leave(channel, &event);
+        Ok(())
     }
 
     async fn subscribe(&self, _channel: &str) -> Result<(), BrokerError> {
@@ -72,23 +177,65 @@ impl Broker for MemoryBroker {
     async fn unsubscribe(&self, _channel: &str) -> Result<(), BrokerError> {
         Ok(())
     }
+
+    async fn history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+        stream: &StreamOptions,
+    ) -> Result<HistoryResult, HistoryReadError> {
+        let mut shard = self.shard(channel);
+        let now = self.clock.now();
+        Ok(shard.read(channel, stream, query, now)?)
+    }
+
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
+        self.shard(channel).remove(channel);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::StreamPosition;
     use super::*;
+    use crate::clock::{ManualClock, SystemClock};
     use bytes::Bytes;
+    use spindle_hub::history::Suppression;
+    use std::time::Duration;
+
+    /// Channel, data, offset (0 = none) and previous data of each delivery.
+    type Seen = (String, Bytes, u64, Option<Bytes>);
 
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(String, Bytes)>>);
+    struct Recorder(Mutex<Vec<Seen>>);
 
     impl EventHandler for Recorder {
-        fn on_publication(&self, channel: &str, _: Option<&StreamPosition>, p: &Publication) {
+        fn on_publication(
+            &self,
+            channel: &str,
+            position: Option<&StreamPosition>,
+            p: &Publication,
+            prev: Option<&Publication>,
+        ) {
+            self.0.lock().unwrap().push((
+                channel.to_owned(),
+                p.data.clone(),
+                position.map_or(0, |p| p.offset),
+                prev.map(|p| p.data.clone()),
+            ));
+        }
+
+        fn on_join_leave(&self, channel: &str, event: &JoinLeave) {
+            let (kind, info) = match event {
+                JoinLeave::Join(info) => ("join", info),
+                JoinLeave::Leave(info) => ("leave", info),
+            };
+            let text = format!("{kind}:{}", info.client);
             self.0
                 .lock()
                 .unwrap()
-                .push((channel.to_owned(), p.data.clone()));
+                .push((channel.to_owned(), Bytes::from(text), 0, None));
         }
     }
 
@@ -99,10 +246,18 @@ mod tests {
         }
     }
 
+    fn history(size: usize) -> Option<StreamOptions> {
+        Some(StreamOptions {
+            size,
+            ttl: Duration::from_secs(60),
+            meta_ttl: Duration::from_secs(600),
+        })
+    }
+
     #[tokio::test]
     async fn publish_reaches_the_handler_before_returning_in_order() {
         let recorder = Arc::new(Recorder::default());
-        let broker = MemoryBroker::new(recorder.clone());
+        let broker = MemoryBroker::new(recorder.clone(), Arc::new(SystemClock));
         let options = PublishOptions {
             skip_history: true,
             ..Default::default()
@@ -112,7 +267,7 @@ mod tests {
                 .publish("a", publication(data), &options)
                 .await
                 .unwrap();
-            assert_eq!(result.position, None);
+            assert_eq!(result, PublishResult::default());
             assert_eq!(recorder.0.lock().unwrap().last().unwrap().1, data);
         }
         broker
@@ -124,7 +279,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .map(|(c, d)| format!("{c}:{}", std::str::from_utf8(d).unwrap()))
+            .map(|(c, d, ..)| format!("{c}:{}", std::str::from_utf8(d).unwrap()))
             .collect();
         assert_eq!(seen, ["a:1", "a:2", "a:3", "b:x"]);
         broker.subscribe("a").await.unwrap();
@@ -132,36 +287,112 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_publishers_keep_each_channel_in_order() {
+    async fn concurrent_publishers_keep_each_channel_in_offset_order() {
         let recorder = Arc::new(Recorder::default());
-        let broker = Arc::new(MemoryBroker::new(recorder.clone()));
+        let broker = Arc::new(MemoryBroker::new(recorder.clone(), Arc::new(SystemClock)));
         let mut tasks = Vec::new();
         for channel in ["x", "y", "z"] {
-            let broker = broker.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..200u32 {
-                    let p = Publication {
-                        data: Bytes::from(i.to_string()),
-                        ..Default::default()
-                    };
-                    broker
-                        .publish(channel, p, &PublishOptions::default())
-                        .await
-                        .unwrap();
-                }
-            }));
+            for publisher in 0..2u32 {
+                let broker = broker.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..200u32 {
+                        let p = Publication {
+                            data: Bytes::from(format!("{publisher}-{i}")),
+                            ..Default::default()
+                        };
+                        let options = PublishOptions {
+                            history: history(1000),
+                            ..Default::default()
+                        };
+                        broker.publish(channel, p, &options).await.unwrap();
+                    }
+                }));
+            }
         }
         for task in tasks {
             task.await.unwrap();
         }
         let seen = recorder.0.lock().unwrap();
         for channel in ["x", "y", "z"] {
-            let order: Vec<u32> = seen
-                .iter()
-                .filter(|(c, _)| c == channel)
-                .map(|(_, d)| std::str::from_utf8(d).unwrap().parse().unwrap())
-                .collect();
-            assert_eq!(order, (0..200).collect::<Vec<_>>());
+            let events: Vec<_> = seen.iter().filter(|(c, ..)| c == channel).collect();
+            let offsets: Vec<u64> = events.iter().map(|(_, _, o, _)| *o).collect();
+            assert_eq!(offsets, (1..=400).collect::<Vec<_>>());
+            // Each publisher's own publications keep their order.
+            for publisher in 0..2 {
+                let order: Vec<u32> = events
+                    .iter()
+                    .filter_map(|(_, d, ..)| {
+                        let text = std::str::from_utf8(d).unwrap();
+                        let (p, i) = text.split_once('-').unwrap();
+                        (p == publisher.to_string()).then(|| i.parse().unwrap())
+                    })
+                    .collect();
+                assert_eq!(order, (0..200).collect::<Vec<_>>());
+            }
         }
+    }
+
+    #[tokio::test]
+    async fn history_suppression_prev_and_expiry_through_the_clock() {
+        let recorder = Arc::new(Recorder::default());
+        let clock = Arc::new(ManualClock::new());
+        let broker = MemoryBroker::new(recorder.clone(), clock.clone());
+        let options = PublishOptions {
+            history: history(2),
+            delta: true,
+            idempotency_key: "k".into(),
+            ..Default::default()
+        };
+        let first = broker
+            .publish("ch", publication("a"), &options)
+            .await
+            .unwrap();
+        let position = first.position.clone().unwrap();
+        assert_eq!((position.offset, position.epoch.len()), (1, 8));
+        let again = broker
+            .publish("ch", publication("a"), &options)
+            .await
+            .unwrap();
+        assert_eq!(again.position, first.position);
+        assert_eq!(again.suppressed, Some(Suppression::Idempotent));
+        let plain = PublishOptions {
+            idempotency_key: String::new(),
+            ..options.clone()
+        };
+        broker
+            .publish("ch", publication("b"), &plain)
+            .await
+            .unwrap();
+        broker
+            .publish("ch", publication("c"), &plain)
+            .await
+            .unwrap();
+        let seen: Vec<_> = recorder.0.lock().unwrap().clone();
+        let prevs: Vec<Option<Bytes>> = seen.iter().map(|(.., prev)| prev.clone()).collect();
+        assert_eq!(prevs, [None, Some("a".into()), Some("b".into())]);
+
+        let stream = history(2).unwrap();
+        let read = broker
+            .history("ch", &HistoryQuery::default(), &stream)
+            .await
+            .unwrap();
+        assert_eq!(read.top.offset, 3);
+        let offsets: Vec<u64> = read.publications.iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, [2, 3]);
+
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(broker.sweep().windows, 1);
+        assert_eq!(broker.stats().streams, 1);
+        clock.advance(Duration::from_secs(600));
+        let swept = broker.sweep();
+        assert_eq!((swept.streams, swept.idempotency_keys), (1, 1));
+        assert_eq!(broker.stats(), MemoryBrokerStats::default());
+
+        broker
+            .publish_join_leave("ch", JoinLeave::Join(Default::default()))
+            .await
+            .unwrap();
+        assert_eq!(recorder.0.lock().unwrap().last().unwrap().1, "join:");
+        broker.remove_history("ch").await.unwrap();
     }
 }

@@ -1,9 +1,13 @@
-//! Brokers: where publications go to reach every node with interest in their channel.
+//! Brokers: where publications go to reach every node with interest in their channel, and
+//! where channel streams (history) live.
 //!
 //! A [`Broker`] takes a publication for a channel and hands it, in order per channel, to the
-//! [`EventHandler`] of every node that subscribed to the channel, this node included. The memory
-//! broker ([`MemoryBroker`]) is the whole story for one process; Redis, NATS and PostgreSQL
-//! implementations come with their issues and must pass the same contracts.
+//! [`EventHandler`] of every node that subscribed to the channel, this node included. For
+//! channels with history it first appends the publication to the channel's stream, assigning
+//! its offset in the same atomic step. Join and leave messages travel the same way (without a
+//! stream position). The memory broker ([`MemoryBroker`]) is the whole story for one process;
+//! Redis, NATS and PostgreSQL implementations come with their issues and must pass the same
+//! contracts.
 //!
 //! Identity and payload are kept apart on purpose: a publication's identity in its channel is a
 //! [`StreamPosition`] (offset + epoch, assigned by the broker when the channel keeps history),
@@ -11,66 +15,65 @@
 //! publications be updated, deleted or appended to, which rewrites payloads under a fixed
 //! identity.
 //!
-//! Left for the history issue: `history(channel, filter)`, `remove_history(channel)`, history
-//! options in [`PublishOptions`] (`history_size`, `history_ttl`, `history_meta_ttl`), idempotency
-//! and version checks. Left for the brokers issue: join/leave events and transactional publish
-//! (a PostgreSQL outbox publishes inside the application's own transaction; the trait's
-//! `publish` then has a sibling taking the transaction).
+//! Room left on purpose: map storage (keyed state + change stream) will be a sibling trait
+//! sharing [`StreamPosition`] and the stream vocabulary, and transactional publish (a
+//! PostgreSQL outbox publishing inside the application's own transaction) a sibling of
+//! [`Broker::publish`] taking the transaction.
 
 mod memory;
 
-pub use memory::MemoryBroker;
+pub use memory::{MAX_IDEMPOTENCY_KEYS, MAX_STREAMS, MemoryBroker, MemoryBrokerStats};
+pub use spindle_hub::history::{
+    HistoryItem, HistoryQuery, HistoryResult, Publication, ReadError, StreamOptions,
+    StreamPosition, Suppression,
+};
 
-use bytes::Bytes;
 use spindle_proto::client;
 use std::collections::BTreeMap;
 use std::future::Future;
 use thiserror::Error;
 
-/// Where a publication sits in its channel's stream.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StreamPosition {
-    /// 1 for the first publication of a stream, then +1 each.
-    pub offset: u64,
-    /// Opaque; changes whenever continuity of the stream cannot be proven.
-    pub epoch: String,
-}
-
-/// What a publication says: its payload, without its identity.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Publication {
-    /// The payload, verbatim (JSON text for JSON channels, any bytes for binary ones).
-    pub data: Bytes,
-    /// The publishing client, for client publications; `None` for server API publications.
-    pub info: Option<client::ClientInfo>,
-    /// Application tags, delivered with the publication (and usable by tags filters).
-    pub tags: BTreeMap<String, String>,
-}
-
-/// How to publish. Parsed from the API and client requests and carried to the broker even where
-/// the broker does not act on them yet (history, idempotency and versions come with the history
-/// issue).
+/// How to publish. Parsed from the API and client requests; `history` is filled by the node
+/// from the channel's namespace.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PublishOptions {
     /// Application tags; the node moves them into the [`Publication`].
     pub tags: BTreeMap<String, String>,
-    /// Do not store this publication in the channel's history.
+    /// Do not store this publication in the channel's history (it gets no offset).
     pub skip_history: bool,
-    /// Publications with the same key within the dedupe window return the first one's result.
+    /// Publications with the same key in the same channel within 5 minutes return the first
+    /// one's result and are not published again.
     pub idempotency_key: String,
-    /// The publication may be sent to delta-negotiated subscribers as a fossil delta.
+    /// The publication may be sent to delta-negotiated subscribers as a fossil delta: the
+    /// broker hands the previous publication of the stream to the event handler with it.
     pub delta: bool,
-    /// Drop the publication unless `version` is above the stream's current one (0 = no check).
+    /// Drop the publication unless `version` is above the stream's current one in the same
+    /// `version_epoch` (0 = no check; needs history).
     pub version: u64,
-    /// Versions compare only within the same epoch.
+    /// Versions compare only within the same version epoch.
     pub version_epoch: String,
+    /// The channel's stream; `None` = no history. Set by [`crate::Node::publish`] from the
+    /// namespace (`history_size`, `history_ttl`, `history_meta_ttl`).
+    pub history: Option<StreamOptions>,
 }
 
 /// What a publish produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PublishResult {
-    /// The publication's position; `None` for channels without history.
+    /// The publication's position; `None` for channels without history or with
+    /// `skip_history`. For a suppressed publication: the earlier publication's position
+    /// (idempotency) or the stream's current top (stale version).
     pub position: Option<StreamPosition>,
+    /// `Some` when nothing was published (and nothing delivered).
+    pub suppressed: Option<Suppression>,
+}
+
+/// A join or a leave in a channel: the connection's info (`conn_info` from its token or proxy,
+/// `chan_info` from its subscription).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinLeave {
+    Join(client::ClientInfo),
+    Leave(client::ClientInfo),
 }
 
 /// A broker could not do what was asked. The caller answers "internal error" (100): the client
@@ -82,18 +85,34 @@ pub enum BrokerError {
     Unavailable(String),
 }
 
+/// A history read failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HistoryReadError {
+    /// The read cannot be answered as asked (107 / 112).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
 /// Receives what a broker delivers to this node.
 ///
 /// Contract: called synchronously from the broker's delivery path, so it must not block; for
-/// one channel, calls arrive one at a time in publish (offset) order.
+/// one channel, calls arrive one at a time, publications in offset order, joins and leaves in
+/// the order they were published relative to the channel's publications.
 pub trait EventHandler: Send + Sync + 'static {
-    /// A publication in a channel this node subscribed to.
+    /// A publication in a channel this node subscribed to. `prev` is the publication at
+    /// `offset − 1`, given only for delta publishes when the stream still retains it.
     fn on_publication(
         &self,
         channel: &str,
         position: Option<&StreamPosition>,
         publication: &Publication,
+        prev: Option<&Publication>,
     );
+
+    /// A join or leave in a channel this node subscribed to.
+    fn on_join_leave(&self, channel: &str, event: &JoinLeave);
 }
 
 /// The storage and PUB/SUB behind publications. Every implementation is built with the node's
@@ -101,16 +120,27 @@ pub trait EventHandler: Send + Sync + 'static {
 pub trait Broker: Send + Sync + 'static {
     /// Publishes into `channel`.
     ///
-    /// Contract: on `Ok` the publication has been handed to the PUB/SUB layer (and, for channels
-    /// with history, appended to the stream with the returned position, atomically with the
-    /// offset assignment). Publications of one channel reach every subscribed node's handler in
-    /// the order their positions were assigned. On `Err` nothing was published.
+    /// Contract: an idempotency key seen in the channel within the last 5 minutes returns the
+    /// earlier result, suppressed. With `options.history` (and without `skip_history`) a stale
+    /// `version` returns the current top, suppressed; otherwise the publication is appended to
+    /// the stream and its offset assigned in one atomic step (offsets count from 1 in each
+    /// epoch). On `Ok` without suppression the publication has been handed to the PUB/SUB
+    /// layer; publications of one channel reach every subscribed node's handler in the order
+    /// their positions were assigned. On `Err` nothing was published.
     fn publish(
         &self,
         channel: &str,
         publication: Publication,
         options: &PublishOptions,
     ) -> impl Future<Output = Result<PublishResult, BrokerError>> + Send;
+
+    /// Publishes a join or leave into `channel`: no history, delivered in order with the
+    /// channel's publications.
+    fn publish_join_leave(
+        &self,
+        channel: &str,
+        event: JoinLeave,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
     /// Starts delivering `channel`'s publications to this node's handler. Called when the node
     /// gains its first edge with interest in the channel; idempotent.
@@ -119,4 +149,24 @@ pub trait Broker: Send + Sync + 'static {
     /// Stops delivering `channel` to this node. Called when the node's last edge with interest
     /// is gone; idempotent.
     fn unsubscribe(&self, channel: &str) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Reads `channel`'s stream per `query` (see [`HistoryQuery`]). The result always carries
+    /// the stream's current top position; a channel that has no stream yet gets one (offset 0,
+    /// a new epoch) so a later publication continues the position this read reported. A read
+    /// keeps the stream's metadata alive for another `stream.meta_ttl`.
+    ///
+    /// Errors: `reverse` with `since.offset == 0` ([`ReadError::ReverseFromZero`]); a non-empty
+    /// `since.epoch` other than the stream's ([`ReadError::Unrecoverable`]).
+    fn history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+        stream: &StreamOptions,
+    ) -> impl Future<Output = Result<HistoryResult, HistoryReadError>> + Send;
+
+    /// Forgets `channel`'s stream: publications, position and version. The next publication
+    /// starts a new epoch at offset 1, so clients holding the old position are told they cannot
+    /// recover (never a silent gap).
+    fn remove_history(&self, channel: &str)
+    -> impl Future<Output = Result<(), BrokerError>> + Send;
 }

@@ -4,13 +4,14 @@
 //! Slow edges. Every edge has a bounded outgoing queue ([`EDGE_QUEUE_CAPACITY`] messages) drained
 //! into its link by a forwarder task. Publications are put on it with `try_send`: when the queue
 //! is full the event is dropped for that edge only, counted in `dropped_events` and logged, and
-//! every other edge gets it as usual. A publisher never waits for an edge. A drop is a gap the
-//! edge cannot see yet: the mesh issue gives events their stream positions and lets edges repair
-//! gaps from history (or tell their clients to recover). Control commands are rarer and must not
+//! every other edge gets it as usual. A publisher never waits for an edge. In channels with
+//! history a drop is a gap the edge sees (events carry their offset and epoch): it repairs it
+//! from history or tells its clients to recover. In channels without history it is the
+//! at-most-once delivery those channels promise. Control commands are rarer and must not
 //! vanish, so they wait for queue space, up to [`CONTROL_SEND_TIMEOUT`], then fail the API call.
 
 use super::EdgeId;
-use crate::broker::{EventHandler, Publication, StreamPosition};
+use crate::broker::{EventHandler, JoinLeave, Publication, StreamPosition};
 use spindle_mesh::mesh::{self, channel_event};
 use spindle_mesh::{CoreLink, Down};
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ pub struct ControlError {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub publications: AtomicU64,
+    pub suppressed: AtomicU64,
     pub deliveries: AtomicU64,
     pub dropped_events: AtomicU64,
     pub controls: AtomicU64,
@@ -308,24 +310,37 @@ fn release(interest: &mut HashMap<String, Vec<Interested>>, channel: &str, seria
 impl Edges {
     /// Turns a publication into one [`mesh::ChannelEvent`] and queues it for every edge with
     /// interest in `channel`; returns how many edges got it.
+    ///
+    /// The event carries the stream position twice, as the edge wants it: `epoch` on the
+    /// event and `offset` in the publication (both empty / 0 without a position); the
+    /// publication itself carries the epoch only at offset 1 (PROTOCOL.md §9.8). `prev` (delta
+    /// publishes) becomes `prev_data`.
     pub fn deliver(
         &self,
         channel: &str,
         position: Option<&StreamPosition>,
         publication: &Publication,
+        prev: Option<&Publication>,
     ) -> usize {
+        let offset = position.map_or(0, |p| p.offset);
+        let epoch = position.map(|p| p.epoch.clone()).unwrap_or_default();
         let wire = spindle_proto::client::Publication {
             data: publication.data.clone(),
             info: publication.info.clone(),
-            offset: position.map_or(0, |p| p.offset),
+            offset,
             tags: publication.tags.clone(),
+            epoch: if offset == 1 {
+                epoch.clone()
+            } else {
+                String::new()
+            },
             ..Default::default()
         };
         let event = mesh::ChannelEvent {
             channel: channel.to_owned(),
             kind: Some(channel_event::Kind::Publication(wire)),
-            epoch: position.map(|p| p.epoch.clone()).unwrap_or_default(),
-            prev_data: Default::default(),
+            epoch,
+            prev_data: prev.map(|p| p.data.clone()).unwrap_or_default(),
         };
         self.deliver_event(&event)
     }
@@ -337,7 +352,21 @@ impl EventHandler for Edges {
         channel: &str,
         position: Option<&StreamPosition>,
         publication: &Publication,
+        prev: Option<&Publication>,
     ) {
-        self.deliver(channel, position, publication);
+        self.deliver(channel, position, publication, prev);
+    }
+
+    fn on_join_leave(&self, channel: &str, event: &JoinLeave) {
+        let kind = match event {
+            JoinLeave::Join(info) => channel_event::Kind::Join(info.clone()),
+            JoinLeave::Leave(info) => channel_event::Kind::Leave(info.clone()),
+        };
+        let event = mesh::ChannelEvent {
+            channel: channel.to_owned(),
+            kind: Some(kind),
+            ..Default::default()
+        };
+        self.deliver_event(&event);
     }
 }

@@ -1,23 +1,31 @@
 //! The node: this core's identity, its broker, and the edges attached to it.
 
 mod edges;
+mod history;
+mod presence;
 mod publish;
 mod serve;
 mod survey;
+mod sweep;
 
 pub use edges::{CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY};
+pub use history::HistoryError;
+pub use presence::PresenceError;
 pub use publish::PublishError;
 pub use survey::{NodeInfo, SURVEY_TIMEOUT};
+pub use sweep::{SWEEP_INTERVAL, SweepReport};
 
 use crate::broker::{Broker, MemoryBroker, Publication, StreamPosition};
+use crate::clock::{Clock, SystemClock};
+use crate::presence::{MemoryPresenceManager, PRESENCE_TTL};
 use edges::Edges;
 use spindle_hub::channel::ChannelResolver;
 use spindle_hub::config::Config;
 use spindle_mesh::{CoreInbox, CoreLink, mesh};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
@@ -109,6 +117,8 @@ pub struct NodeStats {
     pub publications: u64,
     /// Events queued to edges (one per edge with interest per publication).
     pub deliveries: u64,
+    /// Publications not published: a repeated idempotency key or a stale version.
+    pub suppressed: u64,
     /// Events dropped because an edge's queue was full.
     pub dropped_events: u64,
     /// Control commands queued to edges (one per edge per command).
@@ -119,6 +129,10 @@ pub struct NodeStats {
     pub edges: usize,
     /// Channels with at least one edge with interest now.
     pub channels: usize,
+    /// Channel streams held by the broker now.
+    pub streams: usize,
+    /// Presence entries held now, over all channels.
+    pub presence_entries: usize,
 }
 
 /// A core node. Cheap to clone: every clone is the same node.
@@ -134,6 +148,9 @@ struct Inner {
     resolver: ChannelResolver,
     edges: Arc<Edges>,
     broker: MemoryBroker,
+    presence: MemoryPresenceManager,
+    /// Set once the periodic sweep task runs.
+    sweeping: AtomicBool,
     /// Serializes interest changes with the broker subscriptions they cause, so a channel's
     /// subscribe and unsubscribe reach the broker in the order the interest changed.
     interest_gate: tokio::sync::Mutex<()>,
@@ -142,24 +159,41 @@ struct Inner {
 }
 
 impl Node {
-    /// A node with the memory broker (the only engine so far) and no edges.
+    /// A node with the memory broker and presence manager (the only engines so far) and no
+    /// edges. Inside a Tokio runtime it starts its expiry sweep at once; otherwise with the
+    /// first [`Node::attach_edge`] or [`Node::api_router`].
     pub fn new(config: Arc<Config>, identity: NodeIdentity) -> Result<Node, NodeError> {
+        Node::with_clock(config, identity, Arc::new(SystemClock))
+    }
+
+    /// [`Node::new`] taking time from `clock` (tests move a manual clock to expire history and
+    /// presence without sleeping).
+    pub fn with_clock(
+        config: Arc<Config>,
+        identity: NodeIdentity,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Node, NodeError> {
         let resolver = ChannelResolver::new(&config.channel)
             .map_err(|error| NodeError::ChannelRegex(error.to_string()))?;
         let edges = Arc::new(Edges::default());
-        let broker = MemoryBroker::new(edges.clone());
-        Ok(Node {
+        let broker = MemoryBroker::new(edges.clone(), clock.clone());
+        let presence = MemoryPresenceManager::new(clock, presence_ttl(&config));
+        let node = Node {
             inner: Arc::new(Inner {
                 config,
                 identity,
                 resolver,
                 edges,
                 broker,
+                presence,
+                sweeping: AtomicBool::new(false),
                 interest_gate: tokio::sync::Mutex::new(()),
                 started: Instant::now(),
                 next_survey_id: AtomicU64::new(1),
             }),
-        })
+        };
+        node.start_sweeping();
+        Ok(node)
     }
 
     pub fn identity(&self) -> &NodeIdentity {
@@ -186,6 +220,7 @@ impl Node {
         link: CoreLink,
         inbox: CoreInbox,
     ) -> JoinHandle<()> {
+        self.start_sweeping();
         let id = edge_id.into();
         let attachment = self.inner.edges.attach(id.clone(), link.clone());
         tokio::spawn(serve::forward(attachment.queue, link));
@@ -199,16 +234,20 @@ impl Node {
     }
 
     /// Hands a publication to every edge with interest in `channel`: one
-    /// [`spindle_mesh::Down::Event`] per edge, never one per subscriber. Returns the number of
-    /// edges it was queued for. The broker calls this (through the node's event handler) in
-    /// publish order per channel.
+    /// [`spindle_mesh::Down::Event`] per edge, never one per subscriber. `prev` is the
+    /// publication at `offset − 1` for delta publishes (its data goes in the event's
+    /// `prev_data`). Returns the number of edges it was queued for. The broker calls this
+    /// (through the node's event handler) in publish order per channel.
     pub fn deliver(
         &self,
         channel: &str,
         position: Option<&StreamPosition>,
         publication: &Publication,
+        prev: Option<&Publication>,
     ) -> usize {
-        self.inner.edges.deliver(channel, position, publication)
+        self.inner
+            .edges
+            .deliver(channel, position, publication, prev)
     }
 
     /// Sends an API command (disconnect, unsubscribe, subscribe, refresh) to every attached
@@ -224,12 +263,15 @@ impl Node {
         let (edges, channels) = self.inner.edges.sizes();
         NodeStats {
             publications: counters.publications.load(Ordering::Relaxed),
+            suppressed: counters.suppressed.load(Ordering::Relaxed),
             deliveries: counters.deliveries.load(Ordering::Relaxed),
             dropped_events: counters.dropped_events.load(Ordering::Relaxed),
             controls: counters.controls.load(Ordering::Relaxed),
             dropped_controls: counters.dropped_controls.load(Ordering::Relaxed),
             edges,
             channels,
+            streams: self.inner.broker.stats().streams,
+            presence_entries: self.inner.presence.len(),
         }
     }
 
@@ -277,4 +319,10 @@ impl Node {
     fn next_survey_id(&self) -> u64 {
         self.inner.next_survey_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// How long presence entries live without a refresh: [`PRESENCE_TTL`], or twice
+/// `client.presence_update_interval` when that is longer.
+fn presence_ttl(config: &Config) -> Duration {
+    PRESENCE_TTL.max(config.client.presence_update_interval.as_std() * 2)
 }

@@ -75,8 +75,11 @@ impl Node {
     /// Checks, in order: the channel name and its namespace, that the namespace is a stream
     /// namespace, the data against `publication_data_format` (the namespace's, else
     /// `channel.publication_data_format`). A namespace with `delta_publish` makes every
-    /// publication delta-capable. `options.tags` become the publication's tags. On success the
-    /// broker has handed the publication to every edge with interest, in order per channel.
+    /// publication delta-capable; the namespace's history options become `options.history`.
+    /// `options.tags` become the publication's tags. On success the broker has appended the
+    /// publication to the channel's stream (when it keeps history) and handed it to every edge
+    /// with interest, in order per channel — unless `suppressed` says it was a repeated
+    /// idempotency key or a stale version (then nothing was delivered).
     pub async fn publish(
         &self,
         channel: &str,
@@ -95,6 +98,7 @@ impl Node {
         };
         check_data(&data, format)?;
         options.delta |= namespace.delta_publish;
+        options.history = self.stream_options(namespace);
         let publication = Publication {
             data,
             info,
@@ -105,11 +109,11 @@ impl Node {
             .broker
             .publish(channel, publication, &options)
             .await?;
-        self.inner
-            .edges
-            .counters
-            .publications
-            .fetch_add(1, Ordering::Relaxed);
+        let counters = &self.inner.edges.counters;
+        match result.suppressed {
+            None => counters.publications.fetch_add(1, Ordering::Relaxed),
+            Some(_) => counters.suppressed.fetch_add(1, Ordering::Relaxed),
+        };
         Ok(result)
     }
 }

@@ -2,10 +2,11 @@
 //! outgoing queue into its link.
 
 use super::{EdgeId, Node};
-use crate::broker::PublishOptions;
+use crate::broker::{HistoryQuery, PublishOptions};
 use spindle_hub::codes::ClientError;
 use spindle_mesh::mesh::{self, request, response};
 use spindle_mesh::{CoreInbox, CoreLink, Down, Up};
+use spindle_proto::client;
 use tokio::sync::mpsc;
 
 /// Drains an edge's outgoing queue into its link, in order; ends when the edge is detached (the
@@ -29,8 +30,10 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
         match message {
             Up::Interest(interest) => node.apply_interest(serial, interest).await,
             Up::Presence(update) => {
-                // Presence storage comes with the presence issue.
-                tracing::debug!(edge = %id, channel = update.channel, "presence update ignored");
+                let channel = update.channel.clone();
+                if let Err(error) = node.update_presence(update).await {
+                    tracing::warn!(edge = %id, channel, %error, "presence update failed");
+                }
             }
             Up::Request(pending) => {
                 let answer = answer(&node, pending.question).await;
@@ -42,31 +45,49 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
     tracing::debug!(edge = %id, "edge detached");
 }
 
+/// Answers one edge request. Errors go in `Response.error` with the client protocol's code and
+/// message; `kind` is then unset.
 async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
     let id = request.id;
     let outcome = match request.kind {
-        Some(request::Kind::Publish(publish)) => {
-            let options = PublishOptions {
-                tags: publish.tags,
-                skip_history: publish.skip_history,
-                idempotency_key: publish.idempotency_key,
-                delta: publish.delta,
-                version: publish.version,
-                version_epoch: publish.version_epoch,
+        Some(request::Kind::Publish(publish)) => answer_publish(node, publish).await,
+        Some(request::Kind::History(history)) => {
+            let query = HistoryQuery {
+                since: history.since.map(Into::into),
+                // The edge has capped client limits already; negative means all.
+                limit: HistoryQuery::limit_from_wire(history.limit, None),
+                reverse: history.reverse,
             };
-            node.publish(&publish.channel, publish.data, publish.info, options)
+            node.history(&history.channel, &query)
                 .await
-                .map(|result| {
-                    let position = result.position.unwrap_or_default();
-                    response::Kind::Publish(mesh::PublishResult {
-                        offset: position.offset,
-                        epoch: position.epoch,
-                    })
-                })
+                .map(|result| response::Kind::History(result.into()))
                 .map_err(|error| error.client_error())
         }
-        // History and presence come with their issues; anything else is not served here.
-        _ => Err(ClientError::NOT_AVAILABLE),
+        Some(request::Kind::Presence(presence)) => node
+            .presence(&presence.channel)
+            .await
+            .map(|clients| {
+                response::Kind::Presence(client::PresenceResult {
+                    presence: clients.into_iter().map(Into::into).collect(),
+                })
+            })
+            .map_err(|error| error.client_error()),
+        Some(request::Kind::PresenceStats(stats)) => node
+            .presence_stats(&stats.channel)
+            .await
+            .map(|stats| {
+                response::Kind::PresenceStats(client::PresenceStatsResult {
+                    num_clients: stats.num_clients,
+                    num_users: stats.num_users,
+                })
+            })
+            .map_err(|error| error.client_error()),
+        Some(request::Kind::PresenceUpdate(update)) => node
+            .update_presence(update)
+            .await
+            .map(|()| response::Kind::Empty(mesh::Empty {}))
+            .map_err(|error| error.client_error()),
+        None => Err(ClientError::NOT_AVAILABLE),
     };
     match outcome {
         Ok(kind) => mesh::Response {
@@ -80,4 +101,29 @@ async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
             kind: None,
         },
     }
+}
+
+async fn answer_publish(
+    node: &Node,
+    publish: mesh::PublishRequest,
+) -> Result<response::Kind, ClientError> {
+    let options = PublishOptions {
+        tags: publish.tags,
+        skip_history: publish.skip_history,
+        idempotency_key: publish.idempotency_key,
+        delta: publish.delta,
+        version: publish.version,
+        version_epoch: publish.version_epoch,
+        history: None,
+    };
+    node.publish(&publish.channel, publish.data, publish.info, options)
+        .await
+        .map(|result| {
+            let position = result.position.unwrap_or_default();
+            response::Kind::Publish(mesh::PublishResult {
+                offset: position.offset,
+                epoch: position.epoch,
+            })
+        })
+        .map_err(|error| error.client_error())
 }

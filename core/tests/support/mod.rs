@@ -5,6 +5,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use spindle_core::clock::ManualClock;
 use spindle_core::{Node, NodeIdentity};
 use spindle_hub::config::{
     ChannelOptions, Config, Duration, Namespace, PublicationDataFormat, Secret, SubscriptionType,
@@ -20,7 +21,9 @@ use tower::ServiceExt;
 pub const KEY: &str = "secret-key";
 
 /// Namespaces: `chat` (defaults), `obj` (json_object payloads), `bin` (binary payloads), `map`
-/// (map subscriptions), `pres` (presence on), `hist` (history on), `delta` (delta_publish).
+/// (map subscriptions), `pres` (presence on), `hist` (history: size 10, ttl 60 s, meta ttl
+/// 600 s), `delta` (delta_publish, no history), `hdelta` (history + delta_publish), `jl`
+/// (presence + join_leave), `jlonly` (join_leave without presence).
 pub fn config(adjust: impl FnOnce(&mut Config)) -> Arc<Config> {
     let mut config = Config::default();
     config.http_api.key = Secret::new(KEY);
@@ -59,6 +62,7 @@ pub fn config(adjust: impl FnOnce(&mut Config)) -> Arc<Config> {
             ChannelOptions {
                 history_size: 10,
                 history_ttl: Duration::from_secs(60),
+                history_meta_ttl: Duration::from_secs(600),
                 ..Default::default()
             },
         ),
@@ -66,6 +70,30 @@ pub fn config(adjust: impl FnOnce(&mut Config)) -> Arc<Config> {
             "delta",
             ChannelOptions {
                 delta_publish: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "hdelta",
+            ChannelOptions {
+                history_size: 10,
+                history_ttl: Duration::from_secs(60),
+                delta_publish: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "jl",
+            ChannelOptions {
+                presence: true,
+                join_leave: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "jlonly",
+            ChannelOptions {
+                join_leave: true,
                 ..Default::default()
             },
         ),
@@ -78,13 +106,29 @@ pub fn config(adjust: impl FnOnce(&mut Config)) -> Arc<Config> {
     Arc::new(config)
 }
 
-pub fn node(config: Arc<Config>) -> Node {
-    let identity = NodeIdentity {
+fn identity() -> NodeIdentity {
+    NodeIdentity {
         uid: "node-uid".into(),
         name: "node-name".into(),
         version: spindle_core::VERSION.into(),
-    };
-    Node::new(config, identity).unwrap()
+    }
+}
+
+pub fn node(config: Arc<Config>) -> Node {
+    Node::new(config, identity()).unwrap()
+}
+
+/// A node whose history and presence expire by `clock`, moved by hand.
+pub fn node_with_clock(config: Arc<Config>, clock: Arc<ManualClock>) -> Node {
+    Node::with_clock(config, identity(), clock).unwrap()
+}
+
+/// The publication inside an event.
+pub fn publication_of(event: &mesh::ChannelEvent) -> &spindle_proto::client::Publication {
+    match &event.kind {
+        Some(mesh::channel_event::Kind::Publication(p)) => p,
+        other => panic!("not a publication: {other:?}"),
+    }
 }
 
 /// What an edge tells a survey.
