@@ -1,5 +1,6 @@
 //! Cheap handles to a live connection, held by the local hub for fan-out and control.
 
+use crate::subscription::LocalSub;
 use crate::writer::{Outbox, Pushed};
 use bytes::Bytes;
 use spindle_hub::codes::Disconnect;
@@ -45,6 +46,15 @@ impl fmt::Display for ClientId {
 /// How many control commands may wait for one connection's task.
 pub(crate) const MAILBOX_CAPACITY: usize = 32;
 
+/// What other tasks hand to a connection's task.
+#[derive(Debug)]
+pub(crate) enum Mail {
+    /// An API command (matched against the session by the task).
+    Control(mesh::Control),
+    /// A subscription of this connection lost its position in the stream (PROTOCOL.md §4.2).
+    PositionLost(Arc<LocalSub>),
+}
+
 /// What other tasks may do to a connection: queue bytes, close it, hand it a control command.
 #[derive(Clone, Debug)]
 pub struct ConnectionHandle {
@@ -55,15 +65,11 @@ pub struct ConnectionHandle {
 struct Inner {
     client: ClientId,
     outbox: Arc<Outbox>,
-    mailbox: mpsc::Sender<mesh::Control>,
+    mailbox: mpsc::Sender<Mail>,
 }
 
 impl ConnectionHandle {
-    pub(crate) fn new(
-        client: ClientId,
-        outbox: Arc<Outbox>,
-        mailbox: mpsc::Sender<mesh::Control>,
-    ) -> Self {
+    pub(crate) fn new(client: ClientId, outbox: Arc<Outbox>, mailbox: mpsc::Sender<Mail>) -> Self {
         ConnectionHandle {
             inner: Arc::new(Inner {
                 client,
@@ -93,11 +99,11 @@ impl ConnectionHandle {
     /// Hands a control command to the connection's task. A full mailbox means the task is
     /// stuck; a disconnect is then applied directly, anything else is dropped and logged.
     pub(crate) fn deliver(&self, control: mesh::Control) {
-        if let Err(error) = self.inner.mailbox.try_send(control) {
+        if let Err(error) = self.inner.mailbox.try_send(Mail::Control(control)) {
             let control = match error {
-                mpsc::error::TrySendError::Full(control) => control,
+                mpsc::error::TrySendError::Full(Mail::Control(control)) => control,
                 // The task is gone; so is the connection.
-                mpsc::error::TrySendError::Closed(_) => return,
+                _ => return,
             };
             // Without the session only user and client were checked (by the local hub), so a
             // command naming a session is not applied here.
@@ -108,6 +114,23 @@ impl ConnectionHandle {
             } else {
                 tracing::warn!(client = %self.client(), "control mailbox full, command dropped");
             }
+        }
+    }
+}
+
+impl ConnectionHandle {
+    /// One of this connection's subscriptions lost its position. A server-side one closes the
+    /// connection with 3010 at once; a client-side one is unsubscribed (2500) by the task, or,
+    /// when its mailbox is full, the connection is closed with 3010 too (never a silent gap).
+    pub(crate) fn position_lost(&self, sub: Arc<LocalSub>) {
+        if sub.flags.server_side {
+            self.close(Disconnect::INSUFFICIENT_STATE);
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.inner.mailbox.try_send(Mail::PositionLost(sub))
+        {
+            self.close(Disconnect::INSUFFICIENT_STATE);
         }
     }
 }

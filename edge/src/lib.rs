@@ -20,7 +20,10 @@
 //! - [`local_hub`]: connections by client and user, subscriptions by channel, fan-out encoding
 //!   each event once per format.
 //! - `inbox`: `Down` messages → fan-out, control, survey answers.
+//! - [`subscription`]: one local subscription's delivery state (buffering while positioned or
+//!   recovered, tracked offset, delta base, tags filter) and the shared encodings of an event.
 //! - `interest`: `Up::Interest` when a channel gains its first or loses its last subscriber.
+//! - `presence`: the periodic presence refresh of local connections, batched per channel.
 //! - [`glob`]: glob patterns for `client.allowed_origins` and channel surveys.
 //! - [`clock`]: [`clock::SystemNow`], the real clock for the pure session.
 
@@ -31,10 +34,13 @@ pub mod local_hub;
 pub mod socket;
 pub mod writer;
 
+pub mod subscription;
+
 mod connection;
 mod control;
 mod inbox;
 mod interest;
+mod presence;
 mod websocket;
 
 use crate::glob::OriginPolicy;
@@ -110,6 +116,17 @@ pub(crate) struct Limits {
     /// Native-ping mode: interval and read deadline extension.
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
+    /// `client.history_max_publication_limit`.
+    pub history_max: usize,
+    /// `client.recovery_max_publication_limit`.
+    pub recovery_max: usize,
+    /// Publications a subscription may buffer while positioned or recovered, beyond
+    /// `recovery_max` (its bytes are bounded by `queue_max_size`).
+    pub buffer_publications: usize,
+    /// `client.channel_position_check_delay`.
+    pub position_check_delay: Duration,
+    /// `client.presence_update_interval`.
+    pub presence_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -174,6 +191,17 @@ impl Edge {
             connection_limit: client.connection_limit as usize,
             ping_interval: nonzero(client.ping_interval.as_std(), Duration::from_secs(25)),
             pong_timeout: nonzero(client.pong_timeout.as_std(), Duration::from_secs(8)),
+            history_max: positive(client.history_max_publication_limit, 300),
+            recovery_max: positive(client.recovery_max_publication_limit, 300),
+            buffer_publications: BUFFER_PUBLICATIONS,
+            position_check_delay: nonzero(
+                client.channel_position_check_delay.as_std(),
+                Duration::from_secs(40),
+            ),
+            presence_interval: nonzero(
+                client.presence_update_interval.as_std(),
+                Duration::from_secs(27),
+            ),
         };
         let origins = OriginPolicy::lenient(&client.allowed_origins);
         Edge {
@@ -194,8 +222,13 @@ impl Edge {
     }
 
     /// Applies what the core sends until the link closes. Spawn it once per link.
+    /// Also refreshes the presence of local connections every
+    /// `client.presence_update_interval` while the link is up.
     pub async fn run_inbox(&self, inbox: EdgeInbox) {
-        inbox::run(&self.shared, inbox).await;
+        tokio::select! {
+            () = inbox::run(&self.shared, inbox) => {}
+            () = presence::refresh(&self.shared) => {}
+        }
     }
 
     /// The client endpoints: the WebSocket at `websocket.handler_prefix` (unless
@@ -254,6 +287,13 @@ impl Edge {
     pub fn node(&self) -> &NodeIdentity {
         &self.shared.node
     }
+}
+
+/// Publications a subscribing connection may have buffered beyond its recovery limit.
+const BUFFER_PUBLICATIONS: usize = 4096;
+
+fn positive(value: u32, default: usize) -> usize {
+    if value == 0 { default } else { value as usize }
 }
 
 fn nonzero(value: Duration, default: Duration) -> Duration {

@@ -7,6 +7,7 @@
 
 use crate::glob::Glob;
 use crate::handle::{ClientId, ConnectionHandle};
+use crate::subscription::{LocalSub, PubEvent, Variants};
 use bytes::Bytes;
 use spindle_hub::codes::Disconnect;
 use spindle_hub::registry::{Added, Removed, SubscriptionRegistry};
@@ -14,18 +15,13 @@ use spindle_mesh::mesh;
 use spindle_proto::{EncodeError, Format, SharedReply, client};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Shards of the channel registry.
 const SHARDS: usize = 64;
 
 /// One local subscription as fan-out sees it.
-#[derive(Clone, Debug)]
-pub struct Subscriber {
-    pub connection: ConnectionHandle,
-    /// Deliver join / leave pushes of the channel to this subscriber.
-    pub push_join_leave: bool,
-}
+pub type Subscriber = Arc<LocalSub>;
 
 /// Local connections and subscriptions.
 #[derive(Debug)]
@@ -141,7 +137,9 @@ impl LocalHub {
         self.subscriptions.count(channel) > 0
     }
 
-    /// Queues a core event to every local subscriber of its channel.
+    /// Offers a core event to every local subscriber of its channel: a publication goes
+    /// through each subscription's state ([`LocalSub::offer`]: buffered, positioned, filtered,
+    /// delta-encoded), a join or leave to those that asked for them. Encodes are shared.
     pub fn broadcast(&self, event: mesh::ChannelEvent) {
         use mesh::channel_event::Kind;
         let Some(subscribers) = self.subscriptions.subscribers(&event.channel) else {
@@ -149,40 +147,38 @@ impl LocalHub {
         };
         self.events.fetch_add(1, Ordering::Relaxed);
         let channel = event.channel;
-        let (push, join_leave) = match event.kind {
-            Some(Kind::Publication(mut publication)) => {
-                // Broker-internal fields never reach clients.
-                publication.prev_data = Bytes::new();
-                publication.time = 0;
-                let push = client::Push {
+        let push = match event.kind {
+            Some(Kind::Publication(publication)) => {
+                let event = Arc::new(PubEvent::new(
                     channel,
-                    r#pub: Some(publication),
-                    ..Default::default()
-                };
-                (push, false)
+                    publication,
+                    event.epoch,
+                    event.prev_data,
+                ));
+                let mut variants = Variants::new(&event);
+                for subscriber in subscribers.iter() {
+                    subscriber.offer(&event, &mut variants);
+                }
+                self.encodes
+                    .fetch_add(variants.encodes(), Ordering::Relaxed);
+                return;
             }
-            Some(Kind::Join(info)) => {
-                let push = client::Push {
-                    channel,
-                    join: Some(client::Join { info: Some(info) }),
-                    ..Default::default()
-                };
-                (push, true)
-            }
-            Some(Kind::Leave(info)) => {
-                let push = client::Push {
-                    channel,
-                    leave: Some(client::Leave { info: Some(info) }),
-                    ..Default::default()
-                };
-                (push, true)
-            }
+            Some(Kind::Join(info)) => client::Push {
+                channel,
+                join: Some(client::Join { info: Some(info) }),
+                ..Default::default()
+            },
+            Some(Kind::Leave(info)) => client::Push {
+                channel,
+                leave: Some(client::Leave { info: Some(info) }),
+                ..Default::default()
+            },
             None => return,
         };
         let shared = SharedReply::push(push);
         let mut encoded: [Option<Result<Bytes, EncodeError>>; 2] = [None, None];
         for subscriber in subscribers.iter() {
-            if join_leave && !subscriber.push_join_leave {
+            if !subscriber.accepts_join_leave() {
                 continue;
             }
             let format = subscriber.connection.format();
@@ -202,6 +198,26 @@ impl LocalHub {
                 }
             }
         }
+    }
+
+    /// Live local subscriptions in presence, by channel: the client ids a presence refresh
+    /// names.
+    pub fn presence_members(&self) -> BTreeMap<String, Vec<String>> {
+        let mut members = BTreeMap::new();
+        for channel in self.subscriptions.channels() {
+            let Some(subscribers) = self.subscriptions.subscribers(&channel) else {
+                continue;
+            };
+            let clients: Vec<String> = subscribers
+                .iter()
+                .filter(|s| s.in_presence())
+                .map(|s| s.connection.client().to_string())
+                .collect();
+            if !clients.is_empty() {
+                members.insert(channel.to_string(), clients);
+            }
+        }
+        members
     }
 
     /// The connections an API control command may concern: by client id when one is given,
@@ -303,9 +319,21 @@ pub(crate) fn saturate(count: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::subscription::{BufferLimits, SubFlags};
     use crate::writer::Outbox;
     use std::sync::Arc;
     use tokio::sync::mpsc;
+
+    /// A live subscription with `flags`.
+    fn live(channel: &str, connection: ConnectionHandle, flags: SubFlags) -> Subscriber {
+        let limits = BufferLimits {
+            publications: 100,
+            bytes: 1 << 20,
+        };
+        let sub = LocalSub::new(channel.into(), connection, flags, None, limits);
+        sub.go_live().unwrap();
+        sub
+    }
 
     fn connection(id: &str, format: Format) -> (ConnectionHandle, Arc<Outbox>) {
         let outbox = Arc::new(Outbox::new(format, 1 << 20));
@@ -341,13 +369,7 @@ mod tests {
                 Format::Json
             };
             let (connection, outbox) = connection(&format!("c{i}"), format);
-            hub.subscribe(
-                "news",
-                Subscriber {
-                    connection,
-                    push_join_leave: false,
-                },
-            );
+            hub.subscribe("news", live("news", connection, SubFlags::default()));
             outboxes.push(outbox);
         }
         hub.broadcast(publication("news", b"{\"x\":1}"));
@@ -365,11 +387,7 @@ mod tests {
         let (json, json_box) = connection("j", Format::Json);
         let (proto, proto_box) = connection("p", Format::Protobuf);
         for connection in [json, proto] {
-            let subscriber = Subscriber {
-                connection,
-                push_join_leave: false,
-            };
-            hub.subscribe("bin", subscriber);
+            hub.subscribe("bin", live("bin", connection, SubFlags::default()));
         }
         hub.broadcast(publication("bin", b"\xff\x00binary"));
         assert_eq!(json_box.closing(), Some(Disconnect::INAPPROPRIATE_PROTOCOL));
@@ -382,20 +400,12 @@ mod tests {
         let hub = LocalHub::new();
         let (wants, wants_box) = connection("a", Format::Json);
         let (not, not_box) = connection("b", Format::Json);
-        hub.subscribe(
-            "room",
-            Subscriber {
-                connection: wants,
-                push_join_leave: true,
-            },
-        );
-        hub.subscribe(
-            "room",
-            Subscriber {
-                connection: not,
-                push_join_leave: false,
-            },
-        );
+        let flags = SubFlags {
+            push_join_leave: true,
+            ..SubFlags::default()
+        };
+        hub.subscribe("room", live("room", wants, flags));
+        hub.subscribe("room", live("room", not, SubFlags::default()));
         let join = mesh::ChannelEvent {
             channel: "room".into(),
             kind: Some(mesh::channel_event::Kind::Join(client::ClientInfo {
@@ -478,13 +488,7 @@ mod tests {
             ("d", "news"),
         ] {
             let (connection, _) = connection(id, Format::Json);
-            hub.subscribe(
-                channel,
-                Subscriber {
-                    connection,
-                    push_join_leave: false,
-                },
-            );
+            hub.subscribe(channel, live(channel, connection, SubFlags::default()));
         }
         let chat = hub.channel_counts("chat:*");
         assert_eq!(chat.len(), 2);

@@ -139,6 +139,14 @@ impl Outbox {
         let _ = receiver.wait_for(|closed| *closed).await;
     }
 
+    /// Takes every queued message (tests look at what a connection would be sent).
+    #[cfg(test)]
+    pub(crate) fn drain(&self) -> Vec<Bytes> {
+        let mut state = self.lock();
+        state.bytes = 0;
+        state.queue.drain(..).collect()
+    }
+
     /// Bytes waiting for the writer.
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes

@@ -107,7 +107,7 @@ fi
 if wants js && [[ -z "${result[js]:-}" ]]; then
   echo
   echo "==> centrifuge-js $(node -p "require('$JS/node_modules/centrifuge/package.json').version") (node --test)"
-  (cd "$JS" && node --test --test-concurrency=1 test/sdk.test.mjs)
+  (cd "$JS" && node --test --test-concurrency=1 test/*.test.mjs)
   rc=$?
   if [[ $rc -eq 0 ]]; then result[js]="passed"; else result[js]="FAILED (exit $rc)"; failed=1; fi
 fi

@@ -47,11 +47,19 @@ impl Connection {
                         return;
                     }
                 };
-                if self.register(&grant).await.is_err() {
-                    self.close(Disconnect::SERVER_ERROR);
-                    return;
-                }
-                let result = &grant.result;
+                let sub = match self.attach(&grant, None).await {
+                    Ok(sub) => sub,
+                    Err(_) => return self.close(Disconnect::SERVER_ERROR),
+                };
+                let result = match self.position(&grant, &sub).await {
+                    Ok(result) => result,
+                    Err(refusal) => {
+                        tracing::info!(client = %self.client, channel = %grant.channel, ?refusal, "API subscribe not positioned");
+                        self.detach(&sub).await;
+                        return;
+                    }
+                };
+                self.commit(&grant, &sub);
                 self.push(client::Push {
                     channel: grant.channel.clone(),
                     subscribe: Some(client::Subscribe {
@@ -63,6 +71,15 @@ impl Connection {
                     }),
                     ..Default::default()
                 });
+                // Recovered publications (API `recover_since`) follow the subscribe push.
+                for publication in result.publications {
+                    self.push(client::Push {
+                        channel: grant.channel.clone(),
+                        r#pub: Some(publication),
+                        ..Default::default()
+                    });
+                }
+                self.activate(&sub).await;
             }
             Some(Kind::Refresh(command)) => {
                 match self.session.api_refresh(
@@ -84,6 +101,10 @@ impl Connection {
 
     pub(super) async fn on_timer(&mut self) {
         let now = Now::system();
+        self.check_positions(now.mono).await;
+        if self.outbox.closing().is_some() {
+            return;
+        }
         if let Some(deadline) = self.read_deadline()
             && deadline <= now.mono
         {

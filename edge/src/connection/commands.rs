@@ -2,6 +2,7 @@
 //! the grant (PROTOCOL.md §2.5, §2.6).
 
 use super::Connection;
+use super::query::Refusal;
 use crate::clock::SystemNow;
 use crate::control::route_rpc;
 use bytes::Bytes;
@@ -50,21 +51,24 @@ impl Connection {
         let rules = &self.shared.rules;
         let outcome = match command.request {
             Request::Connect(request) => return self.connect(id, &request, now).await,
-            Request::Subscribe(request) => return self.subscribe(id, &request, now).await,
+            Request::Subscribe(request) => {
+                self.subscribe_client(id, &request, now).await;
+                return Flow::Continue;
+            }
             Request::Unsubscribe(request) => return self.unsubscribe(id, &request).await,
             Request::Publish(request) => return self.publish(id, &request).await,
-            Request::Presence(request) => self
-                .session
-                .authorize_presence(rules, &request.channel)
-                .and(Err(Failure::NotAvailable)),
-            Request::PresenceStats(request) => self
-                .session
-                .authorize_presence(rules, &request.channel)
-                .and(Err(Failure::NotAvailable)),
-            Request::History(request) => self
-                .session
-                .authorize_history(rules, &request.channel)
-                .and(Err(Failure::NotAvailable)),
+            Request::Presence(request) => {
+                let answer = self.presence(id, &request).await;
+                return self.answer(answer, id);
+            }
+            Request::PresenceStats(request) => {
+                let answer = self.presence_stats(id, &request).await;
+                return self.answer(answer, id);
+            }
+            Request::History(request) => {
+                let answer = self.history(id, &request).await;
+                return self.answer(answer, id);
+            }
             Request::Rpc(request) => {
                 route_rpc(&self.shared.config.rpc, &request.method).map(|()| client::Reply {
                     id,
@@ -109,6 +113,15 @@ impl Connection {
         Flow::Continue
     }
 
+    /// Sends the answer to a query command (history, presence).
+    fn answer(&mut self, answer: Result<client::Reply, Refusal>, id: u32) -> Flow {
+        match answer {
+            Ok(reply) => self.send(&reply),
+            Err(refusal) => self.refuse(refusal, id),
+        }
+        Flow::Continue
+    }
+
     async fn connect(&mut self, id: u32, request: &client::ConnectRequest, now: Now) -> Flow {
         let mut grant = match self.session.connect(&self.shared.rules, request, now) {
             Ok(grant) => grant,
@@ -130,14 +143,28 @@ impl Connection {
             grant.result.pong = false;
         }
         let mut subs = BTreeMap::new();
+        let mut attached = Vec::new();
         for sub in &grant.server_subs {
-            if self.register(sub).await.is_err() {
-                self.close(Disconnect::SERVER_ERROR);
-                return Flow::Stop;
+            let local = match self.attach(sub, None).await {
+                Ok(local) => local,
+                Err(_) => {
+                    self.close(Disconnect::SERVER_ERROR);
+                    return Flow::Stop;
+                }
+            };
+            match self.position(sub, &local).await {
+                Ok(result) => {
+                    subs.insert(sub.channel.clone(), result);
+                    self.commit(sub, &local);
+                    attached.push(local);
+                }
+                Err(refusal) => {
+                    tracing::warn!(client = %self.client, channel = %sub.channel, ?refusal, "server-side subscription not positioned");
+                    self.detach(&local).await;
+                    self.close(Disconnect::SERVER_ERROR);
+                    return Flow::Stop;
+                }
             }
-            let mut result = sub.result.clone();
-            result.was_recovering = sub.recover_since.is_some();
-            subs.insert(sub.channel.clone(), result);
         }
         grant.result.subs = subs.into_iter().map(Into::into).collect();
         self.send(&client::Reply {
@@ -145,38 +172,21 @@ impl Connection {
             connect: Some(grant.result),
             ..Default::default()
         });
-        Flow::Continue
-    }
-
-    async fn subscribe(&mut self, id: u32, request: &client::SubscribeRequest, now: Now) -> Flow {
-        let grant = match self
-            .session
-            .authorize_subscribe(&self.shared.rules, request, now)
-        {
-            Ok(grant) => grant,
-            Err(failure) => {
-                self.fail(failure, id);
-                return Flow::Continue;
-            }
-        };
-        if self.register(&grant).await.is_err() {
-            self.fail(Failure::Internal, id);
-            return Flow::Continue;
+        for local in &attached {
+            self.activate(local).await;
         }
-        let mut result = grant.result;
-        // Recovery needs history from the core, which is not wired yet: say it failed.
-        result.was_recovering = grant.recover_since.is_some();
-        self.send(&client::Reply {
-            id,
-            subscribe: Some(result),
-            ..Default::default()
-        });
         Flow::Continue
     }
 
     async fn unsubscribe(&mut self, id: u32, request: &client::UnsubscribeRequest) -> Flow {
         match self.session.unsubscribe(request) {
-            Ok(Some(subscription)) => self.leave_hub(&subscription.channel).await,
+            Ok(Some(record)) => {
+                if let Some(sub) = self.subs.remove(&record.channel) {
+                    sub.close();
+                    self.leave_hub(&record.channel).await;
+                }
+                self.presence_left(&record).await;
+            }
             Ok(None) => {}
             Err(failure) => {
                 self.fail(failure, id);

@@ -12,22 +12,25 @@
 
 mod api;
 mod commands;
+mod position;
+mod query;
+mod subscribe;
 
 use crate::clock::SystemNow;
-use crate::handle::{ClientId, ConnectionHandle, MAILBOX_CAPACITY};
-use crate::local_hub::Subscriber;
+use crate::handle::{ClientId, ConnectionHandle, MAILBOX_CAPACITY, Mail};
 use crate::socket::{Incoming, Outgoing};
+use crate::subscription::LocalSub;
 use crate::writer::{CLOSE_WAIT, Outbox, run_writer};
 use crate::{Shared, Transport, interest};
 use bytes::Bytes;
 use futures_util::{Sink, Stream, StreamExt};
 use spindle_hub::codes::Disconnect;
 use spindle_hub::outcome::{Failure, Outcome};
-use spindle_hub::registry::{Added, Removed};
-use spindle_hub::session::{Now, Session, SubscribeGrant};
-use spindle_mesh::{LinkError, mesh};
+use spindle_hub::registry::Removed;
+use spindle_hub::session::{Now, Session};
 use spindle_proto::{Format, client, encode_reply};
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -84,6 +87,9 @@ where
         outbox,
         session,
         last_read: now.mono,
+        subs: HashMap::new(),
+        joined: HashSet::new(),
+        next_position_check: None,
     };
     connection.run(&mut stream, &mut mailbox).await;
     let disconnect = connection.finish().await;
@@ -132,10 +138,16 @@ struct Connection {
     session: Session,
     /// When the client last sent anything (native-ping read deadline).
     last_read: Instant,
+    /// This connection's subscriptions in the local hub, by channel.
+    subs: HashMap<String, Arc<LocalSub>>,
+    /// Channels whose presence join was sent (a leave is sent only for those).
+    joined: HashSet<String>,
+    /// When positioned subscriptions are next compared with their stream tops.
+    next_position_check: Option<Instant>,
 }
 
 impl Connection {
-    async fn run<S>(&mut self, stream: &mut S, mailbox: &mut mpsc::Receiver<mesh::Control>)
+    async fn run<S>(&mut self, stream: &mut S, mailbox: &mut mpsc::Receiver<Mail>)
     where
         S: Stream<Item = Incoming> + Unpin,
     {
@@ -149,7 +161,10 @@ impl Connection {
                 biased;
                 () = outbox.wait_closed() => {}
                 item = stream.next() => self.on_incoming(item).await,
-                Some(control) = mailbox.recv() => self.on_control(control).await,
+                Some(mail) = mailbox.recv() => match mail {
+                    Mail::Control(control) => self.on_control(control).await,
+                    Mail::PositionLost(sub) => self.on_position_lost(&sub).await,
+                },
                 () = sleep, if deadline.is_some() => self.on_timer().await,
             }
         }
@@ -167,14 +182,17 @@ impl Connection {
         }
     }
 
-    /// The session's next deadline, or the native-ping read deadline when earlier.
+    /// The earliest of the session's next deadline, the native-ping read deadline and the
+    /// next position check.
     fn next_deadline(&self) -> Option<Instant> {
-        let session = self.session.next_deadline();
-        let read = self.read_deadline();
-        match (session, read) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.session.next_deadline(),
+            self.read_deadline(),
+            self.next_position_check,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// With native pings, a connected client must send something (a pong at least) within
@@ -229,31 +247,18 @@ impl Connection {
         });
     }
 
-    /// Registers a granted subscription in the local hub (telling the core when it is the
-    /// channel's first) and records it in the session. On a dead link nothing is recorded.
-    async fn register(&mut self, grant: &SubscribeGrant) -> Result<(), LinkError> {
-        let subscriber = Subscriber {
-            connection: self.handle.clone(),
-            push_join_leave: grant.options.push_join_leave,
-        };
-        let added = self.shared.hub.subscribe(&grant.channel, subscriber);
-        if added == Added::FirstInChannel {
-            let add = vec![grant.channel.clone()];
-            if let Err(error) =
-                interest::sync(&self.shared.link, &self.shared.hub, add, vec![]).await
-            {
-                self.shared.hub.unsubscribe(&grant.channel, &self.client);
-                return Err(error);
+    /// Drops a subscription from the session and the local hub, and leaves its presence.
+    /// Returns whether there was one.
+    async fn unregister(&mut self, channel: &str) -> bool {
+        let record = self.session.remove_subscription(channel);
+        let had = record.is_some();
+        if let Some(sub) = self.subs.remove(channel) {
+            sub.close();
+            self.leave_hub(channel).await;
+            if let Some(record) = record {
+                self.presence_left(&record).await;
             }
         }
-        self.session.add_subscription(grant);
-        Ok(())
-    }
-
-    /// Drops a subscription from the session and the local hub. Returns whether there was one.
-    async fn unregister(&mut self, channel: &str) -> bool {
-        let had = self.session.remove_subscription(channel).is_some();
-        self.leave_hub(channel).await;
         had
     }
 
@@ -267,21 +272,22 @@ impl Connection {
         }
     }
 
-    /// Leaves the local hub; returns why the connection closed.
+    /// Leaves the local hub and every presence; returns why the connection closed.
     async fn finish(&mut self) -> Disconnect {
         self.session.close();
-        let channels: Vec<String> = self
-            .session
-            .subscriptions()
-            .map(|s| s.channel.clone())
-            .collect();
         let mut last = Vec::new();
-        for channel in channels {
-            if self.shared.hub.unsubscribe(&channel, &self.client) == Removed::LastInChannel {
-                last.push(channel);
+        let subs: Vec<(String, Arc<LocalSub>)> = self.subs.drain().collect();
+        for (channel, sub) in &subs {
+            sub.close();
+            if self.shared.hub.unsubscribe(channel, &self.client) == Removed::LastInChannel {
+                last.push(channel.clone());
             }
         }
         self.shared.hub.closed(&self.client);
+        let records: Vec<_> = self.session.subscriptions().cloned().collect();
+        for record in &records {
+            self.presence_left(record).await;
+        }
         if !last.is_empty() {
             let _ = interest::sync(&self.shared.link, &self.shared.hub, vec![], last).await;
         }

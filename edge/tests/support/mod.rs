@@ -11,7 +11,12 @@ use serde_json::{Value, json};
 use spindle_edge::{Edge, NodeIdentity};
 use spindle_hub::config::Config;
 use spindle_hub::session::SessionRules;
-use spindle_mesh::{CoreLink, Down, Up, in_process, mesh};
+pub mod fake_core;
+
+// Not every test binary publishes through the fake core.
+#[allow(unused_imports)]
+pub use fake_core::{FakeCore, Publish};
+use spindle_mesh::{CoreLink, in_process, mesh};
 use spindle_proto::{Format, client};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -33,6 +38,8 @@ pub struct Server {
     pub core: CoreLink,
     /// Channels the edge registered interest in, as the fake core tracks them.
     pub interest: Arc<Mutex<BTreeSet<String>>>,
+    /// The fake core: streams, presence, held history reads, dropped events.
+    pub fake: FakeCore,
 }
 
 /// The default test configuration, merged with `extra` (objects merge key by key).
@@ -65,8 +72,14 @@ fn merge(base: &mut Value, extra: Value) {
 }
 
 pub async fn start(config: Config) -> Server {
+    start_with_history(config, &[]).await
+}
+
+/// An edge whose fake core keeps streams for channels starting with the given prefixes (with
+/// the given sizes).
+pub async fn start_with_history(config: Config, history: &[(&str, usize)]) -> Server {
     let rules = SessionRules::new(&config).expect("rules");
-    let ((link, edge_inbox), (core, mut core_inbox)) = in_process(1024);
+    let ((link, edge_inbox), (core, core_inbox)) = in_process(1024);
     let node = NodeIdentity {
         uid: "node-test".into(),
         name: "edge-test".into(),
@@ -74,53 +87,12 @@ pub async fn start(config: Config) -> Server {
     let edge = Edge::new(Arc::new(config), rules, link, node);
     let inbox_edge = edge.clone();
     tokio::spawn(async move { inbox_edge.run_inbox(edge_inbox).await });
-
-    // The fake core: tracks interest; answers publishes and echoes them back as events to
-    // the channels the edge has interest in.
-    let interest = Arc::new(Mutex::new(BTreeSet::new()));
-    let core_interest = Arc::clone(&interest);
-    let core_down = core.clone();
-    tokio::spawn(async move {
-        while let Some(message) = core_inbox.recv().await {
-            match message {
-                Up::Interest(change) => {
-                    let mut set = core_interest.lock().unwrap();
-                    for channel in change.remove {
-                        set.remove(&channel);
-                    }
-                    set.extend(change.add);
-                }
-                Up::Request(pending) => {
-                    let id = pending.question.id;
-                    let Some(mesh::request::Kind::Publish(publish)) = pending.question.kind else {
-                        pending.responder.answer(mesh::Response {
-                            id,
-                            error: Some(client::Error {
-                                code: 108,
-                                message: "not available".into(),
-                                temporary: false,
-                            }),
-                            kind: None,
-                        });
-                        continue;
-                    };
-                    pending.responder.answer(mesh::Response {
-                        id,
-                        error: None,
-                        kind: Some(mesh::response::Kind::Publish(mesh::PublishResult::default())),
-                    });
-                    let interested = core_interest.lock().unwrap().contains(&publish.channel);
-                    if interested {
-                        let event = publication(&publish.channel, publish.data, publish.info);
-                        if core_down.send(Down::Event(event)).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                Up::Presence(_) => {}
-            }
-        }
-    });
+    let history = history
+        .iter()
+        .map(|(prefix, size)| ((*prefix).to_owned(), *size))
+        .collect();
+    let fake = FakeCore::spawn(core.clone(), core_inbox, history);
+    let interest = Arc::clone(&fake.interest);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -131,6 +103,7 @@ pub async fn start(config: Config) -> Server {
         edge,
         core,
         interest,
+        fake,
     }
 }
 
@@ -200,6 +173,8 @@ pub struct Client {
     pub format: Format,
     /// Messages of frames already read but not yet consumed.
     pending: VecDeque<client::Reply>,
+    /// Pushes read while waiting for a reply.
+    skipped: VecDeque<client::Reply>,
     next_id: u32,
     /// The response to the upgrade request.
     pub protocol: Option<String>,
@@ -222,6 +197,7 @@ impl Client {
             ws,
             format,
             pending: VecDeque::new(),
+            skipped: VecDeque::new(),
             next_id: 0,
             protocol,
         }
@@ -342,23 +318,70 @@ impl Client {
         }
     }
 
-    /// The reply to command `id`, skipping pushes.
+    /// The reply to command `id`; pushes read meanwhile are kept for [`Client::push`].
     pub async fn reply(&mut self, id: u32) -> client::Reply {
         loop {
             let reply = self.message().await;
             if reply.id == id {
                 return reply;
             }
+            if reply.push.is_some() {
+                self.skipped.push_back(reply);
+            }
         }
     }
 
-    /// The next push, skipping replies.
+    /// The next push (kept ones first), skipping replies.
     pub async fn push(&mut self) -> client::Push {
+        if let Some(reply) = self.skipped.pop_front() {
+            return reply.push.unwrap();
+        }
         loop {
             if let Some(push) = self.message().await.push {
                 return push;
             }
         }
+    }
+
+    /// Pushes kept while waiting for a reply, in arrival order.
+    pub fn take_kept(&mut self) -> Vec<client::Push> {
+        self.skipped.drain(..).filter_map(|r| r.push).collect()
+    }
+
+    /// The next message before `deadline`, if any.
+    pub async fn message_before(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Option<client::Reply> {
+        tokio::time::timeout_at(deadline, self.next_message())
+            .await
+            .ok()
+    }
+
+    /// The pushes that arrive within `wait` (kept ones first).
+    pub async fn pushes_within(&mut self, wait: Duration) -> Vec<client::Push> {
+        let mut pushes: Vec<client::Push> = self.skipped.drain(..).filter_map(|r| r.push).collect();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(reply) = tokio::time::timeout_at(deadline, self.next_message()).await {
+            pushes.extend(reply.push);
+        }
+        pushes
+    }
+
+    /// Sends one command (its id set here) and waits for its reply.
+    pub async fn call(&mut self, mut command: client::Command) -> client::Reply {
+        let id = self.next_id();
+        command.id = id;
+        self.send(&[command]).await;
+        self.reply(id).await
+    }
+
+    pub async fn subscribe_with(&mut self, request: client::SubscribeRequest) -> client::Reply {
+        self.call(client::Command {
+            subscribe: Some(request),
+            ..Default::default()
+        })
+        .await
     }
 
     /// Reads until the server's close frame; returns its code and reason.

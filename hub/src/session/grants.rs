@@ -49,6 +49,9 @@ pub struct SubscriptionOptions {
     pub delta: bool,
     /// The namespace's `force_recovery_mode` (stream or cache).
     pub recovery_mode: RecoveryMode,
+    /// The namespace's `auto_cache_recover`: recover (cache mode) on every subscribe, even
+    /// without `recover` from the client (PROTOCOL.md §4.4).
+    pub auto_cache_recover: bool,
 }
 
 /// A subscription the session allows. The edge registers it (recovering from `recover_since`
@@ -134,6 +137,7 @@ pub(crate) struct Effective {
     pub(crate) force_positioning: bool,
     pub(crate) fossil_allowed: bool,
     pub(crate) recovery_mode: RecoveryMode,
+    pub(crate) auto_cache_recover: bool,
 }
 
 impl Effective {
@@ -150,6 +154,7 @@ impl Effective {
                 .unwrap_or(options.force_positioning),
             fossil_allowed: options.allowed_delta_types.contains(&DeltaType::Fossil),
             recovery_mode: options.force_recovery_mode,
+            auto_cache_recover: options.auto_cache_recover,
         }
     }
 }
@@ -183,6 +188,7 @@ impl ServerSub {
             recoverable: e.force_recovery,
             delta: self.delta_requested && e.fossil_allowed,
             recovery_mode: e.recovery_mode,
+            auto_cache_recover: e.auto_cache_recover,
         };
         let recover_since = self.recover.filter(|_| options.recoverable);
         let result = client::SubscribeResult {

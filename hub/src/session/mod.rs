@@ -41,7 +41,7 @@
 //!   [`Subscription`], [`TimerAction`].
 //! - `connect`: [`Session::connect`], credentials and server-side subscriptions.
 //! - `subscribe`: [`Session::authorize_subscribe`], recording and removing subscriptions.
-//! - `filter`: tags filter (`tf`) validation.
+//! - `filter`: tags filter (`tf`) validation and [`tags_match`].
 //! - `publish`: [`Session::authorize_publish`], presence and history access.
 //! - `refresh`: [`Session::refresh`], [`Session::sub_refresh`].
 //! - `api`: [`Session::matches`], [`Session::api_refresh`], [`Session::api_subscribe`].
@@ -83,6 +83,7 @@ use std::time::{Duration, Instant};
 
 use spindle_proto::{Command, Format, Request, client};
 
+pub use filter::tags_match;
 pub use grants::{
     ConnectGrant, PublishGrant, SubscribeGrant, Subscription, SubscriptionOptions, TimerAction,
 };

@@ -222,5 +222,6 @@ fn client_options(
         recoverable,
         delta: e.fossil_allowed,
         recovery_mode: e.recovery_mode,
+        auto_cache_recover: e.auto_cache_recover,
     }
 }

@@ -216,6 +216,7 @@ fn requested_flags_need_access() {
             recoverable: true,
             delta: true,
             recovery_mode: RecoveryMode::Stream,
+            auto_cache_recover: false,
         }
     );
     assert_eq!(
@@ -293,4 +294,26 @@ fn unsubscribe_and_remove() {
     assert_eq!(removed.channel, "chat:a");
     assert!(session.subscription("chat:a").is_none());
     assert_eq!(session.remove_subscription("chat:a"), None);
+}
+
+#[test]
+fn cache_mode_and_auto_cache_recover_reach_the_grant() {
+    let mut config = test_support::config();
+    let forced = config
+        .channel
+        .namespaces
+        .iter_mut()
+        .find(|ns| ns.name == "forced")
+        .unwrap();
+    forced.options.force_recovery_mode = RecoveryMode::Cache;
+    forced.options.auto_cache_recover = true;
+    let rules = test_support::rules_from(&config);
+    let session = connected(&rules, "42");
+    let grant = session
+        .authorize_subscribe(&rules, &sub_request("forced:a"), t0())
+        .unwrap();
+    assert_eq!(grant.options.recovery_mode, RecoveryMode::Cache);
+    assert!(grant.options.auto_cache_recover && grant.options.recoverable);
+    // The client did not ask to recover: the edge recovers because of auto_cache_recover.
+    assert_eq!(grant.recover_since, None);
 }
