@@ -102,7 +102,8 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let ((edge_link, edge_inbox), (core_link, core_inbox)) =
         spindle_mesh::in_process(LINK_CAPACITY);
 
-    let node = spindle_core::Node::new(Arc::clone(&config), identity.clone())
+    let node = spindle_core::Node::connect(Arc::clone(&config), identity.clone())
+        .await
         .context("cannot start the core")?;
     node.attach_edge(identity.uid.clone(), core_link, core_inbox);
     let edge_identity = spindle_edge::NodeIdentity {

@@ -6,8 +6,9 @@
 //! channels with history it first appends the publication to the channel's stream, assigning
 //! its offset in the same atomic step. Join and leave messages travel the same way (without a
 //! stream position). The memory broker ([`MemoryBroker`]) is the whole story for one process;
-//! Redis, NATS and PostgreSQL implementations come with their issues and must pass the same
-//! contracts.
+//! [`RedisBroker`] joins several nodes over one Redis server (streams as lists + a meta hash
+//! updated by one Lua script per publish, delivery over PUB/SUB). Every implementation passes
+//! the conformance suite in `core/tests/conformance/`; NATS and PostgreSQL come later.
 //!
 //! Identity and payload are kept apart on purpose: a publication's identity in its channel is a
 //! [`StreamPosition`] (offset + epoch, assigned by the broker when the channel keeps history),
@@ -21,11 +22,13 @@
 //! [`Broker::publish`] taking the transaction.
 
 mod memory;
+mod redis;
 
 pub use memory::{MAX_IDEMPOTENCY_KEYS, MAX_STREAMS, MemoryBroker, MemoryBrokerStats};
+pub use redis::{RedisBroker, RedisConnection, RedisOptions};
 pub use spindle_hub::history::{
     HistoryItem, HistoryQuery, HistoryResult, Publication, ReadError, StreamOptions,
-    StreamPosition, Suppression,
+    StreamPosition, Suppression, SweepStats,
 };
 
 use spindle_proto::client;
@@ -169,4 +172,84 @@ pub trait Broker: Send + Sync + 'static {
     /// recover (never a silent gap).
     fn remove_history(&self, channel: &str)
     -> impl Future<Output = Result<(), BrokerError>> + Send;
+}
+
+/// The broker a node runs on, chosen by `engine.type` (the [`Broker`] trait is not
+/// object-safe, so the node holds this enum).
+#[derive(Debug)]
+pub enum AnyBroker {
+    Memory(MemoryBroker),
+    Redis(Box<RedisBroker>),
+}
+
+impl AnyBroker {
+    /// Applies in-process expiry deadlines (the memory broker; Redis expires keys itself).
+    pub fn sweep(&self) -> SweepStats {
+        match self {
+            AnyBroker::Memory(broker) => broker.sweep(),
+            AnyBroker::Redis(_) => SweepStats::default(),
+        }
+    }
+
+    /// Streams held in process (0 for Redis, which holds them on the server).
+    pub fn streams(&self) -> usize {
+        match self {
+            AnyBroker::Memory(broker) => broker.stats().streams,
+            AnyBroker::Redis(_) => 0,
+        }
+    }
+}
+
+impl Broker for AnyBroker {
+    async fn publish(
+        &self,
+        channel: &str,
+        publication: Publication,
+        options: &PublishOptions,
+    ) -> Result<PublishResult, BrokerError> {
+        match self {
+            AnyBroker::Memory(b) => b.publish(channel, publication, options).await,
+            AnyBroker::Redis(b) => b.publish(channel, publication, options).await,
+        }
+    }
+
+    async fn publish_join_leave(&self, channel: &str, event: JoinLeave) -> Result<(), BrokerError> {
+        match self {
+            AnyBroker::Memory(b) => b.publish_join_leave(channel, event).await,
+            AnyBroker::Redis(b) => b.publish_join_leave(channel, event).await,
+        }
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        match self {
+            AnyBroker::Memory(b) => b.subscribe(channel).await,
+            AnyBroker::Redis(b) => b.subscribe(channel).await,
+        }
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        match self {
+            AnyBroker::Memory(b) => b.unsubscribe(channel).await,
+            AnyBroker::Redis(b) => b.unsubscribe(channel).await,
+        }
+    }
+
+    async fn history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+        stream: &StreamOptions,
+    ) -> Result<HistoryResult, HistoryReadError> {
+        match self {
+            AnyBroker::Memory(b) => b.history(channel, query, stream).await,
+            AnyBroker::Redis(b) => b.history(channel, query, stream).await,
+        }
+    }
+
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
+        match self {
+            AnyBroker::Memory(b) => b.remove_history(channel).await,
+            AnyBroker::Redis(b) => b.remove_history(channel).await,
+        }
+    }
 }

@@ -15,12 +15,18 @@ pub use publish::PublishError;
 pub use survey::{NodeInfo, SURVEY_TIMEOUT};
 pub use sweep::{SWEEP_INTERVAL, SweepReport};
 
-use crate::broker::{Broker, MemoryBroker, Publication, StreamPosition};
+use crate::broker::{
+    AnyBroker, Broker, MemoryBroker, Publication, RedisBroker, RedisConnection, RedisOptions,
+    StreamPosition,
+};
 use crate::clock::{Clock, SystemClock};
-use crate::presence::{MemoryPresenceManager, PRESENCE_TTL};
+use crate::presence::{
+    AnyPresenceManager, MemoryPresenceManager, PRESENCE_TTL, RedisPresenceManager,
+};
 use edges::Edges;
 use spindle_hub::channel::ChannelResolver;
 use spindle_hub::config::Config;
+use spindle_hub::config::EngineType;
 use spindle_mesh::{CoreInbox, CoreLink, mesh};
 use std::fmt;
 use std::sync::Arc;
@@ -108,6 +114,10 @@ pub enum NodeError {
     /// A namespace's `channel_regex` does not compile (config validation reports it first).
     #[error("channel_regex: {0}")]
     ChannelRegex(String),
+    /// The configured engine cannot be used: Redis unreachable, or `engine.type: redis` given
+    /// to the synchronous [`Node::new`] (use [`Node::connect`]).
+    #[error("engine: {0}")]
+    Engine(String),
 }
 
 /// A snapshot of the node's counters.
@@ -147,8 +157,8 @@ struct Inner {
     identity: NodeIdentity,
     resolver: ChannelResolver,
     edges: Arc<Edges>,
-    broker: MemoryBroker,
-    presence: MemoryPresenceManager,
+    broker: AnyBroker,
+    presence: AnyPresenceManager,
     /// Set once the periodic sweep task runs.
     sweeping: AtomicBool,
     /// Serializes interest changes with the broker subscriptions they cause, so a channel's
@@ -173,11 +183,54 @@ impl Node {
         identity: NodeIdentity,
         clock: Arc<dyn Clock>,
     ) -> Result<Node, NodeError> {
+        if config.engine.kind != EngineType::Memory {
+            return Err(NodeError::Engine(format!(
+                "engine.type {:?} needs Node::connect",
+                config.engine.kind
+            )));
+        }
+        let edges = Arc::new(Edges::default());
+        let broker = AnyBroker::Memory(MemoryBroker::new(edges.clone(), clock.clone()));
+        let presence =
+            AnyPresenceManager::Memory(MemoryPresenceManager::new(clock, presence_ttl(&config)));
+        Node::assemble(config, identity, edges, broker, presence)
+    }
+
+    /// A node on the engine `engine.type` names: memory, or Redis (`engine.redis.address`,
+    /// first address only for now, and `engine.redis.prefix`). Fails with a clear
+    /// [`NodeError::Engine`] when Redis cannot be reached. Must be called inside a Tokio
+    /// runtime.
+    pub async fn connect(config: Arc<Config>, identity: NodeIdentity) -> Result<Node, NodeError> {
+        if config.engine.kind == EngineType::Memory {
+            return Node::new(config, identity);
+        }
+        let options = RedisOptions::from_config(&config.engine.redis)
+            .map_err(|error| NodeError::Engine(error.to_string()))?;
+        let engine = |error: crate::broker::BrokerError| NodeError::Engine(error.to_string());
+        let connection = RedisConnection::connect(&options).await.map_err(engine)?;
+        let edges = Arc::new(Edges::default());
+        let broker = RedisBroker::with_connection(connection.clone(), edges.clone())
+            .await
+            .map_err(engine)?;
+        let presence = RedisPresenceManager::new(connection, presence_ttl(&config));
+        Node::assemble(
+            config,
+            identity,
+            edges,
+            AnyBroker::Redis(Box::new(broker)),
+            AnyPresenceManager::Redis(Box::new(presence)),
+        )
+    }
+
+    fn assemble(
+        config: Arc<Config>,
+        identity: NodeIdentity,
+        edges: Arc<Edges>,
+        broker: AnyBroker,
+        presence: AnyPresenceManager,
+    ) -> Result<Node, NodeError> {
         let resolver = ChannelResolver::new(&config.channel)
             .map_err(|error| NodeError::ChannelRegex(error.to_string()))?;
-        let edges = Arc::new(Edges::default());
-        let broker = MemoryBroker::new(edges.clone(), clock.clone());
-        let presence = MemoryPresenceManager::new(clock, presence_ttl(&config));
         let node = Node {
             inner: Arc::new(Inner {
                 config,
@@ -270,7 +323,7 @@ impl Node {
             dropped_controls: counters.dropped_controls.load(Ordering::Relaxed),
             edges,
             channels,
-            streams: self.inner.broker.stats().streams,
+            streams: self.inner.broker.streams(),
             presence_entries: self.inner.presence.len(),
         }
     }

@@ -3,12 +3,15 @@
 //! Edges report their connections' joins, leaves and periodic refreshes (every
 //! `client.presence_update_interval`); the core keeps them in a [`PresenceManager`], where an
 //! entry lives [`PRESENCE_TTL`] after its last add or refresh, so a connection whose edge went
-//! away disappears by itself. [`MemoryPresenceManager`] is the one for a single process; Redis
-//! comes with its issue and must keep the same contracts.
+//! away disappears by itself. [`MemoryPresenceManager`] is the one for a single process;
+//! [`RedisPresenceManager`] keeps the sets in Redis (a hash + a sorted set of expiry times) for
+//! several nodes. Both pass the conformance suite in `core/tests/conformance/`.
 
 mod memory;
+mod redis;
 
 pub use memory::{MAX_PRESENCE_ENTRIES, MemoryPresenceManager};
+pub use redis::RedisPresenceManager;
 pub use spindle_hub::presence::PresenceStats;
 
 use spindle_proto::client::ClientInfo;
@@ -67,4 +70,85 @@ pub trait PresenceManager: Send + Sync + 'static {
         &self,
         channel: &str,
     ) -> impl Future<Output = Result<PresenceStats, PresenceStoreError>> + Send;
+}
+
+/// The presence manager a node runs on, chosen by `engine.type`.
+#[derive(Debug)]
+pub enum AnyPresenceManager {
+    Memory(MemoryPresenceManager),
+    Redis(Box<RedisPresenceManager>),
+}
+
+impl AnyPresenceManager {
+    /// Drops expired in-process entries (Redis expires entries itself); returns how many.
+    pub fn sweep(&self) -> usize {
+        match self {
+            AnyPresenceManager::Memory(m) => m.sweep(),
+            AnyPresenceManager::Redis(_) => 0,
+        }
+    }
+
+    /// Entries held in process (0 for Redis).
+    pub fn len(&self) -> usize {
+        match self {
+            AnyPresenceManager::Memory(m) => m.len(),
+            AnyPresenceManager::Redis(_) => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PresenceManager for AnyPresenceManager {
+    async fn add_presence(
+        &self,
+        channel: &str,
+        info: ClientInfo,
+    ) -> Result<bool, PresenceStoreError> {
+        match self {
+            AnyPresenceManager::Memory(m) => m.add_presence(channel, info).await,
+            AnyPresenceManager::Redis(m) => m.add_presence(channel, info).await,
+        }
+    }
+
+    async fn refresh_presence(
+        &self,
+        channel: &str,
+        client: &str,
+    ) -> Result<bool, PresenceStoreError> {
+        match self {
+            AnyPresenceManager::Memory(m) => m.refresh_presence(channel, client).await,
+            AnyPresenceManager::Redis(m) => m.refresh_presence(channel, client).await,
+        }
+    }
+
+    async fn remove_presence(
+        &self,
+        channel: &str,
+        client: &str,
+    ) -> Result<Option<ClientInfo>, PresenceStoreError> {
+        match self {
+            AnyPresenceManager::Memory(m) => m.remove_presence(channel, client).await,
+            AnyPresenceManager::Redis(m) => m.remove_presence(channel, client).await,
+        }
+    }
+
+    async fn presence(
+        &self,
+        channel: &str,
+    ) -> Result<BTreeMap<String, ClientInfo>, PresenceStoreError> {
+        match self {
+            AnyPresenceManager::Memory(m) => m.presence(channel).await,
+            AnyPresenceManager::Redis(m) => m.presence(channel).await,
+        }
+    }
+
+    async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, PresenceStoreError> {
+        match self {
+            AnyPresenceManager::Memory(m) => m.presence_stats(channel).await,
+            AnyPresenceManager::Redis(m) => m.presence_stats(channel).await,
+        }
+    }
 }

@@ -1,0 +1,194 @@
+//! The Redis broker and presence manager pass the conformance suite against the Redis server
+//! at `SPINDLE_TEST_REDIS` (default `redis://127.0.0.1:6379`). Each case uses its own key
+//! prefix. If Redis is not reachable the tests fail: they never skip.
+
+mod conformance;
+
+use conformance::{Fixture, PRESENCE_TTL};
+use spindle_core::broker::{EventHandler, RedisBroker, RedisConnection, RedisOptions};
+use spindle_core::presence::RedisPresenceManager;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn redis_options() -> RedisOptions {
+    RedisOptions {
+        address: std::env::var("SPINDLE_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+        prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
+        connect_timeout: Duration::from_secs(2),
+        user: String::new(),
+        password: String::new(),
+        db: 0,
+    }
+}
+
+async fn redis(handler: Arc<dyn EventHandler>) -> Fixture<RedisBroker, RedisPresenceManager> {
+    redis_with(redis_options(), handler).await
+}
+
+async fn redis_with(
+    options: RedisOptions,
+    handler: Arc<dyn EventHandler>,
+) -> Fixture<RedisBroker, RedisPresenceManager> {
+    let connection = RedisConnection::connect(&options)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "these tests need a Redis server at {} (set SPINDLE_TEST_REDIS): {error}",
+                options.address
+            )
+        });
+    let broker = RedisBroker::with_connection(connection.clone(), handler)
+        .await
+        .unwrap_or_else(|error| panic!("redis subscriber connection: {error}"));
+    Fixture {
+        broker: Arc::new(broker),
+        presence: RedisPresenceManager::new(connection, PRESENCE_TTL),
+        advance: Arc::new(|by| Box::pin(tokio::time::sleep(by))),
+    }
+}
+
+conformance_tests!(redis);
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_error() {
+    let options = RedisOptions {
+        address: "redis://127.0.0.1:1".to_owned(),
+        prefix: "x".to_owned(),
+        connect_timeout: Duration::from_millis(300),
+        user: String::new(),
+        password: String::new(),
+        db: 0,
+    };
+    let error = RedisConnection::connect(&options)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("cannot connect to redis at redis://127.0.0.1:1"),
+        "{error}"
+    );
+}
+
+/// What a Redis restart without persistence (or an eviction) does to a stream: its meta key is
+/// gone, so the next publication starts a new epoch and the old position is unrecoverable —
+/// even if the list of publications survived.
+#[tokio::test]
+async fn a_lost_meta_key_starts_a_new_epoch() {
+    use fred::interfaces::{ClientLike, KeysInterface};
+    use spindle_core::broker::{Broker, HistoryQuery, HistoryReadError, ReadError, StreamPosition};
+
+    let options = redis_options();
+    let prefix = options.prefix.clone();
+    let fixture = redis_with(options.clone(), Arc::new(conformance::Recorder::default())).await;
+    let broker = fixture.broker;
+    let publish = conformance::with_history(10);
+    for n in ["1", "2"] {
+        broker
+            .publish("lost", conformance::publication(n), &publish)
+            .await
+            .unwrap();
+    }
+    let before = broker
+        .history("lost", &HistoryQuery::default(), &conformance::stream(10))
+        .await
+        .unwrap();
+    assert_eq!(before.top.offset, 2);
+
+    let raw = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&options.address).unwrap(),
+    )
+    .build()
+    .unwrap();
+    raw.init().await.unwrap();
+    let meta_key = format!("{prefix}.meta.lost");
+    let deleted: i64 = raw.del(&meta_key).await.unwrap();
+    assert_eq!(deleted, 1, "{meta_key} is the stream's meta key");
+    let _: () = raw.quit().await.unwrap();
+
+    let after = broker
+        .publish("lost", conformance::publication("3"), &publish)
+        .await
+        .unwrap()
+        .position
+        .unwrap();
+    assert_eq!(after.offset, 1);
+    assert_ne!(after.epoch, before.top.epoch);
+    let read = broker
+        .history("lost", &HistoryQuery::default(), &conformance::stream(10))
+        .await
+        .unwrap();
+    let data: Vec<_> = read
+        .publications
+        .iter()
+        .map(|p| p.publication.data.clone())
+        .collect();
+    assert_eq!(
+        data,
+        ["3"],
+        "publications of the old epoch are not renumbered"
+    );
+    let old = HistoryQuery {
+        since: Some(StreamPosition::new(2, before.top.epoch)),
+        ..Default::default()
+    };
+    assert_eq!(
+        broker.history("lost", &old, &conformance::stream(10)).await,
+        Err(HistoryReadError::Read(ReadError::Unrecoverable))
+    );
+}
+
+/// Every key the broker and presence manager write expires by itself: nothing is left behind
+/// by a channel nobody uses any more.
+#[tokio::test]
+async fn every_key_has_a_ttl() {
+    use fred::interfaces::{ClientLike, KeysInterface};
+    use spindle_core::broker::{Broker, HistoryQuery, PublishOptions};
+    use spindle_core::presence::PresenceManager;
+
+    let options = redis_options();
+    let prefix = options.prefix.clone();
+    let fixture = redis_with(options.clone(), Arc::new(conformance::Recorder::default())).await;
+    let keyed = PublishOptions {
+        idempotency_key: "k".into(),
+        ..conformance::with_history(10)
+    };
+    fixture
+        .broker
+        .publish("ch", conformance::publication("1"), &keyed)
+        .await
+        .unwrap();
+    fixture
+        .broker
+        .history(
+            "read-only",
+            &HistoryQuery::default(),
+            &conformance::stream(10),
+        )
+        .await
+        .unwrap();
+    fixture
+        .presence
+        .add_presence("ch", Default::default())
+        .await
+        .unwrap();
+
+    let raw = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&options.address).unwrap(),
+    )
+    .build()
+    .unwrap();
+    raw.init().await.unwrap();
+    for key in [
+        format!("{prefix}.meta.ch"),
+        format!("{prefix}.stream.ch"),
+        format!("{prefix}.idem.2.ch.k"),
+        format!("{prefix}.meta.read-only"),
+        format!("{prefix}.presence.data.ch"),
+        format!("{prefix}.presence.expire.ch"),
+    ] {
+        let ttl: i64 = raw.pttl(&key).await.unwrap();
+        assert!(ttl > 0, "{key}: pttl {ttl}");
+    }
+    let _: () = raw.quit().await.unwrap();
+}
