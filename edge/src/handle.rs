@@ -53,6 +53,8 @@ pub(crate) enum Mail {
     Control(mesh::Control),
     /// A subscription of this connection lost its position in the stream (PROTOCOL.md §4.2).
     PositionLost(Arc<LocalSub>),
+    /// A command frame sent through `/emulation` for this (HTTP-stream or SSE) connection.
+    Frame(Bytes),
 }
 
 /// What other tasks may do to a connection: queue bytes, close it, hand it a control command.
@@ -119,6 +121,12 @@ impl ConnectionHandle {
 }
 
 impl ConnectionHandle {
+    /// Hands a command frame from `/emulation` to the connection's task, in order; waits
+    /// while its mailbox is full. False when the task is gone.
+    pub(crate) async fn emulate(&self, frame: Bytes) -> bool {
+        self.inner.mailbox.send(Mail::Frame(frame)).await.is_ok()
+    }
+
     /// One of this connection's subscriptions lost its position. A server-side one closes the
     /// connection with 3010 at once; a client-side one is unsubscribed (2500) by the task, or,
     /// when its mailbox is full, the connection is closed with 3010 too (never a silent gap).

@@ -1,7 +1,7 @@
 //! The edge: where client connections live.
 //!
-//! Owns: the transports (WebSocket now; HTTP-stream, SSE, uni transports and WebTransport
-//! later), the local hub (channel → local sessions) and its fan-out, per-connection writer
+//! Owns: the transports (WebSocket, HTTP-stream and SSE emulation, `uni_websocket`,
+//! `uni_http_stream`, `uni_sse`; `uni_grpc` and WebTransport later), the local hub (channel → local sessions) and its fan-out, per-connection writer
 //! queues, and the uplink to a core over a mesh link. It drives the session state machine from
 //! `spindle-hub` (`spindle_hub::session`), which decides; the edge acts.
 //!
@@ -13,6 +13,10 @@
 //!   [`Edge::run_inbox`] applies what the core sends, [`Edge::shutdown`] closes everyone.
 //! - `websocket`: the axum handler (origin check, format choice, size limit) adapting the socket
 //!   to [`socket::Incoming`] / [`socket::Outgoing`].
+//! - `emulation`: HTTP-streaming and SSE (a streamed response fed by the writer) and the
+//!   `/emulation` endpoint feeding later commands into a session.
+//! - `unidirectional`: `uni_http_stream`, `uni_sse`, `uni_websocket` adapters (the connection
+//!   task's uni mode does the protocol differences).
 //! - `connection`: one task per connection: frames → commands → session → replies, timers,
 //!   control commands; generic over any `Stream`/`Sink` so tests need no socket.
 //! - [`writer`]: the bounded byte queue ([`writer::Outbox`], 3008 on overflow) and the task
@@ -38,12 +42,15 @@ pub mod subscription;
 
 mod connection;
 mod control;
+mod emulation;
 mod inbox;
 mod interest;
 mod presence;
+mod unidirectional;
 mod websocket;
 
 use crate::glob::OriginPolicy;
+use crate::handle::ConnectionHandle;
 use crate::local_hub::LocalHub;
 use axum::Router;
 use axum::http::StatusCode;
@@ -52,8 +59,9 @@ use spindle_hub::codes::Disconnect;
 use spindle_hub::config::Config;
 use spindle_hub::session::SessionRules;
 use spindle_mesh::{EdgeInbox, EdgeLink};
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use clock::SystemNow;
@@ -89,12 +97,22 @@ pub struct EdgeStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     WebSocket,
+    HttpStream,
+    Sse,
+    UniWebSocket,
+    UniHttpStream,
+    UniSse,
 }
 
 impl Transport {
     pub fn name(self) -> &'static str {
         match self {
             Transport::WebSocket => "websocket",
+            Transport::HttpStream => "http_stream",
+            Transport::Sse => "sse",
+            Transport::UniWebSocket => "uni_websocket",
+            Transport::UniHttpStream => "uni_http_stream",
+            Transport::UniSse => "uni_sse",
         }
     }
 }
@@ -143,6 +161,8 @@ pub(crate) struct Shared {
     pub request_ids: AtomicU64,
     /// Connection tasks still running (their close frames possibly not written yet).
     pub live_tasks: AtomicUsize,
+    /// Connections of emulation transports by session id, for `/emulation`.
+    pub emulated: Mutex<HashMap<String, ConnectionHandle>>,
 }
 
 impl Shared {
@@ -156,6 +176,28 @@ impl Shared {
             return Some((StatusCode::SERVICE_UNAVAILABLE, "connection limit").into_response());
         }
         None
+    }
+
+    pub(crate) fn emulation_open(&self, session: String, handle: ConnectionHandle) {
+        self.emulated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session, handle);
+    }
+
+    pub(crate) fn emulation_closed(&self, session: &str) {
+        self.emulated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(session);
+    }
+
+    pub(crate) fn emulation_target(&self, session: &str) -> Option<ConnectionHandle> {
+        self.emulated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session)
+            .cloned()
     }
 
     /// A fresh id for a mesh request.
@@ -217,6 +259,7 @@ impl Edge {
                 shutting_down: AtomicBool::new(false),
                 request_ids: AtomicU64::new(0),
                 live_tasks: AtomicUsize::new(0),
+                emulated: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -231,18 +274,65 @@ impl Edge {
         }
     }
 
-    /// The client endpoints: the WebSocket at `websocket.handler_prefix` (unless
-    /// `websocket.disabled`).
+    /// The client endpoints, each at its configured `handler_prefix`: the WebSocket (unless
+    /// `websocket.disabled`), HTTP-streaming and SSE emulation with `/emulation` (when
+    /// `http_stream.enabled` / `sse.enabled`), the uni transports (their `enabled`) and
+    /// `/connection/init` (`init.enabled`).
     pub fn router(&self) -> Router {
-        let websocket = &self.shared.config.websocket;
+        let config = &self.shared.config;
         let mut router = Router::new();
-        if !websocket.disabled {
-            let path = if websocket.handler_prefix.starts_with('/') {
-                websocket.handler_prefix.clone()
-            } else {
-                format!("/{}", websocket.handler_prefix)
-            };
-            router = router.route(&path, axum::routing::any(websocket::handle));
+        if !config.websocket.disabled {
+            router = router.route(
+                &path_of(&config.websocket.handler_prefix),
+                axum::routing::any(websocket::handle),
+            );
+        }
+        if config.http_stream.enabled {
+            router = router.route(
+                &path_of(&config.http_stream.handler_prefix),
+                axum::routing::any(emulation::http_stream),
+            );
+        }
+        if config.sse.enabled {
+            router = router.route(
+                &path_of(&config.sse.handler_prefix),
+                axum::routing::any(emulation::sse),
+            );
+        }
+        if config.http_stream.enabled || config.sse.enabled {
+            router = router.route(
+                &path_of(&config.emulation.handler_prefix),
+                axum::routing::any(emulation::emulation),
+            );
+        }
+        if config.uni_websocket.enabled {
+            router = router.route(
+                &path_of(&config.uni_websocket.handler_prefix),
+                axum::routing::any(unidirectional::websocket),
+            );
+        }
+        if config.uni_http_stream.enabled {
+            router = router.route(
+                &path_of(&config.uni_http_stream.handler_prefix),
+                axum::routing::any(unidirectional::http_stream),
+            );
+        }
+        if config.uni_sse.enabled {
+            router = router.route(
+                &path_of(&config.uni_sse.handler_prefix),
+                axum::routing::any(unidirectional::sse),
+            );
+        }
+        if config.init.enabled {
+            router = router.route(
+                &path_of(&config.init.handler_prefix),
+                axum::routing::get(|| async {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        "{}",
+                    )
+                }),
+            );
         }
         router.with_state(Arc::clone(&self.shared))
     }
@@ -291,6 +381,15 @@ impl Edge {
 
 /// Publications a subscribing connection may have buffered beyond its recovery limit.
 const BUFFER_PUBLICATIONS: usize = 4096;
+
+/// A configured path with its leading `/`.
+fn path_of(prefix: &str) -> String {
+    if prefix.starts_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("/{prefix}")
+    }
+}
 
 fn positive(value: u32, default: usize) -> usize {
     if value == 0 { default } else { value as usize }

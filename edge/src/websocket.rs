@@ -114,6 +114,8 @@ async fn serve_socket(
         transport: Transport::WebSocket,
         native_ping: requested.native_ping,
         header_user,
+        session: None,
+        uni: None,
     };
     connection::serve(edge, setup, Box::pin(stream), Box::pin(sink)).await;
 }

@@ -121,6 +121,10 @@ impl Connection {
                 }
                 TimerAction::SendPing => {
                     self.handle.push(ping_bytes(self.setup.format));
+                    if self.setup.uni.is_some() {
+                        // Uni clients never answer pings.
+                        let _ = self.session.on_pong(now);
+                    }
                 }
                 TimerAction::Disconnect(disconnect) => self.close(disconnect),
                 TimerAction::Unsubscribe(channel, unsubscribe) => {

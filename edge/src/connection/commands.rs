@@ -14,7 +14,7 @@ use spindle_proto::{Command, Request, client, decode_commands};
 use std::collections::BTreeMap;
 
 /// Whether to go on with the rest of a frame.
-enum Flow {
+pub(super) enum Flow {
     Continue,
     /// Stop reading this frame (after a refused connect, or when closing).
     Stop,
@@ -41,7 +41,7 @@ impl Connection {
         }
     }
 
-    async fn on_command(&mut self, command: Command) -> Flow {
+    pub(super) async fn on_command(&mut self, command: Command) -> Flow {
         let id = command.id;
         if let Err(failure) = self.session.admit(&command) {
             self.fail(failure, id);
@@ -167,11 +167,19 @@ impl Connection {
             }
         }
         grant.result.subs = subs.into_iter().map(Into::into).collect();
-        self.send(&client::Reply {
-            id,
-            connect: Some(grant.result),
-            ..Default::default()
-        });
+        if let Some(session) = &self.setup.session {
+            grant.result.session = session.clone();
+            grant.result.node = self.shared.node.uid.clone();
+        }
+        if self.setup.uni.is_some() {
+            self.send(&super::uni::connect_push(grant.result));
+        } else {
+            self.send(&client::Reply {
+                id,
+                connect: Some(grant.result),
+                ..Default::default()
+            });
+        }
         for local in &attached {
             self.activate(local).await;
         }

@@ -15,6 +15,7 @@ mod commands;
 mod position;
 mod query;
 mod subscribe;
+mod uni;
 
 use crate::clock::SystemNow;
 use crate::handle::{ClientId, ConnectionHandle, MAILBOX_CAPACITY, Mail};
@@ -31,8 +32,8 @@ use spindle_hub::session::{Now, Session};
 use spindle_proto::{Format, client, encode_reply};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -51,6 +52,12 @@ pub(crate) struct Setup {
     pub native_ping: bool,
     /// The `client.user_id_http_header` value of the upgrade request, if configured and sent.
     pub header_user: Option<String>,
+    /// The session id of an emulation transport (HTTP-stream, SSE): reported with the node id
+    /// in the connect result and the key `/emulation` requests name.
+    pub session: Option<String>,
+    /// Set for a unidirectional transport: receives the code of a refused connect (for
+    /// `connect_code_to_http_response`).
+    pub uni: Option<Arc<OnceLock<u32>>>,
 }
 
 /// Serves one connection until it closes.
@@ -78,6 +85,12 @@ where
     if let Some(user) = setup.header_user.clone() {
         session = session.with_header_user(user);
     }
+    if let Some(id) = setup.session.clone() {
+        session = session.with_session_id(id.clone());
+        if setup.uni.is_none() {
+            shared.emulation_open(id, handle.clone());
+        }
+    }
     tracing::debug!(client = %client, transport = setup.transport.name(), format = setup.format.as_str(), "connection opened");
     let mut connection = Connection {
         shared,
@@ -93,6 +106,11 @@ where
     };
     connection.run(&mut stream, &mut mailbox).await;
     let disconnect = connection.finish().await;
+    if let Some(id) = &connection.setup.session
+        && connection.setup.uni.is_none()
+    {
+        connection.shared.emulation_closed(id);
+    }
     tracing::debug!(client = %connection.client, code = disconnect.code, reason = %disconnect.reason, "connection closed");
 
     // The writer sends what was queued and the close frame; then the client's close is
@@ -164,6 +182,7 @@ impl Connection {
                 Some(mail) = mailbox.recv() => match mail {
                     Mail::Control(control) => self.on_control(control).await,
                     Mail::PositionLost(sub) => self.on_position_lost(&sub).await,
+                    Mail::Frame(frame) => self.on_frame(frame).await,
                 },
                 () = sleep, if deadline.is_some() => self.on_timer().await,
             }
@@ -173,6 +192,9 @@ impl Connection {
     async fn on_incoming(&mut self, item: Option<Incoming>) {
         self.last_read = Instant::now();
         match item {
+            Some(Incoming::Data(frame)) if self.setup.uni.is_some() => {
+                self.on_uni_frame(frame).await;
+            }
             Some(Incoming::Data(frame)) => self.on_frame(frame).await,
             Some(Incoming::Activity) => {}
             Some(Incoming::TooBig) => self.close(MESSAGE_TOO_BIG),
@@ -212,6 +234,7 @@ impl Connection {
     /// A failure as the client sees it: an error reply to command `id`, or a disconnect.
     fn fail(&mut self, failure: Failure, id: u32) {
         match failure.outcome() {
+            Outcome::Error(error) if self.setup.uni.is_some() => self.fail_uni(&error),
             Outcome::Error(error) => {
                 let reply = client::Reply {
                     id,

@@ -61,6 +61,8 @@ fn start(edge: &Edge) -> Harness {
         transport: Transport::WebSocket,
         native_ping: false,
         header_user: None,
+        session: None,
+        uni: None,
     };
     let task = tokio::spawn(serve(edge.shared.clone(), setup, incoming, outgoing));
     Harness { frames, out, task }

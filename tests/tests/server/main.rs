@@ -33,7 +33,9 @@ macro_rules! both_formats {
 mod api_control;
 mod bad_input;
 mod connect;
+mod emulation;
 mod pubsub;
+mod unidirectional;
 
 use spindle_tests::{Client, Format, OrFail, Server, fixture};
 
