@@ -65,6 +65,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(["."])
         .extern_path(".centrifugal.centrifuge.protocol", "crate::client");
     config.compile_fds(mesh_fds)?;
+
+    // The uni_grpc service (feature `grpc`): tonic stubs over the client protocol's types.
+    if std::env::var_os("CARGO_FEATURE_GRPC").is_some() {
+        compile_unistream()?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "grpc")]
+fn compile_unistream() -> Result<(), Box<dyn std::error::Error>> {
+    let fds = protox::compile(["unistream.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .extern_path(".centrifugal.centrifuge.protocol", "crate::client")
+        .compile_fds(fds)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "grpc"))]
+fn compile_unistream() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 

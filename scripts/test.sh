@@ -72,6 +72,31 @@ fuzz_briefly() {
   done
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Broker tests run against the real servers; start them when they are installed but down.
+# A server that cannot be started makes its tests fail loudly (they never skip).
+services() {
+  local ok=0
+  if ! port_open 6379; then
+    echo "Redis is down on 127.0.0.1:6379: starting it"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log || ok=1
+  fi
+  if ! port_open 4222; then
+    echo "NATS is down on 127.0.0.1:4222: starting it"
+    mkdir -p /var/lib/nats-server 2>/dev/null
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+      -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || ok=1
+  fi
+  for _ in $(seq 50); do port_open 6379 && port_open 4222 && break; sleep 0.2; done
+  port_open 6379 || { echo "Redis is not reachable on 127.0.0.1:6379"; ok=1; }
+  port_open 4222 || { echo "NATS is not reachable on 127.0.0.1:4222"; ok=1; }
+  [ "$ok" -eq 0 ] && echo "Redis and NATS are up"
+}
+
+step "services (Redis, NATS)" services
 step "format" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "hub purity" hub_is_pure

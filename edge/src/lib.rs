@@ -1,7 +1,7 @@
 //! The edge: where client connections live.
 //!
 //! Owns: the transports (WebSocket, HTTP-stream and SSE emulation, `uni_websocket`,
-//! `uni_http_stream`, `uni_sse`; `uni_grpc` and WebTransport later), the local hub (channel → local sessions) and its fan-out, per-connection writer
+//! `uni_http_stream`, `uni_sse`, `uni_grpc`; WebTransport later), the local hub (channel → local sessions) and its fan-out, per-connection writer
 //! queues, and the uplink to a core over a mesh link. It drives the session state machine from
 //! `spindle-hub` (`spindle_hub::session`), which decides; the edge acts.
 //!
@@ -17,6 +17,8 @@
 //!   `/emulation` endpoint feeding later commands into a session.
 //! - `unidirectional`: `uni_http_stream`, `uni_sse`, `uni_websocket` adapters (the connection
 //!   task's uni mode does the protocol differences).
+//! - `uni_grpc`: the `CentrifugoUniStream/Consume` gRPC service ([`Edge::serve_uni_grpc`], its
+//!   own port), the same uni mode with Protobuf pushes.
 //! - `connection`: one task per connection: frames → commands → session → replies, timers,
 //!   control commands; generic over any `Stream`/`Sink` so tests need no socket.
 //! - [`writer`]: the bounded byte queue ([`writer::Outbox`], 3008 on overflow) and the task
@@ -46,6 +48,7 @@ mod emulation;
 mod inbox;
 mod interest;
 mod presence;
+mod uni_grpc;
 mod unidirectional;
 mod websocket;
 
@@ -102,6 +105,7 @@ pub enum Transport {
     UniWebSocket,
     UniHttpStream,
     UniSse,
+    UniGrpc,
 }
 
 impl Transport {
@@ -113,6 +117,7 @@ impl Transport {
             Transport::UniWebSocket => "uni_websocket",
             Transport::UniHttpStream => "uni_http_stream",
             Transport::UniSse => "uni_sse",
+            Transport::UniGrpc => "uni_grpc",
         }
     }
 }
@@ -168,12 +173,18 @@ pub(crate) struct Shared {
 impl Shared {
     /// HTTP refusal of a new connection, if one is due (shutting down, node limit).
     pub(crate) fn admission(&self) -> Option<Response> {
+        self.refusal()
+            .map(|reason| (StatusCode::SERVICE_UNAVAILABLE, reason).into_response())
+    }
+
+    /// Why a new connection is refused, if it is (shutting down, node limit).
+    pub(crate) fn refusal(&self) -> Option<&'static str> {
         if self.shutting_down.load(Ordering::Acquire) {
-            return Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response());
+            return Some("shutting down");
         }
         let limit = self.limits.connection_limit;
         if limit > 0 && self.hub.connection_count() >= limit {
-            return Some((StatusCode::SERVICE_UNAVAILABLE, "connection limit").into_response());
+            return Some("connection limit");
         }
         None
     }
@@ -335,6 +346,23 @@ impl Edge {
             );
         }
         router.with_state(Arc::clone(&self.shared))
+    }
+
+    /// Serves `uni_grpc` (the `CentrifugoUniStream` gRPC service) on `listener` until
+    /// `shutdown` resolves and the open calls have ended. Call [`Edge::shutdown`] first (or
+    /// with `shutdown`) so that every stream ends with its disconnect push.
+    pub async fn serve_uni_grpc(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        tonic::transport::Server::builder()
+            .add_service(uni_grpc::service(Arc::clone(&self.shared)))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                shutdown,
+            )
+            .await
     }
 
     /// Refuses new connections and closes every open one with 3001 `shutdown`.

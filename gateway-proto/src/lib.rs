@@ -81,5 +81,18 @@ pub mod client {
     map_entry!(ClientInfoEntry, ClientInfo);
 }
 
+/// The uni_grpc service (`unistream.proto`, PROTOCOL.md §1.7):
+/// `centrifugal.centrifugo.unistream.CentrifugoUniStream/Consume`, tonic server and client
+/// stubs whose messages are the client protocol's [`client::ConnectRequest`] and
+/// [`client::Push`].
+#[cfg(feature = "grpc")]
+#[allow(missing_docs, clippy::all, missing_debug_implementations)]
+pub mod unistream {
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/centrifugal.centrifugo.unistream.rs"
+    ));
+}
+
 /// The default client frame size limit (PROTOCOL.md §1.2): 64 KiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 65536;

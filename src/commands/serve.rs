@@ -124,6 +124,36 @@ async fn serve(config: Arc<Config>) -> Result<()> {
             get(|| async { axum::Json(serde_json::json!({})) }),
         );
 
+    // uni_grpc: its own gRPC server, stopped with the HTTP server; bound before the HTTP
+    // listener, so it is up once the listening line is printed.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let uni_grpc = if config.uni_grpc.enabled {
+        // Not implemented yet: refuse rather than serve plaintext where TLS was asked for.
+        anyhow::ensure!(
+            !config.uni_grpc.tls.enabled,
+            "uni_grpc.tls is not supported yet"
+        );
+        let address = format!("{}:{}", uni_grpc_address(&config), config.uni_grpc.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (uni_grpc)"))?;
+        let local = listener.local_addr()?;
+        println!("spindle: uni_grpc listening on {local}");
+        tracing::info!(%local, "uni_grpc serving");
+        let edge = edge.clone();
+        let mut stopping = stopping.clone();
+        Some(tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = edge.serve_uni_grpc(listener, stop).await {
+                tracing::error!(%error, "uni_grpc server failed");
+            }
+        }))
+    } else {
+        None
+    };
+
     let address = format!("{}:{}", bind_address(&config), config.http_server.port);
     let listener = TcpListener::bind(&address)
         .await
@@ -138,6 +168,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
             shutdown_signal().await;
             tracing::info!("shutting down: closing client connections with 3001");
             edge.shutdown();
+            let _ = stopping_tx.send(true);
         }
     };
     axum::serve(listener, router)
@@ -148,8 +179,22 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     if !edge.wait_drained(SHUTDOWN_DRAIN).await {
         tracing::warn!("some connections did not close within {SHUTDOWN_DRAIN:?}");
     }
+    if let Some(uni_grpc) = uni_grpc
+        && tokio::time::timeout(SHUTDOWN_DRAIN, uni_grpc)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the uni_grpc server did not stop within {SHUTDOWN_DRAIN:?}");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn uni_grpc_address(config: &Config) -> &str {
+    match config.uni_grpc.address.as_str() {
+        "" => "0.0.0.0",
+        address => address,
+    }
 }
 
 fn bind_address(config: &Config) -> &str {

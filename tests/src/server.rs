@@ -46,6 +46,16 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
+    /// These options with `uni_grpc` enabled on a free port ([`Server::uni_grpc_addr`]).
+    pub fn with_uni_grpc(mut self) -> Result<Self> {
+        let port = free_port()?;
+        fixture::merge(
+            &mut self.config_patch,
+            &serde_json::json!({"uni_grpc": {"enabled": true, "port": port}}),
+        );
+        Ok(self)
+    }
+
     /// The fixture config with `patch` merged in.
     pub fn patched(patch: Value) -> Self {
         ServerOptions {
@@ -218,6 +228,16 @@ impl Server {
     /// What the process wrote to stderr so far (the last 64 KiB).
     pub fn stderr(&self) -> String {
         tail(&self.stderr)
+    }
+
+    /// Where `uni_grpc` listens, when the config enables it (see [`ServerOptions::with_uni_grpc`]).
+    pub fn uni_grpc_addr(&self) -> Option<SocketAddr> {
+        let uni = self.config.get("uni_grpc")?;
+        if uni.get("enabled").and_then(Value::as_bool) != Some(true) {
+            return None;
+        }
+        let port = u16::try_from(uni.get("port").and_then(Value::as_u64).unwrap_or(11000)).ok()?;
+        Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
     }
 
     /// What the process wrote to stdout so far (the last 64 KiB).

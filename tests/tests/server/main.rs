@@ -9,6 +9,7 @@
 //! without it every test fails with "could not start spindle: …".
 //!
 //! Run: `cargo build -p spindle --bin spindle && cargo test -p spindle-tests --test server`.
+//! `uni_grpc` tests speak gRPC with the generated tonic client (`spindle_proto::unistream`).
 //! `SPINDLE_TEST_ECHO=1` echoes the server's stdout/stderr into the test output.
 
 /// Defines `mod <name> { json, protobuf }` tests calling `async fn <name>(Format)`.
@@ -35,6 +36,7 @@ mod bad_input;
 mod connect;
 mod emulation;
 mod pubsub;
+mod uni_grpc;
 mod unidirectional;
 
 use spindle_tests::{Client, Format, OrFail, Server, fixture};
