@@ -32,7 +32,8 @@ mod node;
 pub mod presence;
 
 pub use node::{
-    CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EdgeId, HistoryError, Node, NodeError,
-    NodeIdentity, NodeInfo, NodeStats, PresenceError, PublishError, SURVEY_TIMEOUT, SWEEP_INTERVAL,
+    CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EdgeId, HistoryError,
+    NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError, NodeIdentity, NodeInfo, NodeStats,
+    PresenceError, PublishError, REMOTE_SURVEY_TIMEOUT, SURVEY_TIMEOUT, SWEEP_INTERVAL,
     SweepReport, VERSION,
 };

@@ -120,3 +120,115 @@ async fn an_unreachable_redis_fails_node_start_clearly() {
         "{text}"
     );
 }
+
+/// Waits until `router`'s `info` lists `count` nodes (announcements arrive at start and every
+/// few seconds).
+async fn wait_for_nodes(router: &axum::Router, count: usize) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = api(router, "info", json!({})).await;
+        if info["nodes"].as_array().unwrap().len() == count {
+            return info;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "info never listed {count} nodes: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_control_commands_reach_edges_of_every_node_once() {
+    let prefix = format!("spindle-test-{}", uuid::Uuid::new_v4().simple());
+    let a = redis_node("a", &prefix).await;
+    let b = redis_node("b", &prefix).await;
+    let mut edge_a = FakeEdge::attach(&a, "edge-a", Answers::default());
+    let mut edge_b = FakeEdge::attach(&b, "edge-b", Answers::default());
+    let router_a = a.api_router();
+    // Both nodes must be listening on the control channel before A issues commands.
+    wait_for_nodes(&router_a, 2).await;
+
+    let commands = [
+        ("disconnect", json!({"user": "u1"})),
+        ("unsubscribe", json!({"user": "u1", "channel": "chat:x"})),
+        ("subscribe", json!({"user": "u1", "channel": "chat:x"})),
+        ("refresh", json!({"user": "u1", "expired": true})),
+    ];
+    for (method, body) in commands {
+        api(&router_a, method, body).await;
+        for edge in [&mut edge_a, &mut edge_b] {
+            let control = edge.next_control().await;
+            assert_eq!(control.user, "u1", "{method}");
+            let kind = format!("{:?}", control.kind.unwrap());
+            assert!(kind.to_lowercase().starts_with(method), "{method}: {kind}");
+        }
+    }
+    // Exactly once per node: nothing more arrives at either edge.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(edge_a.is_quiet());
+    assert!(edge_b.is_quiet());
+
+    // The other direction.
+    api(&b.api_router(), "disconnect", json!({"user": "u2"})).await;
+    assert_eq!(edge_a.next_control().await.user, "u2");
+    assert_eq!(edge_b.next_control().await.user, "u2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_and_channels_list_every_node() {
+    let prefix = format!("spindle-test-{}", uuid::Uuid::new_v4().simple());
+    let a = redis_node("a", &prefix).await;
+    let b = redis_node("b", &prefix).await;
+    let stats = |clients| spindle_mesh::mesh::NodeStats {
+        num_clients: clients,
+        num_users: clients,
+        num_subs: clients,
+        ..Default::default()
+    };
+    let channels = |pairs: &[(&str, u32)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect();
+    let _edge_a = FakeEdge::attach(
+        &a,
+        "edge-a",
+        Answers {
+            channels: channels(&[("chat:a", 1), ("chat:both", 2)]),
+            stats: stats(3),
+        },
+    );
+    let _edge_b = FakeEdge::attach(
+        &b,
+        "edge-b",
+        Answers {
+            channels: channels(&[("chat:b", 4), ("chat:both", 5), ("news", 6)]),
+            stats: stats(7),
+        },
+    );
+    let router_a = a.api_router();
+    let info = wait_for_nodes(&router_a, 2).await;
+    let nodes = info["nodes"].as_array().unwrap();
+    assert_eq!(nodes[0]["uid"], a.identity().uid.as_str());
+    assert_eq!(nodes[0]["name"], "a");
+    assert_eq!(nodes[0]["num_clients"], 3);
+    assert_eq!(nodes[1]["uid"], b.identity().uid.as_str());
+    assert_eq!(nodes[1]["name"], "b");
+    assert_eq!(nodes[1]["version"], spindle_core::VERSION);
+
+    let all = api(&router_a, "channels", json!({})).await;
+    assert_eq!(
+        all,
+        json!({"channels": {
+            "chat:a": {"num_clients": 1},
+            "chat:b": {"num_clients": 4},
+            "chat:both": {"num_clients": 7},
+            "news": {"num_clients": 6},
+        }})
+    );
+    let chat = api(&router_a, "channels", json!({"pattern": "chat:b*"})).await;
+    assert_eq!(
+        chat,
+        json!({"channels": {
+            "chat:b": {"num_clients": 4},
+            "chat:both": {"num_clients": 7},
+        }})
+    );
+}

@@ -342,27 +342,29 @@ pub(super) async fn history_remove(
     Ok(api::HistoryRemoveResult {})
 }
 
-/// This node with counts merged from its edges.
+/// Every live node (this one first) with counts merged from its edges.
 pub(super) async fn info(
     node: &Node,
     _request: api::InfoRequest,
 ) -> Result<api::InfoResult, ApiError> {
-    let info = node.info().await;
-    let result = api::NodeResult {
-        uid: info.uid,
-        name: info.name,
-        version: info.version,
-        num_clients: info.num_clients,
-        num_users: info.num_users,
-        num_channels: info.num_channels,
-        uptime: info.uptime_seconds,
-        metrics: None,
-        process: None,
-        num_subs: info.num_subs,
-    };
-    Ok(api::InfoResult {
-        nodes: vec![result],
-    })
+    let nodes = node
+        .cluster_info()
+        .await
+        .into_iter()
+        .map(|info| api::NodeResult {
+            uid: info.uid,
+            name: info.name,
+            version: info.version,
+            num_clients: info.num_clients,
+            num_users: info.num_users,
+            num_channels: info.num_channels,
+            uptime: info.uptime_seconds,
+            metrics: None,
+            process: None,
+            num_subs: info.num_subs,
+        })
+        .collect();
+    Ok(api::InfoResult { nodes })
 }
 
 /// No API RPC methods are registered (as in Centrifugo OSS): 107 without a method, else 104.

@@ -8,7 +8,8 @@
 //! stream position). The memory broker ([`MemoryBroker`]) is the whole story for one process;
 //! [`RedisBroker`] joins several nodes over one Redis server (streams as lists + a meta hash
 //! updated by one Lua script per publish, delivery over PUB/SUB). Every implementation passes
-//! the conformance suite in `core/tests/conformance/`; NATS and PostgreSQL come later.
+//! the conformance suite in `core/tests/conformance/` ([`NatsBroker`], PUB/SUB only, passes its
+//! delivery subset); PostgreSQL comes later.
 //!
 //! Identity and payload are kept apart on purpose: a publication's identity in its channel is a
 //! [`StreamPosition`] (offset + epoch, assigned by the broker when the channel keeps history),
@@ -22,9 +23,11 @@
 //! [`Broker::publish`] taking the transaction.
 
 mod memory;
+mod nats;
 mod redis;
 
 pub use memory::{MAX_IDEMPOTENCY_KEYS, MAX_STREAMS, MemoryBroker, MemoryBrokerStats};
+pub use nats::{NatsBroker, NatsOptions, channel_subject, subject_channel};
 pub use redis::{RedisBroker, RedisConnection, RedisOptions};
 pub use spindle_hub::history::{
     HistoryItem, HistoryQuery, HistoryResult, Publication, ReadError, StreamOptions,
@@ -180,6 +183,8 @@ pub trait Broker: Send + Sync + 'static {
 pub enum AnyBroker {
     Memory(MemoryBroker),
     Redis(Box<RedisBroker>),
+    /// PUB/SUB only: no history.
+    Nats(Box<NatsBroker>),
 }
 
 impl AnyBroker {
@@ -187,7 +192,22 @@ impl AnyBroker {
     pub fn sweep(&self) -> SweepStats {
         match self {
             AnyBroker::Memory(broker) => broker.sweep(),
-            AnyBroker::Redis(_) => SweepStats::default(),
+            AnyBroker::Redis(_) | AnyBroker::Nats(_) => SweepStats::default(),
+        }
+    }
+
+    /// Whether this broker carries cluster control messages between nodes (memory: one node,
+    /// nothing to carry).
+    pub fn has_control(&self) -> bool {
+        !matches!(self, AnyBroker::Memory(_))
+    }
+
+    /// Publishes a cluster control message to every node on this broker (a no-op for memory).
+    pub async fn publish_control(&self, payload: bytes::Bytes) -> Result<(), BrokerError> {
+        match self {
+            AnyBroker::Memory(_) => Ok(()),
+            AnyBroker::Redis(b) => b.publish_control(payload).await,
+            AnyBroker::Nats(b) => b.publish_control(payload).await,
         }
     }
 
@@ -195,7 +215,7 @@ impl AnyBroker {
     pub fn streams(&self) -> usize {
         match self {
             AnyBroker::Memory(broker) => broker.stats().streams,
-            AnyBroker::Redis(_) => 0,
+            AnyBroker::Redis(_) | AnyBroker::Nats(_) => 0,
         }
     }
 }
@@ -210,6 +230,7 @@ impl Broker for AnyBroker {
         match self {
             AnyBroker::Memory(b) => b.publish(channel, publication, options).await,
             AnyBroker::Redis(b) => b.publish(channel, publication, options).await,
+            AnyBroker::Nats(b) => b.publish(channel, publication, options).await,
         }
     }
 
@@ -217,6 +238,7 @@ impl Broker for AnyBroker {
         match self {
             AnyBroker::Memory(b) => b.publish_join_leave(channel, event).await,
             AnyBroker::Redis(b) => b.publish_join_leave(channel, event).await,
+            AnyBroker::Nats(b) => b.publish_join_leave(channel, event).await,
         }
     }
 
@@ -224,6 +246,7 @@ impl Broker for AnyBroker {
         match self {
             AnyBroker::Memory(b) => b.subscribe(channel).await,
             AnyBroker::Redis(b) => b.subscribe(channel).await,
+            AnyBroker::Nats(b) => b.subscribe(channel).await,
         }
     }
 
@@ -231,6 +254,7 @@ impl Broker for AnyBroker {
         match self {
             AnyBroker::Memory(b) => b.unsubscribe(channel).await,
             AnyBroker::Redis(b) => b.unsubscribe(channel).await,
+            AnyBroker::Nats(b) => b.unsubscribe(channel).await,
         }
     }
 
@@ -243,6 +267,7 @@ impl Broker for AnyBroker {
         match self {
             AnyBroker::Memory(b) => b.history(channel, query, stream).await,
             AnyBroker::Redis(b) => b.history(channel, query, stream).await,
+            AnyBroker::Nats(b) => b.history(channel, query, stream).await,
         }
     }
 
@@ -250,6 +275,7 @@ impl Broker for AnyBroker {
         match self {
             AnyBroker::Memory(b) => b.remove_history(channel).await,
             AnyBroker::Redis(b) => b.remove_history(channel).await,
+            AnyBroker::Nats(b) => b.remove_history(channel).await,
         }
     }
 }

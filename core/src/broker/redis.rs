@@ -10,9 +10,12 @@
 //! - `P.idem.ch.key`: the result of a publish with an idempotency key, for 5 minutes.
 //!
 //! One Lua script per publish decides (idempotency, version), appends, trims, sets the TTLs
-//! and PUBLISHes the delivery message on `P.ch`, so the order of offsets is the order on the
-//! PUB/SUB channel. One subscriber connection receives every channel this node subscribed to
-//! and hands the messages, in arrival order, to the node's handler.
+//! and PUBLISHes the delivery message on the PUB/SUB channel `P.client.ch`, so the order of
+//! offsets is the order on the PUB/SUB channel. One subscriber connection receives every
+//! channel this node subscribed to and hands the messages, in arrival order, to the node's
+//! handler. The same connection subscribes `P.control` (never a client channel's name, which
+//! all start with `P.client.`) when the node wants cluster control messages
+//! ([`RedisBroker::with_control`]).
 
 use super::{
     Broker, BrokerError, EventHandler, HistoryItem, HistoryQuery, HistoryReadError, HistoryResult,
@@ -29,6 +32,7 @@ use prost::Message as _;
 use spindle_proto::client;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// How long an idempotency key is remembered: 5 minutes, as the [`Broker`] contract says.
 const IDEMPOTENCY_TTL_MS: u64 = 300_000;
@@ -258,6 +262,7 @@ async fn init(client: &impl ClientLike, options: &RedisOptions) -> Result<(), Br
 /// A broker on one Redis server (see the module docs for the data layout).
 pub struct RedisBroker {
     connection: RedisConnection,
+    control_channel: String,
     subscriber: fred::clients::SubscriberClient,
     publish_script: Script,
     history_script: Script,
@@ -302,6 +307,16 @@ impl RedisBroker {
         connection: RedisConnection,
         handler: Arc<dyn EventHandler>,
     ) -> Result<RedisBroker, BrokerError> {
+        RedisBroker::with_control(connection, handler, None).await
+    }
+
+    /// [`RedisBroker::with_connection`] that also subscribes the control channel `P.control`
+    /// and hands its messages to `control` (dropped, with a warning, when that queue is full).
+    pub async fn with_control(
+        connection: RedisConnection,
+        handler: Arc<dyn EventHandler>,
+        control: Option<mpsc::Sender<Bytes>>,
+    ) -> Result<RedisBroker, BrokerError> {
         let options = connection.options.clone();
         let subscriber = build(&options)?
             .build_subscriber_client()
@@ -310,10 +325,24 @@ impl RedisBroker {
         init(&subscriber, &options).await?;
         // Resubscribe to every channel after a reconnection.
         subscriber.manage_subscriptions();
-        let prefix_len = connection.prefix.len() + 1;
-        let reader = tokio::spawn(read_messages(messages, prefix_len, handler));
+        let client_prefix = format!("{}.client.", connection.prefix);
+        let control_channel = format!("{}.control", connection.prefix);
+        if control.is_some() {
+            subscriber
+                .subscribe(control_channel.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        let reader = tokio::spawn(read_messages(
+            messages,
+            client_prefix,
+            control_channel.clone(),
+            handler,
+            control,
+        ));
         Ok(RedisBroker {
             connection,
+            control_channel,
             subscriber,
             publish_script: Script::from_lua(PUBLISH_LUA),
             history_script: Script::from_lua(HISTORY_LUA),
@@ -326,7 +355,17 @@ impl RedisBroker {
     }
 
     fn pubsub_channel(&self, channel: &str) -> String {
-        format!("{}.{channel}", self.connection.prefix)
+        format!("{}.client.{channel}", self.connection.prefix)
+    }
+
+    /// Publishes a cluster control message on `P.control` (every node with a control queue
+    /// receives it, this one included).
+    pub async fn publish_control(&self, payload: Bytes) -> Result<(), BrokerError> {
+        self.connection
+            .client
+            .publish::<(), _, _>(self.control_channel.as_str(), payload)
+            .await
+            .map_err(unavailable)
     }
 }
 
@@ -386,7 +425,7 @@ fn position(offset: u64, epoch: String) -> Option<StreamPosition> {
 
 /// Splits a delivery message: `p<offset>,<epoch>,<prev len>,<prev><publication>`,
 /// `j<client info>` or `l<client info>`.
-fn dispatch(handler: &dyn EventHandler, channel: &str, payload: &Bytes) -> Option<()> {
+pub(crate) fn dispatch(handler: &dyn EventHandler, channel: &str, payload: &Bytes) -> Option<()> {
     let (&kind, rest) = payload.split_first()?;
     match kind {
         b'p' => {
@@ -422,17 +461,27 @@ fn dispatch(handler: &dyn EventHandler, channel: &str, payload: &Bytes) -> Optio
 
 async fn read_messages(
     mut messages: tokio::sync::broadcast::Receiver<Message>,
-    prefix_len: usize,
+    client_prefix: String,
+    control_channel: String,
     handler: Arc<dyn EventHandler>,
+    control: Option<mpsc::Sender<Bytes>>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match messages.recv().await {
             Ok(message) => {
-                let Some(channel) = message.channel.get(prefix_len..) else {
+                let payload = as_bytes(&message.value);
+                if *message.channel == *control_channel {
+                    if let Some(control) = &control
+                        && control.try_send(payload).is_err()
+                    {
+                        tracing::warn!("control queue full or closed: control message dropped");
+                    }
+                    continue;
+                }
+                let Some(channel) = message.channel.strip_prefix(client_prefix.as_str()) else {
                     continue;
                 };
-                let payload = as_bytes(&message.value);
                 if dispatch(handler.as_ref(), channel, &payload).is_none() {
                     tracing::warn!(channel, "undecodable redis broker message");
                 }
@@ -524,7 +573,11 @@ impl Broker for RedisBroker {
         self.subscriber
             .subscribe(self.pubsub_channel(channel))
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        // A round trip on the subscriber connection: once the server answered it, it has
+        // processed the SUBSCRIBE before it, so a publication made after this returns, from
+        // any node, is delivered.
+        self.subscriber.ping::<()>(None).await.map_err(unavailable)
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {

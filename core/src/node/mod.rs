@@ -1,5 +1,6 @@
 //! The node: this core's identity, its broker, and the edges attached to it.
 
+mod cluster;
 mod edges;
 mod history;
 mod presence;
@@ -8,6 +9,7 @@ mod serve;
 mod survey;
 mod sweep;
 
+pub use cluster::{NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, REMOTE_SURVEY_TIMEOUT};
 pub use edges::{CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY};
 pub use history::HistoryError;
 pub use presence::PresenceError;
@@ -16,8 +18,8 @@ pub use survey::{NodeInfo, SURVEY_TIMEOUT};
 pub use sweep::{SWEEP_INTERVAL, SweepReport};
 
 use crate::broker::{
-    AnyBroker, Broker, MemoryBroker, Publication, RedisBroker, RedisConnection, RedisOptions,
-    StreamPosition,
+    AnyBroker, Broker, MemoryBroker, NatsBroker, NatsOptions, Publication, RedisBroker,
+    RedisConnection, RedisOptions, StreamPosition,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::presence::{
@@ -26,7 +28,7 @@ use crate::presence::{
 use edges::Edges;
 use spindle_hub::channel::ChannelResolver;
 use spindle_hub::config::Config;
-use spindle_hub::config::EngineType;
+use spindle_hub::config::{BrokerType, EngineType, PresenceManagerType};
 use spindle_mesh::{CoreInbox, CoreLink, mesh};
 use std::fmt;
 use std::sync::Arc;
@@ -166,6 +168,8 @@ struct Inner {
     interest_gate: tokio::sync::Mutex<()>,
     started: Instant,
     next_survey_id: AtomicU64,
+    /// The other nodes on the broker (empty for memory).
+    cluster: cluster::Cluster,
 }
 
 impl Node {
@@ -201,6 +205,18 @@ impl Node {
     /// [`NodeError::Engine`] when Redis cannot be reached. Must be called inside a Tokio
     /// runtime.
     pub async fn connect(config: Arc<Config>, identity: NodeIdentity) -> Result<Node, NodeError> {
+        if config.broker.enabled {
+            match config.broker.kind {
+                BrokerType::Nats => return Node::connect_nats(config, identity).await,
+                BrokerType::Memory => {}
+                other => {
+                    return Err(NodeError::Engine(format!(
+                        "broker.type {other:?} is not supported yet (use engine.type, or \
+                         broker.type nats)"
+                    )));
+                }
+            }
+        }
         if config.engine.kind == EngineType::Memory {
             return Node::new(config, identity);
         }
@@ -209,17 +225,80 @@ impl Node {
         let engine = |error: crate::broker::BrokerError| NodeError::Engine(error.to_string());
         let connection = RedisConnection::connect(&options).await.map_err(engine)?;
         let edges = Arc::new(Edges::default());
-        let broker = RedisBroker::with_connection(connection.clone(), edges.clone())
+        let (control_tx, control_rx) = tokio::sync::mpsc::channel(cluster::CONTROL_QUEUE_CAPACITY);
+        let broker = RedisBroker::with_control(connection.clone(), edges.clone(), Some(control_tx))
             .await
             .map_err(engine)?;
         let presence = RedisPresenceManager::new(connection, presence_ttl(&config));
-        Node::assemble(
+        let node = Node::assemble(
             config,
             identity,
             edges,
             AnyBroker::Redis(Box::new(broker)),
             AnyPresenceManager::Redis(Box::new(presence)),
-        )
+        )?;
+        node.start_cluster(control_rx);
+        Ok(node)
+    }
+
+    /// A node on NATS PUB/SUB (`broker.enabled`, `broker.type: nats`, `broker.nats.url` and
+    /// `.prefix`). NATS keeps no history: history reads fail and publications get no offset,
+    /// as Centrifugo's NATS broker. Presence lives in Redis when `presence_manager.type` (when
+    /// enabled) or else `engine.type` says `redis`, in memory otherwise.
+    async fn connect_nats(config: Arc<Config>, identity: NodeIdentity) -> Result<Node, NodeError> {
+        let engine = |error: crate::broker::BrokerError| NodeError::Engine(error.to_string());
+        let channel = &config.channel;
+        let with_history = std::iter::once(("", &channel.without_namespace))
+            .chain(
+                channel
+                    .namespaces
+                    .iter()
+                    .map(|n| (n.name.as_str(), &n.options)),
+            )
+            .filter(|(_, options)| options.history_size > 0)
+            .map(|(name, _)| name.to_owned())
+            .collect::<Vec<_>>();
+        if !with_history.is_empty() {
+            tracing::warn!(
+                namespaces = ?with_history,
+                "broker.type nats keeps no history: these namespaces publish without offsets"
+            );
+        }
+        let presence_redis = if config.presence_manager.enabled {
+            (config.presence_manager.kind == PresenceManagerType::Redis)
+                .then_some(&config.presence_manager.redis)
+        } else {
+            (config.engine.kind == EngineType::Redis).then_some(&config.engine.redis)
+        };
+        let presence = match presence_redis {
+            Some(redis) => {
+                let options = RedisOptions::from_config(redis).map_err(engine)?;
+                let connection = RedisConnection::connect(&options).await.map_err(engine)?;
+                AnyPresenceManager::Redis(Box::new(RedisPresenceManager::new(
+                    connection,
+                    presence_ttl(&config),
+                )))
+            }
+            None => AnyPresenceManager::Memory(MemoryPresenceManager::new(
+                Arc::new(SystemClock),
+                presence_ttl(&config),
+            )),
+        };
+        let edges = Arc::new(Edges::default());
+        let (control_tx, control_rx) = tokio::sync::mpsc::channel(cluster::CONTROL_QUEUE_CAPACITY);
+        let options = NatsOptions::from_config(&config.broker.nats);
+        let broker = NatsBroker::connect(&options, edges.clone(), Some(control_tx))
+            .await
+            .map_err(engine)?;
+        let node = Node::assemble(
+            config,
+            identity,
+            edges,
+            AnyBroker::Nats(Box::new(broker)),
+            presence,
+        )?;
+        node.start_cluster(control_rx);
+        Ok(node)
     }
 
     fn assemble(
@@ -243,6 +322,7 @@ impl Node {
                 interest_gate: tokio::sync::Mutex::new(()),
                 started: Instant::now(),
                 next_survey_id: AtomicU64::new(1),
+                cluster: cluster::Cluster::default(),
             }),
         };
         node.start_sweeping();
@@ -304,10 +384,20 @@ impl Node {
     }
 
     /// Sends an API command (disconnect, unsubscribe, subscribe, refresh) to every attached
-    /// edge, each matching it against its local connections. Returns the number of edges it
-    /// was queued for.
+    /// edge, each matching it against its local connections, and — on a broker shared by
+    /// several nodes — to every other node, which hands it to its own edges (each node applies
+    /// it once). Returns the number of local edges it was queued for. A failed publish to the
+    /// other nodes counts as one more failed edge in the [`ControlError`].
     pub async fn control(&self, control: mesh::Control) -> Result<usize, ControlError> {
-        self.inner.edges.send_control(control).await
+        let remote = self.broadcast_control(&control).await;
+        let local = self.inner.edges.send_control(control).await;
+        match (local, remote) {
+            (local, Ok(())) => local,
+            (Ok(_), Err(())) => Err(ControlError { failed: 1 }),
+            (Err(error), Err(())) => Err(ControlError {
+                failed: error.failed + 1,
+            }),
+        }
     }
 
     /// The node's counters.

@@ -53,8 +53,21 @@ impl Node {
         join_all(asks).await.into_iter().flatten().collect()
     }
 
-    /// Channels with subscribers on any edge and their subscriber counts, filtered by `pattern`.
+    /// Channels with subscribers on any edge of any node and their subscriber counts, filtered
+    /// by `pattern`: this node's edges plus a survey of the other nodes on the broker (see
+    /// [`super::REMOTE_SURVEY_TIMEOUT`]).
     pub async fn active_channels(&self, pattern: &Glob) -> BTreeMap<String, u32> {
+        let (mut merged, remote) =
+            tokio::join!(self.local_channels(pattern), self.remote_channels(pattern));
+        for (channel, count) in remote {
+            let total = merged.entry(channel).or_default();
+            *total = total.saturating_add(count);
+        }
+        merged
+    }
+
+    /// Channels with subscribers on this node's edges, filtered by `pattern`.
+    pub async fn local_channels(&self, pattern: &Glob) -> BTreeMap<String, u32> {
         let kind = survey::Kind::Channels(mesh::ChannelsSurvey {
             pattern: pattern.as_str().into(),
         });
@@ -71,8 +84,21 @@ impl Node {
         merged
     }
 
+    /// Every live node: this one first ([`Node::local_info`]), then the others on the broker
+    /// by name, as they last announced themselves.
+    pub async fn cluster_info(&self) -> Vec<NodeInfo> {
+        let mut nodes = vec![self.local_info().await];
+        nodes.extend(self.remote_nodes());
+        nodes
+    }
+
     /// This node's identity and counts, merged from a survey of its edges.
     pub async fn info(&self) -> NodeInfo {
+        self.local_info().await
+    }
+
+    /// This node's identity and counts, merged from a survey of its edges.
+    pub async fn local_info(&self) -> NodeInfo {
         let identity = &self.inner.identity;
         let mut info = NodeInfo {
             uid: identity.uid.clone(),

@@ -717,14 +717,132 @@ pub async fn presence_expiry<B: Broker, P: PresenceManager>(factory: impl Factor
     assert!(p.add_presence("x", info("old", "u1")).await.unwrap());
 }
 
-/// One `#[tokio::test]` per conformance case for `$factory`.
+/// The PUB/SUB subset, without history: publications and joins / leaves of subscribed channels
+/// reach the handler in publish order per channel, subscribe / unsubscribe are idempotent, and
+/// channel names a subject-based broker must escape arrive under their own name.
+pub async fn delivery_only<B: Broker, P: PresenceManager>(factory: impl Factory<B, P>) {
+    let (f, seen) = make(factory).await;
+    let channels = [
+        "a",
+        "b",
+        "with space",
+        "star*",
+        "gt>",
+        "dots..x",
+        ".lead",
+        "trail.",
+        "pct%20",
+    ];
+    for channel in channels {
+        f.broker.subscribe(channel).await.unwrap();
+        f.broker.subscribe(channel).await.unwrap();
+    }
+    f.broker.subscribe("gone").await.unwrap();
+    f.broker.unsubscribe("gone").await.unwrap();
+    f.broker.unsubscribe("gone").await.unwrap();
+    f.broker
+        .publish("gone", publication("never"), &PublishOptions::default())
+        .await
+        .unwrap();
+    f.broker
+        .publish(
+            "unsubscribed",
+            publication("never"),
+            &PublishOptions::default(),
+        )
+        .await
+        .unwrap();
+    let info = ClientInfo {
+        client: "x".into(),
+        ..Default::default()
+    };
+    for channel in channels {
+        for n in 1..=10 {
+            let result = f
+                .broker
+                .publish(
+                    channel,
+                    publication(&format!("{channel}/{n}")),
+                    &PublishOptions::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(result.position, None);
+            assert_eq!(result.suppressed, None);
+        }
+        f.broker
+            .publish_join_leave(channel, JoinLeave::Join(info.clone()))
+            .await
+            .unwrap();
+        f.broker
+            .publish_join_leave(channel, JoinLeave::Leave(info.clone()))
+            .await
+            .unwrap();
+    }
+    for channel in channels {
+        let got: Vec<String> = seen.wait(channel, 12).await.iter().map(data_of).collect();
+        let mut expected: Vec<String> = (1..=10).map(|n| format!("{channel}/{n}")).collect();
+        expected.extend(["join:x".to_owned(), "leave:x".to_owned()]);
+        assert_eq!(got, expected, "{channel}");
+        for event in seen.of(channel) {
+            if let Seen::Publication { position, prev, .. } = event {
+                assert_eq!((position, prev), (None, None));
+            }
+        }
+    }
+    // Delivery of channels this node did not subscribe is not part of the contract (the memory
+    // broker hands everything to its handler, which filters by interest); brokers that filter
+    // test it in their own file.
+}
+
+/// Several publishers on one channel without history: every publication arrives once, each
+/// publisher's in its publish order.
+pub async fn concurrent_publishers_delivery<B: Broker, P: PresenceManager>(
+    factory: impl Factory<B, P>,
+) {
+    let (f, seen) = make(factory).await;
+    f.broker.subscribe("c").await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for publisher in 0..4 {
+        let broker = f.broker.clone();
+        tasks.spawn(async move {
+            for i in 0..50 {
+                let data = format!("{publisher}-{i}");
+                broker
+                    .publish("c", publication(&data), &PublishOptions::default())
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let delivered: Vec<String> = seen.wait("c", 200).await.iter().map(data_of).collect();
+    assert_eq!(delivered.len(), 200);
+    for publisher in 0..4 {
+        let own: Vec<&String> = delivered
+            .iter()
+            .filter(|d| d.starts_with(&format!("{publisher}-")))
+            .collect();
+        let expected: Vec<String> = (0..50).map(|i| format!("{publisher}-{i}")).collect();
+        assert_eq!(own, expected.iter().collect::<Vec<_>>());
+    }
+}
+
+/// One `#[tokio::test]` per conformance case for `$factory`; `(@delivery $factory)` expands
+/// only the PUB/SUB subset and presence, for brokers without history (NATS).
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::conformance_tests!(@cases $factory;
             delivery_in_order, history_reads, epochs_and_remove, history_ttl_and_meta_ttl,
             idempotency_keys, versions, delta_prev, concurrent_publishers, presence_entries,
-            presence_expiry);
+            presence_expiry, delivery_only, concurrent_publishers_delivery);
+    };
+    (@delivery $factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            delivery_only, concurrent_publishers_delivery, presence_entries, presence_expiry);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
