@@ -1,0 +1,130 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use spindle_proto::Format;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spindle-bench",
+    version,
+    about = "Load generator for spindle: fan-out throughput/latency and idle memory per connection"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Tokio worker threads of the load generator (default: number of cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// N subscribers on one channel, publications at a fixed rate through POST /api/publish.
+    Fanout(FanoutArgs),
+    /// N clients that connect and subscribe, then idle: memory per connection.
+    Idle(IdleArgs),
+}
+
+/// Which server to measure: by default one we start (`spindle serve -c <temp cfg> -p 0`);
+/// with `--url`, one already running.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// WebSocket URL of a running server (ws://host:port/connection/websocket). Without it the
+    /// benchmark starts its own server.
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// API URL of a running server (default: derived from --url, http://host:port/api).
+    #[arg(long, global = true)]
+    pub api_url: Option<String>,
+    /// http_api.key of the server.
+    #[arg(
+        long,
+        global = true,
+        env = "SPINDLE_BENCH_API_KEY",
+        default_value = "spindle-bench-api-key"
+    )]
+    pub api_key: String,
+    /// client.token.hmac_secret_key of the server (tokens are signed with it).
+    #[arg(
+        long,
+        global = true,
+        env = "SPINDLE_BENCH_HMAC_SECRET",
+        default_value = "spindle-bench-hmac-secret-0123456789abcdef0123456789"
+    )]
+    pub hmac_secret: String,
+    /// Pid of an attached server, for its CPU and RSS figures (known when we start it).
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// Server binary to start (default: <CARGO_TARGET_DIR or target>/release/spindle).
+    #[arg(long, global = true)]
+    pub server_bin: Option<PathBuf>,
+    /// log.level of a started server.
+    #[arg(long, global = true, default_value = "error")]
+    pub server_log_level: String,
+    /// JSON object merged into a started server's config, e.g.
+    /// '{"websocket":{"read_buffer_size":4096}}' (default: none, every other key at its default).
+    #[arg(long, global = true)]
+    pub server_config: Option<String>,
+    /// Client protocol encoding.
+    #[arg(long, global = true, value_enum, default_value_t = FormatArg::Json)]
+    pub format: FormatArg,
+    /// Connections in setup (handshake + connect + subscribe) at the same time.
+    #[arg(long, global = true, default_value_t = 256)]
+    pub connect_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Json,
+    Protobuf,
+}
+
+impl From<FormatArg> for Format {
+    fn from(format: FormatArg) -> Format {
+        match format {
+            FormatArg::Json => Format::Json,
+            FormatArg::Protobuf => Format::Protobuf,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Subscriber connections.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Channels; subscribers and publications are dealt round-robin over them.
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Publications per second (all channels together).
+    #[arg(short = 'r', long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Seconds of publishing.
+    #[arg(short = 'd', long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Payload size in bytes (JSON with a send timestamp and a sequence number, padded).
+    #[arg(short = 's', long, default_value_t = 128)]
+    pub size: usize,
+    /// API connections publishing in parallel (one request in flight on each).
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+    /// Seconds to wait for late deliveries after the last publish.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// Client connections.
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    pub clients: usize,
+    /// Channels the clients subscribe to (round-robin).
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Seconds to stay idle before measuring (30 s covers one server ping round).
+    #[arg(short = 'w', long, default_value_t = 30.0)]
+    pub wait: f64,
+}

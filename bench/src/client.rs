@@ -1,0 +1,362 @@
+//! One benchmark connection: opens the WebSocket, connects with a token, subscribes to one
+//! channel (fully decoding those two replies), then only counts what arrives — stamps found by
+//! [`crate::payload::scan_frame`], pings answered with pongs — until told to stop.
+
+use crate::histogram::Histogram;
+use crate::payload::{Item, scan_frame};
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use prost::Message as _;
+use spindle_proto::Format;
+use spindle_proto::client::{Command, ConnectRequest, Reply, SubscribeRequest};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long one setup step (handshake, connect, subscribe) may take under a connection storm.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Read buffer per connection (tungstenite's default, 128 KiB, would cost 1.3 GB at 10k).
+const READ_BUFFER: usize = 8 * 1024;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What every connection reports into while running.
+#[derive(Debug)]
+pub struct Shared {
+    /// Time zero of all timestamps (payload stamps are µs since this).
+    pub base: Instant,
+    pub latency: Histogram,
+    /// Publications received by all connections.
+    pub delivered: AtomicU64,
+    /// µs since `base` of the latest frame carrying a publication.
+    pub last_delivery_micros: AtomicU64,
+    /// Connections that ended (close frame or error) before being told to stop.
+    pub lost: AtomicU64,
+    /// Per publication (by sequence number): the fastest and the slowest subscriber's latency
+    /// in µs, which separate the pipeline's delay (fastest) from the fan-out's (slowest).
+    pub per_publication: Box<[Extremes]>,
+}
+
+/// The smallest and largest latency seen for one publication.
+#[derive(Debug)]
+pub struct Extremes {
+    pub fastest: AtomicU64,
+    pub slowest: AtomicU64,
+}
+
+impl Extremes {
+    fn record(&self, micros: u64) {
+        if micros < self.fastest.load(Ordering::Relaxed) {
+            self.fastest.fetch_min(micros, Ordering::Relaxed);
+        }
+        if micros > self.slowest.load(Ordering::Relaxed) {
+            self.slowest.fetch_max(micros, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Shared {
+    /// Time zero `base`, tracking extremes for `publications` sequence numbers.
+    pub fn new(base: Instant, publications: u64) -> Shared {
+        Shared {
+            per_publication: (0..publications)
+                .map(|_| Extremes {
+                    fastest: AtomicU64::new(u64::MAX),
+                    slowest: AtomicU64::new(0),
+                })
+                .collect(),
+            base,
+            latency: Histogram::new(),
+            delivered: AtomicU64::new(0),
+            last_delivery_micros: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    /// µs since `base`.
+    pub fn now_micros(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A connected and subscribed connection.
+#[derive(Debug)]
+pub struct Subscriber {
+    ws: Ws,
+    format: Format,
+}
+
+/// What one connection saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Bit `seq` set once publication `seq` arrived.
+    pub seen: Vec<u64>,
+    pub received: u64,
+    pub duplicates: u64,
+    /// Stamps with a sequence number beyond the expected range.
+    pub unexpected: u64,
+    pub pings: u64,
+    /// WebSocket frames that carried at least one publication (shows the server's batching).
+    pub publication_frames: u64,
+    /// How the connection ended early, if it did (close code and reason, or an error).
+    pub ended: Option<String>,
+}
+
+impl Tally {
+    pub fn has(&self, seq: u64) -> bool {
+        let (word, bit) = (seq / 64, seq % 64);
+        usize::try_from(word)
+            .ok()
+            .and_then(|w| self.seen.get(w))
+            .is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    /// Marks `seq`; false if it was already marked or is out of range.
+    fn mark(&mut self, seq: u64) -> bool {
+        let (word, bit) = (seq / 64, seq % 64);
+        let Some(w) = usize::try_from(word)
+            .ok()
+            .and_then(|w| self.seen.get_mut(w))
+        else {
+            self.unexpected += 1;
+            return false;
+        };
+        if *w & (1 << bit) != 0 {
+            self.duplicates += 1;
+            return false;
+        }
+        *w |= 1 << bit;
+        true
+    }
+}
+
+impl Subscriber {
+    /// Opens `url`, connects with `token` and subscribes to `channel`.
+    pub async fn open(url: &str, format: Format, token: &str, channel: &str) -> Result<Subscriber> {
+        let mut request = url.into_client_request()?;
+        if format == Format::Protobuf {
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static("centrifuge-protobuf"),
+            );
+        }
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0);
+        let (ws, _) = tokio::time::timeout(
+            SETUP_TIMEOUT,
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true),
+        )
+        .await
+        .context("WebSocket handshake timed out")?
+        .context("WebSocket handshake failed")?;
+        let mut subscriber = Subscriber { ws, format };
+        subscriber
+            .request(Command {
+                id: 1,
+                connect: Some(ConnectRequest {
+                    token: token.to_owned(),
+                    name: "spindle-bench".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .context("connect")?;
+        subscriber
+            .request(Command {
+                id: 2,
+                subscribe: Some(SubscribeRequest {
+                    channel: channel.to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("subscribe {channel}"))?;
+        Ok(subscriber)
+    }
+
+    /// Sends `command` and waits for the reply with its id, answering pings meanwhile.
+    async fn request(&mut self, command: Command) -> Result<()> {
+        let id = command.id;
+        let frame = match self.format {
+            Format::Json => Message::text(serde_json::to_string(&command)?),
+            Format::Protobuf => Message::binary(command.encode_length_delimited_to_vec()),
+        };
+        self.ws.send(frame).await?;
+        let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .with_context(|| format!("no reply to command {id}"))?
+                .context("connection ended")??;
+            let replies = match message {
+                Message::Text(text) => text
+                    .as_str()
+                    .split('\n')
+                    .filter(|l| !l.trim().is_empty())
+                    .map(serde_json::from_str::<Reply>)
+                    .collect::<Result<Vec<_>, _>>()?,
+                Message::Binary(mut data) => {
+                    let mut replies = Vec::new();
+                    while !data.is_empty() {
+                        replies.push(Reply::decode_length_delimited(&mut data)?);
+                    }
+                    replies
+                }
+                Message::Close(frame) => bail!("closed by the server: {frame:?}"),
+                _ => continue,
+            };
+            let mut done = false;
+            for reply in replies {
+                if reply == Reply::default() {
+                    self.pong().await?;
+                } else if reply.id == id {
+                    if let Some(error) = reply.error {
+                        bail!("error reply {} {:?}", error.code, error.message);
+                    }
+                    done = true;
+                }
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn pong(&mut self) -> Result<()> {
+        let frame = match self.format {
+            Format::Json => Message::text("{}"),
+            Format::Protobuf => Message::binary(&b"\0"[..]),
+        };
+        Ok(self.ws.send(frame).await?)
+    }
+
+    /// Counts publications (sequence numbers below `expected`) until `stop` turns true.
+    pub async fn run(
+        mut self,
+        shared: &Shared,
+        expected: u64,
+        mut stop: watch::Receiver<bool>,
+    ) -> Tally {
+        let words = usize::try_from(expected.div_ceil(64)).unwrap_or(0);
+        let mut tally = Tally {
+            seen: vec![0; words],
+            ..Tally::default()
+        };
+        loop {
+            let message = tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                message = self.ws.next() => message,
+            };
+            let frame: &[u8] = match &message {
+                Some(Ok(Message::Text(text))) => text.as_bytes(),
+                Some(Ok(Message::Binary(data))) => data,
+                Some(Ok(Message::Close(frame))) => {
+                    tally.ended = Some(match frame {
+                        Some(f) => format!("closed {} {}", u16::from(f.code), f.reason.as_str()),
+                        None => "closed without a code".into(),
+                    });
+                    break;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => {
+                    tally.ended = Some(format!("error: {error}"));
+                    break;
+                }
+                None => {
+                    tally.ended = Some("ended without a close frame".into());
+                    break;
+                }
+            };
+            let now = shared.now_micros();
+            let mut pings = 0;
+            let mut publications = 0;
+            let scanned = scan_frame(self.format, frame, |item| match item {
+                Item::Ping => pings += 1,
+                Item::Publication { sent_micros, seq } => {
+                    publications += 1;
+                    if tally.mark(seq) {
+                        let latency = now.saturating_sub(sent_micros);
+                        shared.latency.record(latency);
+                        if let Some(extremes) = usize::try_from(seq)
+                            .ok()
+                            .and_then(|i| shared.per_publication.get(i))
+                        {
+                            extremes.record(latency);
+                        }
+                    }
+                }
+                Item::Other => {}
+            });
+            if scanned.is_err() {
+                tally.ended = Some("undecodable frame".into());
+                break;
+            }
+            if publications > 0 {
+                tally.received += publications;
+                shared.delivered.fetch_add(publications, Ordering::Relaxed);
+                tally.publication_frames += 1;
+                shared
+                    .last_delivery_micros
+                    .fetch_max(now, Ordering::Relaxed);
+            }
+            for _ in 0..pings {
+                tally.pings += 1;
+                if let Err(error) = self.pong().await {
+                    tally.ended = Some(format!("pong failed: {error}"));
+                    break;
+                }
+            }
+            if tally.ended.is_some() {
+                break;
+            }
+        }
+        if tally.ended.is_some() {
+            shared.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        tally
+    }
+}
+
+/// An HS256 connection token for `user`, valid for a day.
+pub fn token(user: &str, secret: &str) -> Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = serde_json::json!({"sub": user, "exp": now + 86_400});
+    spindle_hub::jwt::sign_hs256(&claims, secret).map_err(|e| anyhow::anyhow!("signing: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_marks_each_sequence_once() {
+        let mut tally = Tally {
+            seen: vec![0; 2],
+            ..Tally::default()
+        };
+        assert!(tally.mark(0));
+        assert!(tally.mark(127));
+        assert!(!tally.mark(127));
+        assert!(!tally.mark(128));
+        assert_eq!((tally.duplicates, tally.unexpected), (1, 1));
+        assert!(tally.has(0) && tally.has(127) && !tally.has(1) && !tally.has(500));
+    }
+
+    #[test]
+    fn tokens_are_three_part_jwts() {
+        assert_eq!(token("u", "secret").unwrap().split('.').count(), 3);
+    }
+}

@@ -1,0 +1,174 @@
+//! `spindle-bench`: arguments in, one scenario run against a started or attached server, a
+//! table of figures out.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use spindle_bench::cli::{Cli, Scenario, TargetArgs};
+use spindle_bench::fanout::{self, FanoutOptions};
+use spindle_bench::http::ApiEndpoint;
+use spindle_bench::idle::{self, IdleOptions};
+use spindle_bench::procfs;
+use spindle_bench::server::{self, Endpoints, ManagedServer, StartOptions};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("spindle-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    // Before anything is spawned: a server we start inherits the raised limit.
+    let fd = procfs::raise_fd_limit()?;
+    let threads = cli.threads.unwrap_or_else(procfs::cores).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let connections = match &cli.scenario {
+        Scenario::Fanout(args) => args.subscribers + args.publishers,
+        Scenario::Idle(args) => args.clients,
+    };
+    print_environment(threads, fd, connections);
+    let machine_busy_before = machine_busy_for(Duration::from_secs(1))?;
+    eprintln!("machine CPU busy before the run: {machine_busy_before:.1} % of one core");
+    if machine_busy_before > 20.0 {
+        eprintln!("warning: the machine is not idle; other work will disturb the figures");
+    }
+    runtime.block_on(async move {
+        let (managed, endpoints) = target(&cli.target).await?;
+        let format = cli.target.format.into();
+        let concurrency = cli.target.connect_concurrency;
+        let result = match &cli.scenario {
+            Scenario::Fanout(args) => {
+                let options = FanoutOptions {
+                    subscribers: args.subscribers,
+                    channels: args.channels,
+                    rate: args.rate,
+                    duration: Duration::from_secs_f64(args.duration),
+                    size: args.size,
+                    format,
+                    publishers: args.publishers,
+                    drain: Duration::from_secs_f64(args.drain),
+                    connect_concurrency: concurrency,
+                    machine_busy_before,
+                };
+                fanout::run(&endpoints, &options).await
+            }
+            Scenario::Idle(args) => {
+                let options = IdleOptions {
+                    clients: args.clients,
+                    channels: args.channels,
+                    wait: Duration::from_secs_f64(args.wait),
+                    format,
+                    connect_concurrency: concurrency,
+                    machine_busy_before,
+                };
+                idle::run(&endpoints, &options).await
+            }
+        };
+        if let Some(server) = managed {
+            if result.is_err() {
+                eprintln!("--- server stderr (tail) ---\n{}", server.stderr_tail());
+            }
+            if let Err(error) = server.stop().await {
+                eprintln!("spindle-bench: stopping the server: {error:#}");
+            }
+        }
+        println!("{}", result?);
+        Ok(())
+    })
+}
+
+/// Starts a server unless `--url` points at a running one.
+async fn target(args: &TargetArgs) -> Result<(Option<ManagedServer>, Endpoints)> {
+    if let Some(url) = &args.url {
+        let api_url = match &args.api_url {
+            Some(api) => api.clone(),
+            None => server::api_url_for(url)?,
+        };
+        let api = ApiEndpoint::parse(&api_url)?;
+        let api_addr = api.resolve().await?;
+        eprintln!("attached to {url} (API {api_url})");
+        return Ok((
+            None,
+            Endpoints {
+                ws_url: url.clone(),
+                api,
+                api_addr,
+                api_key: args.api_key.clone(),
+                hmac_secret: args.hmac_secret.clone(),
+                pid: args.server_pid,
+            },
+        ));
+    }
+    let options = StartOptions {
+        binary: args
+            .server_bin
+            .clone()
+            .unwrap_or_else(server::default_binary),
+        api_key: args.api_key.clone(),
+        hmac_secret: args.hmac_secret.clone(),
+        log_level: args.server_log_level.clone(),
+        config_patch: args
+            .server_config
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .context("--server-config is not JSON")?,
+    };
+    let managed = ManagedServer::start(&options).await?;
+    let endpoints = managed.endpoints(&options);
+    if let Some(patch) = &options.config_patch {
+        eprintln!("server config patch: {patch}");
+    }
+    eprintln!(
+        "started {} (pid {}) at {}",
+        options.binary.display(),
+        endpoints.pid.unwrap_or_default(),
+        endpoints.ws_url
+    );
+    Ok((Some(managed), endpoints))
+}
+
+/// Machine CPU busy over `window`, in percent of one core.
+fn machine_busy_for(window: Duration) -> Result<f64> {
+    let before = procfs::MachineSample::take()?;
+    std::thread::sleep(window);
+    Ok(before.busy_percent_until(&procfs::MachineSample::take()?))
+}
+
+fn print_environment(threads: usize, fd: procfs::FdLimit, connections: usize) {
+    let show = |v: Option<u64>| v.map_or_else(|| "unlimited".into(), |v| v.to_string());
+    eprintln!(
+        "machine: {} cores; load generator: {threads} worker threads; fd limit {} → {}",
+        procfs::cores(),
+        show(fd.before),
+        show(fd.after)
+    );
+    if let Some((low, high)) = procfs::ephemeral_port_range() {
+        let ports = usize::from(high - low) + 1;
+        eprintln!(
+            "ephemeral ports {low}–{high}: {ports} per destination; this run needs ~{connections}{}",
+            if connections > ports {
+                " — TOO MANY, widen net.ipv4.ip_local_port_range"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(limit) = fd.after
+        && (connections as u64) + 64 > limit
+    {
+        eprintln!(
+            "warning: {connections} connections need more descriptors than the limit {limit}"
+        );
+    }
+}
