@@ -70,6 +70,9 @@ use std::time::{Duration, Instant};
 pub use clock::SystemNow;
 pub use handle::ClientId;
 
+/// WebSocket read buffer when `websocket.read_buffer_size` is 0.
+const DEFAULT_WS_READ_BUFFER: usize = 4096;
+
 /// Who this node is: its id (a UUIDv4 made at start) and its name (config or host name).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -235,7 +238,12 @@ impl Edge {
         };
         let limits = Limits {
             message_size,
-            read_buffer_size: websocket.read_buffer_size as usize,
+            // `websocket.read_buffer_size: 0` means the documented built-in 4096, not
+            // tungstenite's 128 KiB, which made an idle connection cost ~140 KiB of RSS.
+            read_buffer_size: match websocket.read_buffer_size {
+                0 => DEFAULT_WS_READ_BUFFER,
+                size => size as usize,
+            },
             queue_max_size: match client.queue_max_size {
                 0 => 1_048_576,
                 size => size as usize,
