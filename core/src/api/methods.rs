@@ -134,8 +134,21 @@ pub(super) async fn broadcast(
     Ok(api::BroadcastResult { responses })
 }
 
-async fn control(node: &Node, control: mesh::Control) -> Result<(), ApiError> {
-    node.control(control).await.map(|_| ()).map_err(|error| {
+/// Sends `kind` to the connections matching `user` / `client` / `session` on every node.
+async fn control(
+    node: &Node,
+    user: String,
+    client: String,
+    session: String,
+    kind: control::Kind,
+) -> Result<(), ApiError> {
+    let command = mesh::Control {
+        user,
+        client,
+        session,
+        kind: Some(kind),
+    };
+    node.control(command).await.map(|_| ()).map_err(|error| {
         tracing::error!(%error, "API control command");
         ApiError::INTERNAL
     })
@@ -161,16 +174,7 @@ pub(super) async fn subscribe(
         }),
     };
     let kind = control::Kind::Subscribe(command);
-    control(
-        node,
-        mesh::Control {
-            user: request.user,
-            client: request.client,
-            session: request.session,
-            kind: Some(kind),
-        },
-    )
-    .await?;
+    control(node, request.user, request.client, request.session, kind).await?;
     Ok(api::SubscribeResult {})
 }
 
@@ -185,16 +189,7 @@ pub(super) async fn unsubscribe(
     let kind = control::Kind::Unsubscribe(mesh::UnsubscribeCommand {
         channel: request.channel,
     });
-    control(
-        node,
-        mesh::Control {
-            user: request.user,
-            client: request.client,
-            session: request.session,
-            kind: Some(kind),
-        },
-    )
-    .await?;
+    control(node, request.user, request.client, request.session, kind).await?;
     Ok(api::UnsubscribeResult {})
 }
 
@@ -212,16 +207,7 @@ pub(super) async fn disconnect(
         reason,
         whitelist: request.whitelist,
     });
-    control(
-        node,
-        mesh::Control {
-            user: request.user,
-            client: request.client,
-            session: request.session,
-            kind: Some(kind),
-        },
-    )
-    .await?;
+    control(node, request.user, request.client, request.session, kind).await?;
     Ok(api::DisconnectResult {})
 }
 
@@ -235,16 +221,7 @@ pub(super) async fn refresh(
         expire_at: request.expire_at,
         info: request.info,
     });
-    control(
-        node,
-        mesh::Control {
-            user: request.user,
-            client: request.client,
-            session: request.session,
-            kind: Some(kind),
-        },
-    )
-    .await?;
+    control(node, request.user, request.client, request.session, kind).await?;
     Ok(api::RefreshResult {})
 }
 
