@@ -49,8 +49,9 @@ pub(crate) const MAILBOX_CAPACITY: usize = 32;
 /// What other tasks hand to a connection's task.
 #[derive(Debug)]
 pub(crate) enum Mail {
-    /// An API command (matched against the session by the task).
-    Control(mesh::Control),
+    /// An API command (matched against the session by the task). Boxed: the channel allocates
+    /// a block of slots per connection up front, so every variant must stay small.
+    Control(Box<mesh::Control>),
     /// A subscription of this connection lost its position in the stream (PROTOCOL.md §4.2).
     PositionLost(Arc<LocalSub>),
     /// A command frame sent through `/emulation` for this (HTTP-stream or SSE) connection.
@@ -101,9 +102,13 @@ impl ConnectionHandle {
     /// Hands a control command to the connection's task. A full mailbox means the task is
     /// stuck; a disconnect is then applied directly, anything else is dropped and logged.
     pub(crate) fn deliver(&self, control: mesh::Control) {
-        if let Err(error) = self.inner.mailbox.try_send(Mail::Control(control)) {
+        if let Err(error) = self
+            .inner
+            .mailbox
+            .try_send(Mail::Control(Box::new(control)))
+        {
             let control = match error {
-                mpsc::error::TrySendError::Full(Mail::Control(control)) => control,
+                mpsc::error::TrySendError::Full(Mail::Control(control)) => *control,
                 // The task is gone; so is the connection.
                 _ => return,
             };

@@ -105,7 +105,7 @@ where
         next_position_check: None,
     };
     connection.run(&mut stream, &mut mailbox).await;
-    let disconnect = connection.finish().await;
+    let disconnect = Box::pin(connection.finish()).await;
     if let Some(id) = &connection.setup.session
         && connection.setup.uni.is_none()
     {
@@ -146,6 +146,13 @@ impl Drop for LiveTask {
     }
 }
 
+/// What woke a connection's task.
+enum Event {
+    Incoming(Option<Incoming>),
+    Mail(Mail),
+    Timer,
+}
+
 /// One connection's state in its task.
 struct Connection {
     shared: Arc<Shared>,
@@ -165,6 +172,11 @@ struct Connection {
 }
 
 impl Connection {
+    /// Waits for the next thing to do and does it, until the connection closes.
+    ///
+    /// Only the wait lives in this future; handling is boxed, so an idle connection holds a
+    /// small future instead of the largest command handler's state (idle memory per
+    /// connection, docs/benchmarks.md figure 3).
     async fn run<S>(&mut self, stream: &mut S, mailbox: &mut mpsc::Receiver<Mail>)
     where
         S: Stream<Item = Incoming> + Unpin,
@@ -175,17 +187,24 @@ impl Connection {
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
             ));
             let outbox = Arc::clone(&self.outbox);
-            tokio::select! {
+            let event = tokio::select! {
                 biased;
-                () = outbox.wait_closed() => {}
-                item = stream.next() => self.on_incoming(item).await,
-                Some(mail) = mailbox.recv() => match mail {
-                    Mail::Control(control) => self.on_control(control).await,
-                    Mail::PositionLost(sub) => self.on_position_lost(&sub).await,
-                    Mail::Frame(frame) => self.on_frame(frame).await,
-                },
-                () = sleep, if deadline.is_some() => self.on_timer().await,
-            }
+                () = outbox.wait_closed() => continue,
+                item = stream.next() => Event::Incoming(item),
+                Some(mail) = mailbox.recv() => Event::Mail(mail),
+                () = sleep, if deadline.is_some() => Event::Timer,
+            };
+            Box::pin(self.on_event(event)).await;
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Incoming(item) => self.on_incoming(item).await,
+            Event::Mail(Mail::Control(control)) => self.on_control(*control).await,
+            Event::Mail(Mail::PositionLost(sub)) => self.on_position_lost(&sub).await,
+            Event::Mail(Mail::Frame(frame)) => self.on_frame(frame).await,
+            Event::Timer => self.on_timer().await,
         }
     }
 
