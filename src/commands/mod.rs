@@ -17,7 +17,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Genconfig { config }) => genconfig::run(&config).map(|()| ExitCode::SUCCESS),
         Some(Command::Checkconfig { config, strict }) => {
             settings::load(Some(&config), Vec::new(), strict)?;
-            println!("spindle: {} is valid", config.display());
+            crate::output::line(format_args!("spindle: {} is valid", config.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Gentoken(args)) => {
@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             tokens::check(&config, &token, true)
         }
         Some(Command::Version) => {
-            println!("Spindle v{}", spindle_hub::VERSION);
+            crate::output::line(format_args!("Spindle v{}", spindle_hub::VERSION))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -2,6 +2,7 @@
 //! and tests.
 
 use crate::cli::TokenArgs;
+use crate::output;
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 use spindle_hub::config::{Config, Token};
@@ -37,26 +38,26 @@ fn sign(token: &Token, claims: Map<String, Value>, what: &str) -> Result<String>
         .map_err(|e| anyhow::anyhow!("cannot sign token: {e}"))
 }
 
-fn print(token: &str, args: &TokenArgs, what: &str) {
+fn print(token: &str, args: &TokenArgs, what: &str) -> Result<()> {
     if args.quiet {
-        println!("{token}");
+        output::line(token)?;
     } else {
         let lifetime = match args.ttl {
             ttl if ttl < 0 => "without expiry".to_owned(),
             ttl => format!("with ttl {ttl}s"),
         };
-        println!(
+        output::line(format_args!(
             "HMAC SHA-256 {what} token for user {:?} {lifetime}:\n{token}",
             args.user
-        );
+        ))?;
     }
+    Ok(())
 }
 
 pub fn connection(config: &Config, args: &TokenArgs) -> Result<()> {
     let key = &config.client.token;
     let token = sign(key, claims(key, args), "connection")?;
-    print(&token, args, "connection");
-    Ok(())
+    print(&token, args, "connection")
 }
 
 pub fn subscription(config: &Config, args: &TokenArgs, channel: &str) -> Result<()> {
@@ -71,8 +72,7 @@ pub fn subscription(config: &Config, args: &TokenArgs, channel: &str) -> Result<
     let mut claims = claims(key, args);
     claims.insert("channel".to_owned(), json!(channel));
     let token = sign(key, claims, "subscription")?;
-    print(&token, args, "subscription");
-    Ok(())
+    print(&token, args, "subscription")
 }
 
 /// `checktoken` / `checksubtoken`: verifies with the configured keys and prints the claims the
@@ -92,11 +92,11 @@ pub fn check(config: &Config, token: &str, subscription: bool) -> Result<std::pr
     };
     match verdict {
         Ok(claims) => {
-            println!("valid token:\n{claims}");
+            output::line(format_args!("valid token:\n{claims}"))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Err(error) => {
-            println!("invalid token: {error}");
+            output::line(format_args!("invalid token: {error}"))?;
             Ok(std::process::ExitCode::FAILURE)
         }
     }

@@ -33,6 +33,7 @@ macro_rules! both_formats {
 
 mod api_control;
 mod bad_input;
+mod cli;
 mod connect;
 mod emulation;
 mod pubsub;
