@@ -6,7 +6,8 @@
 #   bench/scripts/figures.sh [out-dir]        # default: target/bench-figures
 #
 # Environment: QUIET_PCT (default 15: % of one core the machine may be busy before a run),
-# QUIET_MAX_WAIT (default 1800 s), FIGURES (default "1 2 3"; extras: proto ladder rb4k).
+# QUIET_MAX_WAIT (default 1800 s), FIGURES (default "1 2 3 4 5"; extras: proto ladder rb4k
+# storm-own).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
@@ -42,17 +43,22 @@ run() { # name, args...
   cat "$out/$name.txt"
 }
 
-for figure in ${FIGURES:-1 2 3}; do
+for figure in ${FIGURES:-1 2 3 4 5}; do
   case "$figure" in
     1) run fig1-fanout-1k fanout --subscribers 1000 --rate 200 --duration 20 --size 128 ;;
     2) run fig2-fanout-10k fanout --subscribers 10000 --rate 20 --duration 20 --size 128 ;;
     3) run fig3-idle-10k idle --clients 10000 --wait 30 ;;
-    # Extra data points (not goals): Protobuf, a latency-vs-rate ladder, and the idle figure
-    # with a small WebSocket read buffer (a config key, no code change).
+    4) run fig4-history-publish-batch history-publish --mode batch --batch-size 100 --concurrency 4 --channels 1000 --duration 10
+       run fig4-history-publish-single history-publish --mode single --concurrency 8 --channels 1000 --duration 10 ;;
+    5) run fig5-reconnect-storm reconnect-storm --clients 5000 --channels 500 --missed 20 ;;
+    # Extra data points (not goals): Protobuf, a latency-vs-rate ladder, the storm with one
+    # channel per client, and the idle figure with a small WebSocket read buffer (a config key,
+    # no code change).
     proto) run fig1-fanout-1k-protobuf --format protobuf fanout --subscribers 1000 --rate 200 --duration 20 --size 128 ;;
     ladder) for rate in 25 50 100 150; do
         run "ladder-1k-$rate" fanout --subscribers 1000 --rate "$rate" --duration 20 --size 128
       done ;;
+    storm-own) run fig5-reconnect-storm-own-channels reconnect-storm --clients 5000 --channels 0 --missed 20 ;;
     rb4k) run fig3-idle-10k-rb4k --server-config '{"websocket":{"read_buffer_size":4096}}' idle --clients 10000 --wait 30 ;;
   esac
 done

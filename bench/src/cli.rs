@@ -8,7 +8,8 @@ use std::path::PathBuf;
 #[command(
     name = "spindle-bench",
     version,
-    about = "Load generator for spindle: fan-out throughput/latency and idle memory per connection"
+    about = "Load generator for spindle: fan-out throughput/latency, idle memory per connection, \
+             publishing with history, reconnect storms with recovery"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,6 +27,12 @@ pub enum Scenario {
     Fanout(FanoutArgs),
     /// N clients that connect and subscribe, then idle: memory per connection.
     Idle(IdleArgs),
+    /// Publishes into channels with history, round-robin, through /api/publish or /api/batch,
+    /// as fast as the server answers; every reply and the history are checked.
+    HistoryPublish(HistoryPublishArgs),
+    /// N clients with recovery drop their connections at once, miss publications, reconnect
+    /// at once and recover.
+    ReconnectStorm(ReconnectStormArgs),
 }
 
 /// Which server to measure: by default one we start (`spindle serve -c <temp cfg> -p 0`);
@@ -127,4 +134,77 @@ pub struct IdleArgs {
     /// Seconds to stay idle before measuring (30 s covers one server ping round).
     #[arg(short = 'w', long, default_value_t = 30.0)]
     pub wait: f64,
+}
+
+/// History options of the channels a started server gets (`channel.without_namespace`).
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// history_size of the channels.
+    #[arg(long, default_value_t = 100)]
+    pub history_size: u32,
+    /// history_ttl of the channels (a Go duration).
+    #[arg(long, default_value = "300s")]
+    pub history_ttl: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PublishModeArg {
+    /// One publication per POST /api/publish.
+    Single,
+    /// --batch-size publish commands per POST /api/batch.
+    Batch,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryPublishArgs {
+    /// Channels; publications are dealt round-robin over them.
+    #[arg(long, default_value_t = 1000)]
+    pub channels: usize,
+    #[arg(long, value_enum, default_value_t = PublishModeArg::Batch)]
+    pub mode: PublishModeArg,
+    /// Publish commands per batch request (--mode batch).
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Ask the server to run a batch's commands concurrently ("parallel": true).
+    #[arg(long)]
+    pub parallel: bool,
+    /// API connections, one request in flight on each.
+    #[arg(short = 'c', long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds of publishing.
+    #[arg(short = 'd', long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Payload size in bytes.
+    #[arg(short = 's', long, default_value_t = 128)]
+    pub size: usize,
+    /// Channels whose history is read in full at the end (every channel's top is checked).
+    #[arg(long, default_value_t = 10)]
+    pub verify_channels: usize,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconnectStormArgs {
+    /// Client connections.
+    #[arg(short = 'n', long, default_value_t = 5000)]
+    pub clients: usize,
+    /// Channels; client k subscribes to channel k % channels (0: one channel per client).
+    #[arg(long, default_value_t = 500)]
+    pub channels: usize,
+    /// Publications to each channel while the clients are away.
+    #[arg(long, default_value_t = 20)]
+    pub missed: u64,
+    /// Connections reconnecting at the same time (0: all at once).
+    #[arg(long, default_value_t = 0)]
+    pub reconnect_concurrency: usize,
+    /// Publish commands per batch request while the clients are away.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Seconds to keep the clients after the last recovery, to catch late or duplicate
+    /// publications.
+    #[arg(long, default_value_t = 2.0)]
+    pub linger: f64,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }

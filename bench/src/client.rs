@@ -1,6 +1,8 @@
 //! One benchmark connection: opens the WebSocket, connects with a token, subscribes to one
 //! channel (fully decoding those two replies), then only counts what arrives — stamps found by
-//! [`crate::payload::scan_frame`], pings answered with pongs — until told to stop.
+//! [`crate::payload::scan_frame`], pings answered with pongs — until told to stop. Scenarios that
+//! need to see replies and pushes in full (recovery) use [`Subscriber::request`] and
+//! [`Subscriber::next_replies`] instead of the counting loop.
 
 use crate::histogram::Histogram;
 use crate::payload::{Item, scan_frame};
@@ -8,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use spindle_proto::Format;
-use spindle_proto::client::{Command, ConnectRequest, Reply, SubscribeRequest};
+use spindle_proto::client::{Command, ConnectRequest, Reply, SubscribeRequest, SubscribeResult};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -85,11 +87,14 @@ impl Shared {
     }
 }
 
-/// A connected and subscribed connection.
+/// A connected (and usually subscribed) connection.
 #[derive(Debug)]
 pub struct Subscriber {
     ws: Ws,
     format: Format,
+    next_id: u32,
+    /// Non-ping replies that arrived while waiting for a command's reply (pushes), in order.
+    early: Vec<Reply>,
 }
 
 /// What one connection saw.
@@ -139,6 +144,19 @@ impl Tally {
 impl Subscriber {
     /// Opens `url`, connects with `token` and subscribes to `channel`.
     pub async fn open(url: &str, format: Format, token: &str, channel: &str) -> Result<Subscriber> {
+        let mut subscriber = Subscriber::connect(url, format, token).await?;
+        subscriber
+            .subscribe(SubscribeRequest {
+                channel: channel.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("subscribe {channel}"))?;
+        Ok(subscriber)
+    }
+
+    /// Opens `url` and connects with `token` (no subscription yet).
+    pub async fn connect(url: &str, format: Format, token: &str) -> Result<Subscriber> {
         let mut request = url.into_client_request()?;
         if format == Format::Protobuf {
             request.headers_mut().insert(
@@ -156,10 +174,14 @@ impl Subscriber {
         .await
         .context("WebSocket handshake timed out")?
         .context("WebSocket handshake failed")?;
-        let mut subscriber = Subscriber { ws, format };
+        let mut subscriber = Subscriber {
+            ws,
+            format,
+            next_id: 1,
+            early: Vec::new(),
+        };
         subscriber
             .request(Command {
-                id: 1,
                 connect: Some(ConnectRequest {
                     token: token.to_owned(),
                     name: "spindle-bench".into(),
@@ -170,23 +192,27 @@ impl Subscriber {
             })
             .await
             .context("connect")?;
-        subscriber
-            .request(Command {
-                id: 2,
-                subscribe: Some(SubscribeRequest {
-                    channel: channel.to_owned(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("subscribe {channel}"))?;
         Ok(subscriber)
     }
 
-    /// Sends `command` and waits for the reply with its id, answering pings meanwhile.
-    async fn request(&mut self, command: Command) -> Result<()> {
-        let id = command.id;
+    /// Sends `request` and returns the subscribe result; an error reply is an error
+    /// (`error reply <code> <message>`).
+    pub async fn subscribe(&mut self, request: SubscribeRequest) -> Result<SubscribeResult> {
+        let reply = self
+            .request(Command {
+                subscribe: Some(request),
+                ..Default::default()
+            })
+            .await?;
+        Ok(reply.subscribe.unwrap_or_default())
+    }
+
+    /// Sends `command` under the next id and waits for the reply with that id, answering pings
+    /// meanwhile and keeping other replies for [`Subscriber::take_early`].
+    pub async fn request(&mut self, mut command: Command) -> Result<Reply> {
+        let id = self.next_id;
+        self.next_id += 1;
+        command.id = id;
         let frame = match self.format {
             Format::Json => Message::text(serde_json::to_string(&command)?),
             Format::Protobuf => Message::binary(command.encode_length_delimited_to_vec()),
@@ -194,11 +220,40 @@ impl Subscriber {
         self.ws.send(frame).await?;
         let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.ws.next())
+            let replies = tokio::time::timeout_at(deadline, self.next_replies())
                 .await
-                .with_context(|| format!("no reply to command {id}"))?
-                .context("connection ended")??;
-            let replies = match message {
+                .with_context(|| format!("no reply to command {id}"))??
+                .context("connection ended")?;
+            let mut answer = None;
+            for reply in replies {
+                if reply.id == id && answer.is_none() {
+                    answer = Some(reply);
+                } else {
+                    self.early.push(reply);
+                }
+            }
+            if let Some(reply) = answer {
+                if let Some(error) = reply.error {
+                    bail!("error reply {} {}", error.code, error.message);
+                }
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// Replies that arrived while a command waited for its own, oldest first.
+    pub fn take_early(&mut self) -> Vec<Reply> {
+        std::mem::take(&mut self.early)
+    }
+
+    /// The replies of the next frame, fully decoded, with pings answered and left out; `None`
+    /// once the connection ended (a close frame is an error).
+    pub async fn next_replies(&mut self) -> Result<Option<Vec<Reply>>> {
+        loop {
+            let Some(message) = self.ws.next().await else {
+                return Ok(None);
+            };
+            let mut replies = match message? {
                 Message::Text(text) => text
                     .as_str()
                     .split('\n')
@@ -215,19 +270,13 @@ impl Subscriber {
                 Message::Close(frame) => bail!("closed by the server: {frame:?}"),
                 _ => continue,
             };
-            let mut done = false;
-            for reply in replies {
-                if reply == Reply::default() {
-                    self.pong().await?;
-                } else if reply.id == id {
-                    if let Some(error) = reply.error {
-                        bail!("error reply {} {:?}", error.code, error.message);
-                    }
-                    done = true;
-                }
+            let before = replies.len();
+            replies.retain(|reply| *reply != Reply::default());
+            for _ in replies.len()..before {
+                self.pong().await?;
             }
-            if done {
-                return Ok(());
+            if !replies.is_empty() {
+                return Ok(Some(replies));
             }
         }
     }

@@ -3,9 +3,10 @@
 
 use crate::client::{Shared, Tally};
 use crate::histogram::{Histogram, Snapshot};
-use crate::procfs::{MachineSample, ProcessSample};
+use crate::procfs::ProcessSample;
 use crate::publisher::{PublishPlan, PublishStats, publish};
 use crate::report::{self, Table};
+use crate::resources::{Samples, resource_rows};
 use crate::server::Endpoints;
 use crate::swarm::{Swarm, SwarmPlan};
 use anyhow::{Result, bail};
@@ -225,76 +226,6 @@ fn publish_rows(table: &mut Table, published: &PublishStats, total: u64, rate: f
     if let Some(error) = &published.first_error {
         table.row("first publish error", error);
     }
-}
-
-/// CPU and memory over the measured window, for the server (if its pid is known), this load
-/// generator and the whole machine.
-#[derive(Debug, Clone, Copy)]
-pub struct Samples {
-    pub server: Option<ProcessSample>,
-    pub bench: ProcessSample,
-    pub machine: MachineSample,
-}
-
-impl Samples {
-    pub fn take(server_pid: Option<u32>) -> Result<Samples> {
-        Ok(Samples {
-            server: server_pid.map(ProcessSample::take).transpose()?,
-            bench: ProcessSample::take(std::process::id())?,
-            machine: MachineSample::take()?,
-        })
-    }
-}
-
-fn resource_rows(table: &mut Table, before: &Samples, after: &Samples, busy_before: f64) {
-    let cores = crate::procfs::cores();
-    table.section(format!(
-        "CPU over the run (% of one core; {cores} cores = {}%) and memory",
-        cores * 100
-    ));
-    match (&before.server, &after.server) {
-        (Some(b), Some(a)) => {
-            table
-                .row("server CPU", b.cpu_summary_until(a))
-                .row(
-                    "server RSS after the run",
-                    report::bytes(a.rss_kib as f64 * 1024.0),
-                )
-                .row(
-                    "server peak RSS (VmHWM)",
-                    report::bytes(a.peak_rss_kib as f64 * 1024.0),
-                );
-        }
-        _ => {
-            table.row("server CPU / RSS", "n/a (pass --server-pid)");
-        }
-    }
-    table
-        .row(
-            "load generator CPU",
-            before.bench.cpu_summary_until(&after.bench),
-        )
-        .row(
-            "machine CPU busy (all processes)",
-            format!(
-                "{:.1} % (softirq {:.1})",
-                before.machine.busy_percent_until(&after.machine),
-                before.machine.softirq_percent_until(&after.machine)
-            ),
-        );
-    if let (Some(b), Some(a)) = (&before.server, &after.server) {
-        let others = before.machine.busy_percent_until(&after.machine)
-            - b.cpu_percent_until(a)
-            - before.bench.cpu_percent_until(&after.bench);
-        table.row(
-            "machine CPU not charged to server or generator (softirq, other processes)",
-            format!("{others:.1} %"),
-        );
-    }
-    table.row(
-        "machine CPU busy in the second before the run",
-        format!("{busy_before:.1} %"),
-    );
 }
 
 /// Deliveries the subscribers should see: every successful publish, once per subscriber of

@@ -88,6 +88,17 @@ impl ApiConnection {
 
     /// `POST <prefix>/<method>` with a JSON `body`; waits for the whole response.
     pub async fn post(&mut self, method: &str, body: &[u8]) -> Result<ApiOutcome> {
+        let (status, body) = self.post_raw(method, body).await?;
+        Ok(match status {
+            200 if find(body, b"\"error\"").is_some() => ApiOutcome::ApiError,
+            200 => ApiOutcome::Ok,
+            other => ApiOutcome::Status(other),
+        })
+    }
+
+    /// `POST <prefix>/<method>` with a JSON `body`: the status and the response body (valid
+    /// until the next request on this connection), for callers that check every reply.
+    pub async fn post_raw(&mut self, method: &str, body: &[u8]) -> Result<(u16, &[u8])> {
         use std::io::Write as _;
         self.head.clear();
         write!(
@@ -101,12 +112,14 @@ impl ApiConnection {
         )?;
         self.head.extend_from_slice(body);
         self.stream.write_all(&self.head).await?;
-        self.read_response().await
+        let (status, body_start) = self.read_response().await?;
+        Ok((status, &self.response[body_start..]))
     }
 
-    async fn read_response(&mut self) -> Result<ApiOutcome> {
+    /// Reads one response into `self.response`: its status and where its body starts.
+    async fn read_response(&mut self) -> Result<(u16, usize)> {
         self.response.clear();
-        let mut chunk = [0u8; 2048];
+        let mut chunk = [0u8; 8192];
         loop {
             if let Some(head_end) = find(&self.response, b"\r\n\r\n") {
                 let head = std::str::from_utf8(&self.response[..head_end])
@@ -123,12 +136,7 @@ impl ApiConnection {
                 if self.response.len() > total {
                     bail!("API sent more than one response");
                 }
-                let body = &self.response[head_end + 4..];
-                return Ok(match status {
-                    200 if find(body, b"\"error\"").is_some() => ApiOutcome::ApiError,
-                    200 => ApiOutcome::Ok,
-                    other => ApiOutcome::Status(other),
-                });
+                return Ok((status, head_end + 4));
             }
             let n = self.stream.read(&mut chunk).await?;
             if n == 0 {

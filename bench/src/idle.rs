@@ -2,9 +2,9 @@
 //! costs the server in resident memory, and what the kernel holds for their sockets.
 
 use crate::client::Shared;
-use crate::fanout::Samples;
 use crate::procfs::{self, ProcessSample};
 use crate::report::{self, Table};
+use crate::resources::Samples;
 use crate::server::Endpoints;
 use crate::swarm::{Swarm, SwarmPlan};
 use anyhow::{Result, bail};

@@ -2,8 +2,11 @@
 //! real `spindle serve`, and the figures that come out of it.
 //!
 //! Owns: benchmark scenarios that print figures — `fanout` (deliveries per second, every
-//! message delivered, end-to-end latency percentiles, server CPU and RSS) and `idle` (server
-//! RSS and kernel socket memory per connection). Benchmarks are measurements, not timed tests;
+//! message delivered, end-to-end latency percentiles, server CPU and RSS), `idle` (server
+//! RSS and kernel socket memory per connection), `history-publish` (publishes/s into channels
+//! with history through the single and batch API, every offset checked and read back) and
+//! `reconnect-storm` (time until N clients that dropped at once have recovered what they
+//! missed, every recovered publication checked). Benchmarks are measurements, not timed tests;
 //! results and how to reproduce them live in `docs/benchmarks.md`; `bench/scripts/figures.sh`
 //! runs the documented figures, each once the machine is quiet.
 //!
@@ -19,19 +22,32 @@
 //! - [`cli`]: arguments; [`server`]: start `spindle serve` with a temp config or attach by URL.
 //! - [`client`]: one connection (connect, subscribe, count, pong); [`swarm`]: N of them.
 //! - [`publisher`]: fixed-rate publishing over kept-alive API connections ([`http`]).
+//! - [`api_publish`]: publishing with every reply checked ([`api_replies`]) into a [`ledger`]
+//!   of offsets per channel; [`history_check`]: the history read back against it.
 //! - [`payload`]: the payload format and the frame scanner.
-//! - [`histogram`]: latency quantiles; [`procfs`]: CPU, RSS, socket memory, fd limit.
-//! - [`fanout`], [`idle`]: the scenarios; [`report`]: the final table.
+//! - [`histogram`]: latency quantiles; [`procfs`]: CPU, RSS, socket memory, fd limit;
+//!   [`resources`]: before/after samples and their report rows, per-second progress.
+//! - [`fanout`], [`idle`], [`history_publish`], [`reconnect_storm`] (its clients:
+//!   [`storm_client`], its verdict: [`storm_check`]): the scenarios; [`report`]: the table.
 
+pub mod api_publish;
+pub mod api_replies;
 pub mod cli;
 pub mod client;
 pub mod fanout;
 pub mod histogram;
+pub mod history_check;
+pub mod history_publish;
 pub mod http;
 pub mod idle;
+pub mod ledger;
 pub mod payload;
 pub mod procfs;
 pub mod publisher;
+pub mod reconnect_storm;
 pub mod report;
+pub mod resources;
 pub mod server;
+pub mod storm_check;
+pub mod storm_client;
 pub mod swarm;

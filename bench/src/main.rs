@@ -3,11 +3,13 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use spindle_bench::cli::{Cli, Scenario, TargetArgs};
+use spindle_bench::cli::{Cli, PublishModeArg, Scenario, TargetArgs};
 use spindle_bench::fanout::{self, FanoutOptions};
+use spindle_bench::history_publish::{self, HistoryPublishOptions, Mode};
 use spindle_bench::http::ApiEndpoint;
 use spindle_bench::idle::{self, IdleOptions};
 use spindle_bench::procfs;
+use spindle_bench::reconnect_storm::{self, StormOptions};
 use spindle_bench::server::{self, Endpoints, ManagedServer, StartOptions};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -35,6 +37,8 @@ fn run(cli: Cli) -> Result<()> {
     let connections = match &cli.scenario {
         Scenario::Fanout(args) => args.subscribers + args.publishers,
         Scenario::Idle(args) => args.clients,
+        Scenario::HistoryPublish(args) => args.concurrency,
+        Scenario::ReconnectStorm(args) => args.clients,
     };
     print_environment(threads, fd, connections);
     let machine_busy_before = machine_busy_for(Duration::from_secs(1))?;
@@ -43,7 +47,7 @@ fn run(cli: Cli) -> Result<()> {
         eprintln!("warning: the machine is not idle; other work will disturb the figures");
     }
     runtime.block_on(async move {
-        let (managed, endpoints) = target(&cli.target).await?;
+        let (managed, endpoints) = target(&cli.target, scenario_patch(&cli.scenario)).await?;
         let format = cli.target.format.into();
         let concurrency = cli.target.connect_concurrency;
         let result = match &cli.scenario {
@@ -73,6 +77,43 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 idle::run(&endpoints, &options).await
             }
+            Scenario::HistoryPublish(args) => {
+                let options = HistoryPublishOptions {
+                    channels: args.channels,
+                    mode: match args.mode {
+                        PublishModeArg::Single => Mode::Single,
+                        PublishModeArg::Batch => Mode::Batch {
+                            size: args.batch_size,
+                            parallel: args.parallel,
+                        },
+                    },
+                    concurrency: args.concurrency,
+                    duration: Duration::from_secs_f64(args.duration),
+                    size: args.size,
+                    history_size: args.history.history_size,
+                    verify_channels: args.verify_channels,
+                    machine_busy_before,
+                };
+                history_publish::run(&endpoints, &options).await
+            }
+            Scenario::ReconnectStorm(args) => {
+                let options = StormOptions {
+                    clients: args.clients,
+                    channels: if args.channels == 0 {
+                        args.clients
+                    } else {
+                        args.channels
+                    },
+                    missed: args.missed,
+                    format,
+                    connect_concurrency: concurrency,
+                    reconnect_concurrency: args.reconnect_concurrency,
+                    batch_size: args.batch_size,
+                    linger: Duration::from_secs_f64(args.linger),
+                    machine_busy_before,
+                };
+                reconnect_storm::run(&endpoints, &options).await
+            }
         };
         if let Some(server) = managed {
             if result.is_err() {
@@ -87,8 +128,27 @@ fn run(cli: Cli) -> Result<()> {
     })
 }
 
+/// What a scenario needs in a started server's config (history for the history scenarios);
+/// `--server-config` is merged over it.
+fn scenario_patch(scenario: &Scenario) -> Option<serde_json::Value> {
+    match scenario {
+        Scenario::Fanout(_) | Scenario::Idle(_) => None,
+        Scenario::HistoryPublish(args) => Some(history_publish::server_patch(
+            args.history.history_size,
+            &args.history.history_ttl,
+        )),
+        Scenario::ReconnectStorm(args) => Some(reconnect_storm::server_patch(
+            args.history.history_size,
+            &args.history.history_ttl,
+        )),
+    }
+}
+
 /// Starts a server unless `--url` points at a running one.
-async fn target(args: &TargetArgs) -> Result<(Option<ManagedServer>, Endpoints)> {
+async fn target(
+    args: &TargetArgs,
+    scenario_patch: Option<serde_json::Value>,
+) -> Result<(Option<ManagedServer>, Endpoints)> {
     if let Some(url) = &args.url {
         let api_url = match &args.api_url {
             Some(api) => api.clone(),
@@ -117,12 +177,14 @@ async fn target(args: &TargetArgs) -> Result<(Option<ManagedServer>, Endpoints)>
         api_key: args.api_key.clone(),
         hmac_secret: args.hmac_secret.clone(),
         log_level: args.server_log_level.clone(),
-        config_patch: args
-            .server_config
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
-            .context("--server-config is not JSON")?,
+        config_patch: patch_with(
+            scenario_patch,
+            args.server_config
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .context("--server-config is not JSON")?,
+        ),
     };
     let managed = ManagedServer::start(&options).await?;
     let endpoints = managed.endpoints(&options);
@@ -136,6 +198,20 @@ async fn target(args: &TargetArgs) -> Result<(Option<ManagedServer>, Endpoints)>
         endpoints.ws_url
     );
     Ok((Some(managed), endpoints))
+}
+
+/// `user` merged over `scenario`.
+fn patch_with(
+    scenario: Option<serde_json::Value>,
+    user: Option<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    match (scenario, user) {
+        (Some(mut patch), Some(user)) => {
+            server::merge(&mut patch, &user);
+            Some(patch)
+        }
+        (patch, None) | (None, patch) => patch,
+    }
 }
 
 /// Machine CPU busy over `window`, in percent of one core.
