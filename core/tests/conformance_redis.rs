@@ -5,20 +5,25 @@
 mod conformance;
 
 use conformance::{Fixture, PRESENCE_TTL};
-use spindle_core::broker::{EventHandler, RedisBroker, RedisConnection, RedisOptions};
+use spindle_core::broker::{EventHandler, RedisBroker, RedisConnection, RedisOptions, RedisServer};
 use spindle_core::presence::RedisPresenceManager;
 use std::sync::Arc;
 use std::time::Duration;
 
+fn redis_address() -> String {
+    std::env::var("SPINDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
 pub fn redis_options() -> RedisOptions {
     RedisOptions {
-        address: std::env::var("SPINDLE_TEST_REDIS")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+        servers: vec![RedisServer::Single(redis_address())],
         prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
         connect_timeout: Duration::from_secs(2),
         user: String::new(),
         password: String::new(),
         db: 0,
+        tls: Default::default(),
+        pubsub_probe_interval: Duration::from_secs(5),
     }
 }
 
@@ -35,7 +40,7 @@ async fn redis_with(
         .unwrap_or_else(|error| {
             panic!(
                 "these tests need a Redis server at {} (set SPINDLE_TEST_REDIS): {error}",
-                options.address
+                redis_address()
             )
         });
     let broker = RedisBroker::with_connection(connection.clone(), handler)
@@ -53,12 +58,8 @@ conformance_tests!(redis);
 #[tokio::test]
 async fn an_unreachable_redis_is_a_clear_error() {
     let options = RedisOptions {
-        address: "redis://127.0.0.1:1".to_owned(),
-        prefix: "x".to_owned(),
         connect_timeout: Duration::from_millis(300),
-        user: String::new(),
-        password: String::new(),
-        db: 0,
+        ..RedisOptions::single("redis://127.0.0.1:1", "x")
     };
     let error = RedisConnection::connect(&options)
         .await
@@ -96,12 +97,12 @@ async fn a_lost_meta_key_starts_a_new_epoch() {
     assert_eq!(before.top.offset, 2);
 
     let raw = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&options.address).unwrap(),
+        fred::prelude::Config::from_url(&redis_address()).unwrap(),
     )
     .build()
     .unwrap();
     raw.init().await.unwrap();
-    let meta_key = format!("{prefix}.meta.lost");
+    let meta_key = format!("{prefix}.meta.{{lost}}");
     let deleted: i64 = raw.del(&meta_key).await.unwrap();
     assert_eq!(deleted, 1, "{meta_key} is the stream's meta key");
     let _: () = raw.quit().await.unwrap();
@@ -174,21 +175,76 @@ async fn every_key_has_a_ttl() {
         .unwrap();
 
     let raw = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&options.address).unwrap(),
+        fred::prelude::Config::from_url(&redis_address()).unwrap(),
     )
     .build()
     .unwrap();
     raw.init().await.unwrap();
     for key in [
-        format!("{prefix}.meta.ch"),
-        format!("{prefix}.stream.ch"),
-        format!("{prefix}.idem.2.ch.k"),
-        format!("{prefix}.meta.read-only"),
-        format!("{prefix}.presence.data.ch"),
-        format!("{prefix}.presence.expire.ch"),
+        format!("{prefix}.meta.{{ch}}"),
+        format!("{prefix}.stream.{{ch}}"),
+        format!("{prefix}.idem.{{ch}}.2.ch.k"),
+        format!("{prefix}.meta.{{read-only}}"),
+        format!("{prefix}.presence.data.{{ch}}"),
+        format!("{prefix}.presence.expire.{{ch}}"),
     ] {
         let ttl: i64 = raw.pttl(&key).await.unwrap();
         assert!(ttl > 0, "{key}: pttl {ttl}");
     }
     let _: () = raw.quit().await.unwrap();
+}
+
+/// A handler that is slow once (the node's event queue waiting for a core) must not lose the
+/// publications that arrive meanwhile: the subscriber buffers a burst of 2,000 for its reader
+/// (fred's default buffer held 32 and silently dropped the rest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_loses_no_burst() {
+    use spindle_core::broker::{Broker, JoinLeave, Publication, PublishOptions, StreamPosition};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct SlowOnce {
+        count: AtomicUsize,
+    }
+    impl EventHandler for SlowOnce {
+        fn on_publication(
+            &self,
+            _channel: &str,
+            _position: Option<&StreamPosition>,
+            _publication: &Publication,
+            _prev: Option<&Publication>,
+        ) {
+            if self.count.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(1_500));
+            }
+        }
+        fn on_join_leave(&self, _channel: &str, _event: &JoinLeave) {}
+    }
+
+    let options = redis_options();
+    let handler = Arc::new(SlowOnce::default());
+    let subscriber = redis_with(options.clone(), handler.clone()).await;
+    subscriber.broker.subscribe("burst").await.unwrap();
+    let publisher = redis_with(options, Arc::new(conformance::Recorder::default())).await;
+    let total = 2_000;
+    for n in 0..total {
+        publisher
+            .broker
+            .publish(
+                "burst",
+                conformance::publication(&n.to_string()),
+                &PublishOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handler.count.load(Ordering::SeqCst) < total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivered {} of {total}",
+            handler.count.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,8 +1,12 @@
 //! Two nodes on one Redis (`SPINDLE_TEST_REDIS`, default `redis://127.0.0.1:6379`), each with
 //! its own fake edge: what is published through node A's API reaches the edge attached to node
-//! B, and both nodes read the same history. Fails (never skips) when Redis is not reachable.
+//! B, and both nodes read the same history. The same runs again with the nodes sharded over
+//! two Redis servers the test starts itself (`engine.redis.address` as a list). Fails (never
+//! skips) when Redis is not reachable.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/redis_process.rs"]
+mod redis_process;
 mod support;
 
 use serde_json::{Value, json};
@@ -15,15 +19,46 @@ fn redis_address() -> String {
     std::env::var("SPINDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// Two servers for the sharded runs of this binary.
+fn sharded_addresses() -> Vec<String> {
+    static SERVERS: std::sync::OnceLock<Vec<redis_process::RedisProcess>> =
+        std::sync::OnceLock::new();
+    SERVERS
+        .get_or_init(|| redis_process::start_servers(2))
+        .iter()
+        .map(|server| server.url())
+        .collect()
+}
+
 async fn redis_node(name: &str, prefix: &str) -> Node {
+    redis_node_on(name, prefix, vec![redis_address()]).await
+}
+
+/// A 3-master Redis Cluster for the cluster runs: its seeds as one `cluster_address` entry,
+/// marked with a leading `cluster:` for [`redis_node_on`].
+fn cluster_addresses() -> Vec<String> {
+    static CLUSTER: std::sync::OnceLock<Vec<redis_process::RedisProcess>> =
+        std::sync::OnceLock::new();
+    let seeds: Vec<String> = CLUSTER
+        .get_or_init(|| redis_process::start_cluster(3))
+        .iter()
+        .map(|node| format!("127.0.0.1:{}", node.port))
+        .collect();
+    vec![format!("cluster:{}", seeds.join(","))]
+}
+
+async fn redis_node_on(name: &str, prefix: &str, addresses: Vec<String>) -> Node {
     let config = config(|c| {
         c.engine.kind = EngineType::Redis;
-        c.engine.redis.address = vec![redis_address()];
+        match addresses.first().and_then(|a| a.strip_prefix("cluster:")) {
+            Some(seeds) => c.engine.redis.cluster_address = vec![seeds.to_owned()],
+            None => c.engine.redis.address = addresses.clone(),
+        }
         c.engine.redis.prefix = prefix.to_owned();
     });
     Node::connect(config, NodeIdentity::named(name))
         .await
-        .unwrap_or_else(|error| panic!("this test needs Redis at {}: {error}", redis_address()))
+        .unwrap_or_else(|error| panic!("this test needs Redis at {addresses:?}: {error}"))
 }
 
 async fn api(router: &axum::Router, method: &str, body: Value) -> Value {
@@ -36,9 +71,23 @@ async fn api(router: &axum::Router, method: &str, body: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publication_on_node_a_reaches_an_edge_of_node_b() {
+    publication_across_nodes(vec![redis_address()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_on_node_a_reaches_an_edge_of_node_b_sharded() {
+    publication_across_nodes(sharded_addresses()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_on_node_a_reaches_an_edge_of_node_b_on_a_cluster() {
+    publication_across_nodes(cluster_addresses()).await;
+}
+
+async fn publication_across_nodes(addresses: Vec<String>) {
     let prefix = format!("spindle-test-{}", uuid::Uuid::new_v4().simple());
-    let a = redis_node("a", &prefix).await;
-    let b = redis_node("b", &prefix).await;
+    let a = redis_node_on("a", &prefix, addresses.clone()).await;
+    let b = redis_node_on("b", &prefix, addresses).await;
     let mut edge_a = FakeEdge::attach(&a, "edge-a", Answers::default());
     let mut edge_b = FakeEdge::attach(&b, "edge-b", Answers::default());
     edge_a.interest(&["hist:room"], &[]).await;
@@ -140,9 +189,24 @@ async fn wait_for_nodes(router: &axum::Router, count: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_control_commands_reach_edges_of_every_node_once() {
+    control_across_nodes(vec![redis_address()]).await;
+}
+
+/// Control messages go round-robin over the shards and every node listens on all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_control_commands_reach_edges_of_every_node_once_sharded() {
+    control_across_nodes(sharded_addresses()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_control_commands_reach_edges_of_every_node_once_on_a_cluster() {
+    control_across_nodes(cluster_addresses()).await;
+}
+
+async fn control_across_nodes(addresses: Vec<String>) {
     let prefix = format!("spindle-test-{}", uuid::Uuid::new_v4().simple());
-    let a = redis_node("a", &prefix).await;
-    let b = redis_node("b", &prefix).await;
+    let a = redis_node_on("a", &prefix, addresses.clone()).await;
+    let b = redis_node_on("b", &prefix, addresses).await;
     let mut edge_a = FakeEdge::attach(&a, "edge-a", Answers::default());
     let mut edge_b = FakeEdge::attach(&b, "edge-b", Answers::default());
     let router_a = a.api_router();

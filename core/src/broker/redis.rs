@@ -1,21 +1,28 @@
 //! The Redis broker: channel streams in Redis, delivery over Redis PUB/SUB.
 //!
-//! Keys per channel `ch`, under the configured prefix `P`:
-//! - `P.stream.ch`: a list of encoded publications, oldest first, at most `history_size`
+//! Keys per channel `ch`, under the configured prefix `P` (`{ch}` is the channel's Redis
+//! Cluster hash tag, see [`shard`]):
+//! - `P.stream.{ch}`: a list of encoded publications, oldest first, at most `history_size`
 //!   long, expiring `history_ttl` after the last publish. Offsets are not stored: the list is
 //!   contiguous and ends at the top offset, so element `i` has offset `top − len + 1 + i`.
-//! - `P.meta.ch`: a hash `e` (epoch), `s` (top offset), `v` / `ve` (version and version
+//! - `P.meta.{ch}`: a hash `e` (epoch), `s` (top offset), `v` / `ve` (version and version
 //!   epoch), expiring `history_meta_ttl` after the last publish or read. A missing meta key
 //!   means a new epoch: a lost key can never make one (epoch, offset) name two publications.
-//! - `P.idem.ch.key`: the result of a publish with an idempotency key, for 5 minutes.
+//! - `P.idem.{ch}.<len>.ch.key`: the result of a publish with an idempotency key, for 5 minutes.
 //!
 //! One Lua script per publish decides (idempotency, version), appends, trims, sets the TTLs
-//! and PUBLISHes the delivery message on the PUB/SUB channel `P.client.ch`, so the order of
-//! offsets is the order on the PUB/SUB channel. One subscriber connection receives every
-//! channel this node subscribed to and hands the messages, in arrival order, to the node's
-//! handler. The same connection subscribes `P.control` (never a client channel's name, which
-//! all start with `P.client.`) when the node wants cluster control messages
-//! ([`RedisBroker::with_control`]).
+//! and PUBLISHes the delivery message on the PUB/SUB channel `P.client.{ch}` (SPUBLISH on a
+//! Redis Cluster, so the message stays on the slot's node), so the order of offsets is the
+//! order on the PUB/SUB channel.
+//!
+//! Several shards (`engine.redis.address` as a list; each entry a server, a cluster or a
+//! Sentinel master): a channel lives on the shard [`shard::shard_index`] picks, which is
+//! Centrifugo's choice for the same list. Each shard has its own command connection and its
+//! own subscriber connection; a channel's messages all come through one subscriber, in
+//! arrival order, to the node's handler. Every shard's subscriber also subscribes `P.control`
+//! (never a client channel's name, which all start with `P.client.`) when the node wants
+//! cluster control messages ([`RedisBroker::with_control`]); control messages are published
+//! round-robin over the shards, as Centrifugo does, so every node receives each once.
 
 use super::{
     Broker, BrokerError, EventHandler, HistoryItem, HistoryQuery, HistoryReadError, HistoryResult,
@@ -23,23 +30,27 @@ use super::{
     StreamPosition, Suppression,
 };
 use bytes::Bytes;
-use fred::prelude::{
-    Client, ClientLike, Config as FredConfig, EventInterface, PubsubInterface, Value,
-};
+use fred::prelude::{Client, ClientLike, EventInterface, PubsubInterface, Value};
 use fred::types::scripts::Script;
 use fred::types::{Builder, Message};
 use prost::Message as _;
 use spindle_proto::client;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+mod probe;
+mod shard;
+
+pub use shard::{RedisServer, RedisTls};
 
 /// How long an idempotency key is remembered: 5 minutes, as the [`Broker`] contract says.
 const IDEMPOTENCY_TTL_MS: u64 = 300_000;
 
 /// KEYS: meta, stream, idempotency (or a dummy). ARGV: pubsub channel, payload, history size
 /// (0 = no history), ttl ms, meta ttl ms, new epoch, version, version epoch, want prev (0/1),
-/// idempotency ttl ms, use idempotency (0/1).
+/// idempotency ttl ms, use idempotency (0/1), publish command (`publish` / `spublish`).
 /// Returns {status, offset, epoch}: status 0 published, 1 idempotent, 2 stale version.
 const PUBLISH_LUA: &str = r#"
 local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
@@ -86,7 +97,7 @@ end
 if ARGV[11] == '1' then
   redis.call('set', idem, offset .. ':' .. epoch, 'px', ARGV[10])
 end
-redis.call('publish', channel, 'p' .. offset .. ',' .. epoch .. ',' .. string.len(prev) .. ',' .. prev .. payload)
+redis.call(ARGV[12], channel, 'p' .. offset .. ',' .. epoch .. ',' .. string.len(prev) .. ',' .. prev .. payload)
 return {0, offset, epoch}
 "#;
 
@@ -132,9 +143,8 @@ return result
 /// Where to find Redis and under which prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
-    /// `redis://host:port[/db]` or `host:port`. Only the first configured address is used
-    /// for now (client-side sharding over several comes later).
-    pub address: String,
+    /// The shards, in configuration order (a channel's shard depends on this order and count).
+    pub servers: Vec<RedisServer>,
     /// Key and channel prefix (`engine.redis.prefix`).
     pub prefix: String,
     /// How long to wait for the first connection.
@@ -145,18 +155,84 @@ pub struct RedisOptions {
     pub password: String,
     /// Database number (`engine.redis.db`) when not 0 and the address does not carry one.
     pub db: u32,
+    /// TLS (`engine.redis.tls`; `rediss://` addresses use it too).
+    pub tls: RedisTls,
+    /// How often each subscriber connection is probed ([`probe`]); zero turns probes off.
+    pub pubsub_probe_interval: Duration,
+}
+
+/// How many PUB/SUB messages a subscriber buffers for its reader before the oldest are lost.
+const SUBSCRIBER_BUFFER: usize = 8_192;
+
+/// The default probe interval: a lost subscriber is noticed within about 10 s.
+pub const PUBSUB_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Splits `a,b` shard entries (Centrifugo's form for a shard's several cluster seeds or
+/// sentinels).
+fn seeds(entry: &str) -> Vec<String> {
+    entry
+        .split(',')
+        .map(str::trim)
+        .filter(|seed| !seed.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl RedisOptions {
-    /// The options of a `engine.redis` / `broker.redis` section.
+    /// Options for one server at `address` (no credentials, database 0).
+    pub fn single(address: impl Into<String>, prefix: impl Into<String>) -> RedisOptions {
+        RedisOptions {
+            servers: vec![RedisServer::Single(address.into())],
+            prefix: prefix.into(),
+            connect_timeout: Duration::from_secs(1),
+            user: String::new(),
+            password: String::new(),
+            db: 0,
+            tls: RedisTls::default(),
+            pubsub_probe_interval: PUBSUB_PROBE_INTERVAL,
+        }
+    }
+
+    /// The options of a `engine.redis` / `broker.redis` section: `cluster_address` (one
+    /// cluster per entry) wins over `sentinel_address` (one master per entry, all named
+    /// `sentinel_master_name`), which wins over `address` (one server per entry).
     pub fn from_config(redis: &spindle_hub::config::Redis) -> Result<RedisOptions, BrokerError> {
-        let address = redis
-            .address
-            .first()
-            .cloned()
-            .ok_or_else(|| BrokerError::Unavailable("engine.redis.address is empty".into()))?;
+        let servers: Vec<RedisServer> = if !redis.cluster_address.is_empty() {
+            redis
+                .cluster_address
+                .iter()
+                .map(|entry| RedisServer::Cluster(seeds(entry)))
+                .collect()
+        } else if !redis.sentinel_address.is_empty() {
+            if redis.sentinel_master_name.is_empty() {
+                return Err(BrokerError::Unavailable(
+                    "engine.redis.sentinel_master_name is required with sentinel_address".into(),
+                ));
+            }
+            redis
+                .sentinel_address
+                .iter()
+                .map(|entry| RedisServer::Sentinel {
+                    addresses: seeds(entry),
+                    master_name: redis.sentinel_master_name.clone(),
+                    sentinel_user: redis.sentinel_user.clone(),
+                    sentinel_password: redis.sentinel_password.expose().to_owned(),
+                })
+                .collect()
+        } else {
+            redis
+                .address
+                .iter()
+                .map(|address| RedisServer::Single(address.clone()))
+                .collect()
+        };
+        if servers.is_empty() {
+            return Err(BrokerError::Unavailable(
+                "engine.redis.address is empty".into(),
+            ));
+        }
         Ok(RedisOptions {
-            address,
+            servers,
             prefix: redis.prefix.clone(),
             connect_timeout: redis
                 .connect_timeout
@@ -165,16 +241,26 @@ impl RedisOptions {
             user: redis.user.clone(),
             password: redis.password.expose().to_owned(),
             db: redis.db,
+            tls: tls_options(&redis.tls)?,
+            pubsub_probe_interval: PUBSUB_PROBE_INTERVAL,
         })
     }
+}
 
-    fn url(&self) -> String {
-        if self.address.contains("://") {
-            self.address.clone()
-        } else {
-            format!("redis://{}", self.address)
-        }
+/// `engine.redis.tls`: on with the system's roots or a given CA; client certificates and
+/// skipping verification are refused rather than silently ignored.
+fn tls_options(tls: &spindle_hub::config::Tls) -> Result<RedisTls, BrokerError> {
+    if tls.enabled && (!tls.cert_pem.is_empty() || tls.insecure_skip_verify) {
+        return Err(BrokerError::Unavailable(
+            "engine.redis.tls: client certificates and insecure_skip_verify are not supported \
+             by Spindle yet (server_ca_pem is)"
+                .into(),
+        ));
     }
+    Ok(RedisTls {
+        enabled: tls.enabled,
+        server_ca_pem: tls.server_ca_pem.clone(),
+    })
 }
 
 fn num(value: impl ToString) -> Value {
@@ -185,11 +271,28 @@ fn unavailable(error: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(error.to_string())
 }
 
-/// A connected client (commands and scripts) for one Redis, shared by the broker and the
+/// One shard's command connection.
+#[derive(Clone)]
+pub(crate) struct Shard {
+    pub(crate) client: Client,
+    server: RedisServer,
+}
+
+impl Shard {
+    /// `spublish` on a cluster (the message stays on the slot's node), `publish` elsewhere.
+    fn publish_command(&self) -> &'static str {
+        match self.server.is_cluster() {
+            true => "spublish",
+            false => "publish",
+        }
+    }
+}
+
+/// Connected clients (commands and scripts), one per shard, shared by the broker and the
 /// presence manager.
 #[derive(Clone)]
 pub struct RedisConnection {
-    pub(crate) client: Client,
+    shards: Arc<[Shard]>,
     pub(crate) prefix: Arc<str>,
     options: RedisOptions,
 }
@@ -197,38 +300,78 @@ pub struct RedisConnection {
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConnection")
-            .field("address", &self.options.address)
+            .field("servers", &self.options.servers)
             .field("prefix", &self.prefix)
             .finish()
     }
 }
 
 impl RedisConnection {
-    /// Connects, failing with a clear message when Redis does not answer within the connect
-    /// timeout.
+    /// Connects to every shard, failing with a clear message when one does not answer within
+    /// the connect timeout.
     pub async fn connect(options: &RedisOptions) -> Result<RedisConnection, BrokerError> {
-        let client = build(options)?
-            .build()
-            .map_err(|e| unavailable(format!("redis {}: {e}", options.address)))?;
-        init(&client, options).await?;
+        let mut shards: Vec<Shard> = Vec::with_capacity(options.servers.len());
+        for server in &options.servers {
+            let client = build(server, options)?
+                .build()
+                .map_err(|e| unavailable(format!("redis {}: {e}", server.describe())))?;
+            if let Err(error) = init(&client, server, options).await {
+                for shard in &shards {
+                    let _ = shard.client.quit().await;
+                }
+                return Err(error);
+            }
+            shards.push(Shard {
+                client,
+                server: server.clone(),
+            });
+        }
+        if shards.is_empty() {
+            return Err(unavailable("no redis address configured"));
+        }
         Ok(RedisConnection {
-            client,
+            shards: shards.into(),
             prefix: options.prefix.as_str().into(),
             options: options.clone(),
         })
     }
+
+    /// The shard that holds `channel`.
+    pub(crate) fn shard(&self, channel: &str) -> &Shard {
+        &self.shards[shard::shard_index(channel, self.shards.len())]
+    }
+
+    /// How many shards there are.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The index of the shard that holds `channel` (for tests and diagnostics).
+    pub fn shard_of(&self, channel: &str) -> usize {
+        shard::shard_index(channel, self.shards.len())
+    }
+
+    /// `P.<kind>.{ch}`: a channel's key, hash-tagged (see [`shard`]).
+    pub(crate) fn key(&self, kind: &str, channel: &str) -> String {
+        format!("{}.{kind}.{}", self.prefix, shard::tagged(channel))
+    }
+
+    async fn quit(&self) {
+        for shard in self.shards.iter() {
+            let _ = shard.client.quit().await;
+        }
+    }
 }
 
-fn build(options: &RedisOptions) -> Result<Builder, BrokerError> {
-    let mut config = FredConfig::from_url(&options.url())
-        .map_err(|e| unavailable(format!("redis address {:?}: {e}", options.address)))?;
+fn build(server: &RedisServer, options: &RedisOptions) -> Result<Builder, BrokerError> {
+    let mut config = shard::fred_config(server, &options.tls)?;
     if config.username.is_none() && !options.user.is_empty() {
         config.username = Some(options.user.clone());
     }
     if config.password.is_none() && !options.password.is_empty() {
         config.password = Some(options.password.clone());
     }
-    if config.database.is_none() && options.db != 0 {
+    if config.database.is_none() && options.db != 0 && !server.is_cluster() {
         let db = u8::try_from(options.db)
             .map_err(|_| unavailable(format!("redis db {} out of range", options.db)))?;
         config.database = Some(db);
@@ -241,32 +384,44 @@ fn build(options: &RedisOptions) -> Result<Builder, BrokerError> {
     Ok(builder)
 }
 
-async fn init(client: &impl ClientLike, options: &RedisOptions) -> Result<(), BrokerError> {
+async fn init(
+    client: &impl ClientLike,
+    server: &RedisServer,
+    options: &RedisOptions,
+) -> Result<(), BrokerError> {
     let wait = options.connect_timeout + Duration::from_millis(500);
     match tokio::time::timeout(wait, client.init()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(unavailable(format!(
-            "cannot connect to redis at {}: {e}",
-            options.address
-        ))),
+        Ok(Err(e)) => {
+            let _ = client.quit().await;
+            Err(unavailable(format!(
+                "cannot connect to redis at {}: {e}",
+                server.describe()
+            )))
+        }
         Err(_) => {
             let _ = client.quit().await;
             Err(unavailable(format!(
                 "cannot connect to redis at {}: no answer within {wait:?}",
-                options.address
+                server.describe()
             )))
         }
     }
 }
 
-/// A broker on one Redis server (see the module docs for the data layout).
+/// A broker on one or several Redis shards (see the module docs for the data layout).
 pub struct RedisBroker {
     connection: RedisConnection,
     control_channel: String,
-    subscriber: fred::clients::SubscriberClient,
+    /// One subscriber connection per shard, in shard order.
+    subscribers: Vec<fred::clients::SubscriberClient>,
+    /// Which shard the next control message goes to.
+    control_round: AtomicUsize,
     publish_script: Script,
     history_script: Script,
-    reader: tokio::task::JoinHandle<()>,
+    /// Message readers and probe tasks.
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    probes: Vec<Arc<probe::ProbeState>>,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -279,21 +434,25 @@ impl std::fmt::Debug for RedisBroker {
 
 impl Drop for RedisBroker {
     fn drop(&mut self) {
-        self.reader.abort();
-        let client = self.connection.client.clone();
-        let subscriber = self.subscriber.clone();
+        for reader in &self.readers {
+            reader.abort();
+        }
+        let connection = self.connection.clone();
+        let subscribers = self.subscribers.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = subscriber.quit().await;
-                let _ = client.quit().await;
+                for subscriber in subscribers {
+                    let _ = subscriber.quit().await;
+                }
+                connection.quit().await;
             });
         }
     }
 }
 
 impl RedisBroker {
-    /// Connects a command client and a subscriber connection and starts delivering to
-    /// `handler`. Must be called inside a Tokio runtime.
+    /// Connects command clients and subscriber connections to every shard and starts
+    /// delivering to `handler`. Must be called inside a Tokio runtime.
     pub async fn connect(
         options: &RedisOptions,
         handler: Arc<dyn EventHandler>,
@@ -302,7 +461,7 @@ impl RedisBroker {
         RedisBroker::with_connection(connection, handler).await
     }
 
-    /// [`RedisBroker::connect`] reusing a command connection.
+    /// [`RedisBroker::connect`] reusing command connections.
     pub async fn with_connection(
         connection: RedisConnection,
         handler: Arc<dyn EventHandler>,
@@ -311,57 +470,127 @@ impl RedisBroker {
     }
 
     /// [`RedisBroker::with_connection`] that also subscribes the control channel `P.control`
-    /// and hands its messages to `control` (dropped, with a warning, when that queue is full).
+    /// on every shard and hands its messages to `control` (dropped, with a warning, when that
+    /// queue is full).
     pub async fn with_control(
         connection: RedisConnection,
         handler: Arc<dyn EventHandler>,
         control: Option<mpsc::Sender<Bytes>>,
     ) -> Result<RedisBroker, BrokerError> {
         let options = connection.options.clone();
-        let subscriber = build(&options)?
-            .build_subscriber_client()
-            .map_err(|e| unavailable(format!("redis {}: {e}", options.address)))?;
-        let messages = subscriber.message_rx();
-        init(&subscriber, &options).await?;
-        // Resubscribe to every channel after a reconnection.
-        subscriber.manage_subscriptions();
         let client_prefix = format!("{}.client.", connection.prefix);
         let control_channel = format!("{}.control", connection.prefix);
-        if control.is_some() {
-            subscriber
-                .subscribe(control_channel.clone())
-                .await
-                .map_err(unavailable)?;
+        let probe_channel = format!(
+            "{}.probe.{}",
+            connection.prefix,
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut subscribers: Vec<fred::clients::SubscriberClient> =
+            Vec::with_capacity(options.servers.len());
+        let mut readers: Vec<tokio::task::JoinHandle<()>> =
+            Vec::with_capacity(options.servers.len());
+        let mut probes = Vec::with_capacity(options.servers.len());
+        for (index, server) in options.servers.iter().enumerate() {
+            let mut builder = build(server, &options)?;
+            // fred hands messages to the reader through a broadcast channel that drops the
+            // oldest when the reader falls behind (default 32 slots: a burst while the reader
+            // waits for a core loses publications). Room for a large burst instead.
+            builder.with_performance_config(|perf| {
+                perf.broadcast_channel_capacity = SUBSCRIBER_BUFFER;
+            });
+            let subscriber = builder
+                .build_subscriber_client()
+                .map_err(|e| unavailable(format!("redis {}: {e}", server.describe())))?;
+            let messages = subscriber.message_rx();
+            if let Err(error) = init(&subscriber, server, &options).await {
+                for reader in &readers {
+                    reader.abort();
+                }
+                for subscriber in &subscribers {
+                    let _ = subscriber.quit().await;
+                }
+                return Err(error);
+            }
+            // Resubscribe to every channel after a reconnection.
+            subscriber.manage_subscriptions();
+            if control.is_some() {
+                subscriber
+                    .subscribe(control_channel.clone())
+                    .await
+                    .map_err(unavailable)?;
+            }
+            let probe = Arc::new(probe::ProbeState::default());
+            if !options.pubsub_probe_interval.is_zero() {
+                subscriber
+                    .subscribe(probe_channel.clone())
+                    .await
+                    .map_err(unavailable)?;
+                readers.push(tokio::spawn(probe::run(
+                    connection.shards[index].client.clone(),
+                    subscriber.clone(),
+                    probe_channel.clone(),
+                    probe.clone(),
+                    options.pubsub_probe_interval,
+                    server.describe(),
+                )));
+            }
+            readers.push(tokio::spawn(read_messages(
+                messages,
+                Channels {
+                    client_prefix: client_prefix.clone(),
+                    control: control_channel.clone(),
+                    probe: probe_channel.clone(),
+                },
+                handler.clone(),
+                control.clone(),
+                probe.clone(),
+            )));
+            probes.push(probe);
+            subscribers.push(subscriber);
         }
-        let reader = tokio::spawn(read_messages(
-            messages,
-            client_prefix,
-            control_channel.clone(),
-            handler,
-            control,
-        ));
         Ok(RedisBroker {
             connection,
             control_channel,
-            subscriber,
+            subscribers,
+            control_round: AtomicUsize::new(0),
             publish_script: Script::from_lua(PUBLISH_LUA),
             history_script: Script::from_lua(HISTORY_LUA),
-            reader,
+            readers,
+            probes,
         })
     }
 
     fn key(&self, kind: &str, channel: &str) -> String {
-        format!("{}.{kind}.{channel}", self.connection.prefix)
+        self.connection.key(kind, channel)
     }
 
     fn pubsub_channel(&self, channel: &str) -> String {
-        format!("{}.client.{channel}", self.connection.prefix)
+        self.key("client", channel)
     }
 
-    /// Publishes a cluster control message on `P.control` (every node with a control queue
-    /// receives it, this one included).
+    fn subscriber(&self, channel: &str) -> (&fred::clients::SubscriberClient, bool) {
+        let index = self.connection.shard_of(channel);
+        (
+            &self.subscribers[index],
+            self.connection.shards[index].server.is_cluster(),
+        )
+    }
+
+    /// How many times, in all, a subscriber was reconnected because a probe was lost.
+    pub fn probe_reconnects(&self) -> u64 {
+        self.probes
+            .iter()
+            .map(|probe| probe.reconnects.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Publishes a cluster control message on `P.control` of the next shard in turn (every
+    /// node subscribes it on every shard, so each receives the message once, this one
+    /// included).
     pub async fn publish_control(&self, payload: Bytes) -> Result<(), BrokerError> {
-        self.connection
+        let round = self.control_round.fetch_add(1, Ordering::Relaxed);
+        let shard = &self.connection.shards[round % self.connection.shards.len()];
+        shard
             .client
             .publish::<(), _, _>(self.control_channel.as_str(), payload)
             .await
@@ -459,18 +688,34 @@ pub(crate) fn dispatch(handler: &dyn EventHandler, channel: &str, payload: &Byte
     Some(())
 }
 
+/// The PUB/SUB channel names a subscriber's reader tells apart.
+struct Channels {
+    client_prefix: String,
+    control: String,
+    probe: String,
+}
+
 async fn read_messages(
     mut messages: tokio::sync::broadcast::Receiver<Message>,
-    client_prefix: String,
-    control_channel: String,
+    channels: Channels,
     handler: Arc<dyn EventHandler>,
     control: Option<mpsc::Sender<Bytes>>,
+    probe: Arc<probe::ProbeState>,
 ) {
+    let Channels {
+        client_prefix,
+        control: control_channel,
+        probe: probe_channel,
+    } = channels;
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match messages.recv().await {
             Ok(message) => {
                 let payload = as_bytes(&message.value);
+                if *message.channel == *probe_channel {
+                    probe.received(&payload);
+                    continue;
+                }
                 if *message.channel == *control_channel {
                     if let Some(control) = &control
                         && control.try_send(payload).is_err()
@@ -479,7 +724,11 @@ async fn read_messages(
                     }
                     continue;
                 }
-                let Some(channel) = message.channel.strip_prefix(client_prefix.as_str()) else {
+                let Some(channel) = message
+                    .channel
+                    .strip_prefix(client_prefix.as_str())
+                    .and_then(shard::untag)
+                else {
                     continue;
                 };
                 if dispatch(handler.as_ref(), channel, &payload).is_none() {
@@ -514,8 +763,8 @@ impl Broker for RedisBroker {
         let idem = match with_key {
             // The channel's length keeps (channel, key) pairs apart.
             true => format!(
-                "{}.idem.{}.{channel}.{}",
-                self.connection.prefix,
+                "{}.{}.{channel}.{}",
+                self.key("idem", channel),
                 channel.len(),
                 options.idempotency_key
             ),
@@ -534,10 +783,11 @@ impl Broker for RedisBroker {
             num(u64::from(options.delta)),
             num(IDEMPOTENCY_TTL_MS),
             num(u64::from(with_key)),
+            self.connection.shard(channel).publish_command().into(),
         ];
         let reply: Vec<Value> = self
             .publish_script
-            .evalsha_with_reload(&self.connection.client, keys, args)
+            .evalsha_with_reload(&self.connection.shard(channel).client, keys, args)
             .await
             .map_err(unavailable)?;
         let [status, offset, epoch] = reply.as_slice() else {
@@ -562,29 +812,42 @@ impl Broker for RedisBroker {
         };
         let mut payload = vec![kind];
         info.encode(&mut payload).map_err(unavailable)?;
-        self.connection
-            .client
-            .publish::<(), _, _>(self.pubsub_channel(channel), Bytes::from(payload))
-            .await
-            .map_err(unavailable)
+        let shard = self.connection.shard(channel);
+        let target = self.pubsub_channel(channel);
+        let payload = Bytes::from(payload);
+        match shard.server.is_cluster() {
+            true => shard.client.spublish::<(), _, _>(target, payload).await,
+            false => shard.client.publish::<(), _, _>(target, payload).await,
+        }
+        .map_err(unavailable)
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
-        self.subscriber
+        let (subscriber, cluster) = self.subscriber(channel);
+        if cluster {
+            // SSUBSCRIBE goes to the slot's node and is confirmed from there.
+            return subscriber
+                .ssubscribe(self.pubsub_channel(channel))
+                .await
+                .map_err(unavailable);
+        }
+        subscriber
             .subscribe(self.pubsub_channel(channel))
             .await
             .map_err(unavailable)?;
         // A round trip on the subscriber connection: once the server answered it, it has
         // processed the SUBSCRIBE before it, so a publication made after this returns, from
         // any node, is delivered.
-        self.subscriber.ping::<()>(None).await.map_err(unavailable)
+        subscriber.ping::<()>(None).await.map_err(unavailable)
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
-        self.subscriber
-            .unsubscribe(self.pubsub_channel(channel))
-            .await
-            .map_err(unavailable)
+        let (subscriber, cluster) = self.subscriber(channel);
+        match cluster {
+            true => subscriber.sunsubscribe(self.pubsub_channel(channel)).await,
+            false => subscriber.unsubscribe(self.pubsub_channel(channel)).await,
+        }
+        .map_err(unavailable)
     }
 
     async fn history(
@@ -613,7 +876,7 @@ impl Broker for RedisBroker {
         ];
         let reply: Vec<Value> = self
             .history_script
-            .evalsha_with_reload(&self.connection.client, keys, args)
+            .evalsha_with_reload(&self.connection.shard(channel).client, keys, args)
             .await
             .map_err(unavailable)?;
         let [top, epoch, first, items @ ..] = reply.as_slice() else {
@@ -645,9 +908,84 @@ impl Broker for RedisBroker {
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
         use fred::interfaces::KeysInterface;
         self.connection
+            .shard(channel)
             .client
             .del::<(), _>(vec![self.key("meta", channel), self.key("stream", channel)])
             .await
             .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spindle_hub::config::{Redis, Secret};
+
+    #[test]
+    fn config_picks_cluster_then_sentinel_then_addresses() {
+        let mut redis = Redis {
+            address: vec!["a:1".into(), "rediss://b:2".into()],
+            ..Redis::default()
+        };
+        let options = RedisOptions::from_config(&redis).unwrap();
+        assert_eq!(
+            options.servers,
+            [
+                RedisServer::Single("a:1".into()),
+                RedisServer::Single("rediss://b:2".into())
+            ]
+        );
+        assert_eq!(options.pubsub_probe_interval, PUBSUB_PROBE_INTERVAL);
+
+        redis.sentinel_address = vec!["s1:26379, s2:26379".into()];
+        redis.sentinel_master_name = "mymaster".into();
+        redis.sentinel_password = Secret::new("pw");
+        let options = RedisOptions::from_config(&redis).unwrap();
+        assert_eq!(
+            options.servers,
+            [RedisServer::Sentinel {
+                addresses: vec!["s1:26379".into(), "s2:26379".into()],
+                master_name: "mymaster".into(),
+                sentinel_user: String::new(),
+                sentinel_password: "pw".into(),
+            }]
+        );
+
+        redis.cluster_address = vec!["c1:7000,c2:7001".into(), "d1:7000".into()];
+        let options = RedisOptions::from_config(&redis).unwrap();
+        assert_eq!(
+            options.servers,
+            [
+                RedisServer::Cluster(vec!["c1:7000".into(), "c2:7001".into()]),
+                RedisServer::Cluster(vec!["d1:7000".into()])
+            ]
+        );
+    }
+
+    #[test]
+    fn config_errors_are_clear() {
+        let redis = Redis {
+            sentinel_address: vec!["s:26379".into()],
+            ..Redis::default()
+        };
+        let error = RedisOptions::from_config(&redis).unwrap_err().to_string();
+        assert!(error.contains("sentinel_master_name"), "{error}");
+
+        let mut redis = Redis::default();
+        redis.tls.enabled = true;
+        redis.tls.insecure_skip_verify = true;
+        let error = RedisOptions::from_config(&redis).unwrap_err().to_string();
+        assert!(error.contains("insecure_skip_verify"), "{error}");
+
+        redis.tls.insecure_skip_verify = false;
+        redis.tls.server_ca_pem = "PEM".into();
+        let options = RedisOptions::from_config(&redis).unwrap();
+        assert_eq!(
+            options.tls,
+            RedisTls {
+                enabled: true,
+                server_ca_pem: "PEM".into()
+            }
+        );
     }
 }

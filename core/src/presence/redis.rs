@@ -1,6 +1,7 @@
-//! Presence in Redis: per channel `ch` under prefix `P`, a hash `P.presence.data.ch` (client id
-//! → encoded client info) and a sorted set `P.presence.expire.ch` (client id → expiry time in
-//! Redis server milliseconds). Every script first drops the expired entries; both keys expire
+//! Presence in Redis: per channel `ch` under prefix `P`, a hash `P.presence.data.{ch}` (client
+//! id → encoded client info) and a sorted set `P.presence.expire.{ch}` (client id → expiry time
+//! in Redis server milliseconds), on the channel's shard and, in a Redis Cluster, in the
+//! channel's slot (`{ch}` is its hash tag). Every script first drops the expired entries; both keys expire
 //! with the TTL after the last add or refresh, so an abandoned channel disappears by itself.
 //! Time comes from the Redis server (`TIME`), so every node agrees on expiry.
 
@@ -104,10 +105,9 @@ impl RedisPresenceManager {
     }
 
     fn keys(&self, channel: &str) -> Vec<String> {
-        let prefix = &self.connection.prefix;
         vec![
-            format!("{prefix}.presence.data.{channel}"),
-            format!("{prefix}.presence.expire.{channel}"),
+            self.connection.key("presence.data", channel),
+            self.connection.key("presence.expire", channel),
         ]
     }
 
@@ -124,7 +124,11 @@ impl RedisPresenceManager {
         args: Vec<Value>,
     ) -> Result<Value, PresenceStoreError> {
         script
-            .evalsha_with_reload(&self.connection.client, self.keys(channel), args)
+            .evalsha_with_reload(
+                &self.connection.shard(channel).client,
+                self.keys(channel),
+                args,
+            )
             .await
             .map_err(unavailable)
     }

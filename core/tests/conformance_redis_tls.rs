@@ -1,0 +1,73 @@
+//! The Redis broker and presence manager over TLS (`rediss://` addresses, rustls with the
+//! ring provider, the server's CA from `engine.redis.tls.server_ca_pem`) pass the conformance
+//! suite. The test starts its own TLS `redis-server` with a certificate made by `openssl`;
+//! without either it fails, never skips.
+
+mod conformance;
+#[path = "support/redis_process.rs"]
+mod redis_process;
+
+use conformance::{Fixture, PRESENCE_TTL};
+use redis_process::RedisProcess;
+use spindle_core::broker::{
+    EventHandler, RedisBroker, RedisConnection, RedisOptions, RedisServer, RedisTls,
+};
+use spindle_core::presence::RedisPresenceManager;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+fn server() -> &'static (RedisProcess, u16, String) {
+    static SERVER: OnceLock<(RedisProcess, u16, String)> = OnceLock::new();
+    SERVER.get_or_init(redis_process::start_tls)
+}
+
+fn tls_options(ca: &str) -> RedisOptions {
+    RedisOptions {
+        servers: vec![RedisServer::Single(format!(
+            "rediss://127.0.0.1:{}",
+            server().1
+        ))],
+        prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
+        connect_timeout: Duration::from_secs(2),
+        user: String::new(),
+        password: String::new(),
+        db: 0,
+        tls: RedisTls {
+            enabled: false,
+            server_ca_pem: ca.to_owned(),
+        },
+        pubsub_probe_interval: Duration::from_secs(5),
+    }
+}
+
+async fn over_tls(handler: Arc<dyn EventHandler>) -> Fixture<RedisBroker, RedisPresenceManager> {
+    let connection = RedisConnection::connect(&tls_options(&server().2))
+        .await
+        .unwrap_or_else(|error| panic!("connect to the test TLS redis: {error}"));
+    let broker = RedisBroker::with_connection(connection.clone(), handler)
+        .await
+        .unwrap_or_else(|error| panic!("redis subscriber over TLS: {error}"));
+    Fixture {
+        broker: Arc::new(broker),
+        presence: RedisPresenceManager::new(connection, PRESENCE_TTL),
+        advance: Arc::new(|by| Box::pin(tokio::time::sleep(by))),
+    }
+}
+
+conformance_tests!(over_tls);
+
+/// A server whose certificate the configured CA did not sign is refused.
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused() {
+    let (_, _, other_ca) = redis_process::start_tls();
+    let mut options = tls_options(&other_ca);
+    options.connect_timeout = Duration::from_millis(500);
+    let error = RedisConnection::connect(&options)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("cannot connect to redis at rediss://"),
+        "{error}"
+    );
+}
