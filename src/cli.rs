@@ -57,6 +57,12 @@ pub enum Command {
         config: PathBuf,
         token: String,
     },
+    /// Create or upgrade the PostgreSQL broker's tables and functions (`broker.postgres`),
+    /// then exit. `spindle serve` does the same on start unless `skip_schema_init` is set.
+    Migrate {
+        #[arg(short, long, default_value = "config.json")]
+        config: PathBuf,
+    },
     /// Print the version.
     Version,
 }

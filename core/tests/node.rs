@@ -331,11 +331,11 @@ async fn surveys_merge_edge_answers() {
 
 #[tokio::test]
 async fn identity_from_config() {
-    let named = spindle_core::NodeIdentity::new(&config(|c| c.node.name = "n1".into()));
+    let named = spindle_core::NodeIdentity::new(&config(|c| c.node.name = "n1".into()), 8000);
     assert_eq!(named.name, "n1");
     assert!(named.version.ends_with(" spindle"));
-    let unnamed = spindle_core::NodeIdentity::new(&config(|_| {}));
-    assert!(unnamed.name.ends_with("_8000"), "{}", unnamed.name);
+    let unnamed = spindle_core::NodeIdentity::new(&config(|_| {}), 41234);
+    assert!(unnamed.name.ends_with("_41234"), "{}", unnamed.name);
     assert_ne!(named.uid, unnamed.uid);
     assert_eq!(uuid_version(&named.uid), Some('4'));
     assert_eq!(spindle_core::NodeIdentity::named("x").name, "x");

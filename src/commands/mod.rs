@@ -1,6 +1,7 @@
 //! One function per subcommand.
 
 mod genconfig;
+mod migrate;
 mod serve;
 mod tokens;
 
@@ -35,6 +36,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Checksubtoken { config, token }) => {
             let config = settings::load(existing(&config), Vec::new(), false)?.config;
             tokens::check(&config, &token, true)
+        }
+        Some(Command::Migrate { config }) => {
+            let config = settings::load(existing(&config), Vec::new(), false)?.config;
+            migrate::run(&config)
         }
         Some(Command::Version) => {
             crate::output::line(format_args!("Spindle v{}", spindle_hub::VERSION))?;

@@ -6,10 +6,13 @@
 //! channels with history it first appends the publication to the channel's stream, assigning
 //! its offset in the same atomic step. Join and leave messages travel the same way (without a
 //! stream position). The memory broker ([`MemoryBroker`]) is the whole story for one process;
-//! [`RedisBroker`] joins several nodes over one Redis server (streams as lists + a meta hash
+//! [`RedisBroker`] joins several nodes over Redis — one server, client-side shards, a Cluster or
+//! Sentinel-watched masters (streams as lists + a meta hash
 //! updated by one Lua script per publish, delivery over PUB/SUB). Every implementation passes
 //! the conformance suite in `core/tests/conformance/` ([`NatsBroker`], PUB/SUB only, passes its
-//! delivery subset); PostgreSQL comes later.
+//! delivery subset); [`PostgresBroker`] keeps streams in PostgreSQL tables and delivers
+//! through an outbox table (LISTEN/NOTIFY wake-ups, polling fallback), and lets applications
+//! publish inside their own transactions (`cf_stream_publish`).
 //!
 //! Identity and payload are kept apart on purpose: a publication's identity in its channel is a
 //! [`StreamPosition`] (offset + epoch, assigned by the broker when the channel keeps history),
@@ -24,11 +27,16 @@
 
 mod memory;
 mod nats;
+mod postgres;
 mod redis;
 
 pub use memory::{MAX_IDEMPOTENCY_KEYS, MAX_STREAMS, MemoryBroker, MemoryBrokerStats};
 pub use nats::{NatsBroker, NatsOptions, channel_subject, subject_channel};
-pub use redis::{RedisBroker, RedisConnection, RedisOptions};
+pub use postgres::{
+    MigrationReport, PostgresBroker, PostgresOptions, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
+    migrate as migrate_postgres,
+};
+pub use redis::{RedisBroker, RedisConnection, RedisOptions, RedisServer, RedisTls};
 pub use spindle_hub::history::{
     HistoryItem, HistoryQuery, HistoryResult, Publication, ReadError, StreamOptions,
     StreamPosition, Suppression, SweepStats,
@@ -185,6 +193,8 @@ pub enum AnyBroker {
     Redis(Box<RedisBroker>),
     /// PUB/SUB only: no history.
     Nats(Box<NatsBroker>),
+    /// Streams in PostgreSQL tables, delivery through an outbox table.
+    Postgres(Box<PostgresBroker>),
 }
 
 impl AnyBroker {
@@ -192,7 +202,9 @@ impl AnyBroker {
     pub fn sweep(&self) -> SweepStats {
         match self {
             AnyBroker::Memory(broker) => broker.sweep(),
-            AnyBroker::Redis(_) | AnyBroker::Nats(_) => SweepStats::default(),
+            AnyBroker::Redis(_) | AnyBroker::Nats(_) | AnyBroker::Postgres(_) => {
+                SweepStats::default()
+            }
         }
     }
 
@@ -208,6 +220,7 @@ impl AnyBroker {
             AnyBroker::Memory(_) => Ok(()),
             AnyBroker::Redis(b) => b.publish_control(payload).await,
             AnyBroker::Nats(b) => b.publish_control(payload).await,
+            AnyBroker::Postgres(b) => b.publish_control(payload).await,
         }
     }
 
@@ -215,7 +228,7 @@ impl AnyBroker {
     pub fn streams(&self) -> usize {
         match self {
             AnyBroker::Memory(broker) => broker.stats().streams,
-            AnyBroker::Redis(_) | AnyBroker::Nats(_) => 0,
+            AnyBroker::Redis(_) | AnyBroker::Nats(_) | AnyBroker::Postgres(_) => 0,
         }
     }
 }
@@ -231,6 +244,7 @@ impl Broker for AnyBroker {
             AnyBroker::Memory(b) => b.publish(channel, publication, options).await,
             AnyBroker::Redis(b) => b.publish(channel, publication, options).await,
             AnyBroker::Nats(b) => b.publish(channel, publication, options).await,
+            AnyBroker::Postgres(b) => b.publish(channel, publication, options).await,
         }
     }
 
@@ -239,6 +253,7 @@ impl Broker for AnyBroker {
             AnyBroker::Memory(b) => b.publish_join_leave(channel, event).await,
             AnyBroker::Redis(b) => b.publish_join_leave(channel, event).await,
             AnyBroker::Nats(b) => b.publish_join_leave(channel, event).await,
+            AnyBroker::Postgres(b) => b.publish_join_leave(channel, event).await,
         }
     }
 
@@ -247,6 +262,7 @@ impl Broker for AnyBroker {
             AnyBroker::Memory(b) => b.subscribe(channel).await,
             AnyBroker::Redis(b) => b.subscribe(channel).await,
             AnyBroker::Nats(b) => b.subscribe(channel).await,
+            AnyBroker::Postgres(b) => b.subscribe(channel).await,
         }
     }
 
@@ -255,6 +271,7 @@ impl Broker for AnyBroker {
             AnyBroker::Memory(b) => b.unsubscribe(channel).await,
             AnyBroker::Redis(b) => b.unsubscribe(channel).await,
             AnyBroker::Nats(b) => b.unsubscribe(channel).await,
+            AnyBroker::Postgres(b) => b.unsubscribe(channel).await,
         }
     }
 
@@ -268,6 +285,7 @@ impl Broker for AnyBroker {
             AnyBroker::Memory(b) => b.history(channel, query, stream).await,
             AnyBroker::Redis(b) => b.history(channel, query, stream).await,
             AnyBroker::Nats(b) => b.history(channel, query, stream).await,
+            AnyBroker::Postgres(b) => b.history(channel, query, stream).await,
         }
     }
 
@@ -276,6 +294,7 @@ impl Broker for AnyBroker {
             AnyBroker::Memory(b) => b.remove_history(channel).await,
             AnyBroker::Redis(b) => b.remove_history(channel).await,
             AnyBroker::Nats(b) => b.remove_history(channel).await,
+            AnyBroker::Postgres(b) => b.remove_history(channel).await,
         }
     }
 }

@@ -18,8 +18,8 @@ pub use survey::{NodeInfo, SURVEY_TIMEOUT};
 pub use sweep::{SWEEP_INTERVAL, SweepReport};
 
 use crate::broker::{
-    AnyBroker, Broker, MemoryBroker, NatsBroker, NatsOptions, Publication, RedisBroker,
-    RedisConnection, RedisOptions, StreamPosition,
+    AnyBroker, Broker, MemoryBroker, NatsBroker, NatsOptions, PostgresBroker, PostgresOptions,
+    Publication, RedisBroker, RedisConnection, RedisOptions, StreamPosition,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::presence::{
@@ -52,11 +52,12 @@ pub struct NodeIdentity {
 }
 
 impl NodeIdentity {
-    /// A fresh identity named by `node.name`, or by the host name and the HTTP port when unset
-    /// (as Centrifugo names nodes).
-    pub fn new(config: &Config) -> NodeIdentity {
+    /// A fresh identity named by `node.name`, or by the host name and `port` when unset (as
+    /// Centrifugo names nodes). `port` is the HTTP port actually bound, so nodes started with
+    /// `-p 0` on one host get distinct names.
+    pub fn new(config: &Config, port: u16) -> NodeIdentity {
         let name = match config.node.name.as_str() {
-            "" => format!("{}_{}", host_name(), config.http_server.port),
+            "" => format!("{}_{port}", host_name()),
             name => name.to_owned(),
         };
         NodeIdentity::named(name)
@@ -170,6 +171,8 @@ struct Inner {
     next_survey_id: AtomicU64,
     /// The other nodes on the broker (empty for memory).
     cluster: cluster::Cluster,
+    /// Proxies to the application backend (edges ask through the mesh).
+    proxies: crate::proxy::Proxies,
 }
 
 impl Node {
@@ -200,14 +203,16 @@ impl Node {
         Node::assemble(config, identity, edges, broker, presence)
     }
 
-    /// A node on the engine `engine.type` names: memory, or Redis (`engine.redis.address`,
-    /// first address only for now, and `engine.redis.prefix`). Fails with a clear
+    /// A node on the engine `engine.type` names: memory, or Redis (`engine.redis.address`
+    /// sharded client-side, `cluster_address`, `sentinel_address`; `engine.redis.prefix`).
+    /// Fails with a clear
     /// [`NodeError::Engine`] when Redis cannot be reached. Must be called inside a Tokio
     /// runtime.
     pub async fn connect(config: Arc<Config>, identity: NodeIdentity) -> Result<Node, NodeError> {
         if config.broker.enabled {
             match config.broker.kind {
                 BrokerType::Nats => return Node::connect_nats(config, identity).await,
+                BrokerType::Postgres => return Node::connect_postgres(config, identity).await,
                 BrokerType::Memory => {}
                 other => {
                     return Err(NodeError::Engine(format!(
@@ -264,26 +269,7 @@ impl Node {
                 "broker.type nats keeps no history: these namespaces publish without offsets"
             );
         }
-        let presence_redis = if config.presence_manager.enabled {
-            (config.presence_manager.kind == PresenceManagerType::Redis)
-                .then_some(&config.presence_manager.redis)
-        } else {
-            (config.engine.kind == EngineType::Redis).then_some(&config.engine.redis)
-        };
-        let presence = match presence_redis {
-            Some(redis) => {
-                let options = RedisOptions::from_config(redis).map_err(engine)?;
-                let connection = RedisConnection::connect(&options).await.map_err(engine)?;
-                AnyPresenceManager::Redis(Box::new(RedisPresenceManager::new(
-                    connection,
-                    presence_ttl(&config),
-                )))
-            }
-            None => AnyPresenceManager::Memory(MemoryPresenceManager::new(
-                Arc::new(SystemClock),
-                presence_ttl(&config),
-            )),
-        };
+        let presence = split_presence(&config).await?;
         let edges = Arc::new(Edges::default());
         let (control_tx, control_rx) = tokio::sync::mpsc::channel(cluster::CONTROL_QUEUE_CAPACITY);
         let options = NatsOptions::from_config(&config.broker.nats);
@@ -301,6 +287,32 @@ impl Node {
         Ok(node)
     }
 
+    /// A node on PostgreSQL (`broker.enabled`, `broker.type: postgres`, `broker.postgres`):
+    /// streams in tables, delivery through the outbox. Presence as with NATS: Redis when
+    /// `presence_manager` (when enabled) or else `engine` says `redis`, memory otherwise.
+    async fn connect_postgres(
+        config: Arc<Config>,
+        identity: NodeIdentity,
+    ) -> Result<Node, NodeError> {
+        let engine = |error: crate::broker::BrokerError| NodeError::Engine(error.to_string());
+        let presence = split_presence(&config).await?;
+        let edges = Arc::new(Edges::default());
+        let (control_tx, control_rx) = tokio::sync::mpsc::channel(cluster::CONTROL_QUEUE_CAPACITY);
+        let options = PostgresOptions::from_config(&config.broker.postgres);
+        let broker = PostgresBroker::connect(&options, edges.clone(), Some(control_tx))
+            .await
+            .map_err(engine)?;
+        let node = Node::assemble(
+            config,
+            identity,
+            edges,
+            AnyBroker::Postgres(Box::new(broker)),
+            presence,
+        )?;
+        node.start_cluster(control_rx);
+        Ok(node)
+    }
+
     fn assemble(
         config: Arc<Config>,
         identity: NodeIdentity,
@@ -312,6 +324,7 @@ impl Node {
             .map_err(|error| NodeError::ChannelRegex(error.to_string()))?;
         let node = Node {
             inner: Arc::new(Inner {
+                proxies: crate::proxy::Proxies::new(Arc::clone(&config)),
                 config,
                 identity,
                 resolver,
@@ -462,6 +475,32 @@ impl Node {
     fn next_survey_id(&self) -> u64 {
         self.inner.next_survey_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Presence for a broker without its own (NATS, PostgreSQL): Redis when `presence_manager`
+/// (when enabled) or else `engine` says `redis`, memory otherwise.
+async fn split_presence(config: &Config) -> Result<AnyPresenceManager, NodeError> {
+    let engine = |error: crate::broker::BrokerError| NodeError::Engine(error.to_string());
+    let presence_redis = if config.presence_manager.enabled {
+        (config.presence_manager.kind == PresenceManagerType::Redis)
+            .then_some(&config.presence_manager.redis)
+    } else {
+        (config.engine.kind == EngineType::Redis).then_some(&config.engine.redis)
+    };
+    Ok(match presence_redis {
+        Some(redis) => {
+            let options = RedisOptions::from_config(redis).map_err(engine)?;
+            let connection = RedisConnection::connect(&options).await.map_err(engine)?;
+            AnyPresenceManager::Redis(Box::new(RedisPresenceManager::new(
+                connection,
+                presence_ttl(config),
+            )))
+        }
+        None => AnyPresenceManager::Memory(MemoryPresenceManager::new(
+            Arc::new(SystemClock),
+            presence_ttl(config),
+        )),
+    })
 }
 
 /// How long presence entries live without a refresh: [`PRESENCE_TTL`], or twice

@@ -195,7 +195,11 @@ pub struct NatsRawMode {
     pub prefix: String,
 }
 
-/// `broker.postgres`: PostgreSQL stream broker.
+/// `broker.postgres`: PostgreSQL stream broker (see docs/brokers.md). Spindle uses `dsn`,
+/// `pool_size`, `cleanup_interval`, `idempotent_result_ttl`, `stream_retention`,
+/// `use_notify`, `table_prefix`, `skip_schema_init` and `outbox`; the other keys are accepted
+/// for Centrifugo compatibility and ignored (16 delivery shards are fixed by the schema,
+/// payloads are stored as BYTEA, tables are not partitioned).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default)]
 pub struct Postgres {
@@ -213,15 +217,16 @@ pub struct Postgres {
     pub idempotent_result_ttl: Duration,
     /// Store payloads as BYTEA instead of JSONB. Default `false`.
     pub binary_data: bool,
-    /// How long stream rows are kept. Default `24h`.
+    /// How long delivery (outbox) rows are kept for nodes catching up. Default `24h`.
     pub stream_retention: Duration,
-    /// Wake the outbox with LISTEN/NOTIFY. Default `false`.
+    /// Wake the outbox readers with LISTEN/NOTIFY (else they only poll every
+    /// `outbox.poll_interval`). Default `false`.
     pub use_notify: bool,
     /// Separate connection string for LISTEN (secret). Default `""`.
     pub notify_dsn: Secret,
-    /// Table name prefix. Default `"cf"`.
+    /// Table and function name prefix (`cf` gives `cf_stream_publish`). Default `"cf"`.
     pub table_prefix: String,
-    /// Do not create the schema on start. Default `false`.
+    /// Do not create or upgrade the schema on start (run `spindle migrate`). Default `false`.
     pub skip_schema_init: bool,
     /// Outbox polling.
     pub outbox: PostgresOutbox,
@@ -301,6 +306,46 @@ fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Stri
     }
 
     deserializer.deserialize_any(ListVisitor)
+}
+
+/// Checks the form of a PostgreSQL connection string (a `postgres://` / `postgresql://` URL or
+/// libpq `key=value` pairs); whether it connects is checked on start. The DSN is never echoed:
+/// it may hold a password.
+pub(crate) fn check_postgres_dsn(dsn: &str) -> Result<(), String> {
+    let dsn = dsn.trim();
+    if dsn.is_empty() {
+        return Ok(()); // reported as "must be set" by the caller
+    }
+    if let Some((scheme, rest)) = dsn.split_once("://") {
+        return match scheme {
+            "postgres" | "postgresql" if !rest.is_empty() => Ok(()),
+            "postgres" | "postgresql" => Err("no host after the scheme".to_owned()),
+            other => Err(format!(
+                "unknown scheme {other:?} (use postgres:// or postgresql://)"
+            )),
+        };
+    }
+    if dsn.contains('=') {
+        Ok(())
+    } else {
+        Err("expected a postgres:// URL or key=value pairs".to_owned())
+    }
+}
+
+/// Table and function name prefix: it is spliced into SQL, so only a plain identifier.
+pub(crate) fn check_table_prefix(prefix: &str) -> Result<(), String> {
+    let mut chars = prefix.chars();
+    let first = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if first && rest && prefix.len() <= 32 {
+        Ok(())
+    } else {
+        Err(
+            "use lower-case letters, digits and _, starting with a letter, at most 32 \
+             characters"
+                .to_owned(),
+        )
+    }
 }
 
 /// Checks one Redis address (a shard entry may hold several, comma-separated).
@@ -384,6 +429,25 @@ mod tests {
         ] {
             let err = check_redis_address(bad).unwrap_err();
             assert!(err.contains(reason), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn postgres_dsn_and_prefix_checks() {
+        for good in [
+            "postgres://postgres@127.0.0.1:5432/test",
+            "postgresql://u:p@h/db?sslmode=disable",
+            "host=127.0.0.1 user=postgres dbname=test",
+        ] {
+            assert_eq!(check_postgres_dsn(good), Ok(()), "{good}");
+        }
+        for bad in ["mysql://h/db", "postgres://", "127.0.0.1:5432"] {
+            assert!(check_postgres_dsn(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_table_prefix("cf"), Ok(()));
+        assert_eq!(check_table_prefix("app_2"), Ok(()));
+        for bad in ["", "Cf", "2cf", "cf-x", "cf;drop", &"a".repeat(33)] {
+            assert!(check_table_prefix(bad).is_err(), "{bad}");
         }
     }
 

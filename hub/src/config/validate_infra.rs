@@ -3,7 +3,7 @@
 
 use super::Config;
 use super::duration::Duration;
-use super::engine::{Redis, check_redis_address};
+use super::engine::{Redis, check_postgres_dsn, check_redis_address, check_table_prefix};
 use super::enums::{BrokerType, EngineType, PresenceManagerType};
 use super::mesh::check_host_port;
 use super::transport::ConnectCodeToHttpTransform;
@@ -45,6 +45,14 @@ pub(crate) fn validate_engine(c: &Config, p: &mut Problems) {
             "broker.postgres.dsn",
             "must be set when broker.type is \"postgres\"",
         );
+    }
+    if broker.enabled && broker.kind == BrokerType::Postgres {
+        if let Err(reason) = check_postgres_dsn(pg.dsn.expose()) {
+            p.add("broker.postgres.dsn", reason);
+        }
+        if let Err(reason) = check_table_prefix(&pg.table_prefix) {
+            p.add("broker.postgres.table_prefix", reason);
+        }
     }
     p.range("broker.postgres.pool_size", pg.pool_size, 1, 1000);
     p.range("broker.postgres.num_shards", pg.num_shards, 1, 1024);
@@ -201,6 +209,10 @@ pub(crate) fn validate_transports(c: &Config, p: &mut Problems) {
     }
     if c.webtransport.enabled && !c.http_server.http3.enabled {
         p.add("webtransport.enabled", "needs http_server.http3.enabled");
+    }
+    // HTTP/3 runs over QUIC, which has no plaintext form.
+    if c.http_server.http3.enabled && !c.http_server.tls.enabled {
+        p.add("http_server.http3.enabled", "needs http_server.tls enabled");
     }
     let http_transforms = [
         (
