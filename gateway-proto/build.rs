@@ -37,6 +37,12 @@ const ALWAYS_PRESENT: &[&str] = &[
     ".centrifugal.centrifugo.api.NodeResult.num_channels",
     ".centrifugal.centrifugo.api.NodeResult.num_subs",
     ".centrifugal.centrifugo.api.ChannelInfo.num_clients",
+    // Proxy requests always carry `user` (PROTOCOL.md §8), `""` for anonymous connections.
+    ".centrifugal.centrifugo.proxy.RefreshRequest.user",
+    ".centrifugal.centrifugo.proxy.SubscribeRequest.user",
+    ".centrifugal.centrifugo.proxy.PublishRequest.user",
+    ".centrifugal.centrifugo.proxy.RPCRequest.user",
+    ".centrifugal.centrifugo.proxy.SubRefreshRequest.user",
 ];
 
 /// Repeated map-entry messages (see client.proto): a JSON object on the JSON side.
@@ -58,17 +64,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     add_json_attributes(&mut config, &json_fds);
     config.compile_fds(json_fds)?;
 
+    // The proxy protocol: the HTTP proxy speaks it as JSON with the same rules.
+    let proxy_fds = protox::compile(["proxy.proto"], ["proto"])?;
+    let mut config = Config::new();
+    config.bytes(["."]).btree_map(["."]);
+    add_json_attributes(&mut config, &proxy_fds);
+    config.compile_fds(proxy_fds)?;
+
     let mesh_fds = protox::compile(["mesh.proto"], ["proto"])?;
     let mut config = Config::new();
     config
         .bytes(["."])
         .btree_map(["."])
-        .extern_path(".centrifugal.centrifuge.protocol", "crate::client");
+        .extern_path(".centrifugal.centrifuge.protocol", "crate::client")
+        .extern_path(".centrifugal.centrifugo.proxy", "crate::proxy");
     config.compile_fds(mesh_fds)?;
 
-    // The uni_grpc service (feature `grpc`): tonic stubs over the client protocol's types.
+    // The uni_grpc service and the gRPC proxy service (feature `grpc`): tonic stubs over the
+    // already generated message types.
     if std::env::var_os("CARGO_FEATURE_GRPC").is_some() {
         compile_unistream()?;
+        compile_proxy_service()?;
     }
     Ok(())
 }
@@ -81,6 +97,29 @@ fn compile_unistream() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .extern_path(".centrifugal.centrifuge.protocol", "crate::client")
         .compile_fds(fds)?;
+    Ok(())
+}
+
+/// `CentrifugoProxy` client and server stubs, written to `OUT_DIR/grpc/` (the messages' file
+/// has the same package name).
+#[cfg(feature = "grpc")]
+fn compile_proxy_service() -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("grpc");
+    std::fs::create_dir_all(&out)?;
+    let fds = protox::compile(["proxy.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .out_dir(out)
+        // No `connect` constructor: it would clash with the service's `Connect` method.
+        .build_transport(false)
+        .extern_path(".centrifugal.centrifugo.proxy", "crate::proxy")
+        .compile_fds(fds)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "grpc"))]
+fn compile_proxy_service() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 

@@ -20,6 +20,8 @@
 //!   [`presence::MemoryPresenceManager`] (sets of [`spindle_hub::presence`], TTL expiry).
 //! - [`api`]: the server HTTP API ([`Node::api_router`]): per-method routes, the legacy
 //!   single route, batch, key auth, error modes; [`api::ApiError`] is its one error type.
+//! - [`proxy`]: proxies to the application backend ([`proxy::Proxies`]): connect, refresh,
+//!   subscribe, publish, sub_refresh and rpc over HTTP, asked by edges through the mesh.
 //! - [`clock`]: where time comes from ([`clock::SystemClock`]; `ManualClock` with the
 //!   `test-util` feature).
 //! - [`glob`]: channel patterns of the `channels` method.
@@ -30,6 +32,7 @@ pub mod clock;
 pub mod glob;
 mod node;
 pub mod presence;
+pub mod proxy;
 
 pub use node::{
     CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EdgeId, HistoryError,

@@ -1,9 +1,7 @@
-//! Small decisions the edge makes itself: the disconnect an API `disconnect` command means, and
-//! where a client RPC goes (PROTOCOL.md §7.3 "RPC"; no proxies yet).
+//! Small decisions the edge makes itself: the disconnect an API `disconnect` command means.
+//! (Client RPC routing lives in the hub: `SessionRules::route_rpc`.)
 
 use spindle_hub::codes::Disconnect;
-use spindle_hub::config::Rpc;
-use spindle_hub::outcome::Failure;
 use spindle_mesh::mesh;
 
 /// Codes whose reason is known when the API gives none.
@@ -48,28 +46,9 @@ pub(crate) fn disconnect_of(command: &mesh::DisconnectCommand) -> Disconnect {
     Disconnect::custom(command.code, &command.reason)
 }
 
-/// What a client RPC gets: `Ok` for the built-in `rpc.ping` method (an empty result), else 104
-/// for a method in an unknown namespace and 108 for everything else (no RPC proxy yet).
-pub(crate) fn route_rpc(rpc: &Rpc, method: &str) -> Result<(), Failure> {
-    if rpc.ping.enabled && method == rpc.ping.method {
-        return Ok(());
-    }
-    let boundary = rpc.namespace_boundary.as_str();
-    let namespaced = (!boundary.is_empty())
-        .then(|| method.split_once(boundary))
-        .flatten();
-    if let Some((namespace, _)) = namespaced
-        && !rpc.namespaces.iter().any(|ns| ns.name == namespace)
-    {
-        return Err(Failure::MethodNotFound);
-    }
-    Err(Failure::NotAvailable)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spindle_hub::config::{RpcNamespace, RpcOptions};
 
     #[test]
     fn api_disconnects() {
@@ -91,21 +70,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(disconnect_of(&bare).reason, "disconnect");
-    }
-
-    #[test]
-    fn rpc_routes() {
-        let mut rpc = Rpc::default();
-        assert_eq!(route_rpc(&rpc, "ping"), Err(Failure::NotAvailable));
-        assert_eq!(route_rpc(&rpc, "users:get"), Err(Failure::MethodNotFound));
-        rpc.ping.enabled = true;
-        assert_eq!(route_rpc(&rpc, "ping"), Ok(()));
-        rpc.namespaces.push(RpcNamespace {
-            name: "users".into(),
-            options: RpcOptions::default(),
-        });
-        assert_eq!(route_rpc(&rpc, "users:get"), Err(Failure::NotAvailable));
-        assert_eq!(route_rpc(&rpc, "other:get"), Err(Failure::MethodNotFound));
-        assert_eq!(route_rpc(&rpc, "plain"), Err(Failure::NotAvailable));
     }
 }

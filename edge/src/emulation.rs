@@ -330,6 +330,7 @@ fn spawn(
         header_user: header_user(&edge, headers),
         session: Some(uuid::Uuid::new_v4().to_string()),
         uni,
+        headers: connection::client_headers(&edge.config, headers),
     };
     let task = tokio::spawn(connection::serve(
         edge,

@@ -96,6 +96,7 @@ fn spawn(edge: Arc<Shared>, frame: Bytes, header_user: Option<String>) -> PushSt
         header_user,
         session: Some(uuid::Uuid::new_v4().to_string()),
         uni: Some(Arc::new(OnceLock::new())),
+        headers: Default::default(),
     };
     tokio::spawn(connection::serve(
         edge,

@@ -156,6 +156,7 @@ async fn serve_websocket(
         header_user,
         session: Some(uuid::Uuid::new_v4().to_string()),
         uni: Some(Arc::new(OnceLock::new())),
+        headers: Default::default(),
     };
     connection::serve(edge, setup, Box::pin(incoming), Box::pin(outgoing)).await;
 }

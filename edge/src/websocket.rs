@@ -96,7 +96,8 @@ pub(crate) async fn handle(
     if edge.limits.read_buffer_size > 0 {
         upgrade = upgrade.read_buffer_size(edge.limits.read_buffer_size);
     }
-    upgrade.on_upgrade(move |socket| serve_socket(edge, socket, requested, header_user))
+    let forwarded = connection::client_headers(&edge.config, &headers);
+    upgrade.on_upgrade(move |socket| serve_socket(edge, socket, requested, header_user, forwarded))
 }
 
 async fn serve_socket(
@@ -104,6 +105,7 @@ async fn serve_socket(
     socket: WebSocket,
     requested: Requested,
     header_user: Option<String>,
+    forwarded: Arc<std::collections::BTreeMap<String, String>>,
 ) {
     let format = requested.format;
     let (sink, stream) = socket.split();
@@ -116,6 +118,7 @@ async fn serve_socket(
         header_user,
         session: None,
         uni: None,
+        headers: forwarded,
     };
     connection::serve(edge, setup, Box::pin(stream), Box::pin(sink)).await;
 }

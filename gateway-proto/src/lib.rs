@@ -81,6 +81,24 @@ pub mod client {
     map_entry!(ClientInfoEntry, ClientInfo);
 }
 
+/// Centrifugo's proxy protocol (`proxy.proto`, PROTOCOL.md §8): what the core sends to the
+/// application backend and reads back, as JSON (HTTP proxies, Centrifugo's JSON rules derived by
+/// `build.rs`) or Protobuf (gRPC proxies).
+#[allow(missing_docs, clippy::all, missing_debug_implementations)]
+pub mod proxy {
+    include!(concat!(env!("OUT_DIR"), "/centrifugal.centrifugo.proxy.rs"));
+
+    /// The `CentrifugoProxy` gRPC service (feature `grpc`): tonic client and server stubs over
+    /// these messages, as Centrifugo's gRPC proxy backends implement it.
+    #[cfg(feature = "grpc")]
+    pub mod grpc {
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/grpc/centrifugal.centrifugo.proxy.rs"
+        ));
+    }
+}
+
 /// The uni_grpc service (`unistream.proto`, PROTOCOL.md §1.7):
 /// `centrifugal.centrifugo.unistream.CentrifugoUniStream/Consume`, tonic server and client
 /// stubs whose messages are the client protocol's [`client::ConnectRequest`] and

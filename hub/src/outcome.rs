@@ -60,6 +60,9 @@ pub enum Failure {
     InsufficientState,
     /// A `send` command: there is no message handler (as in Centrifugo OSS).
     NoMessageHandler,
+    /// The application backend decided (a proxy's `error` or `disconnect`, or a failed proxy
+    /// call turned into one by the core): passed to the client as is.
+    Backend(Outcome),
 }
 
 /// What the client sees.
@@ -112,6 +115,7 @@ impl Failure {
             Failure::Internal => Error(ClientError::INTERNAL),
             Failure::InsufficientState => Close(Disconnect::INSUFFICIENT_STATE),
             Failure::NoMessageHandler => Close(Disconnect::NOT_AVAILABLE),
+            Failure::Backend(outcome) => outcome.clone(),
         }
     }
 }
@@ -223,6 +227,20 @@ mod tests {
             (Failure::Internal, 100, false),
             (Failure::InsufficientState, 3010, true),
             (Failure::NoMessageHandler, 3508, true),
+            (
+                Failure::Backend(Outcome::Error(ClientError {
+                    code: 1000,
+                    message: "backend".into(),
+                    temporary: false,
+                })),
+                1000,
+                false,
+            ),
+            (
+                Failure::Backend(Outcome::Disconnect(Disconnect::custom(4500, "bye"))),
+                4500,
+                true,
+            ),
         ]
     }
 

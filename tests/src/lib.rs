@@ -20,6 +20,11 @@
 //! - [`client`]: [`Client`] — a minimal protocol client over tokio-tungstenite speaking JSON or
 //!   Protobuf (via `spindle_proto`'s generated types): connect, subscribe, publish, read the
 //!   next reply / push / close with a timeout, answer server pings.
+//! - [`backend`]: [`backend::Backend`] — an in-process application backend answering every
+//!   proxy kind (HTTP proxy protocol), including slow, HTTP 500, `error` and `disconnect`
+//!   answers.
+//! - [`grpc_backend`]: [`grpc_backend::GrpcBackend`] — the same as a gRPC proxy backend
+//!   (Centrifugo's `CentrifugoProxy` service, tonic).
 //! - [`http`]: a tiny HTTP/1.1 client over a tokio `TcpStream` (the API, `/health`, plain GETs).
 //!
 //! Locating the binary: `SPINDLE_BIN` if set, else `<target dir>/debug/spindle` where the
@@ -27,8 +32,10 @@
 //! `<workspace>/target`. Build it first with `cargo build -p spindle --bin spindle`; these tests
 //! never build it themselves and fail (never skip) when it is missing.
 
+pub mod backend;
 pub mod client;
 pub mod fixture;
+pub mod grpc_backend;
 pub mod http;
 pub mod server;
 

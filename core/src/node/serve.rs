@@ -22,7 +22,7 @@ pub(super) async fn forward(mut queue: mpsc::Receiver<Down>, link: CoreLink) {
 /// Reads an edge's messages until it closes its side of the link, then forgets the edge.
 ///
 /// Requests are answered in arrival order, one at a time: a client's publications keep the
-/// order its edge sent them in. With the memory broker a publish never waits on I/O; brokers
+/// order its edge sent them in. Proxy requests are the exception: each runs in its own task. With the memory broker a publish never waits on I/O; brokers
 /// that do will answer from spawned tasks, keeping per-channel order.
 pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: CoreInbox) {
     tracing::debug!(edge = %id, "edge attached");
@@ -34,6 +34,17 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
                 if let Err(error) = node.update_presence(update).await {
                     tracing::warn!(edge = %id, channel, %error, "presence update failed");
                 }
+            }
+            // A backend call may take its whole timeout: it must not hold up the edge's
+            // other requests, so it is answered from its own task.
+            Up::Request(pending)
+                if matches!(pending.question.kind, Some(request::Kind::Proxy(_))) =>
+            {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let answer = answer(&node, pending.question).await;
+                    pending.responder.answer(answer);
+                });
             }
             Up::Request(pending) => {
                 let answer = answer(&node, pending.question).await;
@@ -87,6 +98,13 @@ async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
             .await
             .map(|()| response::Kind::Empty(mesh::Empty {}))
             .map_err(|error| error.client_error()),
+        Some(request::Kind::Proxy(proxy)) => node
+            .inner
+            .proxies
+            .call(proxy)
+            .await
+            .map(response::Kind::Proxy)
+            .ok_or(ClientError::BAD_REQUEST),
         None => Err(ClientError::NOT_AVAILABLE),
     };
     match outcome {

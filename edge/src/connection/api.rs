@@ -135,6 +135,10 @@ impl Connection {
                         ..Default::default()
                     });
                 }
+                TimerAction::RefreshProxy(call) => self.refresh_by_proxy(&call).await,
+                TimerAction::SubRefreshProxy(channel, call) => {
+                    self.sub_refresh_by_proxy(channel, &call).await;
+                }
             }
         }
     }

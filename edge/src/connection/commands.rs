@@ -4,11 +4,10 @@
 use super::Connection;
 use super::query::Refusal;
 use crate::clock::SystemNow;
-use crate::control::route_rpc;
 use bytes::Bytes;
 use spindle_hub::codes::Disconnect;
 use spindle_hub::outcome::Failure;
-use spindle_hub::session::Now;
+use spindle_hub::session::{Now, RpcRoute, rpc_outcome};
 use spindle_mesh::mesh;
 use spindle_proto::{Command, Request, client, decode_commands};
 use std::collections::BTreeMap;
@@ -69,13 +68,7 @@ impl Connection {
                 let answer = self.history(id, &request).await;
                 return self.answer(answer, id);
             }
-            Request::Rpc(request) => {
-                route_rpc(&self.shared.config.rpc, &request.method).map(|()| client::Reply {
-                    id,
-                    rpc: Some(client::RpcResult::default()),
-                    ..Default::default()
-                })
-            }
+            Request::Rpc(request) => self.rpc(id, &request).await,
             // Admitted only when a message handler exists; there is none yet.
             Request::Send(_) => return Flow::Continue,
             Request::Refresh(request) => {
@@ -122,8 +115,41 @@ impl Connection {
         Flow::Continue
     }
 
+    /// A client RPC: the built-in ping, or the rpc proxy (PROTOCOL.md §7.3 "RPC").
+    async fn rpc(
+        &mut self,
+        id: u32,
+        request: &client::RpcRequest,
+    ) -> Result<client::Reply, Failure> {
+        let result = match self.shared.rules.route_rpc(&request.method)? {
+            RpcRoute::Ping => client::RpcResult::default(),
+            RpcRoute::Proxy(call) => rpc_outcome(&self.ask_rpc(&call, request).await?)?,
+        };
+        Ok(client::Reply {
+            id,
+            rpc: Some(result),
+            ..Default::default()
+        })
+    }
+
     async fn connect(&mut self, id: u32, request: &client::ConnectRequest, now: Now) -> Flow {
-        let mut grant = match self.session.connect(&self.shared.rules, request, now) {
+        let decided = match self.session.connect_proxy(&self.shared.rules, request) {
+            Some(call) => match self.ask_connect(&call, request).await {
+                Ok(answer) => self.session.connect_proxied(
+                    &self.shared.rules,
+                    request,
+                    &answer,
+                    Now::system(),
+                ),
+                Err(failure) => {
+                    // The session is still awaiting connect: settle it as refused.
+                    self.session.close();
+                    Err(failure)
+                }
+            },
+            None => self.session.connect(&self.shared.rules, request, now),
+        };
+        let mut grant = match decided {
             Ok(grant) => grant,
             Err(failure) => {
                 // After a refused connect the rest of the frame is not read (§2.6).
@@ -210,7 +236,18 @@ impl Connection {
     }
 
     async fn publish(&mut self, id: u32, request: &client::PublishRequest) -> Flow {
-        let grant = match self.session.authorize_publish(&self.shared.rules, request) {
+        let rules = &self.shared.rules;
+        let decided = match self.session.publish_proxy(rules, request) {
+            Some(call) => match self.ask_publish(&call, request).await {
+                Ok(answer) => {
+                    self.session
+                        .authorize_publish_proxied(&self.shared.rules, request, &answer)
+                }
+                Err(failure) => Err(failure),
+            },
+            None => self.session.authorize_publish(rules, request),
+        };
+        let grant = match decided {
             Ok(grant) => grant,
             Err(failure) => {
                 self.fail(failure, id);
@@ -219,12 +256,12 @@ impl Connection {
         };
         let request = mesh::Request {
             id: self.shared.next_request_id(),
-            kind: Some(mesh::request::Kind::Publish(mesh::PublishRequest {
-                channel: grant.channel,
-                data: grant.data.into(),
-                info: Some(grant.info),
-                ..Default::default()
-            })),
+            kind: Some(mesh::request::Kind::Publish(publish_request(
+                grant.channel,
+                grant.data,
+                grant.info,
+                grant.backend,
+            ))),
         };
         match self.shared.link.request(request).await {
             Ok(response) => match response.error {
@@ -242,5 +279,26 @@ impl Connection {
             Err(_) => self.fail(Failure::Internal, id),
         }
         Flow::Continue
+    }
+}
+
+/// The mesh publish of a granted client publication, with the publish proxy's options.
+fn publish_request(
+    channel: String,
+    data: Vec<u8>,
+    info: client::ClientInfo,
+    backend: Option<spindle_proto::proxy::PublishResult>,
+) -> mesh::PublishRequest {
+    let backend = backend.unwrap_or_default();
+    mesh::PublishRequest {
+        channel,
+        data: data.into(),
+        info: Some(info),
+        tags: backend.tags,
+        skip_history: backend.skip_history,
+        idempotency_key: backend.idempotency_key,
+        delta: backend.delta,
+        version: backend.version,
+        version_epoch: backend.version_epoch,
     }
 }

@@ -13,6 +13,7 @@
 mod api;
 mod commands;
 mod position;
+mod proxy;
 mod query;
 mod subscribe;
 mod uni;
@@ -31,7 +32,7 @@ use spindle_hub::registry::Removed;
 use spindle_hub::session::{Now, Session};
 use spindle_proto::{Format, client, encode_reply};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,6 +59,36 @@ pub(crate) struct Setup {
     /// Set for a unidirectional transport: receives the code of a refused connect (for
     /// `connect_code_to_http_response`).
     pub uni: Option<Arc<OnceLock<u32>>>,
+    /// The client's HTTP request headers some proxy forwards (`http_headers` of any proxy;
+    /// lower-case names), made by [`client_headers`]; empty when no proxy forwards any.
+    pub headers: Arc<BTreeMap<String, String>>,
+}
+
+/// The request headers named by any proxy's `http_headers` (kept per connection for proxy
+/// calls; each proxy's own list is applied by the core).
+pub(crate) fn client_headers(
+    config: &spindle_hub::config::Config,
+    headers: &axum::http::HeaderMap,
+) -> Arc<BTreeMap<String, String>> {
+    let c = config;
+    let lists = [
+        &c.client.proxy.connect.proxy,
+        &c.client.proxy.refresh.proxy,
+        &c.channel.proxy.subscribe,
+        &c.channel.proxy.publish,
+        &c.channel.proxy.sub_refresh,
+        &c.rpc.proxy,
+    ]
+    .into_iter()
+    .chain(c.proxies.iter().map(|p| &p.proxy))
+    .flat_map(|p| p.http_headers.iter());
+    let mut kept = BTreeMap::new();
+    for name in lists {
+        if let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+            kept.insert(name.to_ascii_lowercase(), value.to_owned());
+        }
+    }
+    Arc::new(kept)
 }
 
 /// Serves one connection until it closes.
@@ -103,6 +134,7 @@ where
         subs: HashMap::new(),
         joined: HashSet::new(),
         next_position_check: None,
+        emulated_headers: BTreeMap::new(),
     };
     connection.run(&mut stream, &mut mailbox).await;
     let disconnect = Box::pin(connection.finish()).await;
@@ -169,6 +201,8 @@ struct Connection {
     joined: HashSet<String>,
     /// When positioned subscriptions are next compared with their stream tops.
     next_position_check: Option<Instant>,
+    /// `ConnectRequest.headers` (lower-case names), for the proxies' `emulated_headers`.
+    emulated_headers: BTreeMap<String, String>,
 }
 
 impl Connection {

@@ -17,6 +17,7 @@
 
 use super::Connection;
 use super::query::{Refusal, strip};
+use crate::clock::SystemNow;
 use crate::interest;
 use crate::subscription::{
     BufferLimits, LocalSub, PositionLost, SubFlags, smaller_patch, wire_data,
@@ -220,10 +221,20 @@ impl Connection {
         request: &client::SubscribeRequest,
         now: Now,
     ) {
-        let grant = match self
-            .session
-            .authorize_subscribe(&self.shared.rules, request, now)
-        {
+        let rules = &self.shared.rules;
+        let decided = match self.session.subscribe_proxy(rules, request) {
+            Some(call) => match self.ask_subscribe(&call, request).await {
+                Ok(answer) => self.session.authorize_subscribe_proxied(
+                    &self.shared.rules,
+                    request,
+                    &answer,
+                    Now::system(),
+                ),
+                Err(failure) => Err(failure),
+            },
+            None => self.session.authorize_subscribe(rules, request, now),
+        };
+        let grant = match decided {
             Ok(grant) => grant,
             Err(failure) => return self.fail(failure, id),
         };

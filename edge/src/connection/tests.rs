@@ -63,6 +63,7 @@ fn start(edge: &Edge) -> Harness {
         header_user: None,
         session: None,
         uni: None,
+        headers: Default::default(),
     };
     let task = tokio::spawn(serve(edge.shared.clone(), setup, incoming, outgoing));
     Harness { frames, out, task }

@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use spindle_proto::client;
+use spindle_proto::{client, proxy};
 
 use super::grants::{Effective, ServerSub, SubscribeGrant, ttl};
+use super::proxy::{expiry, failure_of, non_empty, override_of};
 use super::rules::Permission;
 use super::{ConnectGrant, Now, Phase, Session, SessionRules};
 use crate::VERSION;
@@ -19,8 +20,15 @@ struct Credentials {
     info: Vec<u8>,
     /// Connection expiry (unix seconds), already `None` under `client.insecure`.
     expires_at: Option<i64>,
-    /// Token `subs` (or `channels` with default options when `subs` is empty).
+    /// Token `subs` (or `channels` with default options when `subs` is empty); the connect
+    /// proxy's `channels` and `subs` together.
     token_subs: BTreeMap<String, SubscribeOptions>,
+    /// Expiry of server-side subscriptions (connect proxy `subs[].expire_at`).
+    sub_expiry: BTreeMap<String, i64>,
+    /// `ConnectResult.data` (connect proxy).
+    data: Vec<u8>,
+    /// From the connect proxy: nothing to compare a later token refresh with (no 3010).
+    proxied: bool,
 }
 
 impl Session {
@@ -45,39 +53,91 @@ impl Session {
         if self.phase != Phase::AwaitingConnect {
             return Err(Failure::ProtocolViolation);
         }
-        match self.try_connect(rules, request, now) {
-            Ok(grant) => Ok(grant),
-            Err(failure) => {
-                self.phase = Phase::ConnectFailed;
-                Err(failure)
-            }
+        let outcome = self
+            .credentials(rules, request, now)
+            .and_then(|credentials| self.try_connect(rules, request, credentials, now));
+        self.settle(outcome)
+    }
+
+    /// Handles the connect command with the connect proxy's answer (asked because
+    /// [`Session::connect_proxy`] said so), in the order of [`Session::connect`] with the
+    /// proxy in place of the token: the backend's `disconnect` / `error` first; no `result`
+    /// falls back to a connect without credentials (`user_id_http_header` user, anonymous if
+    /// allowed, else 3501); a result gives the user, `info`, `expire_at` (0 = never), `data`
+    /// (`ConnectResult.data`), `channels` and `subs` (server-side subscriptions, unknown
+    /// namespace 102) and `meta`.
+    pub fn connect_proxied(
+        &mut self,
+        rules: &SessionRules,
+        request: &client::ConnectRequest,
+        response: &proxy::ConnectResponse,
+        now: Now,
+    ) -> Result<ConnectGrant, Failure> {
+        self.tick(now);
+        if self.phase != Phase::AwaitingConnect {
+            return Err(Failure::ProtocolViolation);
         }
+        let outcome = self
+            .proxy_credentials(rules, response, now)
+            .and_then(|credentials| self.try_connect(rules, request, credentials, now));
+        if outcome.is_ok()
+            && let Some(result) = &response.result
+        {
+            self.meta = result.meta.to_vec();
+        }
+        self.settle(outcome)
+    }
+
+    /// A failed connect leaves the session unusable.
+    fn settle(&mut self, outcome: Result<ConnectGrant, Failure>) -> Result<ConnectGrant, Failure> {
+        if outcome.is_err() {
+            self.phase = Phase::ConnectFailed;
+        }
+        outcome
     }
 
     fn try_connect(
         &mut self,
         rules: &SessionRules,
         request: &client::ConnectRequest,
+        credentials: Credentials,
         now: Now,
     ) -> Result<ConnectGrant, Failure> {
-        let credentials = self.credentials(rules, request, now)?;
         let user = credentials.user.as_str();
-        let token_channels: BTreeSet<String> = credentials.token_subs.keys().cloned().collect();
+        let token_channels: BTreeSet<String> = if credentials.proxied {
+            BTreeSet::new()
+        } else {
+            credentials.token_subs.keys().cloned().collect()
+        };
 
         let mut subs: BTreeMap<String, SubscribeGrant> = BTreeMap::new();
         for (channel, options) in &credentials.token_subs {
             let resolved = rules.resolver().resolve(channel)?;
+            let refresh_proxy = Session::sub_refresh_proxy(rules, channel);
+            let expires_at = credentials
+                .sub_expiry
+                .get(channel)
+                .copied()
+                .filter(|at| *at > now.unix_secs());
             let sub = ServerSub {
                 channel: channel.clone(),
                 effective: Effective::new(resolved.options, &options.overrides),
                 chan_info: options.info.clone().unwrap_or_default(),
                 data: options.data.clone().unwrap_or_default(),
-                expires_at: None,
-                ttl: 0,
+                expires_at,
+                ttl: match (expires_at, &refresh_proxy) {
+                    (Some(at), None) => ttl(at, now.unix_secs()).unwrap_or(0),
+                    _ => 0,
+                },
                 recover: None,
                 delta_requested: false,
             };
-            subs.insert(channel.clone(), with_position(sub, request).grant());
+            let mut grant = with_position(sub, request).grant();
+            if refresh_proxy.is_some() {
+                grant.result.expires = false;
+            }
+            grant.refresh_proxy = refresh_proxy;
+            subs.insert(channel.clone(), grant);
         }
         if let Some(channel) = rules.personal_channel(user)
             && !subs.contains_key(&channel)
@@ -112,11 +172,14 @@ impl Session {
         }
 
         let timing = self.timing;
+        // With the refresh proxy the server refreshes: the client is told nothing expires.
+        let client_refresh = credentials.expires_at.is_some() && !rules.refresh_proxy;
         let result = client::ConnectResult {
             client: self.client_id.clone(),
             version: VERSION.to_owned(),
-            expires: credentials.expires_at.is_some(),
-            ttl,
+            expires: client_refresh,
+            ttl: if client_refresh { ttl } else { 0 },
+            data: credentials.data.clone().into(),
             ping: u32::try_from(timing.ping_interval.as_secs()).unwrap_or(u32::MAX),
             pong: !timing.ping_interval.is_zero() && !timing.pong_timeout.is_zero(),
             time: if rules.connect_include_server_time {
@@ -135,6 +198,7 @@ impl Session {
             chan_info: Default::default(),
         };
         self.token_channels = token_channels;
+        self.refresh_proxy = rules.refresh_proxy;
         self.set_connection_expiry(credentials.expires_at, now);
         self.timers.connected(now, &timing, self.ping_jitter);
 
@@ -161,12 +225,7 @@ impl Session {
                 }
                 None => return Err(Failure::NoCredentials),
             };
-            return Ok(Credentials {
-                user,
-                info: Vec::new(),
-                expires_at: None,
-                token_subs: BTreeMap::new(),
-            });
+            return Ok(Credentials::anonymous(user));
         }
         let token = verify_connection_token(
             &request.token,
@@ -196,7 +255,73 @@ impl Session {
                 token.expires_at
             },
             token_subs,
+            sub_expiry: BTreeMap::new(),
+            data: Vec::new(),
+            proxied: false,
         })
+    }
+
+    /// Credentials from the connect proxy's answer (see [`Session::connect_proxied`]).
+    fn proxy_credentials(
+        &self,
+        rules: &SessionRules,
+        response: &proxy::ConnectResponse,
+        now: Now,
+    ) -> Result<Credentials, Failure> {
+        if let Some(failure) = failure_of(response.error.as_ref(), response.disconnect.as_ref()) {
+            return Err(failure);
+        }
+        let Some(result) = &response.result else {
+            let no_token = client::ConnectRequest::default();
+            return self.credentials(rules, &no_token, now);
+        };
+        let mut token_subs: BTreeMap<String, SubscribeOptions> = result
+            .channels
+            .iter()
+            .map(|channel| (channel.clone(), SubscribeOptions::default()))
+            .collect();
+        let mut sub_expiry = BTreeMap::new();
+        for (channel, options) in &result.subs {
+            token_subs.insert(
+                channel.clone(),
+                SubscribeOptions {
+                    info: non_empty(&options.info),
+                    data: non_empty(&options.data),
+                    overrides: override_of(options.r#override.as_ref()),
+                },
+            );
+            if let Some(at) = expiry(options.expire_at) {
+                sub_expiry.insert(channel.clone(), at);
+            }
+        }
+        Ok(Credentials {
+            user: result.user.clone(),
+            info: result.info.to_vec(),
+            expires_at: if rules.insecure {
+                None
+            } else {
+                expiry(result.expire_at)
+            },
+            token_subs,
+            sub_expiry,
+            data: result.data.to_vec(),
+            proxied: true,
+        })
+    }
+}
+
+impl Credentials {
+    /// A connect without token: only the user (maybe `""`).
+    fn anonymous(user: String) -> Credentials {
+        Credentials {
+            user,
+            info: Vec::new(),
+            expires_at: None,
+            token_subs: BTreeMap::new(),
+            sub_expiry: BTreeMap::new(),
+            data: Vec::new(),
+            proxied: false,
+        }
     }
 }
 

@@ -6,7 +6,9 @@
 
 use std::time::Instant;
 
-use spindle_proto::client;
+use spindle_proto::{client, proxy};
+
+use super::ProxyCall;
 
 use crate::codes::{Disconnect, Unsubscribe};
 use crate::config::{ChannelOptions, DeltaType, RecoveryMode};
@@ -79,6 +81,8 @@ pub struct SubscribeGrant {
     pub reject_unrecovered: bool,
     /// The reply so far: `expires`/`ttl`, `recoverable`, `positioned`, `data`, `delta`.
     pub result: client::SubscribeResult,
+    /// Expiry is extended by this sub_refresh proxy (server-side), not by the client.
+    pub refresh_proxy: Option<ProxyCall>,
 }
 
 /// A client publication the session allows; the edge sends it to the core.
@@ -91,6 +95,10 @@ pub struct PublishGrant {
     /// The publisher (`Publication.info`): user, client, conn_info, and the chan_info of its
     /// subscription to this channel if it has one.
     pub info: client::ClientInfo,
+    /// The publish proxy's result, when the backend was asked: `skip_history`, `tags`,
+    /// `idempotency_key`, `delta`, `version`, `version_epoch` for the publish (its `data`, if
+    /// any, is already in `data`).
+    pub backend: Option<proxy::PublishResult>,
 }
 
 /// One subscription of a connection, as recorded by
@@ -110,8 +118,11 @@ pub struct Subscription {
     pub expires_at: Option<i64>,
     /// `expires_at + expired_sub_close_delay` as an instant.
     pub(crate) close_at: Option<Instant>,
-    /// The expiry was reported by `on_timer`; waiting for the edge to remove it.
+    /// The expiry was reported by `on_timer`; waiting for the edge to remove it (or for the
+    /// sub_refresh proxy's answer).
     pub(crate) expiry_reported: bool,
+    /// Server-side refresh through this sub_refresh proxy.
+    pub(crate) refresh_proxy: Option<ProxyCall>,
 }
 
 /// What a timer asks the edge to do (from [`Session::on_timer`](super::Session::on_timer)).
@@ -125,6 +136,12 @@ pub enum TimerAction {
     /// [`Session::remove_subscription`](super::Session::remove_subscription) (which returns
     /// the record, for the leave message).
     Unsubscribe(String, Unsubscribe),
+    /// The connection expires now: ask the refresh proxy, then call
+    /// [`Session::refresh_proxied`](super::Session::refresh_proxied).
+    RefreshProxy(ProxyCall),
+    /// The subscription to the channel expires now: ask the sub_refresh proxy, then call
+    /// [`Session::sub_refresh_proxied`](super::Session::sub_refresh_proxied).
+    SubRefreshProxy(String, ProxyCall),
 }
 
 /// Namespace options with a token's `override` applied.
@@ -210,6 +227,7 @@ impl ServerSub {
             recover_since,
             reject_unrecovered: false,
             result,
+            refresh_proxy: None,
         }
     }
 }

@@ -24,10 +24,15 @@
 //! Deliberate choices:
 //! - `sub_refresh` with an already expired new token answers error 109 (the JS SDK then
 //!   unsubscribes), where Centrifugo silently succeeds with `expires: false` (PROTOCOL.md §5.4).
-//! - Proxies do not exist yet: namespaces with `subscribe_proxy_enabled` /
-//!   `subscribe_stream_proxy_enabled` answer subscribe with 108, `publish_proxy_enabled` (or a
-//!   bidirectional stream proxy) answers publish with 108; connect / refresh / sub_refresh
-//!   proxies and JWKS endpoints are refused by [`SessionRules::new`].
+//! - Proxies (module `proxy`): the session says when a command needs the backend
+//!   ([`ProxyCall`]) and completes it with the backend's answer; the edge makes the call through
+//!   the core. The streaming subscribe proxy (gRPC `subscribe_stream_proxy_enabled`) is not
+//!   served: those channels answer subscribe (and bidirectional publish) with 108. JWKS
+//!   endpoints are refused by [`SessionRules::new`].
+//! - With the refresh proxy the connection result says `expires: false` (the client never
+//!   refreshes; a client `refresh` is 3501) and the session asks the backend when the
+//!   connection expires ([`TimerAction::RefreshProxy`]); likewise the sub_refresh proxy for
+//!   subscriptions ([`TimerAction::SubRefreshProxy`], client `sub_refresh` 3501).
 //! - Map and shared-poll subscriptions (types 1–4 on matching namespaces), map publishes and
 //!   `sub_refresh` track / untrack answer 108 until those features land.
 //! - The subscribing client counts as a subscriber for the `allow_*_for_subscriber` checks that
@@ -44,6 +49,7 @@
 //! - `filter`: tags filter (`tf`) validation and [`tags_match`].
 //! - `publish`: [`Session::authorize_publish`], presence and history access.
 //! - `refresh`: [`Session::refresh`], [`Session::sub_refresh`].
+//! - `proxy`: [`ProxyCall`], [`RpcRoute`], the `*_proxy` / `*_proxied` pairs.
 //! - `api`: [`Session::matches`], [`Session::api_refresh`], [`Session::api_subscribe`].
 //! - `timers`: pings, pongs, expiry and stale timers.
 
@@ -51,6 +57,7 @@ mod api;
 mod connect;
 mod filter;
 mod grants;
+mod proxy;
 mod publish;
 mod refresh;
 mod rules;
@@ -63,6 +70,8 @@ mod test_support;
 mod tests_api;
 #[cfg(test)]
 mod tests_connect;
+#[cfg(test)]
+mod tests_proxy;
 #[cfg(test)]
 mod tests_publish;
 #[cfg(test)]
@@ -87,6 +96,7 @@ pub use filter::tags_match;
 pub use grants::{
     ConnectGrant, PublishGrant, SubscribeGrant, Subscription, SubscriptionOptions, TimerAction,
 };
+pub use proxy::{PROXY_RETRY_DELAY, ProxyCall, ProxyKind, RpcRoute, rpc_outcome};
 pub use rules::{SessionRules, SessionRulesError};
 
 use crate::outcome::Failure;
@@ -164,6 +174,10 @@ pub struct Session {
     clock: Now,
     ping_jitter: f64,
     header_user: Option<String>,
+    /// `meta` from the connect / refresh proxy (sent with later proxy requests).
+    meta: Vec<u8>,
+    /// The connection's expiry is extended by the refresh proxy (server-side refresh).
+    refresh_proxy: bool,
 }
 
 impl Session {
@@ -188,6 +202,8 @@ impl Session {
             clock: now,
             ping_jitter,
             header_user: None,
+            meta: Vec::new(),
+            refresh_proxy: false,
         }
     }
 

@@ -2,8 +2,9 @@
 //! ("Presence/history").
 
 use serde::de::IgnoredAny;
-use spindle_proto::client;
+use spindle_proto::{client, proxy};
 
+use super::proxy::failure_of;
 use super::{PublishGrant, Session, SessionRules};
 use crate::config::{ChannelOptions, PublicationDataFormat, SubscriptionType};
 use crate::outcome::Failure;
@@ -17,12 +18,36 @@ impl Session {
     /// Order: channel name (empty 3501, unknown namespace 102, bad name 107) → publication type
     /// (a regular publish needs a stream channel, a map publish a map channel, else 107; map
     /// publishes 108 for now) → data format (107) → publish proxy or bidirectional stream
-    /// proxy (108 for now) → `allow_publish_for_client`, `allow_publish_for_subscriber` (with
-    /// `allow_publish_for_anonymous` for anonymous users) or `client.insecure`, else 103.
+    /// proxy (108 here: see [`Session::authorize_publish_proxied`]; a bidirectional stream
+    /// proxy is not served, 108) → `allow_publish_for_client`, `allow_publish_for_subscriber`
+    /// (with `allow_publish_for_anonymous` for anonymous users) or `client.insecure`, else 103.
     pub fn authorize_publish(
         &self,
         rules: &SessionRules,
         request: &client::PublishRequest,
+    ) -> Result<PublishGrant, Failure> {
+        self.decide_publish(rules, request, None)
+    }
+
+    /// Decides a client publish with the publish proxy's answer (asked because
+    /// [`Session::publish_proxy`] said so): the checks of [`Session::authorize_publish`] up to
+    /// the proxy, then the backend decides instead of the `allow_publish_*` rules. Its
+    /// `disconnect` / `error` refuse; otherwise the publish goes ahead, with the result's
+    /// `data` in place of the client's when it has one.
+    pub fn authorize_publish_proxied(
+        &self,
+        rules: &SessionRules,
+        request: &client::PublishRequest,
+        response: &proxy::PublishResponse,
+    ) -> Result<PublishGrant, Failure> {
+        self.decide_publish(rules, request, Some(response))
+    }
+
+    fn decide_publish(
+        &self,
+        rules: &SessionRules,
+        request: &client::PublishRequest,
+        proxied: Option<&proxy::PublishResponse>,
     ) -> Result<PublishGrant, Failure> {
         self.require_connected()?;
         let channel = request.channel.as_str();
@@ -36,13 +61,35 @@ impl Session {
         if !data_fits(rules.data_format(options), &request.data) {
             return Err(Failure::BadRequest);
         }
-        if options.publish_proxy_enabled
-            || (options.subscribe_stream_proxy_enabled
-                && options.subscribe_stream_proxy_bidirectional)
-        {
+        let subscription = self.subscriptions.get(channel);
+        let info = match subscription {
+            Some(subscription) => subscription.info.clone(),
+            None => self.info.clone(),
+        };
+        if options.publish_proxy_enabled {
+            let Some(response) = proxied else {
+                return Err(Failure::NotAvailable);
+            };
+            if let Some(failure) = failure_of(response.error.as_ref(), response.disconnect.as_ref())
+            {
+                return Err(failure);
+            }
+            let result = response.result.clone().unwrap_or_default();
+            let data = if result.data.is_empty() {
+                request.data.to_vec()
+            } else {
+                result.data.to_vec()
+            };
+            return Ok(PublishGrant {
+                channel: channel.to_owned(),
+                data,
+                info,
+                backend: Some(result),
+            });
+        }
+        if options.subscribe_stream_proxy_enabled && options.subscribe_stream_proxy_bidirectional {
             return Err(Failure::NotAvailable);
         }
-        let subscription = self.subscriptions.get(channel);
         let flags = (
             options.allow_publish_for_client,
             options.allow_publish_for_subscriber,
@@ -54,10 +101,8 @@ impl Session {
         Ok(PublishGrant {
             channel: channel.to_owned(),
             data: request.data.to_vec(),
-            info: match subscription {
-                Some(subscription) => subscription.info.clone(),
-                None => self.info.clone(),
-            },
+            info,
+            backend: None,
         })
     }
 

@@ -14,7 +14,7 @@ use crate::outcome::Failure;
 impl Session {
     /// A connection `refresh` with a new token.
     ///
-    /// Order: empty token (3501) → verification (expired: disconnect 3005; invalid 3500) →
+    /// Order: empty token or a refresh proxy configured (3501) → verification (expired: disconnect 3005; invalid 3500) →
     /// another user (3500) → the token's `subs` / `channels` differ from those of the connect
     /// token (3010) → new expiry already past (error 110). On success the expiry (and the 3005
     /// deadline) moves, `info` replaces the connection info when the token has one, and the
@@ -27,7 +27,8 @@ impl Session {
     ) -> Result<client::RefreshResult, Failure> {
         self.tick(now);
         self.require_connected()?;
-        if request.token.is_empty() {
+        // Refreshed by the server through the refresh proxy: the client has no say (3501).
+        if request.token.is_empty() || self.refresh_proxy {
             return Err(Failure::ProtocolViolation);
         }
         let token = verify_connection_token(
@@ -71,7 +72,7 @@ impl Session {
     /// A `sub_refresh` with a new subscription token.
     ///
     /// Order: empty channel (3501) → `type` track / untrack (108 until shared-poll lands) →
-    /// not subscribed (103) → empty token (107) → verification (expired: error 109 — a
+    /// not subscribed (103) → refreshed by the sub_refresh proxy (3501) → empty token (107) → verification (expired: error 109 — a
     /// deliberate choice, where Centrifugo silently succeeds with `expires: false`; invalid:
     /// disconnect 3500) → channel / user / client mismatch (3500) → new expiry already past
     /// (110). On success the expiry (and the 2501 / 3006 deadline) moves and `info` replaces
@@ -91,8 +92,13 @@ impl Session {
         if request.r#type != 0 {
             return Err(Failure::NotAvailable);
         }
-        if !self.subscriptions.contains_key(channel) {
-            return Err(Failure::PermissionDenied);
+        match self.subscriptions.get(channel) {
+            None => return Err(Failure::PermissionDenied),
+            // Refreshed by the server through the sub_refresh proxy (3501).
+            Some(subscription) if subscription.refresh_proxy.is_some() => {
+                return Err(Failure::ProtocolViolation);
+            }
+            Some(_) => {}
         }
         if request.token.is_empty() {
             return Err(Failure::BadRequest);

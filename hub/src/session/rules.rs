@@ -63,7 +63,8 @@ pub(crate) struct Timing {
 pub(crate) enum Permission {
     Allowed,
     Denied,
-    /// The namespace asks a (subscribe or stream) proxy, which the session cannot do yet.
+    /// The namespace asks a proxy: the subscribe proxy (see `Session::subscribe_proxy`) or
+    /// the streaming proxy, which is not served (108).
     NeedsProxy,
 }
 
@@ -88,53 +89,22 @@ pub struct SessionRules {
     namespace_boundary: String,
     user_boundary: String,
     default_data_format: PublicationDataFormat,
+    /// `client.proxy.connect.enabled`.
+    pub(crate) connect_proxy: bool,
+    /// `client.proxy.refresh.enabled`.
+    pub(crate) refresh_proxy: bool,
+    /// The `rpc` section (method routing).
+    pub(crate) rpc: crate::config::Rpc,
 }
 
 impl SessionRules {
     /// Builds the rules from a (validated) configuration.
     ///
-    /// Refused, with [`SessionRulesError::Unsupported`], until the core can serve them:
-    /// `jwks_public_endpoint` (JWK sets are fetched by the core, not wired yet),
-    /// `client.proxy.connect` / `client.proxy.refresh`, and `sub_refresh_proxy_enabled` in any
-    /// namespace. The subscribe and publish proxies are not refused: those channels answer 108.
+    /// Refused, with [`SessionRulesError::Unsupported`], until the core can serve it:
+    /// `jwks_public_endpoint` (JWK sets are fetched by the core, not wired yet). Proxies are
+    /// served through the core (see the `proxy` module).
     pub fn new(config: &Config) -> Result<SessionRules, SessionRulesError> {
         let client = &config.client;
-        let unsupported = |key: &str, reason| SessionRulesError::Unsupported {
-            key: key.to_owned(),
-            reason,
-        };
-        if client.proxy.connect.enabled {
-            return Err(unsupported(
-                "client.proxy.connect.enabled",
-                "the connect proxy is not supported yet; use connection tokens",
-            ));
-        }
-        if client.proxy.refresh.enabled {
-            return Err(unsupported(
-                "client.proxy.refresh.enabled",
-                "the refresh proxy is not supported yet; use client-side token refresh",
-            ));
-        }
-        let namespaces = config
-            .channel
-            .namespaces
-            .iter()
-            .enumerate()
-            .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options));
-        for (path, options) in std::iter::once((
-            "channel.without_namespace".to_owned(),
-            &config.channel.without_namespace,
-        ))
-        .chain(namespaces)
-        {
-            if options.sub_refresh_proxy_enabled {
-                return Err(unsupported(
-                    &format!("{path}.sub_refresh_proxy_enabled"),
-                    "the sub_refresh proxy is not supported yet; use client-side sub_refresh",
-                ));
-            }
-        }
-
         let skip = client.insecure_skip_token_signature_verify;
         let connection_keys = key_set(&client.token, "client.token")?;
         let connection_claims = claim_rules(&client.token, "client.token", skip)?;
@@ -176,6 +146,9 @@ impl SessionRules {
             namespace_boundary: config.channel.namespace_boundary.clone(),
             user_boundary: config.channel.user_boundary.clone(),
             default_data_format: config.channel.publication_data_format,
+            connect_proxy: client.proxy.connect.enabled,
+            refresh_proxy: client.proxy.refresh.enabled,
+            rpc: config.rpc.clone(),
         })
     }
 

@@ -1,10 +1,11 @@
 //! Client subscribe (PROTOCOL.md §7.3 permission order, §5.3 subscription tokens, §2.10 types,
 //! §2.11 tags filter) and the record of subscriptions.
 
-use spindle_proto::client;
+use spindle_proto::{client, proxy};
 
 use super::filter::valid_filter;
 use super::grants::{Effective, SubscribeGrant, SubscriptionOptions, ttl};
+use super::proxy::{expiry, failure_of, override_of};
 use super::rules::Permission;
 use super::{Now, Session, SessionRules, Subscription};
 use crate::config::{ChannelOptions, SubscriptionType};
@@ -31,6 +32,32 @@ impl Session {
         &self,
         rules: &SessionRules,
         request: &client::SubscribeRequest,
+        now: Now,
+    ) -> Result<SubscribeGrant, Failure> {
+        self.decide_subscribe(rules, request, None, now)
+    }
+
+    /// Decides a client subscribe with the subscribe proxy's answer (asked because
+    /// [`Session::subscribe_proxy`] said so): the same order as
+    /// [`Session::authorize_subscribe`], with the backend in place of the token-less rules.
+    /// Its `disconnect` / `error` refuse; otherwise the subscribe is allowed — **a response
+    /// without `result` too**, with the namespace's options (as Centrifugo) — with the
+    /// result's `info` (channel info), `data`, `expire_at` (0 = never) and `override`.
+    pub fn authorize_subscribe_proxied(
+        &self,
+        rules: &SessionRules,
+        request: &client::SubscribeRequest,
+        response: &proxy::SubscribeResponse,
+        now: Now,
+    ) -> Result<SubscribeGrant, Failure> {
+        self.decide_subscribe(rules, request, Some(response), now)
+    }
+
+    fn decide_subscribe(
+        &self,
+        rules: &SessionRules,
+        request: &client::SubscribeRequest,
+        proxied: Option<&proxy::SubscribeResponse>,
         now: Now,
     ) -> Result<SubscribeGrant, Failure> {
         self.require_connected()?;
@@ -73,10 +100,26 @@ impl Session {
         } else if resolved.private {
             return Err(Failure::PermissionDenied);
         } else {
-            match rules.subscribe_without_token(&resolved, channel, self.user()) {
-                Permission::Allowed => {}
-                Permission::Denied => return Err(Failure::PermissionDenied),
-                Permission::NeedsProxy => return Err(Failure::NotAvailable),
+            match (
+                rules.subscribe_without_token(&resolved, channel, self.user()),
+                proxied,
+            ) {
+                (Permission::Allowed, _) => {}
+                (Permission::Denied, _) => return Err(Failure::PermissionDenied),
+                (Permission::NeedsProxy, Some(response)) if options.subscribe_proxy_enabled => {
+                    if let Some(failure) =
+                        failure_of(response.error.as_ref(), response.disconnect.as_ref())
+                    {
+                        return Err(failure);
+                    }
+                    if let Some(result) = &response.result {
+                        overrides = override_of(result.r#override.as_ref());
+                        chan_info = result.info.to_vec();
+                        data = result.data.to_vec();
+                        expires_at = expiry(result.expire_at);
+                    }
+                }
+                (Permission::NeedsProxy, _) => return Err(Failure::NotAvailable),
             }
         }
         if let Some(filter) = &request.tf
@@ -88,6 +131,9 @@ impl Session {
             Some(at) => ttl(at, now.unix_secs()).ok_or(Failure::Expired)?,
             None => 0,
         };
+        // With the sub_refresh proxy the server refreshes: the client is told nothing expires.
+        let refresh_proxy = expires_at.and_then(|_| Session::sub_refresh_proxy(rules, channel));
+        let client_refresh = expires_at.is_some() && refresh_proxy.is_none();
 
         let options = client_options(rules, options, &overrides, request, self.user());
         let options = SubscriptionOptions {
@@ -100,8 +146,8 @@ impl Session {
                 epoch: request.epoch.clone(),
             });
         let result = client::SubscribeResult {
-            expires: expires_at.is_some(),
-            ttl,
+            expires: client_refresh,
+            ttl: if client_refresh { ttl } else { 0 },
             recoverable: options.recoverable,
             positioned: options.positioned,
             data: data.clone().into(),
@@ -118,6 +164,7 @@ impl Session {
             recover_since,
             reject_unrecovered: request.flag & FLAG_REJECT_UNRECOVERED != 0,
             result,
+            refresh_proxy,
         })
     }
 
@@ -148,8 +195,15 @@ impl Session {
                 ..self.info.clone()
             },
             expires_at: grant.expires_at,
-            close_at: self.subscription_close_at(grant.expires_at),
+            close_at: match grant.refresh_proxy {
+                // The backend is asked at expiry itself, not after the close delay.
+                Some(_) => grant
+                    .expires_at
+                    .map(|at| self.clock.instant_at(at, std::time::Duration::ZERO)),
+                None => self.subscription_close_at(grant.expires_at),
+            },
             expiry_reported: false,
+            refresh_proxy: grant.refresh_proxy.clone(),
         };
         self.subscriptions
             .insert(grant.channel.clone(), subscription);

@@ -20,18 +20,6 @@ fn unsupported_configuration_is_refused_by_key() {
             },
             "client.subscription_token.jwks_public_endpoint",
         ),
-        (
-            |c| c.client.proxy.connect.enabled = true,
-            "client.proxy.connect.enabled",
-        ),
-        (
-            |c| c.client.proxy.refresh.enabled = true,
-            "client.proxy.refresh.enabled",
-        ),
-        (
-            |c| c.channel.namespaces[0].options.sub_refresh_proxy_enabled = true,
-            "channel.namespaces[0].sub_refresh_proxy_enabled",
-        ),
     ];
     for (change, key) in cases {
         let mut config = config();
@@ -41,6 +29,18 @@ fn unsupported_configuration_is_refused_by_key() {
             other => panic!("{key}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn proxies_are_accepted() {
+    let mut config = config();
+    config.client.proxy.connect.enabled = true;
+    config.client.proxy.refresh.enabled = true;
+    config.channel.namespaces[0]
+        .options
+        .sub_refresh_proxy_enabled = true;
+    let rules = SessionRules::new(&config).unwrap();
+    assert!(rules.refresh_proxy_enabled());
 }
 
 #[test]

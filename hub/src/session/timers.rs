@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Now, Phase, Session, TimerAction, Timing};
+use super::{Now, Phase, ProxyCall, ProxyKind, Session, TimerAction, Timing};
 use crate::codes::{Disconnect, Unsubscribe};
+use crate::config::DEFAULT_PROXY_NAME;
 use crate::outcome::Failure;
 
 /// The pending deadlines of one connection.
@@ -22,6 +23,8 @@ pub(crate) struct Timers {
     pong_due: Option<Instant>,
     /// Close with 3005 (connection expiry plus `expired_close_delay`).
     expire_close_at: Option<Instant>,
+    /// Ask the refresh proxy (server-side refresh: the connection's expiry, or a retry).
+    refresh_at: Option<Instant>,
 }
 
 impl Timers {
@@ -42,6 +45,11 @@ impl Timers {
     /// Sets (or clears) the connection's close deadline.
     pub(crate) fn set_expiry(&mut self, close_at: Option<Instant>) {
         self.expire_close_at = close_at;
+    }
+
+    /// Sets (or clears) when the refresh proxy is asked next.
+    pub(crate) fn set_refresh(&mut self, at: Option<Instant>) {
+        self.refresh_at = at;
     }
 }
 
@@ -83,11 +91,17 @@ impl Session {
             .values()
             .filter(|s| !s.expiry_reported)
             .filter_map(|s| s.close_at);
-        [t.stale_at, t.next_ping, t.pong_due, t.expire_close_at]
-            .into_iter()
-            .flatten()
-            .chain(subscriptions)
-            .min()
+        [
+            t.stale_at,
+            t.next_ping,
+            t.pong_due,
+            t.expire_close_at,
+            t.refresh_at,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(subscriptions)
+        .min()
     }
 
     /// Everything due at `now`, in order. A disconnect comes alone (the session is then
@@ -112,23 +126,35 @@ impl Session {
         if due(self.timers.expire_close_at) {
             return self.disconnect(Disconnect::EXPIRED);
         }
-        let mut expired: Vec<(String, bool)> = self
+        let mut actions: Vec<TimerAction> = Vec::new();
+        if self.refresh_proxy && due(self.timers.refresh_at) {
+            // Pending until `refresh_proxied` sets the next one.
+            self.timers.refresh_at = None;
+            actions.push(TimerAction::RefreshProxy(ProxyCall {
+                kind: ProxyKind::Refresh,
+                proxy_name: DEFAULT_PROXY_NAME.to_owned(),
+            }));
+        }
+        let mut expired: Vec<(String, bool, Option<ProxyCall>)> = self
             .subscriptions
             .values_mut()
             .filter(|s| !s.expiry_reported && due(s.close_at))
             .map(|s| {
                 s.expiry_reported = true;
-                (s.channel.clone(), s.server_side)
+                (s.channel.clone(), s.server_side, s.refresh_proxy.clone())
             })
             .collect();
-        if expired.iter().any(|(_, server_side)| *server_side) {
+        if expired
+            .iter()
+            .any(|(_, server_side, proxy)| *server_side && proxy.is_none())
+        {
             return self.disconnect(Disconnect::SUBSCRIPTION_EXPIRED);
         }
-        expired.sort();
-        let mut actions: Vec<TimerAction> = expired
-            .into_iter()
-            .map(|(channel, _)| TimerAction::Unsubscribe(channel, Unsubscribe::EXPIRED))
-            .collect();
+        expired.sort_by(|a, b| a.0.cmp(&b.0));
+        actions.extend(expired.into_iter().map(|(channel, _, proxy)| match proxy {
+            Some(call) => TimerAction::SubRefreshProxy(channel, call),
+            None => TimerAction::Unsubscribe(channel, Unsubscribe::EXPIRED),
+        }));
         if due(self.timers.next_ping) {
             actions.push(TimerAction::SendPing);
             self.timers.ping_outstanding = true;
@@ -147,8 +173,15 @@ impl Session {
 
     /// The connection's expiry: records it and sets the 3005 deadline (expiry plus
     /// `expired_close_delay`).
+    /// With the refresh proxy, the proxy is asked at the expiry itself instead.
     pub(crate) fn set_connection_expiry(&mut self, expires_at: Option<i64>, now: Now) {
         self.expires_at = expires_at;
+        if self.refresh_proxy {
+            self.timers
+                .set_refresh(expires_at.map(|at| now.instant_at(at, Duration::ZERO)));
+            self.timers.set_expiry(None);
+            return;
+        }
         let close_at = expires_at.map(|at| now.instant_at(at, self.timing.expired_close_delay));
         self.timers.set_expiry(close_at);
     }

@@ -36,9 +36,13 @@ mod bad_input;
 mod cli;
 mod connect;
 mod emulation;
+mod limits;
+mod proxy;
 mod pubsub;
+mod two_nodes;
 mod uni_grpc;
 mod unidirectional;
+mod webtransport;
 
 use spindle_tests::{Client, Format, OrFail, Server, fixture};
 

@@ -1,0 +1,125 @@
+//! The gRPC side of proxies: Centrifugo's `centrifugal.centrifugo.proxy.CentrifugoProxy`
+//! service, so an existing gRPC backend works. Endpoints are `host:port` (or
+//! `grpc://host:port`); one lazily connected channel per endpoint, shared by every call.
+//!
+//! Metadata sent: the proxy's `grpc.static_metadata`, `grpc.credentials_key` /
+//! `credentials_value`, and the client's HTTP headers named in `http_headers` (lower-case
+//! keys). Not served yet: `grpc.tls` (such a call fails with 100 and a logged error),
+//! `grpc.compression` (ignored), the client's gRPC metadata (`grpc_metadata`, only uni_grpc
+//! clients have any).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use spindle_hub::config::Proxy;
+use spindle_proto::mesh::ProxyRequest;
+use spindle_proto::proxy;
+use spindle_proto::proxy::grpc::centrifugo_proxy_client::CentrifugoProxyClient;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Channel, Endpoint};
+
+type Client = CentrifugoProxyClient<Channel>;
+type Reply<A> = Pin<Box<dyn Future<Output = Result<A, tonic::Status>> + Send>>;
+
+/// One service method: a request message and its response.
+pub(crate) trait Method: Sized + Send + 'static {
+    type Answer: Send + 'static;
+    fn call(self, client: Client, metadata: MetadataMap) -> Reply<Self::Answer>;
+}
+
+macro_rules! method {
+    ($question:ty => $answer:ty, $name:ident) => {
+        impl Method for $question {
+            type Answer = $answer;
+            fn call(self, mut client: Client, metadata: MetadataMap) -> Reply<$answer> {
+                Box::pin(async move {
+                    let mut request = tonic::Request::new(self);
+                    *request.metadata_mut() = metadata;
+                    client.$name(request).await.map(tonic::Response::into_inner)
+                })
+            }
+        }
+    };
+}
+
+method!(proxy::ConnectRequest => proxy::ConnectResponse, connect);
+method!(proxy::RefreshRequest => proxy::RefreshResponse, refresh);
+method!(proxy::SubscribeRequest => proxy::SubscribeResponse, subscribe);
+method!(proxy::PublishRequest => proxy::PublishResponse, publish);
+method!(proxy::SubRefreshRequest => proxy::SubRefreshResponse, sub_refresh);
+method!(proxy::RpcRequest => proxy::RpcResponse, rpc);
+
+/// Channels by endpoint.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Channels {
+    by_endpoint: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Channels {
+    fn channel(&self, endpoint: &str) -> Result<Channel, String> {
+        let mut channels = self
+            .by_endpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(endpoint) {
+            return Ok(channel.clone());
+        }
+        let address = endpoint.strip_prefix("grpc://").unwrap_or(endpoint);
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|error| format!("bad gRPC endpoint {endpoint:?}: {error}"))?
+            .connect_lazy();
+        channels.insert(endpoint.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Calls the method of `question` on the proxy's endpoint.
+    pub(crate) async fn call<Q: Method>(
+        &self,
+        proxy: &Proxy,
+        request: &ProxyRequest,
+        question: Q,
+    ) -> Result<Q::Answer, String> {
+        if proxy.grpc.tls.enabled {
+            return Err("grpc.tls is not supported yet".to_owned());
+        }
+        let channel = self.channel(&proxy.endpoint)?;
+        let metadata = metadata(proxy, request);
+        question
+            .call(CentrifugoProxyClient::new(channel), metadata)
+            .await
+            .map_err(|status| format!("gRPC status {:?}: {}", status.code(), status.message()))
+    }
+}
+
+fn metadata(proxy: &Proxy, request: &ProxyRequest) -> MetadataMap {
+    let mut metadata = MetadataMap::new();
+    let mut add = |key: &str, value: &str| {
+        if let (Ok(key), Ok(value)) = (
+            AsciiMetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()),
+            AsciiMetadataValue::try_from(value),
+        ) {
+            metadata.insert(key, value);
+        }
+    };
+    for (name, value) in &request.http_headers {
+        if proxy
+            .http_headers
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(name))
+        {
+            add(name, value);
+        }
+    }
+    for (key, value) in &proxy.grpc.static_metadata {
+        add(key, value.expose());
+    }
+    if !proxy.grpc.credentials_key.is_empty() {
+        add(
+            &proxy.grpc.credentials_key,
+            proxy.grpc.credentials_value.expose(),
+        );
+    }
+    metadata
+}
