@@ -90,13 +90,22 @@ services() {
     start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
       -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || ok=1
   fi
-  for _ in $(seq 50); do port_open 6379 && port_open 4222 && break; sleep 0.2; done
+  if ! port_open 5432; then
+    echo "PostgreSQL is down on 127.0.0.1:5432: starting it"
+    pg_ctlcluster 15 main start || ok=1
+  fi
+  for _ in $(seq 50); do port_open 6379 && port_open 4222 && port_open 5432 && break; sleep 0.2; done
   port_open 6379 || { echo "Redis is not reachable on 127.0.0.1:6379"; ok=1; }
   port_open 4222 || { echo "NATS is not reachable on 127.0.0.1:4222"; ok=1; }
-  [ "$ok" -eq 0 ] && echo "Redis and NATS are up"
+  port_open 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432"; ok=1; }
+  # The broker tests use database `test` as user postgres (trust auth on 127.0.0.1).
+  if port_open 5432 && ! psql -h 127.0.0.1 -U postgres -d test -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    echo "PostgreSQL: cannot use database test as postgres on 127.0.0.1:5432"; ok=1
+  fi
+  [ "$ok" -eq 0 ] && echo "Redis, NATS and PostgreSQL are up"
 }
 
-step "services (Redis, NATS)" services
+step "services (Redis, NATS, PostgreSQL)" services
 step "format" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "hub purity" hub_is_pure
@@ -107,6 +116,7 @@ step "unit and integration tests" cargo test --workspace
 step "benches build" cargo bench --workspace --no-run
 step "golden frames: real SDKs accept our replies" gateway-proto/tests/golden/capture/replay.sh
 step "real SDKs against spindle serve (centrifuge-js, centrifuge-python, cent)" tests/sdk/run.sh --no-build
+step "centrifuge-js in headless Chromium (WebTransport)" tests/browser/run.sh --no-build
 step "fuzz each decoder" fuzz_briefly
 
 echo

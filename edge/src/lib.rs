@@ -1,7 +1,7 @@
 //! The edge: where client connections live.
 //!
 //! Owns: the transports (WebSocket, HTTP-stream and SSE emulation, `uni_websocket`,
-//! `uni_http_stream`, `uni_sse`, `uni_grpc`; WebTransport later), the local hub (channel → local sessions) and its fan-out, per-connection writer
+//! `uni_http_stream`, `uni_sse`, `uni_grpc`, WebTransport), the local hub (channel → local sessions) and its fan-out, per-connection writer
 //! queues, and the uplink to a core over a mesh link. It drives the session state machine from
 //! `spindle-hub` (`spindle_hub::session`), which decides; the edge acts.
 //!
@@ -19,6 +19,8 @@
 //!   task's uni mode does the protocol differences).
 //! - `uni_grpc`: the `CentrifugoUniStream/Consume` gRPC service ([`Edge::serve_uni_grpc`], its
 //!   own port), the same uni mode with Protobuf pushes.
+//! - `webtransport`: WebTransport over HTTP/3 ([`Edge::serve_webtransport`], UDP on the main
+//!   port): one bidirectional stream cut into messages for the same connection task.
 //! - `connection`: one task per connection: frames → commands → session → replies, timers,
 //!   control commands; generic over any `Stream`/`Sink` so tests need no socket.
 //! - [`writer`]: the bounded byte queue ([`writer::Outbox`], 3008 on overflow) and the task
@@ -32,6 +34,9 @@
 //! - `presence`: the periodic presence refresh of local connections, batched per channel.
 //! - [`glob`]: glob patterns for `client.allowed_origins` and channel surveys.
 //! - [`clock`]: [`clock::SystemNow`], the real clock for the pure session.
+//! - `limits`: `client.connection_rate_limit` as a token bucket; with `client.connection_limit`
+//!   and shutdown it makes `Shared::refusal`, the one admission check every transport calls
+//!   before accepting a connection (HTTP 503; WebTransport 429; uni_grpc `UNAVAILABLE`).
 
 pub mod clock;
 pub mod glob;
@@ -47,10 +52,12 @@ mod control;
 mod emulation;
 mod inbox;
 mod interest;
+mod limits;
 mod presence;
 mod uni_grpc;
 mod unidirectional;
 mod websocket;
+mod webtransport;
 
 use crate::glob::OriginPolicy;
 use crate::handle::ConnectionHandle;
@@ -69,6 +76,9 @@ use std::time::{Duration, Instant};
 
 pub use clock::SystemNow;
 pub use handle::ClientId;
+pub use webtransport::WebTransportError;
+/// The rustls of the WebTransport endpoint (certificate and key types).
+pub use wtransport::tls::rustls;
 
 /// WebSocket read buffer when `websocket.read_buffer_size` is 0.
 const DEFAULT_WS_READ_BUFFER: usize = 4096;
@@ -109,6 +119,7 @@ pub enum Transport {
     UniHttpStream,
     UniSse,
     UniGrpc,
+    WebTransport,
 }
 
 impl Transport {
@@ -121,6 +132,7 @@ impl Transport {
             Transport::UniHttpStream => "uni_http_stream",
             Transport::UniSse => "uni_sse",
             Transport::UniGrpc => "uni_grpc",
+            Transport::WebTransport => "webtransport",
         }
     }
 }
@@ -171,16 +183,21 @@ pub(crate) struct Shared {
     pub live_tasks: AtomicUsize,
     /// Connections of emulation transports by session id, for `/emulation`.
     pub emulated: Mutex<HashMap<String, ConnectionHandle>>,
+    /// `client.connection_rate_limit`.
+    pub connection_rate: limits::ConnectionRate,
 }
 
 impl Shared {
-    /// HTTP refusal of a new connection, if one is due (shutting down, node limit).
+    /// HTTP refusal of a new connection, if one is due (shutting down, node connection limit,
+    /// connection rate limit): 503 with the reason as body.
     pub(crate) fn admission(&self) -> Option<Response> {
         self.refusal()
             .map(|reason| (StatusCode::SERVICE_UNAVAILABLE, reason).into_response())
     }
 
-    /// Why a new connection is refused, if it is (shutting down, node limit).
+    /// Why a new connection is refused, if it is: shutting down, `client.connection_limit`
+    /// reached, or `client.connection_rate_limit` exceeded. Call it once per new connection,
+    /// just before accepting it: an admitted connection uses up one unit of the rate.
     pub(crate) fn refusal(&self) -> Option<&'static str> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Some("shutting down");
@@ -188,6 +205,9 @@ impl Shared {
         let limit = self.limits.connection_limit;
         if limit > 0 && self.hub.connection_count() >= limit {
             return Some("connection limit");
+        }
+        if !self.connection_rate.admit(Instant::now()) {
+            return Some("connection rate limit");
         }
         None
     }
@@ -265,6 +285,8 @@ impl Edge {
             ),
         };
         let origins = OriginPolicy::lenient(&client.allowed_origins);
+        let connection_rate =
+            limits::ConnectionRate::new(client.connection_rate_limit, Instant::now());
         Edge {
             shared: Arc::new(Shared {
                 config,
@@ -279,6 +301,7 @@ impl Edge {
                 request_ids: AtomicU64::new(0),
                 live_tasks: AtomicUsize::new(0),
                 emulated: Mutex::new(HashMap::new()),
+                connection_rate,
             }),
         }
     }
@@ -373,6 +396,22 @@ impl Edge {
             .await
     }
 
+    /// Serves WebTransport (`webtransport.handler_prefix`, HTTP/3) on the UDP `socket` with the
+    /// certificate chain and key of `http_server.tls`, until `shutdown` resolves. Call
+    /// [`Edge::shutdown`] first (or with `shutdown`) so that every session ends with its
+    /// disconnect push.
+    pub async fn serve_webtransport(
+        &self,
+        socket: std::net::UdpSocket,
+        certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), WebTransportError> {
+        let endpoint = webtransport::endpoint(socket, certificates, key)?;
+        webtransport::serve(Arc::clone(&self.shared), endpoint, shutdown).await;
+        Ok(())
+    }
+
     /// Refuses new connections and closes every open one with 3001 `shutdown`.
     pub fn shutdown(&self) {
         self.shared.shutting_down.store(true, Ordering::Release);
@@ -419,7 +458,7 @@ impl Edge {
 const BUFFER_PUBLICATIONS: usize = 4096;
 
 /// A configured path with its leading `/`.
-fn path_of(prefix: &str) -> String {
+pub(crate) fn path_of(prefix: &str) -> String {
     if prefix.starts_with('/') {
         prefix.to_owned()
     } else {

@@ -1,5 +1,8 @@
 //! `spindle serve`: an edge and a core in one process, joined by the in-process link, behind one
-//! HTTP server.
+//! HTTP server (HTTPS with `http_server.tls`), and with `webtransport.enabled` a WebTransport
+//! endpoint on the UDP port of the same number.
+
+mod tls;
 
 use crate::cli::ServeArgs;
 use crate::commands::genconfig::random_secret;
@@ -95,7 +98,13 @@ fn init_logging(config: &Config, json: bool) -> Result<()> {
 }
 
 async fn serve(config: Arc<Config>) -> Result<()> {
-    let identity = spindle_core::NodeIdentity::new(&config);
+    // Bound first: the node is named after the port it really got (`-p 0`).
+    let address = format!("{}:{}", bind_address(&config), config.http_server.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+    let identity = spindle_core::NodeIdentity::new(&config, local.port());
     let rules = spindle_hub::session::SessionRules::new(&config)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("invalid client configuration")?;
@@ -115,14 +124,6 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         let edge = edge.clone();
         async move { edge.run_inbox(edge_inbox).await }
     });
-
-    let router = Router::new()
-        .merge(edge.router())
-        .merge(node.api_router())
-        .route(
-            &config.health.handler_prefix,
-            get(|| async { axum::Json(serde_json::json!({})) }),
-        );
 
     // uni_grpc: its own gRPC server, stopped with the HTTP server; bound before the HTTP
     // listener, so it is up once the listening line is printed.
@@ -154,13 +155,92 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         None
     };
 
-    let address = format!("{}:{}", bind_address(&config), config.http_server.port);
-    let listener = TcpListener::bind(&address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
-    let local = listener.local_addr()?;
+    let tls_identity = if config.http_server.tls.enabled {
+        Some(tls::identity("http_server.tls", &config.http_server.tls)?)
+    } else {
+        None
+    };
+
+    // The internal endpoints (API, health) on their own port when `internal_port` says so.
+    let api = node.api_router();
+    let health = Router::new().route(
+        &config.health.handler_prefix,
+        get(|| async { axum::Json(serde_json::json!({})) }),
+    );
+    let http = &config.http_server;
+    let (external, internal) = if http.internal_port != 0 && http.internal_port != local.port() {
+        let (external, internal) = if config.http_api.external {
+            (edge.router().merge(api), health)
+        } else {
+            (edge.router(), health.merge(api))
+        };
+        let internal_identity = if http.internal_tls.enabled {
+            Some(tls::identity(
+                "http_server.internal_tls",
+                &http.internal_tls,
+            )?)
+        } else if !http.tls_external {
+            tls_identity.clone()
+        } else {
+            None
+        };
+        let host = match http.internal_address.as_str() {
+            "" => bind_address(&config),
+            host => host,
+        };
+        let address = format!("{host}:{}", http.internal_port);
+        let internal_listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (internal endpoints)"))?;
+        let internal_local = internal_listener.local_addr()?;
+        println!(
+            "spindle: internal endpoints on {internal_local} ({})",
+            scheme(internal_identity.is_some())
+        );
+        let mut stopping = stopping.clone();
+        let stop = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        let server = serve_http(
+            internal_listener,
+            internal_identity.as_ref(),
+            internal,
+            stop,
+        )?;
+        (external, Some(tokio::spawn(server)))
+    } else {
+        (edge.router().merge(api).merge(health), None)
+    };
+
+    // WebTransport: UDP on the port the HTTPS listener got (so port 0 works in tests).
+    let webtransport = match webtransport_identity(&config, tls_identity.as_ref())? {
+        Some(identity) => {
+            let socket = std::net::UdpSocket::bind(local)
+                .with_context(|| format!("cannot listen on UDP {local} (webtransport)"))?;
+            println!("spindle: webtransport on udp {local}");
+            tracing::info!(%local, "webtransport serving");
+            let edge = edge.clone();
+            let mut stopping = stopping.clone();
+            Some(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                };
+                let tls::Identity { certificates, key } = identity;
+                if let Err(error) = edge
+                    .serve_webtransport(socket, certificates, key, stop)
+                    .await
+                {
+                    tracing::error!(%error, "webtransport endpoint failed");
+                }
+            }))
+        }
+        None => None,
+    };
+
+    let scheme = scheme(tls_identity.is_some());
+    // Scripts and tests read this line as "<prefix><address>": keep it exactly so.
     println!("spindle: listening on {local}");
-    tracing::info!(%local, version = spindle_hub::VERSION, "spindle serving");
+    tracing::info!(%local, scheme, version = spindle_hub::VERSION, "spindle serving");
 
     let shutdown = {
         let edge = edge.clone();
@@ -171,10 +251,16 @@ async fn serve(config: Arc<Config>) -> Result<()> {
             let _ = stopping_tx.send(true);
         }
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    serve_http(listener, tls_identity.as_ref(), external, shutdown)?
         .await
         .context("HTTP server failed")?;
+    if let Some(internal) = internal
+        && tokio::time::timeout(SHUTDOWN_DRAIN, internal)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the internal endpoints did not stop within {SHUTDOWN_DRAIN:?}");
+    }
     // axum does not wait for upgraded WebSocket connections: let their close frames go out.
     if !edge.wait_drained(SHUTDOWN_DRAIN).await {
         tracing::warn!("some connections did not close within {SHUTDOWN_DRAIN:?}");
@@ -186,8 +272,76 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     {
         tracing::warn!("the uni_grpc server did not stop within {SHUTDOWN_DRAIN:?}");
     }
+    if let Some(webtransport) = webtransport
+        && tokio::time::timeout(SHUTDOWN_DRAIN, webtransport)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the webtransport endpoint did not stop within {SHUTDOWN_DRAIN:?}");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `router` on `listener` (HTTPS with `identity`) until `shutdown` resolves.
+fn serve_http(
+    listener: TcpListener,
+    identity: Option<&tls::Identity>,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<impl std::future::Future<Output = std::io::Result<()>> + Send + 'static> {
+    let listener = match identity {
+        Some(identity) => Either::Tls(tls::TlsListener::new(
+            listener,
+            tls::https_config(identity)?,
+        )?),
+        None => Either::Plain(listener),
+    };
+    Ok(async move {
+        match listener {
+            Either::Tls(listener) => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Either::Plain(listener) => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
+    })
+}
+
+enum Either {
+    Tls(tls::TlsListener),
+    Plain(TcpListener),
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
+}
+
+/// The identity WebTransport serves with, when it is on. It needs HTTP/3 and TLS (QUIC has no
+/// plaintext form); the config check already insists on `http_server.http3.enabled`.
+fn webtransport_identity(
+    config: &Config,
+    identity: Option<&tls::Identity>,
+) -> Result<Option<tls::Identity>> {
+    if !config.webtransport.enabled {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        config.http_server.http3.enabled,
+        "webtransport.enabled needs http_server.http3.enabled"
+    );
+    match identity {
+        Some(identity) => Ok(Some(identity.clone())),
+        None => Err(anyhow::anyhow!(
+            "webtransport.enabled needs http_server.tls (enabled, cert_pem, key_pem): \
+             HTTP/3 runs over QUIC, which is always encrypted"
+        )),
+    }
 }
 
 fn uni_grpc_address(config: &Config) -> &str {

@@ -26,7 +26,8 @@ pub struct HttpServer {
     /// Centrifugo writes this key as a string; both `"9000"` and `9000` are accepted.
     #[serde(deserialize_with = "port_or_empty")]
     pub internal_port: u16,
-    /// TLS for the main listener. Default: off.
+    /// TLS for the main listener (HTTPS; also the certificate of the HTTP/3 endpoint). Default:
+    /// off.
     pub tls: Tls,
     /// ACME (Let's Encrypt) certificates. Default: off.
     pub tls_autocert: TlsAutocert,
@@ -34,7 +35,8 @@ pub struct HttpServer {
     pub tls_external: bool,
     /// Separate TLS for the internal endpoints; default: off (the main `tls` applies).
     pub internal_tls: Tls,
-    /// HTTP/3 (needed by WebTransport). Default: off.
+    /// HTTP/3 on the UDP port of the same number as `port` (needs `tls`; carries WebTransport).
+    /// Default: off.
     pub http3: Http3,
     /// Cleartext HTTP/2 on external endpoints; needs a separate `internal_port`. Default `false`.
     pub h2c_external: bool,
@@ -148,7 +150,9 @@ impl Default for TlsAutocert {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(default)]
 pub struct Http3 {
-    /// Serve HTTP/3 (experimental; needs TLS). Default `false`.
+    /// Serve HTTP/3 (experimental; needs `http_server.tls`). Spindle's HTTP/3 endpoint serves
+    /// WebTransport sessions only: it listens when `webtransport.enabled` is on too. Default
+    /// `false`.
     pub enabled: bool,
 }
 

@@ -122,7 +122,8 @@ impl Default for Emulation {
     }
 }
 
-/// `webtransport` (experimental; needs `http_server.http3`).
+/// `webtransport` (experimental; needs `http_server.http3` and `http_server.tls`): served over
+/// HTTP/3 on the UDP port of the same number as `http_server.port`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default)]
 pub struct WebTransport {
@@ -130,7 +131,9 @@ pub struct WebTransport {
     pub enabled: bool,
     /// Path. Default `"/connection/webtransport"`.
     pub handler_prefix: String,
-    /// Largest incoming message, bytes. Default `65536`; `0` = default.
+    /// Largest incoming message, bytes (above it: disconnect 1009 `message size limit`).
+    /// Default `65536`; `0` = default. Never more than `websocket.message_size_limit`, which
+    /// every transport's command decoder applies.
     pub message_size_limit: u32,
 }
 
