@@ -213,6 +213,11 @@ impl Node {
             match config.broker.kind {
                 BrokerType::Nats => return Node::connect_nats(config, identity).await,
                 BrokerType::Postgres => return Node::connect_postgres(config, identity).await,
+                BrokerType::Redis => {
+                    let options = RedisOptions::from_config(&config.broker.redis)
+                        .map_err(|error| NodeError::Engine(error.to_string()))?;
+                    return Node::connect_redis(config, identity, options).await;
+                }
                 BrokerType::Memory => {}
                 other => {
                     return Err(NodeError::Engine(format!(
@@ -227,6 +232,18 @@ impl Node {
         }
         let options = RedisOptions::from_config(&config.engine.redis)
             .map_err(|error| NodeError::Engine(error.to_string()))?;
+        Node::connect_redis(config, identity, options).await
+    }
+
+    /// A node whose broker is Redis: `engine.type: redis` (`engine.redis`) or
+    /// `broker.type: redis` (`broker.redis`). Presence comes from the `presence_manager` section
+    /// when it is enabled, else from this Redis when it is the engine, else as for the other
+    /// split setups (`engine.type: redis` elsewhere, or memory).
+    async fn connect_redis(
+        config: Arc<Config>,
+        identity: NodeIdentity,
+        options: RedisOptions,
+    ) -> Result<Node, NodeError> {
         let engine = |error: crate::broker::BrokerError| NodeError::Engine(error.to_string());
         let connection = RedisConnection::connect(&options).await.map_err(engine)?;
         let edges = Arc::new(Edges::default());
@@ -234,13 +251,21 @@ impl Node {
         let broker = RedisBroker::with_control(connection.clone(), edges.clone(), Some(control_tx))
             .await
             .map_err(engine)?;
-        let presence = RedisPresenceManager::new(connection, presence_ttl(&config));
+        let broker_section = config.broker.enabled && config.broker.kind == BrokerType::Redis;
+        let presence = if config.presence_manager.enabled || broker_section {
+            split_presence(&config).await?
+        } else {
+            AnyPresenceManager::Redis(Box::new(RedisPresenceManager::new(
+                connection,
+                presence_ttl(&config),
+            )))
+        };
         let node = Node::assemble(
             config,
             identity,
             edges,
             AnyBroker::Redis(Box::new(broker)),
-            AnyPresenceManager::Redis(Box::new(presence)),
+            presence,
         )?;
         node.start_cluster(control_rx);
         Ok(node)
