@@ -35,8 +35,8 @@ pub mod presence;
 pub mod proxy;
 
 pub use node::{
-    CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EdgeId, HistoryError,
-    NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError, NodeIdentity, NodeInfo, NodeStats,
-    PresenceError, PublishError, REMOTE_SURVEY_TIMEOUT, SURVEY_TIMEOUT, SWEEP_INTERVAL,
-    SweepReport, VERSION,
+    CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EMULATION_TIMEOUT, EdgeId,
+    EmulationError, HistoryError, NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError,
+    NodeIdentity, NodeInfo, NodeStats, PresenceError, PublishError, REMOTE_SURVEY_TIMEOUT,
+    SURVEY_TIMEOUT, SWEEP_INTERVAL, SweepReport, VERSION,
 };

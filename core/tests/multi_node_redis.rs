@@ -1,6 +1,7 @@
 //! Two nodes on one Redis (`SPINDLE_TEST_REDIS`, default `redis://127.0.0.1:6379`), each with
 //! its own fake edge: what is published through node A's API reaches the edge attached to node
-//! B, and both nodes read the same history. The same runs again with the nodes sharded over
+//! B, and both nodes read the same history; an emulation frame given to one node reaches the
+//! edge of the node it names. The same runs again with the nodes sharded over
 //! two Redis servers the test starts itself (`engine.redis.address` as a list). Fails (never
 //! skips) when Redis is not reachable.
 #![allow(clippy::unwrap_used)]
@@ -295,4 +296,39 @@ async fn info_and_channels_list_every_node() {
             "chat:both": {"num_clients": 7},
         }})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulation_frames_reach_the_named_node() {
+    let prefix = format!("spindle-test-{}", uuid::Uuid::new_v4().simple());
+    let a = redis_node("a", &prefix).await;
+    let b = redis_node("b", &prefix).await;
+    let mut edge_a = FakeEdge::attach(&a, "edge-a", Answers::default());
+    let mut edge_b = FakeEdge::attach(&b, "edge-b", Answers::default());
+    wait_for_nodes(&b.api_router(), 2).await;
+
+    let frame = |node: &str| spindle_proto::client::EmulationRequest {
+        node: node.to_owned(),
+        session: "s1".to_owned(),
+        data: bytes::Bytes::from_static(b"{\"id\":2}"),
+    };
+    // B forwards to A and reports delivery once A's edge has answered.
+    assert!(b.emulate(frame(&a.identity().uid)).await.unwrap());
+    let support::Received::Emulation(got) = edge_a.next().await else {
+        panic!("edge A wanted an emulation frame");
+    };
+    assert_eq!(got, frame(&a.identity().uid));
+    // Naming itself, B hands the frame to its own edge.
+    assert!(b.emulate(frame(&b.identity().uid)).await.unwrap());
+    assert!(matches!(
+        edge_b.next().await,
+        support::Received::Emulation(_)
+    ));
+    // A node that is not live: not delivered, at once.
+    let started = tokio::time::Instant::now();
+    assert!(!b.emulate(frame("no-such-node")).await.unwrap());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(edge_a.is_quiet());
+    assert!(edge_b.is_quiet());
 }

@@ -7,8 +7,11 @@
 //! disconnect is a Disconnect push, then the end of the stream. A client going away drops the
 //! response body, which the incoming side reports as [`Incoming::Close`].
 //!
-//! Forwarding an `/emulation` request that lands on another node of a cluster belongs to the
-//! broker work; here a foreign node id gets 404.
+//! An `/emulation` request naming another node (several nodes on one broker, the client's
+//! requests balanced across them) goes to the core, which forwards it over the broker's control
+//! channel to that node and waits for its answer (`core/src/node/emulation.rs`): 204 once
+//! delivered, 404 for a node that is not live or does not answer within the core's timeout,
+//! 503 when the core or the control channel fails.
 
 use crate::connection::{self, Setup};
 use crate::socket::{Incoming, Outgoing};
@@ -20,9 +23,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, future, sink, stream};
 use prost::Message as _;
 use spindle_hub::config::ConnectCodeToHttpResponse;
+use spindle_mesh::mesh;
 use spindle_proto::{Format, client, encode_reply};
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 const JSON_CONTENT: &str = "application/json";
@@ -210,7 +215,7 @@ pub(crate) async fn emulation(
         Err(status) => status,
         Ok(body) => match parse_emulation(is_protobuf(&headers), &body) {
             None => StatusCode::BAD_REQUEST,
-            Some(request) if request.node != edge.node.uid => StatusCode::NOT_FOUND,
+            Some(request) if request.node != edge.node.uid => forward(&edge, request).await,
             Some(request) => {
                 // An unknown (or just closed) session is dropped silently, as Centrifugo does.
                 if let Some(handle) = edge.emulation_target(&request.session) {
@@ -221,6 +226,39 @@ pub(crate) async fn emulation(
         },
     };
     with_cors(status.into_response(), cors)
+}
+
+/// How long the edge waits for its core to forward a frame to another node; above the core's
+/// own wait for that node, so the core's verdict normally arrives first.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Hands a frame for a session on another node to the core, which forwards it there.
+async fn forward(edge: &Shared, request: client::EmulationRequest) -> StatusCode {
+    let request = mesh::Request {
+        id: edge.next_request_id(),
+        kind: Some(mesh::request::Kind::Emulation(request)),
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, edge.link.request(request)).await {
+        Ok(Ok(mesh::Response {
+            error: None,
+            kind: Some(mesh::response::Kind::Emulation(result)),
+            ..
+        })) => {
+            if result.delivered {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::NOT_FOUND
+            }
+        }
+        Ok(Ok(response)) => {
+            tracing::warn!(error = ?response.error, "emulation frame not forwarded");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!("emulation frame: no answer from the core");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
 }
 
 /// The request of `/emulation`: Protobuf `EmulationRequest`, or JSON whose `data` is a string

@@ -1,8 +1,10 @@
 //! Applying what the core sends (`Down`): events are fanned out, control commands handed to the
-//! connections they concern, surveys answered from the local hub.
+//! connections they concern, surveys answered from the local hub, emulation frames handed to
+//! their session.
 //!
 //! Nothing here waits on the link or on a connection: fan-out queues bytes, control commands go
-//! through bounded mailboxes with `try_send`, survey answers through a oneshot. So the core can
+//! through bounded mailboxes with `try_send`, survey answers through a oneshot (an emulation
+//! frame's from a task of its own, after the frame's mailbox took it). So the core can
 //! never deadlock against an edge that is itself waiting for room on the link.
 
 use crate::Shared;
@@ -25,6 +27,25 @@ pub(crate) fn apply(shared: &Shared, message: Down) {
             }
         }
         Down::Survey(pending) => {
+            if let Some(mesh::survey::Kind::Emulation(request)) = &pending.question.kind {
+                // Answered once the connection's mailbox took the frame, from a task: the
+                // mailbox may be full for a while. An unknown session is answered at once.
+                let reply = mesh::SurveyReply {
+                    id: pending.question.id,
+                    ..Default::default()
+                };
+                match shared.emulation_target(&request.session) {
+                    Some(handle) => {
+                        let data = request.data.clone();
+                        tokio::spawn(async move {
+                            handle.emulate(data).await;
+                            pending.responder.answer(reply);
+                        });
+                    }
+                    None => pending.responder.answer(reply),
+                }
+                return;
+            }
             let reply = answer(shared, &pending.question);
             pending.responder.answer(reply);
         }
@@ -53,7 +74,8 @@ fn answer(shared: &Shared, survey: &mesh::Survey) -> mesh::SurveyReply {
                     .unwrap_or(u32::MAX),
             });
         }
-        None => {}
+        // Answered in `apply`.
+        Some(mesh::survey::Kind::Emulation(_)) | None => {}
     }
     reply
 }

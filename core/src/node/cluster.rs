@@ -16,6 +16,10 @@
 //!   rather than counts in the announcements keeps announcements small whatever the number of
 //!   channels, and keeps `channels` current rather than up to an interval old.
 //!
+//! - `e`: an `/emulation` frame for one node (body: survey id as 8 big-endian bytes, then a
+//!   protobuf `EmulationRequest`). Only the named node acts: it hands the frame to its edges,
+//!   then answers with an empty `r` reply of that id, which the asker waits for.
+//!
 //! The memory engine has no control channel: one node, nothing to carry.
 
 use super::{Inner, Node, NodeInfo};
@@ -45,6 +49,7 @@ const CONTROL: u8 = b'c';
 const INFO: u8 = b'i';
 const ASK: u8 = b'q';
 const REPLY: u8 = b'r';
+const EMULATE: u8 = b'e';
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Announcement {
@@ -244,6 +249,7 @@ impl Node {
                     let _ = replies.send(reply.channels);
                 }
             }
+            EMULATE => self.on_emulate(origin, body),
             _ => tracing::debug!(kind, "unknown control message kind"),
         }
     }
@@ -287,6 +293,58 @@ impl Node {
         }
         self.inner.cluster.pending().remove(&id);
         merged
+    }
+
+    /// Sends an emulation frame to the node it names and waits up to `timeout` for that node's
+    /// answer: `Ok(false)` without one.
+    pub(super) async fn forward_emulation(
+        &self,
+        request: spindle_proto::client::EmulationRequest,
+        timeout: Duration,
+    ) -> Result<bool, super::EmulationError> {
+        let id = self.next_survey_id();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.inner.cluster.pending().insert(id, tx);
+        let mut body = id.to_be_bytes().to_vec();
+        request.encode(&mut body).ok();
+        let outcome = match self.publish_cluster(EMULATE, &body).await {
+            Err(()) => Err(super::EmulationError),
+            Ok(()) => Ok(matches!(
+                tokio::time::timeout(timeout, rx.recv()).await,
+                Ok(Some(_))
+            )),
+        };
+        self.inner.cluster.pending().remove(&id);
+        if matches!(outcome, Ok(false)) {
+            tracing::warn!(
+                node = request.node,
+                "emulation frame: the node did not answer"
+            );
+        }
+        outcome
+    }
+
+    fn on_emulate(&self, origin: &str, body: &[u8]) {
+        let Some((id, request)) = body.split_first_chunk::<8>() else {
+            return;
+        };
+        let Ok(request) = spindle_proto::client::EmulationRequest::decode(request) else {
+            tracing::warn!(origin, "undecodable emulation frame");
+            return;
+        };
+        if request.node != self.inner.identity.uid {
+            return;
+        }
+        let reply = Reply {
+            id: u64::from_be_bytes(*id),
+            to: origin.to_owned(),
+            channels: BTreeMap::new(),
+        };
+        let node = self.clone();
+        tokio::spawn(async move {
+            node.emulate_locally(request).await;
+            node.publish_cluster(REPLY, &json(&reply)).await.ok();
+        });
     }
 
     /// The other live nodes (see [`NODE_INFO_EXPIRY`]).

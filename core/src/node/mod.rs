@@ -2,6 +2,7 @@
 
 mod cluster;
 mod edges;
+mod emulation;
 mod history;
 mod presence;
 mod publish;
@@ -11,6 +12,7 @@ mod sweep;
 
 pub use cluster::{NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, REMOTE_SURVEY_TIMEOUT};
 pub use edges::{CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY};
+pub use emulation::{EMULATION_TIMEOUT, EmulationError};
 pub use history::HistoryError;
 pub use presence::PresenceError;
 pub use publish::PublishError;

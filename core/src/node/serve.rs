@@ -37,8 +37,12 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
             }
             // A backend call may take its whole timeout: it must not hold up the edge's
             // other requests, so it is answered from its own task.
+            // So is an emulation frame forwarded to another node, which waits for its answer.
             Up::Request(pending)
-                if matches!(pending.question.kind, Some(request::Kind::Proxy(_))) =>
+                if matches!(
+                    pending.question.kind,
+                    Some(request::Kind::Proxy(_) | request::Kind::Emulation(_))
+                ) =>
             {
                 let node = node.clone();
                 tokio::spawn(async move {
@@ -105,6 +109,11 @@ async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
             .await
             .map(response::Kind::Proxy)
             .ok_or(ClientError::BAD_REQUEST),
+        Some(request::Kind::Emulation(emulation)) => node
+            .emulate(emulation)
+            .await
+            .map(|delivered| response::Kind::Emulation(mesh::EmulationResult { delivered }))
+            .map_err(|_| ClientError::INTERNAL),
         None => Err(ClientError::NOT_AVAILABLE),
     };
     match outcome {

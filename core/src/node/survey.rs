@@ -31,7 +31,7 @@ pub struct NodeInfo {
 }
 
 impl Node {
-    async fn survey(&self, kind: survey::Kind) -> Vec<mesh::SurveyReply> {
+    pub(super) async fn survey(&self, kind: survey::Kind) -> Vec<mesh::SurveyReply> {
         let id = self.next_survey_id();
         let asks = self.inner.edges.links().into_iter().map(|(edge, link)| {
             let question = mesh::Survey {

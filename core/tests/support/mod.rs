@@ -143,6 +143,8 @@ pub struct Answers {
 pub enum Received {
     Event(mesh::ChannelEvent),
     Control(mesh::Control),
+    /// An emulation frame for a session (answered at once by the fake).
+    Emulation(spindle_proto::client::EmulationRequest),
 }
 
 /// An edge attached to a node through the in-process link.
@@ -188,6 +190,13 @@ impl FakeEdge {
                                 channels: BTreeMap::new(),
                                 node: Some(answers.stats.clone()),
                             },
+                            Some(survey::Kind::Emulation(request)) => {
+                                let _ = tx.send(Received::Emulation(request));
+                                mesh::SurveyReply {
+                                    id,
+                                    ..Default::default()
+                                }
+                            }
                             None => mesh::SurveyReply {
                                 id,
                                 ..Default::default()

@@ -227,13 +227,13 @@ impl Streamed {
         }
     }
 
-    async fn next_reply(&mut self) -> Reply {
+    pub(crate) async fn next_reply(&mut self) -> Reply {
         self.next()
             .await
             .expect("a message before the end of the stream")
     }
 
-    async fn next_push(&mut self) -> Push {
+    pub(crate) async fn next_push(&mut self) -> Push {
         let reply = self.next_reply().await;
         match reply.push {
             Some(push) => push,
@@ -252,20 +252,20 @@ impl<T> OrFailIo<T> for std::io::Result<T> {
     }
 }
 
-fn command_bytes(format: Format, commands: &[Command]) -> Vec<u8> {
+pub(crate) fn command_bytes(format: Format, commands: &[Command]) -> Vec<u8> {
     encode_commands(format, commands)
         .or_fail()
         .into_data()
         .to_vec()
 }
 
-fn with_id(id: u32, mut command: Command) -> Command {
+pub(crate) fn with_id(id: u32, mut command: Command) -> Command {
     command.id = id;
     command
 }
 
 /// Sends `commands` through `/emulation` for `session` on `node`; returns the status.
-async fn emulate(
+pub(crate) async fn emulate(
     addr: SocketAddr,
     format: Format,
     node: &str,

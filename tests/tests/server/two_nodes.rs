@@ -1,15 +1,18 @@
 //! Two real `spindle serve` processes on one Redis (`engine.type: redis`, 127.0.0.1:6379, a
 //! fresh key prefix per test): a client on node A receives what the API publishes on node B,
 //! history and presence agree on both nodes, API unsubscribe and disconnect on one node reach a
-//! user connected to the other, and `info` lists both. Fails (never skips) when Redis is down.
+//! user connected to the other, `info` lists both, and an `/emulation` request sent to the
+//! node without the session is forwarded to the one with it. Fails (never skips) when Redis is
+//! down.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use spindle_tests::client::payload_json;
-use spindle_tests::{Format, OrFail, Server, TIMEOUT, fixture};
+use spindle_tests::client::{connect_command, payload_json, subscribe_command};
+use spindle_tests::{Format, OrFail, Server, TIMEOUT, fixture, http};
 
 use crate::connected;
+use crate::emulation::{Kind, Streamed, command_bytes, emulate, with_id};
 
 /// Two servers sharing one Redis under a prefix of their own; returns once each `info` lists
 /// both (so each listens to the other's control messages).
@@ -187,6 +190,64 @@ async fn info_lists_both_nodes() {
         uids
     };
     assert_eq!(uids(&info), uids(&from_b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulation_on_b_is_forwarded_to_the_session_on_a() {
+    let (a, b) = two_nodes().await;
+    let connect = with_id(1, connect_command(&fixture::token("gina")));
+    let mut stream = Streamed::open(
+        a.addr(),
+        Kind::HttpStream(Format::Json),
+        "POST",
+        "/connection/http_stream",
+        &[("Content-Type", "application/json")],
+        &command_bytes(Format::Json, &[connect]),
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let result = stream
+        .next_reply()
+        .await
+        .connect
+        .or_fail_with("connect result");
+
+    // B does not hold the session: it forwards the command to A and answers once A took it.
+    let channel = fixture::unique("chat:emu-two");
+    let subscribe = with_id(2, subscribe_command(&channel));
+    let status = emulate(
+        b.addr(),
+        Format::Json,
+        &result.node,
+        &result.session,
+        &[subscribe],
+    )
+    .await;
+    assert_eq!(status, 204);
+    let reply = stream.next_reply().await;
+    assert_eq!(reply.id, 2, "{reply:?}");
+    assert!(
+        reply.error.is_none() && reply.subscribe.is_some(),
+        "{reply:?}"
+    );
+
+    b.publish(&channel, json!({"via": "b"})).await.or_fail();
+    let push = stream.next_push().await;
+    assert_eq!(push.channel, channel, "{push:?}");
+    let publication = push.r#pub.or_fail_with("publication push");
+    assert_eq!(
+        payload_json(&publication.data).or_fail(),
+        json!({"via": "b"})
+    );
+
+    // A node no one knows: 404 from either node.
+    let unknown = json!({"node": "no-such-node", "session": result.session, "data": "{}"});
+    for server in [&a, &b] {
+        let response = http::post_json(server.addr(), "/emulation", &[], &unknown)
+            .await
+            .or_fail();
+        assert_eq!(response.status, 404);
+    }
 }
 
 trait OrFailWith<T> {
