@@ -11,16 +11,20 @@ pub trait SystemNow {
 
 impl SystemNow for Now {
     fn system() -> Now {
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
-            // A clock before 1970 is broken; 0 keeps every token check failing safe.
-            .unwrap_or(0);
         Now {
             mono: Instant::now(),
-            unix_ms,
+            unix_ms: unix_ms(),
         }
     }
+}
+
+/// The wall clock in unix milliseconds.
+pub(crate) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+        // A clock before 1970 is broken; 0 keeps every token check failing safe.
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use spindle_proto::{EncodeError, Format, SharedReply, client};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 /// Shards of the channel registry.
 const SHARDS: usize = 64;
@@ -30,6 +31,8 @@ pub struct LocalHub {
     connections: Mutex<Connections>,
     encodes: AtomicU64,
     events: AtomicU64,
+    /// `client.channel_position_max_time_lag` in milliseconds; 0 = publications are never late.
+    max_time_lag_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -62,12 +65,28 @@ impl Default for LocalHub {
 
 impl LocalHub {
     pub fn new() -> Self {
+        Self::with_max_time_lag(Duration::ZERO)
+    }
+
+    /// A hub for which a publication arriving more than `max_time_lag` after its publish time
+    /// is late (zero: never).
+    pub fn with_max_time_lag(max_time_lag: Duration) -> Self {
         LocalHub {
             subscriptions: SubscriptionRegistry::new(SHARDS),
             connections: Mutex::new(Connections::default()),
             encodes: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            max_time_lag_ms: i64::try_from(max_time_lag.as_millis()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// Whether a publication published at `time` (unix ms, 0 = unknown) is later than
+    /// `client.channel_position_max_time_lag`: one clock read per publication, not per
+    /// subscriber. A publication without a time is never late.
+    fn is_late(&self, time: i64) -> bool {
+        self.max_time_lag_ms > 0
+            && time > 0
+            && crate::clock::unix_ms().saturating_sub(time) > self.max_time_lag_ms
     }
 
     fn connections(&self) -> MutexGuard<'_, Connections> {
@@ -149,12 +168,10 @@ impl LocalHub {
         let channel = event.channel;
         let push = match event.kind {
             Some(Kind::Publication(publication)) => {
-                let event = Arc::new(PubEvent::new(
-                    channel,
-                    publication,
-                    event.epoch,
-                    event.prev_data,
-                ));
+                let late = self.is_late(publication.time);
+                let mut event = PubEvent::new(channel, publication, event.epoch, event.prev_data);
+                event.late = late;
+                let event = Arc::new(event);
                 let mut variants = Variants::new(&event);
                 for subscriber in subscribers.iter() {
                     subscriber.offer(&event, &mut variants);
@@ -315,6 +332,9 @@ fn format_index(format: Format) -> usize {
 pub(crate) fn saturate(count: usize) -> u32 {
     u32::try_from(count).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod time_lag_tests;
 
 #[cfg(test)]
 mod tests {

@@ -36,6 +36,10 @@ pub struct PubEvent {
     pub epoch: String,
     /// The previous publication's data when the publisher asked for delta (empty otherwise).
     pub prev_data: Bytes,
+    /// It reached this edge later than `client.channel_position_max_time_lag` after it was
+    /// published: positioned subscribers lose their position (the stream moved on meanwhile
+    /// as far as they can tell), others still get it.
+    pub late: bool,
 }
 
 impl PubEvent {
@@ -52,6 +56,7 @@ impl PubEvent {
             publication,
             epoch,
             prev_data,
+            late: false,
         }
     }
 
@@ -361,6 +366,11 @@ impl LocalSub {
                 return Decision::Lost;
             }
             track.offset = offset;
+        }
+        // Checked after the duplicate skip: a late copy of what the client already has (in the
+        // buffer of a recovery) costs nothing.
+        if self.flags.positioned && event.late {
+            return Decision::Lost;
         }
         if let Some(filter) = &self.filter
             && !tags_match(filter, &event.publication.tags)

@@ -237,6 +237,7 @@ fn encode_publication(publication: &Publication) -> Vec<u8> {
         data: publication.data.clone(),
         info: publication.info.clone(),
         tags: publication.tags.clone(),
+        time: publication.time,
         ..Default::default()
     }
     .encode_to_vec();

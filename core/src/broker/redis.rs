@@ -614,6 +614,7 @@ fn encode_publication(publication: &Publication) -> Bytes {
         data: publication.data.clone(),
         info: publication.info.clone(),
         tags: publication.tags.clone(),
+        time: publication.time,
         ..Default::default()
     }
     .encode_to_vec()
@@ -626,6 +627,7 @@ fn decode_publication(bytes: &[u8]) -> Option<Publication> {
         data: wire.data,
         info: wire.info,
         tags: wire.tags,
+        time: wire.time,
     })
 }
 

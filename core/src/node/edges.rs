@@ -329,6 +329,9 @@ impl Edges {
             info: publication.info.clone(),
             offset,
             tags: publication.tags.clone(),
+            // The publish time travels to the edge (late-publication check); the edge clears
+            // it before clients see the publication.
+            time: publication.time,
             epoch: if offset == 1 {
                 epoch.clone()
             } else {

@@ -65,6 +65,17 @@ pub(crate) fn check_data(data: &[u8], format: PublicationDataFormat) -> Result<(
     }
 }
 
+/// The wall clock in unix milliseconds, stamped on every publication so edges can tell how late
+/// it reaches them (`client.channel_position_max_time_lag`). 0 when the clock is before 1970:
+/// such a publication is never considered late.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 fn first_significant(data: &[u8]) -> Option<u8> {
     data.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
@@ -103,6 +114,7 @@ impl Node {
             data,
             info,
             tags: std::mem::take(&mut options.tags),
+            time: unix_ms(),
         };
         let result = self
             .inner

@@ -65,6 +65,8 @@ impl Seen {
 #[derive(Default)]
 pub struct Recorder {
     seen: Mutex<Vec<Seen>>,
+    /// Channel and publish time (unix ms) of every delivered publication, in arrival order.
+    times: Mutex<Vec<(String, i64)>>,
     changed: Notify,
 }
 
@@ -95,6 +97,16 @@ impl Recorder {
             .collect()
     }
 
+    /// Publish times (unix ms) of the publications delivered in `channel`.
+    pub fn publish_times(&self, channel: &str) -> Vec<i64> {
+        let times = self.times.lock().unwrap();
+        times
+            .iter()
+            .filter(|(c, _)| c == channel)
+            .map(|(_, time)| *time)
+            .collect()
+    }
+
     fn push(&self, seen: Seen) {
         self.seen.lock().unwrap().push(seen);
         self.changed.notify_waiters();
@@ -109,6 +121,10 @@ impl EventHandler for Recorder {
         publication: &Publication,
         prev: Option<&Publication>,
     ) {
+        self.times
+            .lock()
+            .unwrap()
+            .push((channel.to_owned(), publication.time));
         self.push(Seen::Publication {
             channel: channel.to_owned(),
             position: position.cloned(),
@@ -134,6 +150,29 @@ pub fn publication(data: &str) -> Publication {
             ..Default::default()
         }),
         tags: [("k".to_owned(), data.to_owned())].into(),
+        time: unix_ms(),
+    }
+}
+
+fn unix_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
+/// Every publication delivered in `channel` carries its publish time, and it is recent: the
+/// broker carried it (or, PostgreSQL, stamped it) so edges can tell late publications
+/// (`client.channel_position_max_time_lag`).
+fn assert_recent_publish_times(seen: &Recorder, channel: &str) {
+    let now = unix_ms();
+    let times = seen.publish_times(channel);
+    assert!(!times.is_empty(), "{channel}: no publications");
+    for time in times {
+        assert!(
+            time > now - 30_000 && time <= now + 1_000,
+            "{channel}: publish time {time} is not close to now ({now})"
+        );
     }
 }
 
@@ -237,6 +276,7 @@ pub async fn delivery_in_order<B: Broker, P: PresenceManager>(factory: impl Fact
         assert_eq!(got, (1..=20).collect::<Vec<_>>());
         let data: Vec<String> = events.iter().map(data_of).collect();
         assert_eq!(data, (1..=20).map(|n| n.to_string()).collect::<Vec<_>>());
+        assert_recent_publish_times(&seen, channel);
     }
     let plain: Vec<String> = seen.wait("plain", 4).await.iter().map(data_of).collect();
     assert_eq!(plain, ["p1", "join:x", "p2", "leave:x"]);
@@ -784,6 +824,7 @@ pub async fn delivery_only<B: Broker, P: PresenceManager>(factory: impl Factory<
         let mut expected: Vec<String> = (1..=10).map(|n| format!("{channel}/{n}")).collect();
         expected.extend(["join:x".to_owned(), "leave:x".to_owned()]);
         assert_eq!(got, expected, "{channel}");
+        assert_recent_publish_times(&seen, channel);
         for event in seen.of(channel) {
             if let Seen::Publication { position, prev, .. } = event {
                 assert_eq!((position, prev), (None, None));

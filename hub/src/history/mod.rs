@@ -86,6 +86,9 @@ pub struct Publication {
     pub info: Option<client::ClientInfo>,
     /// Application tags, delivered with the publication (and usable by tags filters).
     pub tags: BTreeMap<String, String>,
+    /// When it was published, in unix milliseconds (0 = unknown). Brokers carry it between
+    /// nodes so edges can tell a late publication (`client.channel_position_max_time_lag`).
+    pub time: i64,
 }
 
 /// One retained publication as history returns it: its offset (its identity in the stream,

@@ -107,7 +107,8 @@ impl Reader {
         let fetch = client
             .prepare(&format!(
                 "SELECT seq, kind, channel, \"offset\", epoch, data, info, tags::text, \
-                 prev_data, prev_info, prev_tags::text FROM {prefix}_outbox \
+                 prev_data, prev_info, prev_tags::text, \
+                 (extract(epoch FROM created_at) * 1000)::bigint FROM {prefix}_outbox \
                  WHERE shard = $1 AND seq > $2 ORDER BY seq LIMIT $3"
             ))
             .await
@@ -191,7 +192,10 @@ impl Reader {
             "p" => {
                 let offset: i64 = row.try_get(3).ok()?;
                 let epoch: String = row.try_get(4).ok()?;
-                let current = publication(data, row.try_get(6).ok()?, row.try_get(7).ok()?)?;
+                let mut current = publication(data, row.try_get(6).ok()?, row.try_get(7).ok()?)?;
+                // The publish time is when the row entered the outbox (PostgreSQL's clock; also
+                // right for `cf_stream_publish` inside application transactions).
+                current.time = row.try_get::<_, i64>(11).unwrap_or(0);
                 let prev_data: Option<Vec<u8>> = row.try_get(8).ok()?;
                 let prev = match prev_data {
                     Some(prev) => Some(publication(
@@ -238,5 +242,6 @@ pub(super) fn publication(
         data: Bytes::from(data),
         info,
         tags,
+        time: 0,
     })
 }
