@@ -165,6 +165,9 @@ pub(crate) struct Limits {
     pub position_check_delay: Duration,
     /// `client.presence_update_interval`.
     pub presence_interval: Duration,
+    /// `client.channel_position_max_time_lag` (zero = off): a publication reaching the edge
+    /// later than this after it was published loses positioned subscribers' positions.
+    pub max_time_lag: Duration,
 }
 
 #[derive(Debug)]
@@ -240,6 +243,13 @@ impl Shared {
     }
 }
 
+/// The PEM certificate chain and private key `uni_grpc` serves TLS with.
+#[derive(Debug, Clone)]
+pub struct UniGrpcTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
 impl Edge {
     /// An edge for `config`, deciding with `rules`, talking to its core over `link`.
     ///
@@ -283,6 +293,7 @@ impl Edge {
                 client.presence_update_interval.as_std(),
                 Duration::from_secs(27),
             ),
+            max_time_lag: client.channel_position_max_time_lag.as_std(),
         };
         let origins = OriginPolicy::lenient(&client.allowed_origins);
         let connection_rate =
@@ -293,7 +304,7 @@ impl Edge {
                 rules,
                 link,
                 node,
-                hub: LocalHub::new(),
+                hub: LocalHub::with_max_time_lag(limits.max_time_lag),
                 origins,
                 limits,
                 started: Instant::now(),
@@ -379,15 +390,22 @@ impl Edge {
         router.with_state(Arc::clone(&self.shared))
     }
 
-    /// Serves `uni_grpc` (the `CentrifugoUniStream` gRPC service) on `listener` until
-    /// `shutdown` resolves and the open calls have ended. Call [`Edge::shutdown`] first (or
+    /// Serves `uni_grpc` (the `CentrifugoUniStream` gRPC service) on `listener`, over TLS when
+    /// `tls` is given (`uni_grpc.tls`), until `shutdown` resolves and the open calls have ended. Call [`Edge::shutdown`] first (or
     /// with `shutdown`) so that every stream ends with its disconnect push.
     pub async fn serve_uni_grpc(
         &self,
         listener: tokio::net::TcpListener,
+        tls: Option<UniGrpcTls>,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
-        tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            let identity = tonic::transport::Identity::from_pem(tls.cert_pem, tls.key_pem);
+            server =
+                server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+        }
+        server
             .add_service(uni_grpc::service(Arc::clone(&self.shared)))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),

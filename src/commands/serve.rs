@@ -129,11 +129,12 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     // listener, so it is up once the listening line is printed.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let uni_grpc = if config.uni_grpc.enabled {
-        // Not implemented yet: refuse rather than serve plaintext where TLS was asked for.
-        anyhow::ensure!(
-            !config.uni_grpc.tls.enabled,
-            "uni_grpc.tls is not supported yet"
-        );
+        let tls = if config.uni_grpc.tls.enabled {
+            let (cert_pem, key_pem) = tls::pem_pair("uni_grpc.tls", &config.uni_grpc.tls)?;
+            Some(spindle_edge::UniGrpcTls { cert_pem, key_pem })
+        } else {
+            None
+        };
         let address = format!("{}:{}", uni_grpc_address(&config), config.uni_grpc.port);
         let listener = TcpListener::bind(&address)
             .await
@@ -147,7 +148,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
             let stop = async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
             };
-            if let Err(error) = edge.serve_uni_grpc(listener, stop).await {
+            if let Err(error) = edge.serve_uni_grpc(listener, tls, stop).await {
                 tracing::error!(%error, "uni_grpc server failed");
             }
         }))

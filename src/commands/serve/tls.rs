@@ -37,6 +37,15 @@ impl Clone for Identity {
     }
 }
 
+/// The PEM texts of `tls`'s certificate chain and key, checked to parse (`path` names the block
+/// in errors).
+pub fn pem_pair(path: &str, tls: &Tls) -> Result<(Vec<u8>, Vec<u8>)> {
+    identity(path, tls)?;
+    let cert_pem = pem_of(&tls.cert_pem).with_context(|| format!("{path}.cert_pem"))?;
+    let key_pem = pem_of(tls.key_pem.expose()).with_context(|| format!("{path}.key_pem"))?;
+    Ok((cert_pem, key_pem))
+}
+
 /// Reads the certificate chain and key of `tls` (`path` names the block in errors).
 pub fn identity(path: &str, tls: &Tls) -> Result<Identity> {
     let cert_pem = pem_of(&tls.cert_pem).with_context(|| format!("{path}.cert_pem"))?;

@@ -7,6 +7,7 @@ use spindle_proto::unistream::centrifugo_uni_stream_client::CentrifugoUniStreamC
 use spindle_tests::proto::{ConnectRequest, Push};
 use spindle_tests::{OrFail, Server, ServerOptions, TIMEOUT, fixture};
 use tonic::Streaming;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 async fn start_uni_grpc() -> Server {
     let options = ServerOptions::default().with_uni_grpc().or_fail();
@@ -123,4 +124,62 @@ async fn shutdown_ends_streams_with_3001() {
     assert!(next(&mut stream).await.is_none(), "stream ends");
     let status = stopping.await.expect("stop task").or_fail();
     assert!(status.success(), "{status}");
+}
+
+/// `uni_grpc.tls`: the stream is served over TLS with the configured certificate; a plaintext
+/// client gets nothing.
+#[tokio::test]
+async fn serves_over_tls() {
+    let tls = crate::webtransport::TlsFiles::generate();
+    let options = ServerOptions::patched(json!({"uni_grpc": {"tls": {
+        "enabled": true, "cert_pem": tls.cert, "key_pem": tls.key
+    }}}))
+    .with_uni_grpc()
+    .or_fail();
+    let server = Server::start_with(options).await.or_fail();
+    let addr = server.uni_grpc_addr().expect("uni_grpc enabled");
+    let request = || ConnectRequest {
+        token: fixture::token(&fixture::unique("unigrpc-tls")),
+        ..Default::default()
+    };
+
+    let ca = Certificate::from_pem(std::fs::read(&tls.cert).expect("certificate file"));
+    let endpoint = Channel::from_shared(format!("https://localhost:{}", addr.port()))
+        .expect("endpoint")
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(ca)
+                .domain_name("localhost"),
+        )
+        .expect("client TLS");
+    let channel = tokio::time::timeout(TIMEOUT, endpoint.connect())
+        .await
+        .expect("TLS connect in time")
+        .expect("TLS connect");
+    let mut stream = tokio::time::timeout(
+        TIMEOUT,
+        CentrifugoUniStreamClient::new(channel).consume(request()),
+    )
+    .await
+    .expect("Consume answered in time")
+    .expect("Consume accepted over TLS")
+    .into_inner();
+    let push = next(&mut stream).await.expect("connect push");
+    assert!(push.connect.is_some(), "{push:?}");
+
+    let plaintext = async {
+        let mut client = CentrifugoUniStreamClient::connect(format!("http://{addr}")).await?;
+        client
+            .consume(request())
+            .await?
+            .into_inner()
+            .message()
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    let outcome = tokio::time::timeout(TIMEOUT, plaintext).await;
+    assert!(
+        !matches!(outcome, Ok(Ok(()))),
+        "a plaintext client must not be served"
+    );
 }
