@@ -34,6 +34,7 @@ fn cluster_options() -> RedisOptions {
         db: 0,
         tls: Default::default(),
         pubsub_probe_interval: Duration::from_secs(5),
+        subscribers_per_shard: 2,
     }
 }
 

@@ -37,6 +37,7 @@ fn tls_options(ca: &str) -> RedisOptions {
             server_ca_pem: ca.to_owned(),
         },
         pubsub_probe_interval: Duration::from_secs(5),
+        subscribers_per_shard: 2,
     }
 }
 

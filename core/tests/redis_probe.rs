@@ -76,6 +76,7 @@ impl SilencingProxy {
 fn options(port: u16, prefix: &str, probe: Duration) -> RedisOptions {
     RedisOptions {
         pubsub_probe_interval: probe,
+        subscribers_per_shard: 2,
         ..RedisOptions::single(format!("redis://127.0.0.1:{port}"), prefix)
     }
 }

@@ -159,7 +159,14 @@ pub struct RedisOptions {
     pub tls: RedisTls,
     /// How often each subscriber connection is probed ([`probe`]); zero turns probes off.
     pub pubsub_probe_interval: Duration,
+    /// PUB/SUB connections per shard (at least 1): a channel's messages always come through
+    /// the same one, so its order holds, while many channels spread their traffic (and the
+    /// resubscription after a reconnect) over several connections and readers.
+    pub subscribers_per_shard: usize,
 }
+
+/// The default number of PUB/SUB connections per shard.
+pub const SUBSCRIBERS_PER_SHARD: usize = 2;
 
 /// How many PUB/SUB messages a subscriber buffers for its reader before the oldest are lost.
 const SUBSCRIBER_BUFFER: usize = 8_192;
@@ -190,6 +197,7 @@ impl RedisOptions {
             db: 0,
             tls: RedisTls::default(),
             pubsub_probe_interval: PUBSUB_PROBE_INTERVAL,
+            subscribers_per_shard: SUBSCRIBERS_PER_SHARD,
         }
     }
 
@@ -243,6 +251,7 @@ impl RedisOptions {
             db: redis.db,
             tls: tls_options(&redis.tls)?,
             pubsub_probe_interval: PUBSUB_PROBE_INTERVAL,
+            subscribers_per_shard: SUBSCRIBERS_PER_SHARD,
         })
     }
 }
@@ -413,8 +422,9 @@ async fn init(
 pub struct RedisBroker {
     connection: RedisConnection,
     control_channel: String,
-    /// One subscriber connection per shard, in shard order.
+    /// `per_shard` subscriber connections per shard, in shard order.
     subscribers: Vec<fred::clients::SubscriberClient>,
+    per_shard: usize,
     /// Which shard the next control message goes to.
     control_round: AtomicUsize,
     publish_script: Script,
@@ -490,7 +500,18 @@ impl RedisBroker {
         let mut readers: Vec<tokio::task::JoinHandle<()>> =
             Vec::with_capacity(options.servers.len());
         let mut probes = Vec::with_capacity(options.servers.len());
-        for (index, server) in options.servers.iter().enumerate() {
+        let per_shard = options.subscribers_per_shard.max(1);
+        for (slot, (index, server)) in options
+            .servers
+            .iter()
+            .enumerate()
+            .flat_map(|shard| std::iter::repeat_n(shard, per_shard))
+            .enumerate()
+        {
+            // The first connection of each shard also carries the control channel (once per
+            // shard, so a control message reaches this node once); each has its own probes.
+            let first_of_shard = slot % per_shard == 0;
+            let probe_channel = format!("{probe_channel}.{slot}");
             let mut builder = build(server, &options)?;
             // fred hands messages to the reader through a broadcast channel that drops the
             // oldest when the reader falls behind (default 32 slots: a burst while the reader
@@ -513,7 +534,7 @@ impl RedisBroker {
             }
             // Resubscribe to every channel after a reconnection.
             subscriber.manage_subscriptions();
-            if control.is_some() {
+            if control.is_some() && first_of_shard {
                 subscriber
                     .subscribe(control_channel.clone())
                     .await
@@ -552,6 +573,7 @@ impl RedisBroker {
             connection,
             control_channel,
             subscribers,
+            per_shard,
             control_round: AtomicUsize::new(0),
             publish_script: Script::from_lua(PUBLISH_LUA),
             history_script: Script::from_lua(HISTORY_LUA),
@@ -570,8 +592,9 @@ impl RedisBroker {
 
     fn subscriber(&self, channel: &str) -> (&fred::clients::SubscriberClient, bool) {
         let index = self.connection.shard_of(channel);
+        let within = subscriber_within_shard(channel, self.per_shard);
         (
-            &self.subscribers[index],
+            &self.subscribers[index * self.per_shard + within],
             self.connection.shards[index].server.is_cluster(),
         )
     }
@@ -688,6 +711,16 @@ pub(crate) fn dispatch(handler: &dyn EventHandler, channel: &str, payload: &Byte
         _ => return None,
     }
     Some(())
+}
+
+/// Which of a shard's `per_shard` subscriber connections carries `channel`: FNV-1a 32 of the
+/// name, a hash unrelated to the shard choice (jump hash over FNV-1a 64), so the channels of
+/// one shard spread over its connections.
+fn subscriber_within_shard(channel: &str, per_shard: usize) -> usize {
+    let hash = channel.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    usize::try_from(hash).unwrap_or(0) % per_shard.max(1)
 }
 
 /// The PUB/SUB channel names a subscriber's reader tells apart.
