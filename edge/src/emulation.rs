@@ -140,16 +140,10 @@ pub(crate) async fn http_stream(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let cors = match cors(&edge, &headers) {
+    let cors = match admit_post(&edge, &method, &headers) {
         Ok(cors) => cors,
-        Err(refusal) => return refusal.into_response(),
+        Err(answer) => return *answer,
     };
-    if method == Method::OPTIONS {
-        return preflight(cors, &headers, "POST, OPTIONS");
-    }
-    if method != Method::POST {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
-    }
     let limit = limit_of(edge.config.http_stream.max_request_body_size);
     let frame = match read_body(&headers, body, limit).await {
         Ok(frame) => frame,
@@ -200,16 +194,10 @@ pub(crate) async fn emulation(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let cors = match cors(&edge, &headers) {
+    let cors = match admit_post(&edge, &method, &headers) {
         Ok(cors) => cors,
-        Err(refusal) => return refusal.into_response(),
+        Err(answer) => return *answer,
     };
-    if method == Method::OPTIONS {
-        return preflight(cors, &headers, "POST, OPTIONS");
-    }
-    if method != Method::POST {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
-    }
     let limit = limit_of(edge.config.emulation.max_request_body_size);
     let status = match read_body(&headers, body, limit).await {
         Err(status) => status,
@@ -443,6 +431,23 @@ pub(crate) fn cors(edge: &Shared, headers: &HeaderMap) -> Result<Option<HeaderVa
         return Err(StatusCode::FORBIDDEN);
     }
     Ok(Some(origin.clone()))
+}
+
+/// The common start of a POST-only endpoint: the CORS origin to echo, or the whole answer
+/// (403 for a refused origin, the preflight for `OPTIONS`, 405 for another method).
+pub(crate) fn admit_post(
+    edge: &Shared,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, Box<Response>> {
+    let cors = cors(edge, headers).map_err(|status| Box::new(status.into_response()))?;
+    if method == Method::OPTIONS {
+        return Err(Box::new(preflight(cors, headers, "POST, OPTIONS")));
+    }
+    if method != Method::POST {
+        return Err(Box::new(StatusCode::METHOD_NOT_ALLOWED.into_response()));
+    }
+    Ok(cors)
 }
 
 pub(crate) fn with_cors(mut response: Response, origin: Option<HeaderValue>) -> Response {

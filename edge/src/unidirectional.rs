@@ -5,8 +5,8 @@
 
 use crate::connection::{self, Setup};
 use crate::emulation::{
-    self, Stream, UniConnect, cors, header_user, limit_of, preflight, query_param, read_body,
-    unwrap_push, with_cors,
+    self, Stream, UniConnect, admit_post, cors, header_user, limit_of, preflight, query_param,
+    read_body, unwrap_push, with_cors,
 };
 use crate::socket::{Incoming, Outgoing};
 use crate::{Shared, Transport};
@@ -27,16 +27,10 @@ pub(crate) async fn http_stream(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let cors = match cors(&edge, &headers) {
+    let cors = match admit_post(&edge, &method, &headers) {
         Ok(cors) => cors,
-        Err(refusal) => return refusal.into_response(),
+        Err(answer) => return *answer,
     };
-    if method == Method::OPTIONS {
-        return preflight(cors, &headers, "POST, OPTIONS");
-    }
-    if method != Method::POST {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
-    }
     let config = &edge.config.uni_http_stream;
     let frame = match read_body(&headers, body, limit_of(config.max_request_body_size)).await {
         Ok(frame) => frame,
