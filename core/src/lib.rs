@@ -22,6 +22,10 @@
 //!   single route, batch, key auth, error modes; [`api::ApiError`] is its one error type.
 //! - [`proxy`]: proxies to the application backend ([`proxy::Proxies`]): connect, refresh,
 //!   subscribe, publish, sub_refresh and rpc over HTTP, asked by edges through the mesh.
+//! - [`jwks`]: JWK sets fetched for token verification, cached by (endpoint, `kid`)
+//!   ([`jwks::JwksCache`]), asked by edges through the mesh.
+//! - [`tls`]: TLS as a client of the backend (HTTPS / gRPC proxies, JWKS) and the PEM reading
+//!   of the configuration's TLS blocks; `https` (private): the outbound HTTP(S) client.
 //! - [`clock`]: where time comes from ([`clock::SystemClock`]; `ManualClock` with the
 //!   `test-util` feature).
 //! - [`glob`]: channel patterns of the `channels` method.
@@ -30,9 +34,12 @@ pub mod api;
 pub mod broker;
 pub mod clock;
 pub mod glob;
+mod https;
+pub mod jwks;
 mod node;
 pub mod presence;
 pub mod proxy;
+pub mod tls;
 
 pub use node::{
     CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EMULATION_TIMEOUT, EdgeId,

@@ -49,6 +49,11 @@ impl GrpcBackend {
         Ok(GrpcBackend { addr, task })
     }
 
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
     /// `127.0.0.1:<port>`, the form of a gRPC proxy endpoint.
     pub fn endpoint(&self) -> String {
         self.addr.to_string()

@@ -25,6 +25,10 @@
 //!   answers.
 //! - [`grpc_backend`]: [`grpc_backend::GrpcBackend`] — the same as a gRPC proxy backend
 //!   (Centrifugo's `CentrifugoProxy` service, tonic).
+//! - [`keys`]: [`keys::KeyServer`] — an identity provider serving JWK sets (rotatable, every
+//!   request counted) and RS256 signing with two test keys.
+//! - [`tls_front`]: [`tls_front::TlsFront`] — TLS in front of a test backend (fixture
+//!   certificate signed by a test CA), for HTTPS and gRPC-over-TLS proxies.
 //! - [`http`]: a tiny HTTP/1.1 client over a tokio `TcpStream` (the API, `/health`, plain GETs).
 //!
 //! Locating the binary: `SPINDLE_BIN` if set, else `<target dir>/debug/spindle` where the
@@ -37,7 +41,9 @@ pub mod client;
 pub mod fixture;
 pub mod grpc_backend;
 pub mod http;
+pub mod keys;
 pub mod server;
+pub mod tls_front;
 
 pub use client::{Client, CloseInfo, Event};
 pub use server::{Server, ServerOptions};

@@ -123,6 +123,9 @@ pub enum NodeError {
     /// to the synchronous [`Node::new`] (use [`Node::connect`]).
     #[error("engine: {0}")]
     Engine(String),
+    /// A TLS block towards the backend cannot be used (bad PEM, key not fitting).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// A snapshot of the node's counters.
@@ -175,6 +178,8 @@ struct Inner {
     cluster: cluster::Cluster,
     /// Proxies to the application backend (edges ask through the mesh).
     proxies: crate::proxy::Proxies,
+    /// JWK sets for edges verifying tokens (`jwks_public_endpoint`).
+    jwks: crate::jwks::JwksCache,
 }
 
 impl Node {
@@ -351,7 +356,10 @@ impl Node {
             .map_err(|error| NodeError::ChannelRegex(error.to_string()))?;
         let node = Node {
             inner: Arc::new(Inner {
-                proxies: crate::proxy::Proxies::new(Arc::clone(&config)),
+                proxies: crate::proxy::Proxies::new(Arc::clone(&config))
+                    .map_err(|error| NodeError::Tls(error.to_string()))?,
+                jwks: crate::jwks::JwksCache::new(crate::jwks::JwksLimits::default())
+                    .map_err(|error| NodeError::Tls(format!("JWKS client: {error}")))?,
                 config,
                 identity,
                 resolver,

@@ -37,11 +37,16 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
             }
             // A backend call may take its whole timeout: it must not hold up the edge's
             // other requests, so it is answered from its own task.
-            // So is an emulation frame forwarded to another node, which waits for its answer.
+            // So is an emulation frame forwarded to another node, which waits for its answer,
+            // and a JWK set fetch.
             Up::Request(pending)
                 if matches!(
                     pending.question.kind,
-                    Some(request::Kind::Proxy(_) | request::Kind::Emulation(_))
+                    Some(
+                        request::Kind::Proxy(_)
+                            | request::Kind::Emulation(_)
+                            | request::Kind::Jwks(_)
+                    )
                 ) =>
             {
                 let node = node.clone();
@@ -113,6 +118,17 @@ async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
             .emulate(emulation)
             .await
             .map(|delivered| response::Kind::Emulation(mesh::EmulationResult { delivered }))
+            .map_err(|_| ClientError::INTERNAL),
+        Some(request::Kind::Jwks(jwks)) => node
+            .inner
+            .jwks
+            .key(&jwks.endpoint, &jwks.kid)
+            .await
+            .map(|jwk| {
+                response::Kind::Jwks(mesh::JwksResult {
+                    jwk: jwk.unwrap_or_default(),
+                })
+            })
             .map_err(|_| ClientError::INTERNAL),
         None => Err(ClientError::NOT_AVAILABLE),
     };

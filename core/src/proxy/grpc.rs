@@ -1,23 +1,26 @@
 //! The gRPC side of proxies: Centrifugo's `centrifugal.centrifugo.proxy.CentrifugoProxy`
 //! service, so an existing gRPC backend works. Endpoints are `host:port` (or
-//! `grpc://host:port`); one lazily connected channel per endpoint, shared by every call.
+//! `grpc://host:port`); one lazily connected channel per endpoint and TLS block, shared by
+//! every call. With `grpc.tls.enabled` the channel speaks TLS (HTTP/2 by ALPN), verified as
+//! the block says (see [`crate::tls`]).
 //!
 //! Metadata sent: the proxy's `grpc.static_metadata`, `grpc.credentials_key` /
 //! `credentials_value`, and the client's HTTP headers named in `http_headers` (lower-case
-//! keys). Not served yet: `grpc.tls` (such a call fails with 100 and a logged error),
-//! `grpc.compression` (ignored), the client's gRPC metadata (`grpc_metadata`, only uni_grpc
-//! clients have any).
+//! keys). Not served yet: `grpc.compression` (ignored), the client's gRPC metadata
+//! (`grpc_metadata`, only uni_grpc clients have any).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use spindle_hub::config::Proxy;
+use spindle_hub::config::{Proxy, Tls};
 use spindle_proto::mesh::ProxyRequest;
 use spindle_proto::proxy;
 use spindle_proto::proxy::grpc::centrifugo_proxy_client::CentrifugoProxyClient;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use hyper::Uri;
+use hyper::http::uri::Scheme;
 use tonic::transport::{Channel, Endpoint};
 
 type Client = CentrifugoProxyClient<Channel>;
@@ -51,26 +54,61 @@ method!(proxy::PublishRequest => proxy::PublishResponse, publish);
 method!(proxy::SubRefreshRequest => proxy::SubRefreshResponse, sub_refresh);
 method!(proxy::RpcRequest => proxy::RpcResponse, rpc);
 
-/// Channels by endpoint.
+/// Channels by endpoint and TLS block.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Channels {
-    by_endpoint: Arc<Mutex<HashMap<String, Channel>>>,
+    by_endpoint: Arc<Mutex<HashMap<ChannelKey, Channel>>>,
 }
 
+/// An endpoint, and its TLS block when enabled (the block's fields as text: `Tls` has no
+/// `Hash`).
+type ChannelKey = (String, Option<String>);
+
 impl Channels {
-    fn channel(&self, endpoint: &str) -> Result<Channel, String> {
+    /// Checks every gRPC proxy's TLS block at start, so a bad certificate is a startup error.
+    pub(crate) fn check<'a>(
+        proxies: impl IntoIterator<Item = &'a Proxy>,
+    ) -> Result<(), crate::tls::ClientTlsError> {
+        for proxy in proxies {
+            if proxy.grpc.tls.enabled {
+                crate::https::connector(&proxy.grpc.tls, crate::https::Protocol::Http2)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn channel(&self, endpoint: &str, tls: &Tls) -> Result<Channel, String> {
+        let tls_key = tls.enabled.then(|| format!("{tls:?}"));
+        let key = (endpoint.to_owned(), tls_key);
         let mut channels = self
             .by_endpoint
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(channel) = channels.get(endpoint) {
+        if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
         let address = endpoint.strip_prefix("grpc://").unwrap_or(endpoint);
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|error| format!("bad gRPC endpoint {endpoint:?}: {error}"))?
-            .connect_lazy();
-        channels.insert(endpoint.to_owned(), channel.clone());
+        let target = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|error| format!("bad gRPC endpoint {endpoint:?}: {error}"))?;
+        let channel = if tls.enabled {
+            let https = crate::https::connector(tls, crate::https::Protocol::Http2)
+                .map_err(|error| format!("grpc.tls: {error}"))?;
+            // tonic refuses an `https://` target without TLS of its own; ours wraps the
+            // connection, so tonic sees `http://` and the connector gets `https://` back.
+            let connector = tower::service_fn(move |uri: Uri| {
+                let mut https = https.clone();
+                async move {
+                    let mut parts = uri.into_parts();
+                    parts.scheme = Some(Scheme::HTTPS);
+                    let uri = Uri::from_parts(parts)?;
+                    tower::Service::call(&mut https, uri).await
+                }
+            });
+            target.connect_with_connector_lazy(connector)
+        } else {
+            target.connect_lazy()
+        };
+        channels.insert(key, channel.clone());
         Ok(channel)
     }
 
@@ -81,10 +119,7 @@ impl Channels {
         request: &ProxyRequest,
         question: Q,
     ) -> Result<Q::Answer, String> {
-        if proxy.grpc.tls.enabled {
-            return Err("grpc.tls is not supported yet".to_owned());
-        }
-        let channel = self.channel(&proxy.endpoint)?;
+        let channel = self.channel(&proxy.endpoint, &proxy.grpc.tls)?;
         let metadata = metadata(proxy, request);
         question
             .call(CentrifugoProxyClient::new(channel), metadata)

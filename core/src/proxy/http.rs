@@ -2,29 +2,27 @@
 //! application/json`, the proxy's static headers and the client headers its allow-lists name
 //! (`http_headers` from the client's HTTP request, `emulated_headers` from
 //! `ConnectRequest.headers`). Only status 200 is an answer; other statuses go through
-//! `status_to_code_transforms` (else error 100).
+//! `status_to_code_transforms` (else error 100). `https://` endpoints are verified with the
+//! proxy's `http.tls` block when enabled (CA, client certificate, server name), else with the
+//! system's roots.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client as Legacy;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
-use spindle_hub::config::Proxy;
+use spindle_hub::config::{Proxy, Tls};
 use spindle_proto::mesh::ProxyRequest;
 use spindle_proto::proxy;
 use thiserror::Error;
 
 use super::{MAX_RESPONSE_BYTES, Refusal, internal_error};
+use crate::https::HttpsClient;
+use crate::tls::ClientTlsError;
 
 /// Why an HTTP proxy call produced no answer body.
 #[derive(Debug, Error)]
 pub enum HttpProxyError {
-    /// The endpoint is not a plain `http://` URL (gRPC and `https://` are not served yet).
-    #[error("unsupported proxy endpoint {0:?}: only http:// endpoints are served")]
-    Unsupported(String),
     /// The request could not be built (bad URL or header).
     #[error("bad request: {0}")]
     Request(String),
@@ -71,19 +69,39 @@ impl HttpProxyError {
     }
 }
 
-/// One pooled HTTP/1.1 client for every proxy.
+/// Pooled HTTP/1.1 clients: one with the system's roots for every proxy without `http.tls`,
+/// and one per distinct `http.tls` block.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    inner: Legacy<HttpConnector, Full<Bytes>>,
+    default: HttpsClient,
+    by_tls: Vec<(Tls, HttpsClient)>,
 }
 
 impl Client {
-    pub(crate) fn new() -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        Client {
-            inner: Legacy::builder(TokioExecutor::new()).build(connector),
+    /// Clients for these proxies; a TLS block that cannot be used is an error now rather than
+    /// on every call.
+    pub(crate) fn new<'a>(
+        proxies: impl IntoIterator<Item = &'a Proxy>,
+    ) -> Result<Client, ClientTlsError> {
+        let mut by_tls: Vec<(Tls, HttpsClient)> = Vec::new();
+        for proxy in proxies {
+            let tls = &proxy.http.tls;
+            if tls.enabled && !by_tls.iter().any(|(known, _)| known == tls) {
+                by_tls.push((tls.clone(), HttpsClient::new(tls)?));
+            }
         }
+        Ok(Client {
+            default: HttpsClient::new(&Tls::default())?,
+            by_tls,
+        })
+    }
+
+    fn for_proxy(&self, proxy: &Proxy) -> &HttpsClient {
+        let tls = &proxy.http.tls;
+        self.by_tls
+            .iter()
+            .find(|(known, _)| tls.enabled && known == tls)
+            .map_or(&self.default, |(_, client)| client)
     }
 
     /// Posts `body` as JSON and returns the answer body of a 200.
@@ -93,9 +111,6 @@ impl Client {
         request: &ProxyRequest,
         body: &B,
     ) -> Result<Bytes, HttpProxyError> {
-        if !proxy.endpoint.starts_with("http://") {
-            return Err(HttpProxyError::Unsupported(proxy.endpoint.clone()));
-        }
         let json =
             serde_json::to_vec(body).map_err(|error| HttpProxyError::Encode(error.to_string()))?;
         let mut builder = Request::builder()
@@ -116,7 +131,7 @@ impl Client {
             .body(Full::new(Bytes::from(json)))
             .map_err(|error| HttpProxyError::Request(error.to_string()))?;
         let response = self
-            .inner
+            .for_proxy(proxy)
             .request(http_request)
             .await
             .map_err(|error| HttpProxyError::Network(error.to_string()))?;

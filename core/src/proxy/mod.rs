@@ -15,10 +15,11 @@
 //! - At most [`MAX_CONCURRENT_CALLS`] calls run at once per core; more wait (within their
 //!   timeout), so a slow backend cannot make the core open unbounded sockets.
 //! - Response bodies over [`MAX_RESPONSE_BYTES`] are refused (error 100).
-//! - An endpoint starting with `http://` is an HTTP proxy; `https://` is refused (no TLS client
-//!   in the tree yet: 100 and a logged error); anything else (`host:port`, `grpc://host:port`)
-//!   is a gRPC proxy speaking Centrifugo's `CentrifugoProxy` service (module `grpc`). gRPC
+//! - An endpoint starting with `http://` or `https://` is an HTTP proxy (TLS per `http.tls`, else
+//!   the system's roots); anything else (`host:port`, `grpc://host:port`) is a gRPC proxy
+//!   speaking Centrifugo's `CentrifugoProxy` service (module `grpc`, TLS per `grpc.tls`). gRPC
 //!   failures (status, network) are 100 too; `status_to_code_transforms` apply to HTTP only.
+//!   A TLS block that cannot be used (bad PEM) refuses to start the node.
 //!
 //! Layout: `http` (the HTTP client, headers, status transforms), `grpc` (the gRPC client and
 //! metadata), `encode` (payload encoding of requests, base64 decoding of answers).
@@ -34,6 +35,8 @@ use spindle_hub::config::{Config, DEFAULT_PROXY_NAME, Proxy};
 use spindle_proto::mesh::{ProxyRequest, ProxyResponse, proxy_request, proxy_response};
 use spindle_proto::proxy;
 use tokio::sync::Semaphore;
+
+use crate::tls::ClientTlsError;
 
 pub use http::HttpProxyError;
 
@@ -69,16 +72,18 @@ pub struct Proxies {
 }
 
 impl Proxies {
-    /// Proxies of a configuration (validated: endpoints and names exist).
-    /// Proxies this core cannot call (`https://`, gRPC with TLS) are warned about here, once.
-    pub fn new(config: Arc<Config>) -> Proxies {
-        warn_unsupported(&config);
-        Proxies {
-            config,
-            client: http::Client::new(),
+    /// Proxies of a configuration (validated: endpoints and names exist). Every TLS block is
+    /// read now: a bad certificate or key is an error here, not on each call.
+    pub fn new(config: Arc<Config>) -> Result<Proxies, ClientTlsError> {
+        let all = configured(&config);
+        grpc::Channels::check(all.iter().filter(|p| is_grpc(&p.endpoint)).copied())?;
+        let client = http::Client::new(all.iter().filter(|p| !is_grpc(&p.endpoint)).copied())?;
+        Ok(Proxies {
+            client,
             grpc: grpc::Channels::default(),
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
-        }
+            config,
+        })
     }
 
     /// The proxy a request names: `default` is the kind's default proxy
@@ -202,29 +207,24 @@ impl Call<'_> {
     }
 }
 
-/// Logs every configured proxy whose calls will fail with 100 because its transport is not
-/// served yet.
-fn warn_unsupported(config: &Config) {
+/// Every proxy the configuration names that has an endpoint (the kinds' defaults and the
+/// named ones).
+fn configured(config: &Config) -> Vec<&Proxy> {
     let c = config;
     let defaults = [
-        ("client.proxy.connect", &c.client.proxy.connect.proxy),
-        ("client.proxy.refresh", &c.client.proxy.refresh.proxy),
-        ("channel.proxy.subscribe", &c.channel.proxy.subscribe),
-        ("channel.proxy.publish", &c.channel.proxy.publish),
-        ("channel.proxy.sub_refresh", &c.channel.proxy.sub_refresh),
-        ("rpc.proxy", &c.rpc.proxy),
+        &c.client.proxy.connect.proxy,
+        &c.client.proxy.refresh.proxy,
+        &c.channel.proxy.subscribe,
+        &c.channel.proxy.publish,
+        &c.channel.proxy.sub_refresh,
+        &c.rpc.proxy,
     ];
-    let named = c.proxies.iter().map(|p| (p.name.as_str(), &p.proxy));
-    for (name, proxy) in defaults.into_iter().chain(named) {
-        let endpoint = proxy.endpoint.as_str();
-        if endpoint.starts_with("https://") || (is_grpc(endpoint) && proxy.grpc.tls.enabled) {
-            tracing::warn!(
-                proxy = name,
-                endpoint,
-                "TLS towards proxies is not supported yet: calls to this proxy will fail"
-            );
-        }
-    }
+    let named = c.proxies.iter().map(|p| &p.proxy);
+    defaults
+        .into_iter()
+        .chain(named)
+        .filter(|p| !p.endpoint.is_empty())
+        .collect()
 }
 
 /// `http://` and `https://` endpoints are HTTP proxies; everything else is gRPC.

@@ -47,7 +47,6 @@ impl Connection {
             return Flow::Stop;
         }
         let now = Now::system();
-        let rules = &self.shared.rules;
         let outcome = match command.request {
             Request::Connect(request) => return self.connect(id, &request, now).await,
             Request::Subscribe(request) => {
@@ -72,8 +71,8 @@ impl Connection {
             // Admitted only when a message handler exists; there is none yet.
             Request::Send(_) => return Flow::Continue,
             Request::Refresh(request) => {
-                self.session
-                    .refresh(rules, &request, now)
+                self.refresh(&request, now)
+                    .await
                     .map(|result| client::Reply {
                         id,
                         refresh: Some(result),
@@ -81,8 +80,8 @@ impl Connection {
                     })
             }
             Request::SubRefresh(request) => {
-                self.session
-                    .sub_refresh(rules, &request, now)
+                self.sub_refresh(&request, now)
+                    .await
                     .map(|result| client::Reply {
                         id,
                         sub_refresh: Some(result),
@@ -104,6 +103,42 @@ impl Connection {
             Err(failure) => self.fail(failure, id),
         }
         Flow::Continue
+    }
+
+    /// A connection `refresh`, with the token's JWK set fetched first when one is configured.
+    async fn refresh(
+        &mut self,
+        request: &client::RefreshRequest,
+        now: Now,
+    ) -> Result<client::RefreshResult, Failure> {
+        let jwks = self.shared.rules.connection_jwks();
+        match self.token_keys(jwks, &request.token).await {
+            Ok(Some(keys)) => {
+                self.session
+                    .refresh_with_keys(&self.shared.rules, request, &keys, Now::system())
+            }
+            Ok(None) => self.session.refresh(&self.shared.rules, request, now),
+            Err(error) => Err(error.failure(Failure::RefreshToken)),
+        }
+    }
+
+    /// A `sub_refresh`, with the token's JWK set fetched first when one is configured.
+    async fn sub_refresh(
+        &mut self,
+        request: &client::SubRefreshRequest,
+        now: Now,
+    ) -> Result<client::SubRefreshResult, Failure> {
+        let jwks = self.shared.rules.subscription_jwks();
+        match self.token_keys(jwks, &request.token).await {
+            Ok(Some(keys)) => self.session.sub_refresh_with_keys(
+                &self.shared.rules,
+                request,
+                &keys,
+                Now::system(),
+            ),
+            Ok(None) => self.session.sub_refresh(&self.shared.rules, request, now),
+            Err(error) => Err(error.failure(Failure::SubRefreshToken)),
+        }
     }
 
     /// Sends the answer to a query command (history, presence).
@@ -147,7 +182,22 @@ impl Connection {
                     Err(failure)
                 }
             },
-            None => self.session.connect(&self.shared.rules, request, now),
+            None => {
+                let jwks = self.shared.rules.connection_jwks();
+                match self.token_keys(jwks, &request.token).await {
+                    Ok(Some(keys)) => self.session.connect_with_keys(
+                        &self.shared.rules,
+                        request,
+                        &keys,
+                        Now::system(),
+                    ),
+                    Ok(None) => self.session.connect(&self.shared.rules, request, now),
+                    Err(error) => {
+                        self.session.close();
+                        Err(error.failure(Failure::ConnectionToken))
+                    }
+                }
+            }
         };
         let mut grant = match decided {
             Ok(grant) => grant,

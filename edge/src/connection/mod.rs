@@ -12,6 +12,7 @@
 
 mod api;
 mod commands;
+mod jwks;
 mod position;
 mod proxy;
 mod query;

@@ -232,7 +232,19 @@ impl Connection {
                 ),
                 Err(failure) => Err(failure),
             },
-            None => self.session.authorize_subscribe(rules, request, now),
+            None => {
+                let jwks = rules.subscription_jwks();
+                match self.token_keys(jwks, &request.token).await {
+                    Ok(Some(keys)) => self.session.authorize_subscribe_with_keys(
+                        &self.shared.rules,
+                        request,
+                        &keys,
+                        Now::system(),
+                    ),
+                    Ok(None) => self.session.authorize_subscribe(rules, request, now),
+                    Err(error) => Err(error.failure(Failure::SubscriptionToken)),
+                }
+            }
         };
         let grant = match decided {
             Ok(grant) => grant,

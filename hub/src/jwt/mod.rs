@@ -14,8 +14,10 @@
 //!
 //! **No I/O, no clock.** Verification is a pure function of (token text, [`KeySet`],
 //! [`ClaimRules`], `now` in unix seconds). A JWK set is given as text to [`Jwks::from_json`];
-//! fetching it over HTTP and caching it by (endpoint, kid) is the core's job. The core may call
-//! [`peek_header`] to learn a token's `kid` before deciding which JWK set to fetch.
+//! fetching it over HTTP and caching it by (endpoint, kid) is the core's job. The edge calls
+//! [`JwksEndpoint::resolve`] to learn which JWK set (endpoint, `kid`) a token needs: it reads
+//! the header and, for a templated endpoint, selects one of the configured values by the
+//! unverified `iss` / `aud` (see the `jwks_endpoint` module for why that is safe).
 //!
 //! Errors are [`TokenError`] values and never protocol codes. The session maps them in one
 //! place:
@@ -29,21 +31,24 @@
 //!
 //! Layout:
 //! - `keys`: [`KeySet`], [`Jwks`], [`KeyError`] — which key verifies which `alg`.
+//! - `jwks_endpoint`: [`JwksEndpoint`] — `jwks_public_endpoint`, its templates and safety check.
 //! - `rules`: [`ClaimRules`] — audience / issuer / user id claim / insecure skip switch.
 //! - `claims`: [`ConnectionToken`], [`SubscriptionToken`], [`SubscribeOptions`], [`Override`].
 //! - `verify`: the two verify functions, [`peek_header`], [`TokenError`].
 //! - `sign`: [`sign_hs256`], [`SignError`].
 
 mod claims;
+mod jwks_endpoint;
 mod keys;
 mod rules;
 mod sign;
 mod verify;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use claims::{ConnectionToken, Override, SubscribeOptions, SubscriptionToken};
+pub use jwks_endpoint::{JwksEndpoint, JwksEndpointError, JwksKeyRequest};
 pub use keys::{Jwks, KeyError, KeySet};
 pub use rules::ClaimRules;
 pub use sign::{SignError, sign_hs256};

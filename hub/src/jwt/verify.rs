@@ -91,6 +91,13 @@ pub fn peek_header(token: &str) -> Result<TokenHeader, TokenError> {
     read_header(&split(token)?)
 }
 
+/// The payload JSON text **without verifying anything**: only for choosing a templated JWKS
+/// endpoint ([`JwksEndpoint::resolve`](super::JwksEndpoint::resolve)), whose values are then
+/// restricted to the configured ones.
+pub(crate) fn decode_payload_unverified(token: &str) -> Result<String, TokenError> {
+    String::from_utf8(decode_segment(split(token)?.payload)?).map_err(|_| TokenError::Malformed)
+}
+
 fn read_header(segments: &Segments<'_>) -> Result<TokenHeader, TokenError> {
     let raw: RawHeader = serde_json::from_slice(&decode_segment(segments.header)?)
         .map_err(|_| TokenError::Malformed)?;

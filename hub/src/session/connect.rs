@@ -10,7 +10,7 @@ use super::proxy::{expiry, failure_of, non_empty, override_of};
 use super::rules::Permission;
 use super::{ConnectGrant, Now, Phase, Session, SessionRules};
 use crate::VERSION;
-use crate::jwt::{SubscribeOptions, verify_connection_token};
+use crate::jwt::{KeySet, SubscribeOptions, verify_connection_token};
 use crate::outcome::Failure;
 
 /// Who is connecting, before the session commits to it.
@@ -49,12 +49,24 @@ impl Session {
         request: &client::ConnectRequest,
         now: Now,
     ) -> Result<ConnectGrant, Failure> {
+        self.connect_with_keys(rules, request, &rules.connection_keys, now)
+    }
+
+    /// [`Session::connect`] verifying the token with `keys`: the JWK set the core fetched for
+    /// it when `client.token.jwks_public_endpoint` is set (see [`SessionRules::connection_jwks`]).
+    pub fn connect_with_keys(
+        &mut self,
+        rules: &SessionRules,
+        request: &client::ConnectRequest,
+        keys: &KeySet,
+        now: Now,
+    ) -> Result<ConnectGrant, Failure> {
         self.tick(now);
         if self.phase != Phase::AwaitingConnect {
             return Err(Failure::ProtocolViolation);
         }
         let outcome = self
-            .credentials(rules, request, now)
+            .credentials(rules, request, keys, now)
             .and_then(|credentials| self.try_connect(rules, request, credentials, now));
         self.settle(outcome)
     }
@@ -215,6 +227,7 @@ impl Session {
         &self,
         rules: &SessionRules,
         request: &client::ConnectRequest,
+        keys: &KeySet,
         now: Now,
     ) -> Result<Credentials, Failure> {
         if request.token.is_empty() {
@@ -229,7 +242,7 @@ impl Session {
         }
         let token = verify_connection_token(
             &request.token,
-            &rules.connection_keys,
+            keys,
             &rules.connection_claims,
             now.unix_secs(),
         )
@@ -273,7 +286,7 @@ impl Session {
         }
         let Some(result) = &response.result else {
             let no_token = client::ConnectRequest::default();
-            return self.credentials(rules, &no_token, now);
+            return self.credentials(rules, &no_token, &rules.connection_keys, now);
         };
         let mut token_subs: BTreeMap<String, SubscribeOptions> = result
             .channels

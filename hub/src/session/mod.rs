@@ -27,8 +27,13 @@
 //! - Proxies (module `proxy`): the session says when a command needs the backend
 //!   ([`ProxyCall`]) and completes it with the backend's answer; the edge makes the call through
 //!   the core. The streaming subscribe proxy (gRPC `subscribe_stream_proxy_enabled`) is not
-//!   served: those channels answer subscribe (and bidirectional publish) with 108. JWKS
-//!   endpoints are refused by [`SessionRules::new`].
+//!   served: those channels answer subscribe (and bidirectional publish) with 108.
+//! - JWKS (`jwks_public_endpoint`): the edge resolves the token to (endpoint, `kid`) with
+//!   [`SessionRules::connection_jwks`] / [`SessionRules::subscription_jwks`], the core fetches
+//!   the key, and the `*_with_keys` methods verify with it ([`Session::connect_with_keys`],
+//!   [`Session::refresh_with_keys`], [`Session::authorize_subscribe_with_keys`],
+//!   [`Session::sub_refresh_with_keys`]); the plain methods use the static keys, which are
+//!   empty when an endpoint is set.
 //! - With the refresh proxy the connection result says `expires: false` (the client never
 //!   refreshes; a client `refresh` is 3501) and the session asks the backend when the
 //!   connection expires ([`TimerAction::RefreshProxy`]); likewise the sub_refresh proxy for
@@ -70,6 +75,8 @@ mod test_support;
 mod tests_api;
 #[cfg(test)]
 mod tests_connect;
+#[cfg(test)]
+mod tests_jwks;
 #[cfg(test)]
 mod tests_proxy;
 #[cfg(test)]

@@ -8,7 +8,7 @@ use spindle_proto::client;
 use super::grants::ttl;
 use super::{Now, Session, SessionRules};
 use crate::channel::ChannelError;
-use crate::jwt::{verify_connection_token, verify_subscription_token};
+use crate::jwt::{KeySet, verify_connection_token, verify_subscription_token};
 use crate::outcome::Failure;
 
 impl Session {
@@ -25,6 +25,17 @@ impl Session {
         request: &client::RefreshRequest,
         now: Now,
     ) -> Result<client::RefreshResult, Failure> {
+        self.refresh_with_keys(rules, request, &rules.connection_keys, now)
+    }
+
+    /// [`Session::refresh`] verifying the token with `keys` (a fetched JWK set).
+    pub fn refresh_with_keys(
+        &mut self,
+        rules: &SessionRules,
+        request: &client::RefreshRequest,
+        keys: &KeySet,
+        now: Now,
+    ) -> Result<client::RefreshResult, Failure> {
         self.tick(now);
         self.require_connected()?;
         // Refreshed by the server through the refresh proxy: the client has no say (3501).
@@ -33,7 +44,7 @@ impl Session {
         }
         let token = verify_connection_token(
             &request.token,
-            &rules.connection_keys,
+            keys,
             &rules.connection_claims,
             now.unix_secs(),
         )
@@ -83,6 +94,17 @@ impl Session {
         request: &client::SubRefreshRequest,
         now: Now,
     ) -> Result<client::SubRefreshResult, Failure> {
+        self.sub_refresh_with_keys(rules, request, &rules.subscription_keys, now)
+    }
+
+    /// [`Session::sub_refresh`] verifying the token with `keys` (a fetched JWK set).
+    pub fn sub_refresh_with_keys(
+        &mut self,
+        rules: &SessionRules,
+        request: &client::SubRefreshRequest,
+        keys: &KeySet,
+        now: Now,
+    ) -> Result<client::SubRefreshResult, Failure> {
         self.tick(now);
         self.require_connected()?;
         let channel = request.channel.as_str();
@@ -105,7 +127,7 @@ impl Session {
         }
         let token = verify_subscription_token(
             &request.token,
-            &rules.subscription_keys,
+            keys,
             &rules.subscription_claims,
             now.unix_secs(),
         )

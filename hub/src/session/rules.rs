@@ -9,10 +9,10 @@ use thiserror::Error;
 
 use crate::channel::{ChannelResolver, ResolvedChannel};
 use crate::config::{ChannelOptions, Config, PublicationDataFormat, Token};
-use crate::jwt::{ClaimRules, KeyError, KeySet};
+use crate::jwt::{ClaimRules, JwksEndpoint, JwksEndpointError, KeyError, KeySet};
 
 /// Why a configuration cannot drive sessions. `Config::validate` catches most of these first,
-/// by key path; the rest are features the session does not support yet.
+/// by key path.
 #[derive(Debug, Error)]
 pub enum SessionRulesError {
     /// A `channel_regex` does not compile.
@@ -36,13 +36,14 @@ pub enum SessionRulesError {
         #[source]
         source: regex::Error,
     },
-    /// A configured feature the session cannot honour yet.
-    #[error("{key}: {reason}")]
-    Unsupported {
+    /// `jwks_public_endpoint` is malformed or fails the safety check.
+    #[error("{key}: {source}")]
+    Jwks {
         /// Key path, e.g. `client.token.jwks_public_endpoint`.
         key: String,
-        /// What to do instead.
-        reason: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: JwksEndpointError,
     },
 }
 
@@ -74,8 +75,10 @@ pub struct SessionRules {
     resolver: ChannelResolver,
     pub(crate) connection_keys: KeySet,
     pub(crate) connection_claims: ClaimRules,
+    connection_jwks: Option<JwksEndpoint>,
     pub(crate) subscription_keys: KeySet,
     pub(crate) subscription_claims: ClaimRules,
+    subscription_jwks: Option<JwksEndpoint>,
     pub(crate) timing: Timing,
     pub(crate) insecure: bool,
     pub(crate) allow_anonymous_connect_without_token: bool,
@@ -98,31 +101,42 @@ pub struct SessionRules {
 }
 
 impl SessionRules {
-    /// Builds the rules from a (validated) configuration.
-    ///
-    /// Refused, with [`SessionRulesError::Unsupported`], until the core can serve it:
-    /// `jwks_public_endpoint` (JWK sets are fetched by the core, not wired yet). Proxies are
-    /// served through the core (see the `proxy` module).
+    /// Builds the rules from a (validated) configuration. A `jwks_public_endpoint` replaces
+    /// the section's static keys: the edge resolves each token with
+    /// [`SessionRules::connection_jwks`] / [`SessionRules::subscription_jwks`], has the core
+    /// fetch the key, and passes it to the `*_with_keys` session methods.
     pub fn new(config: &Config) -> Result<SessionRules, SessionRulesError> {
         let client = &config.client;
         let skip = client.insecure_skip_token_signature_verify;
         let connection_keys = key_set(&client.token, "client.token")?;
         let connection_claims = claim_rules(&client.token, "client.token", skip)?;
-        let (subscription_keys, subscription_claims) = if client.subscription_token.enabled {
-            let token = &client.subscription_token.token;
-            let path = "client.subscription_token";
-            (key_set(token, path)?, claim_rules(token, path, skip)?)
-        } else {
-            (connection_keys.clone(), connection_claims.clone())
-        };
+        let connection_jwks = jwks_endpoint(&client.token, "client.token", skip)?;
+        let (subscription_keys, subscription_claims, subscription_jwks) =
+            if client.subscription_token.enabled {
+                let token = &client.subscription_token.token;
+                let path = "client.subscription_token";
+                (
+                    key_set(token, path)?,
+                    claim_rules(token, path, skip)?,
+                    jwks_endpoint(token, path, skip)?,
+                )
+            } else {
+                (
+                    connection_keys.clone(),
+                    connection_claims.clone(),
+                    connection_jwks.clone(),
+                )
+            };
         let personal = &client.subscribe_to_user_personal_channel;
         Ok(SessionRules {
             resolver: ChannelResolver::new(&config.channel)
                 .map_err(SessionRulesError::ChannelRegex)?,
             connection_keys,
             connection_claims,
+            connection_jwks,
             subscription_keys,
             subscription_claims,
+            subscription_jwks,
             timing: Timing {
                 ping_interval: client.ping_interval.as_std(),
                 pong_timeout: client.pong_timeout.as_std(),
@@ -150,6 +164,18 @@ impl SessionRules {
             refresh_proxy: client.proxy.refresh.enabled,
             rpc: config.rpc.clone(),
         })
+    }
+
+    /// Where connection tokens' keys come from when `client.token.jwks_public_endpoint` is
+    /// set (`None` without it, or when signatures are not verified at all).
+    pub fn connection_jwks(&self) -> Option<&JwksEndpoint> {
+        self.connection_jwks.as_ref()
+    }
+
+    /// Where subscription tokens' keys come from: `client.subscription_token`'s endpoint when
+    /// that section is enabled, else `client.token`'s.
+    pub fn subscription_jwks(&self) -> Option<&JwksEndpoint> {
+        self.subscription_jwks.as_ref()
     }
 
     /// Verifies a connection token with this node's keys and claim rules (for `checktoken`;
@@ -291,14 +317,11 @@ impl SessionRules {
     }
 }
 
-/// The verification keys of one token section.
+/// The static verification keys of one token section (none when a JWKS endpoint is set:
+/// then only the fetched JWK set verifies, as in Centrifugo).
 fn key_set(token: &Token, path: &str) -> Result<KeySet, SessionRulesError> {
     if !token.jwks_public_endpoint.is_empty() {
-        return Err(SessionRulesError::Unsupported {
-            key: format!("{path}.jwks_public_endpoint"),
-            reason: "JWKS endpoints are not supported yet; configure hmac_secret_key, \
-                     rsa_public_key or ecdsa_public_key",
-        });
+        return Ok(KeySet::new());
     }
     let key_error = |name: &str| {
         let key = format!("{path}.{name}");
@@ -330,6 +353,29 @@ fn key_set(token: &Token, path: &str) -> Result<KeySet, SessionRulesError> {
             .map_err(key_error("ecdsa_public_key"))?;
     }
     Ok(keys)
+}
+
+/// The JWKS endpoint of one token section; `None` when not set or when signatures are not
+/// verified (`insecure_skip_token_signature_verify`: nothing to fetch).
+fn jwks_endpoint(
+    token: &Token,
+    path: &str,
+    skip_signature_verify: bool,
+) -> Result<Option<JwksEndpoint>, SessionRulesError> {
+    if token.jwks_public_endpoint.is_empty() || skip_signature_verify {
+        return Ok(None);
+    }
+    JwksEndpoint::new(
+        &token.jwks_public_endpoint,
+        &token.issuer_regex,
+        &token.audience_regex,
+        token.insecure_skip_jwks_endpoint_safety_check,
+    )
+    .map(Some)
+    .map_err(|source| SessionRulesError::Jwks {
+        key: format!("{path}.jwks_public_endpoint"),
+        source,
+    })
 }
 
 /// The claim rules of one token section.

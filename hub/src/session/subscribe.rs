@@ -9,7 +9,7 @@ use super::proxy::{expiry, failure_of, override_of};
 use super::rules::Permission;
 use super::{Now, Session, SessionRules, Subscription};
 use crate::config::{ChannelOptions, SubscriptionType};
-use crate::jwt::{Override, verify_subscription_token};
+use crate::jwt::{KeySet, Override, verify_subscription_token};
 use crate::outcome::Failure;
 
 /// The subscribe request's `flag` bit asking for error 112 instead of `recovered: false`.
@@ -34,7 +34,19 @@ impl Session {
         request: &client::SubscribeRequest,
         now: Now,
     ) -> Result<SubscribeGrant, Failure> {
-        self.decide_subscribe(rules, request, None, now)
+        self.decide_subscribe(rules, request, None, &rules.subscription_keys, now)
+    }
+
+    /// [`Session::authorize_subscribe`] verifying the subscription token with `keys` (the JWK
+    /// set fetched for it, see [`SessionRules::subscription_jwks`]).
+    pub fn authorize_subscribe_with_keys(
+        &self,
+        rules: &SessionRules,
+        request: &client::SubscribeRequest,
+        keys: &KeySet,
+        now: Now,
+    ) -> Result<SubscribeGrant, Failure> {
+        self.decide_subscribe(rules, request, None, keys, now)
     }
 
     /// Decides a client subscribe with the subscribe proxy's answer (asked because
@@ -50,7 +62,13 @@ impl Session {
         response: &proxy::SubscribeResponse,
         now: Now,
     ) -> Result<SubscribeGrant, Failure> {
-        self.decide_subscribe(rules, request, Some(response), now)
+        self.decide_subscribe(
+            rules,
+            request,
+            Some(response),
+            &rules.subscription_keys,
+            now,
+        )
     }
 
     fn decide_subscribe(
@@ -58,6 +76,7 @@ impl Session {
         rules: &SessionRules,
         request: &client::SubscribeRequest,
         proxied: Option<&proxy::SubscribeResponse>,
+        keys: &KeySet,
         now: Now,
     ) -> Result<SubscribeGrant, Failure> {
         self.require_connected()?;
@@ -82,7 +101,7 @@ impl Session {
         if !request.token.is_empty() {
             let token = verify_subscription_token(
                 &request.token,
-                &rules.subscription_keys,
+                keys,
                 &rules.subscription_claims,
                 now.unix_secs(),
             )

@@ -3,7 +3,6 @@
 //! and what the WebTransport endpoint on its UDP twin needs.
 
 use anyhow::{Context, Result, anyhow};
-use base64::Engine as _;
 use spindle_edge::rustls;
 use spindle_edge::rustls::pki_types::pem::PemObject;
 use spindle_edge::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -63,20 +62,7 @@ pub fn identity(path: &str, tls: &Tls) -> Result<Identity> {
 
 /// The PEM text of a field: the text itself, the file it names, or its base64 encoding.
 fn pem_of(value: &str) -> Result<Vec<u8>> {
-    if value.contains("-----BEGIN") {
-        return Ok(value.as_bytes().to_vec());
-    }
-    let path = std::path::Path::new(value);
-    if path.is_file() {
-        return std::fs::read(path).with_context(|| format!("cannot read {value}"));
-    }
-    let compact: String = value.split_whitespace().collect();
-    match base64::engine::general_purpose::STANDARD.decode(compact) {
-        Ok(decoded) if decoded.windows(10).any(|w| w == b"-----BEGIN") => Ok(decoded),
-        _ => Err(anyhow!(
-            "{value:?} is neither PEM text, a readable file, nor base64-encoded PEM"
-        )),
-    }
+    spindle_core::tls::pem_of(value).map_err(|error| anyhow!(error))
 }
 
 /// The rustls configuration of the HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN).
