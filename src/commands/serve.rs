@@ -33,6 +33,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     let config = settings::load(path.as_deref(), flags, false)?.config;
     init_logging(&config, args.log_json)?;
+    warn_insecure(&config);
     if let Some(path) = &path {
         tracing::info!(config = %path.display(), "configuration loaded");
     }
@@ -64,6 +65,44 @@ fn quickstart_secrets() -> Vec<(String, String)> {
     }
     eprintln!("spindle: write a permanent config with `spindle genconfig`");
     flags
+}
+
+/// Every switch that turns a protection off is said out loud at start, each time.
+fn warn_insecure(config: &Config) {
+    let client = &config.client;
+    let switches = [
+        (
+            "client.insecure",
+            client.insecure,
+            "no authentication or permission checks at all",
+        ),
+        (
+            "client.insecure_skip_token_signature_verify",
+            client.insecure_skip_token_signature_verify,
+            "token signatures are not verified: anyone can forge any user's token",
+        ),
+        (
+            "client.token.insecure_skip_jwks_endpoint_safety_check",
+            client.token.insecure_skip_jwks_endpoint_safety_check,
+            "unverified token claims may choose the JWKS URL",
+        ),
+        (
+            "client.subscription_token.insecure_skip_jwks_endpoint_safety_check",
+            client.subscription_token.enabled
+                && client.subscription_token.token.insecure_skip_jwks_endpoint_safety_check,
+            "unverified token claims may choose the JWKS URL",
+        ),
+        (
+            "http_api.insecure",
+            config.http_api.insecure,
+            "the server API accepts requests without a key",
+        ),
+    ];
+    for (key, on, consequence) in switches {
+        if on {
+            tracing::warn!("INSECURE: {key} is on: {consequence}; never use it in production");
+        }
+    }
 }
 
 fn init_logging(config: &Config, json: bool) -> Result<()> {

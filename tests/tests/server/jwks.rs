@@ -303,3 +303,29 @@ async fn an_open_ended_template_refuses_to_start() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn insecure_switches_are_warned_about_at_start() {
+    let server = Server::start_patched(json!({
+        "client": {
+            "insecure_skip_token_signature_verify": true,
+            "token": {"insecure_skip_jwks_endpoint_safety_check": true}
+        }
+    }))
+    .await
+    .or_fail();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let wanted = [
+        "INSECURE: client.insecure_skip_token_signature_verify is on",
+        "INSECURE: client.token.insecure_skip_jwks_endpoint_safety_check is on",
+    ];
+    while !wanted.iter().all(|w| server.stderr().contains(w)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "warnings missing from stderr:\n{}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!server.stderr().contains("client.insecure is on"));
+}
