@@ -14,13 +14,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use hyper::Uri;
+use hyper::http::uri::Scheme;
 use spindle_hub::config::{Proxy, Tls};
 use spindle_proto::mesh::ProxyRequest;
 use spindle_proto::proxy;
 use spindle_proto::proxy::grpc::centrifugo_proxy_client::CentrifugoProxyClient;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
-use hyper::Uri;
-use hyper::http::uri::Scheme;
 use tonic::transport::{Channel, Endpoint};
 
 type Client = CentrifugoProxyClient<Channel>;
