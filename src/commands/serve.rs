@@ -89,7 +89,10 @@ fn warn_insecure(config: &Config) {
         (
             "client.subscription_token.insecure_skip_jwks_endpoint_safety_check",
             client.subscription_token.enabled
-                && client.subscription_token.token.insecure_skip_jwks_endpoint_safety_check,
+                && client
+                    .subscription_token
+                    .token
+                    .insecure_skip_jwks_endpoint_safety_check,
             "unverified token claims may choose the JWKS URL",
         ),
         (
