@@ -91,12 +91,28 @@ struct EndpointState {
     last_attempt: Option<Attempt>,
 }
 
+/// One endpoint: what is known (read without waiting), and the gate that lets one fetch run at
+/// a time. A lookup of a cached key never waits for a fetch in flight.
+#[derive(Debug, Default)]
+struct Endpoint {
+    state: Mutex<EndpointState>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Endpoint {
+    fn state(&self) -> std::sync::MutexGuard<'_, EndpointState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The JWK sets this core has fetched.
 #[derive(Debug)]
 pub struct JwksCache {
     client: HttpsClient,
     limits: JwksLimits,
-    endpoints: Mutex<HashMap<String, Arc<tokio::sync::Mutex<EndpointState>>>>,
+    endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
 }
 
 impl JwksCache {
@@ -113,30 +129,37 @@ impl JwksCache {
     /// earlier than this call, has no such usable key.
     pub async fn key(&self, endpoint: &str, kid: &str) -> Result<Option<String>, JwksError> {
         let asked = Instant::now();
-        let state = self.endpoint_state(endpoint);
-        let mut state = state.lock().await;
-        if let Some(fetched) = &state.fetched
-            && fetched.at.elapsed() < self.limits.ttl
-            && let Some(key) = fetched.keys.by_kid.get(kid)
-        {
-            return Ok(Some(key.clone()));
+        let entry = self.endpoint(endpoint);
+        if let Some(key) = self.fresh(&entry.state(), kid) {
+            return Ok(Some(key));
         }
-        // Someone fetched while this call waited: that answer is as fresh as ours would be.
-        if let Some(attempt) = &state.last_attempt
-            && attempt.finished >= asked
-        {
-            return match &attempt.outcome {
-                Ok(()) => Ok(lookup(&state, kid)),
-                Err(error) => stale_or(&state, kid, error.clone()),
-            };
-        }
-        if let Some(attempt) = &state.last_attempt {
-            let next = attempt.started + self.limits.min_refetch_interval;
+        let _gate = entry.fetching.lock().await;
+        let wait_until = {
+            let state = entry.state();
+            if let Some(key) = self.fresh(&state, kid) {
+                return Ok(Some(key));
+            }
+            // Someone fetched while this call waited: that answer is as fresh as ours would be.
+            if let Some(attempt) = &state.last_attempt
+                && attempt.finished >= asked
+            {
+                return match &attempt.outcome {
+                    Ok(()) => Ok(lookup(&state, kid)),
+                    Err(error) => stale_or(&state, kid, error.clone()),
+                };
+            }
+            state
+                .last_attempt
+                .as_ref()
+                .map(|attempt| attempt.started + self.limits.min_refetch_interval)
+        };
+        if let Some(next) = wait_until {
             tokio::time::sleep_until(next.into()).await;
         }
         let started = Instant::now();
         let outcome = self.fetch(endpoint).await;
         let finished = Instant::now();
+        let mut state = entry.state();
         match outcome {
             Ok(keys) => {
                 tracing::info!(endpoint, keys = keys.by_kid.len(), "JWK set fetched");
@@ -163,33 +186,36 @@ impl JwksCache {
         }
     }
 
-    /// The state of `endpoint`, made if new; forgets the least recently fetched endpoint when
+    /// `kid` from a set fetched less than the TTL ago.
+    fn fresh(&self, state: &EndpointState, kid: &str) -> Option<String> {
+        let fetched = state.fetched.as_ref()?;
+        (fetched.at.elapsed() < self.limits.ttl)
+            .then(|| fetched.keys.by_kid.get(kid).cloned())
+            .flatten()
+    }
+
+    /// The entry of `endpoint`, made if new; forgets the least recently fetched endpoint when
     /// the map is full.
-    fn endpoint_state(&self, endpoint: &str) -> Arc<tokio::sync::Mutex<EndpointState>> {
+    fn endpoint(&self, endpoint: &str) -> Arc<Endpoint> {
         let mut endpoints = self
             .endpoints
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(state) = endpoints.get(endpoint) {
-            return Arc::clone(state);
+        if let Some(entry) = endpoints.get(endpoint) {
+            return Arc::clone(entry);
         }
         if endpoints.len() >= self.limits.max_endpoints {
             let oldest = endpoints
                 .iter()
-                .min_by_key(|(_, state)| {
-                    state
-                        .try_lock()
-                        .ok()
-                        .and_then(|s| s.last_attempt.as_ref().map(|a| a.finished))
-                })
+                .min_by_key(|(_, entry)| entry.state().last_attempt.as_ref().map(|a| a.finished))
                 .map(|(name, _)| name.clone());
             if let Some(oldest) = oldest {
                 endpoints.remove(&oldest);
             }
         }
-        let state = Arc::new(tokio::sync::Mutex::new(EndpointState::default()));
-        endpoints.insert(endpoint.to_owned(), Arc::clone(&state));
-        state
+        let entry = Arc::new(Endpoint::default());
+        endpoints.insert(endpoint.to_owned(), Arc::clone(&entry));
+        entry
     }
 
     async fn fetch(&self, endpoint: &str) -> Result<KeyTexts, JwksError> {
@@ -267,21 +293,4 @@ fn key_texts(body: &[u8]) -> Result<KeyTexts, JwksError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_texts_keep_usable_keys_only() {
-        let doc = br#"{"keys":[
-            {"kty":"oct","kid":"h","k":"AAAA"},
-            {"kty":"OKP","crv":"Ed25519","kid":"ed","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
-            {"kty":"OKP","crv":"Ed25519","kid":"ed","x":"AAAA"},
-            {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"}
-        ]}"#;
-        let keys = key_texts(doc).unwrap();
-        assert_eq!(keys.by_kid.len(), 1);
-        assert!(keys.by_kid["ed"].contains("11qYAYKx"));
-        assert!(key_texts(b"not json").is_err());
-        assert!(key_texts(br#"{"nokeys":1}"#).is_err());
-    }
-}
+mod tests;
