@@ -5,12 +5,16 @@
 //! - `P.stream.{ch}`: a list of encoded publications, oldest first, at most `history_size`
 //!   long, expiring `history_ttl` after the last publish. Offsets are not stored: the list is
 //!   contiguous and ends at the top offset, so element `i` has offset `top − len + 1 + i`.
-//! - `P.meta.{ch}`: a hash `e` (epoch), `s` (top offset), `v` / `ve` (version and version
-//!   epoch), expiring `history_meta_ttl` after the last publish or read. A missing meta key
-//!   means a new epoch: a lost key can never make one (epoch, offset) name two publications.
+//! - `P.meta.{ch}`: a hash `e` (epoch), `s` (top offset), `r` (the `master_replid` of the
+//!   server that wrote it), `v` / `ve` (version and version epoch), expiring
+//!   `history_meta_ttl` after the last publish or read. A missing meta key means a new epoch
+//!   and an empty stream; an `r` that differs from the server's current `master_replid` (a
+//!   failover, a restart) means a new epoch over the kept stream: neither a lost key nor a
+//!   promoted replica that lagged can make one (epoch, offset) name two publications
+//!   ([`scripts`] says why and what it costs).
 //! - `P.idem.{ch}.<len>.ch.key`: the result of a publish with an idempotency key, for 5 minutes.
 //!
-//! One Lua script per publish decides (idempotency, version), appends, trims, sets the TTLs
+//! One Lua script per publish decides (epoch, idempotency, version), appends, trims, sets the TTLs
 //! and PUBLISHes the delivery message on the PUB/SUB channel `P.client.{ch}` (SPUBLISH on a
 //! Redis Cluster, so the message stays on the slot's node), so the order of offsets is the
 //! order on the PUB/SUB channel.
@@ -34,6 +38,7 @@ use fred::prelude::{Client, ClientLike, EventInterface, PubsubInterface, Value};
 use fred::types::scripts::Script;
 use fred::types::{Builder, Message};
 use prost::Message as _;
+use scripts::{HISTORY_LUA, PUBLISH_LUA};
 use spindle_proto::client;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,104 +46,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 mod probe;
+mod scripts;
 mod shard;
 
 pub use shard::{RedisServer, RedisTls};
 
 /// How long an idempotency key is remembered: 5 minutes, as the [`Broker`] contract says.
 const IDEMPOTENCY_TTL_MS: u64 = 300_000;
-
-/// KEYS: meta, stream, idempotency (or a dummy). ARGV: pubsub channel, payload, history size
-/// (0 = no history), ttl ms, meta ttl ms, new epoch, version, version epoch, want prev (0/1),
-/// idempotency ttl ms, use idempotency (0/1), publish command (`publish` / `spublish`).
-/// Returns {status, offset, epoch}: status 0 published, 1 idempotent, 2 stale version.
-const PUBLISH_LUA: &str = r#"
-local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
-local channel, payload = ARGV[1], ARGV[2]
-local size, ttl, meta_ttl = tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local version, version_epoch = tonumber(ARGV[7]), ARGV[8]
-if ARGV[11] == '1' then
-  local earlier = redis.call('get', idem)
-  if earlier then
-    local sep = string.find(earlier, ':', 1, true)
-    return {1, tonumber(string.sub(earlier, 1, sep - 1)), string.sub(earlier, sep + 1)}
-  end
-end
-local offset, epoch, prev = 0, '', ''
-if size > 0 then
-  epoch = redis.call('hget', meta, 'e')
-  local top = 0
-  if not epoch then
-    epoch = ARGV[6]
-    redis.call('del', stream)
-    redis.call('hset', meta, 'e', epoch, 's', 0)
-  else
-    top = tonumber(redis.call('hget', meta, 's') or '0')
-    if version > 0 then
-      local current = tonumber(redis.call('hget', meta, 'v') or '0')
-      if current > 0 and redis.call('hget', meta, 've') == version_epoch and version <= current then
-        redis.call('pexpire', meta, meta_ttl)
-        return {2, top, epoch}
-      end
-    end
-  end
-  if ARGV[9] == '1' and top > 0 then
-    prev = redis.call('lindex', stream, -1) or ''
-  end
-  offset = redis.call('hincrby', meta, 's', 1)
-  if version > 0 then
-    redis.call('hset', meta, 'v', version, 've', version_epoch)
-  end
-  redis.call('rpush', stream, payload)
-  redis.call('ltrim', stream, -size, -1)
-  redis.call('pexpire', stream, ttl)
-  redis.call('pexpire', meta, meta_ttl)
-end
-if ARGV[11] == '1' then
-  redis.call('set', idem, offset .. ':' .. epoch, 'px', ARGV[10])
-end
-redis.call(ARGV[12], channel, 'p' .. offset .. ',' .. epoch .. ',' .. string.len(prev) .. ',' .. prev .. payload)
-return {0, offset, epoch}
-"#;
-
-/// KEYS: meta, stream. ARGV: meta ttl ms, new epoch, since offset (-1 = none), limit (-1 =
-/// all), reverse (0/1). Returns {top, epoch, offset of the first item returned, items...}
-/// (items oldest first; the caller reverses).
-const HISTORY_LUA: &str = r#"
-local meta, stream = KEYS[1], KEYS[2]
-local epoch = redis.call('hget', meta, 'e')
-local top = 0
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('del', stream)
-  redis.call('hset', meta, 'e', epoch, 's', 0)
-else
-  top = tonumber(redis.call('hget', meta, 's') or '0')
-end
-redis.call('pexpire', meta, ARGV[1])
-local since, limit, reverse = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
-local len = redis.call('llen', stream)
-local first = top - len + 1
-if limit == 0 or len == 0 then
-  return {top, epoch, 0}
-end
-local lo, hi = 0, len - 1
-if reverse then
-  if since >= 0 then hi = math.min(hi, since - 1 - first) end
-  if limit > 0 then lo = math.max(lo, hi - limit + 1) end
-else
-  if since >= 0 then lo = math.max(lo, since + 1 - first) end
-  if limit > 0 then hi = math.min(hi, lo + limit - 1) end
-end
-if lo > hi then
-  return {top, epoch, 0}
-end
-local result = {top, epoch, first + lo}
-for _, item in ipairs(redis.call('lrange', stream, lo, hi)) do
-  table.insert(result, item)
-end
-return result
-"#;
 
 /// Where to find Redis and under which prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,7 +238,12 @@ impl RedisConnection {
             let client = build(server, options)?
                 .build()
                 .map_err(|e| unavailable(format!("redis {}: {e}", server.describe())))?;
-            if let Err(error) = init(&client, server, options).await {
+            let ready = match init(&client, server, options).await {
+                Ok(()) => scripts::check_info_allowed(&client, server).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = ready {
+                let _ = client.quit().await;
                 for shard in &shards {
                     let _ = shard.client.quit().await;
                 }
