@@ -17,9 +17,11 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt, future};
+use futures_util::{Sink, StreamExt};
 use spindle_proto::Format;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio_tungstenite::tungstenite;
 
 /// The subprotocols the server offers.
@@ -109,7 +111,10 @@ async fn serve_socket(
 ) {
     let format = requested.format;
     let (sink, stream) = socket.split();
-    let sink = sink.with(move |item: Outgoing| future::ready(message_of(format, item)));
+    let sink = FrameSink {
+        inner: sink,
+        format,
+    };
     let stream = stream.map(incoming_of);
     let setup = Setup {
         format,
@@ -121,6 +126,37 @@ async fn serve_socket(
         headers: forwarded,
     };
     connection::serve(edge, setup, Box::pin(stream), Box::pin(sink)).await;
+}
+
+/// The socket's sink taking [`Outgoing`] items: converts each and forwards it. (A `SinkExt::with`
+/// adapter does the same through a future per item, a measurable cost at 100,000 frames/s.)
+struct FrameSink<S> {
+    inner: S,
+    format: Format,
+}
+
+impl<S> Sink<Outgoing> for FrameSink<S>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    type Error = axum::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.inner).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
+        let message = message_of(self.format, item)?;
+        Pin::new(&mut self.inner).start_send(message)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
 }
 
 fn incoming_of(item: Result<Message, axum::Error>) -> Incoming {

@@ -56,9 +56,11 @@ pub enum Pushed {
 /// What the writer does next.
 #[derive(Debug, PartialEq)]
 enum Next {
-    Write(Vec<Bytes>),
+    /// Everything queued, as one frame.
+    Write(Bytes),
     Ping,
-    Close(Disconnect, Vec<Bytes>),
+    /// The close, and the frame of what was queued before it, if anything.
+    Close(Disconnect, Option<Bytes>),
 }
 
 impl Outbox {
@@ -157,13 +159,10 @@ impl Outbox {
             {
                 let mut state = self.lock();
                 if let Some(disconnect) = state.close.clone() {
-                    state.bytes = 0;
-                    let rest = state.queue.drain(..).collect();
-                    return Next::Close(disconnect, rest);
+                    return Next::Close(disconnect, self.take_frame(&mut state));
                 }
-                if !state.queue.is_empty() {
-                    state.bytes = 0;
-                    return Next::Write(state.queue.drain(..).collect());
+                if let Some(frame) = self.take_frame(&mut state) {
+                    return Next::Write(frame);
                 }
                 if std::mem::take(&mut state.ping) {
                     return Next::Ping;
@@ -173,16 +172,23 @@ impl Outbox {
         }
     }
 
-    fn frame(&self, messages: &[Bytes]) -> Bytes {
-        // One message is its own frame in both formats: no copy.
-        if let [one] = messages {
-            return one.clone();
+    /// Everything queued as one frame, the queue emptied (it keeps its capacity). One message
+    /// is its own frame in both formats: no copy. Several are joined under the lock, into a
+    /// buffer sized once: the copy is bounded by `client.queue_max_size`, and this runs once
+    /// per write, so it costs less than the allocation of a list to copy outside the lock.
+    fn take_frame(&self, state: &mut State) -> Option<Bytes> {
+        let bytes = std::mem::take(&mut state.bytes);
+        match state.queue.len() {
+            0 => None,
+            1 => state.queue.pop_front(),
+            n => {
+                let mut batch = Batch::framed_with_capacity(self.format, bytes + n);
+                for message in state.queue.drain(..) {
+                    batch.push(&message);
+                }
+                Some(batch.take())
+            }
         }
-        let mut batch = Batch::framed(self.format);
-        for message in messages {
-            batch.push(message);
-        }
-        batch.take()
     }
 }
 
@@ -194,8 +200,7 @@ where
 {
     loop {
         match outbox.next().await {
-            Next::Write(messages) => {
-                let frame = outbox.frame(&messages);
+            Next::Write(frame) => {
                 if !send(&mut sink, Outgoing::Frame(frame), write_timeout).await {
                     outbox.close(Disconnect::WRITE_ERROR);
                     return;
@@ -215,11 +220,10 @@ where
                     // Nothing more can or should be written.
                     return;
                 }
-                if !rest.is_empty() && code != Disconnect::SLOW.code {
-                    let frame = outbox.frame(&rest);
-                    if !send(&mut sink, Outgoing::Frame(frame), write_timeout).await {
-                        return;
-                    }
+                if let Some(frame) = rest.filter(|_| code != Disconnect::SLOW.code)
+                    && !send(&mut sink, Outgoing::Frame(frame), write_timeout).await
+                {
+                    return;
                 }
                 let close = Outgoing::Close {
                     code: u16::try_from(code).unwrap_or(3000),

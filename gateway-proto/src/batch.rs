@@ -27,6 +27,15 @@ impl Batch {
         }
     }
 
+    /// [`Batch::framed`] with room for `capacity` bytes, so joining known messages does not
+    /// reallocate.
+    pub fn framed_with_capacity(format: Format, capacity: usize) -> Self {
+        Batch {
+            buffer: BytesMut::with_capacity(capacity),
+            ..Batch::framed(format)
+        }
+    }
+
     /// A batch for a byte-stream transport: every JSON message ends with `\n`.
     pub fn streamed(format: Format) -> Self {
         Batch {
