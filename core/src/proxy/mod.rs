@@ -207,22 +207,10 @@ impl Call<'_> {
     }
 }
 
-/// Every proxy the configuration names that has an endpoint (the kinds' defaults and the
-/// named ones).
+/// Every proxy the configuration names that has an endpoint.
 fn configured(config: &Config) -> Vec<&Proxy> {
-    let c = config;
-    let defaults = [
-        &c.client.proxy.connect.proxy,
-        &c.client.proxy.refresh.proxy,
-        &c.channel.proxy.subscribe,
-        &c.channel.proxy.publish,
-        &c.channel.proxy.sub_refresh,
-        &c.rpc.proxy,
-    ];
-    let named = c.proxies.iter().map(|p| &p.proxy);
-    defaults
-        .into_iter()
-        .chain(named)
+    config
+        .all_proxies()
         .filter(|p| !p.endpoint.is_empty())
         .collect()
 }

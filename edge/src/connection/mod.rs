@@ -71,18 +71,7 @@ pub(crate) fn client_headers(
     config: &spindle_hub::config::Config,
     headers: &axum::http::HeaderMap,
 ) -> Arc<BTreeMap<String, String>> {
-    let c = config;
-    let lists = [
-        &c.client.proxy.connect.proxy,
-        &c.client.proxy.refresh.proxy,
-        &c.channel.proxy.subscribe,
-        &c.channel.proxy.publish,
-        &c.channel.proxy.sub_refresh,
-        &c.rpc.proxy,
-    ]
-    .into_iter()
-    .chain(c.proxies.iter().map(|p| &p.proxy))
-    .flat_map(|p| p.http_headers.iter());
+    let lists = config.all_proxies().flat_map(|p| p.http_headers.iter());
     let mut kept = BTreeMap::new();
     for name in lists {
         if let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {

@@ -201,6 +201,22 @@ impl Config {
             .find(|p| p.name == name)
             .map(|p| &p.proxy)
     }
+
+    /// Every proxy block of the configuration, configured or not: the kinds' defaults
+    /// (`client.proxy.connect` / `.refresh`, `channel.proxy.subscribe` / `.publish` /
+    /// `.sub_refresh`, `rpc.proxy`), then the named ones.
+    pub fn all_proxies(&self) -> impl Iterator<Item = &Proxy> {
+        [
+            &self.client.proxy.connect.proxy,
+            &self.client.proxy.refresh.proxy,
+            &self.channel.proxy.subscribe,
+            &self.channel.proxy.publish,
+            &self.channel.proxy.sub_refresh,
+            &self.rpc.proxy,
+        ]
+        .into_iter()
+        .chain(self.proxies.iter().map(|p| &p.proxy))
+    }
 }
 
 #[cfg(test)]
