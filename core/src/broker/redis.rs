@@ -153,6 +153,7 @@ impl RedisOptions {
                 "engine.redis.address is empty".into(),
             ));
         }
+        warn_unused(redis);
         Ok(RedisOptions {
             servers,
             prefix: redis.prefix.clone(),
@@ -184,6 +185,27 @@ fn tls_options(tls: &spindle_hub::config::Tls) -> Result<RedisTls, BrokerError> 
         enabled: tls.enabled,
         server_ca_pem: tls.server_ca_pem.clone(),
     })
+}
+
+/// Options a Centrifugo config may carry that this broker accepts but does not act on yet:
+/// said at start, so nobody relies on them unknowingly.
+fn warn_unused(redis: &spindle_hub::config::Redis) {
+    let defaults = spindle_hub::config::Redis::default();
+    let unused = [
+        ("io_timeout", redis.io_timeout != defaults.io_timeout),
+        ("client_name", !redis.client_name.is_empty()),
+        ("sentinel_client_name", !redis.sentinel_client_name.is_empty()),
+        ("sentinel_tls", redis.sentinel_tls.enabled),
+        ("replica_client", redis.replica_client.enabled),
+    ];
+    for (key, set) in unused {
+        if set {
+            tracing::warn!(
+                "Redis option {key} is accepted but not used yet: Spindle ignores it \
+                 (reads go to the master, no client name, no per-command timeout)"
+            );
+        }
+    }
 }
 
 fn num(value: impl ToString) -> Value {
