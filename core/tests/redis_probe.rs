@@ -1,7 +1,8 @@
 //! Liveness probes on the Redis subscriber connections: when the connections go silent (a
 //! proxy in between stops forwarding without closing anything), the lost probe makes the
 //! broker reconnect and resubscribe, and delivery resumes by itself. Without probes the same
-//! silence loses every publication (checked too, so the test can fail). The test starts its
+//! silence loses every publication (checked too, so the test can fail). `health()` shows the
+//! outage while a probe is lost, and only then. The test starts its
 //! own `redis-server`; without it the test fails, never skips.
 
 mod conformance;
@@ -140,15 +141,36 @@ async fn a_silent_subscriber_is_reconnected_by_the_probe() {
             .unwrap();
         recorder.wait(&channel, 1).await;
 
+        assert_eq!(subscriber.health(), Ok(()));
         proxy.silence_current_connections();
-        let resumed =
-            delivery_resumes(&publisher, &recorder, &channel, 1, Duration::from_secs(6)).await;
+        // Health is watched while delivery is awaited: a lost probe must show as an outage.
+        let mut saw_outage = false;
+        let resumed = {
+            let resume =
+                delivery_resumes(&publisher, &recorder, &channel, 1, Duration::from_secs(6));
+            tokio::pin!(resume);
+            loop {
+                tokio::select! {
+                    resumed = &mut resume => break resumed,
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {
+                        saw_outage |= subscriber.health().is_err();
+                    }
+                }
+            }
+        };
         assert_eq!(
             resumed, expect_resume,
             "probe interval {probe:?}: delivery resumed = {resumed}"
         );
+        // Without probes the silence is invisible to health too: the reason probes exist.
+        assert_eq!(saw_outage, expect_resume, "probe interval {probe:?}");
         if expect_resume {
             assert!(subscriber.probe_reconnects() >= 1);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while subscriber.health().is_err() {
+                assert!(tokio::time::Instant::now() < deadline, "health never came back");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         } else {
             assert_eq!(subscriber.probe_reconnects(), 0);
         }

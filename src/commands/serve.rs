@@ -206,9 +206,25 @@ async fn serve(config: Arc<Config>) -> Result<()> {
 
     // The internal endpoints (API, health) on their own port when `internal_port` says so.
     let api = node.api_router();
+    // 200 `{}` while the broker delivers; 503 with the reason while it does not.
+    let health_node = node.clone();
     let health = Router::new().route(
         &config.health.handler_prefix,
-        get(|| async { axum::Json(serde_json::json!({})) }),
+        get(move || {
+            let node = health_node.clone();
+            async move {
+                match node.health() {
+                    Ok(()) => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(serde_json::json!({})),
+                    ),
+                    Err(error) => (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({ "error": error })),
+                    ),
+                }
+            }
+        }),
     );
     let http = &config.http_server;
     let (external, internal) = if http.internal_port != 0 && http.internal_port != local.port() {

@@ -224,6 +224,17 @@ impl AnyBroker {
         }
     }
 
+    /// Whether the delivery path is up (`Err` says what is not): Redis — every connection up and
+    /// every PUB/SUB probe delivered; NATS — the connection up. Memory always is. PostgreSQL is
+    /// not checked yet (its LISTEN connection reconnects by itself; a lost one is logged).
+    pub fn health(&self) -> Result<(), String> {
+        match self {
+            AnyBroker::Memory(_) | AnyBroker::Postgres(_) => Ok(()),
+            AnyBroker::Redis(broker) => broker.health(),
+            AnyBroker::Nats(broker) => broker.health(),
+        }
+    }
+
     /// Streams held in process (0 for Redis, which holds them on the server).
     pub fn streams(&self) -> usize {
         match self {

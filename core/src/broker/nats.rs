@@ -142,6 +142,14 @@ impl Drop for NatsBroker {
 }
 
 impl NatsBroker {
+    /// `Err` while the connection to NATS is down.
+    pub fn health(&self) -> Result<(), String> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(format!("nats {}: {state}", self.url)),
+        }
+    }
+
     /// Connects and starts delivering to `handler`; with `control`, also subscribes
     /// `P.control` and hands its messages there (dropped, with a warning, when that queue is
     /// full). Fails with a clear message when NATS does not answer within the connect timeout.

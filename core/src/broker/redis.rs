@@ -194,7 +194,10 @@ fn warn_unused(redis: &spindle_hub::config::Redis) {
     let unused = [
         ("io_timeout", redis.io_timeout != defaults.io_timeout),
         ("client_name", !redis.client_name.is_empty()),
-        ("sentinel_client_name", !redis.sentinel_client_name.is_empty()),
+        (
+            "sentinel_client_name",
+            !redis.sentinel_client_name.is_empty(),
+        ),
         ("sentinel_tls", redis.sentinel_tls.enabled),
         ("replica_client", redis.replica_client.enabled),
     ];
@@ -538,6 +541,36 @@ impl RedisBroker {
             &self.subscribers[index * self.per_shard + within],
             self.connection.shards[index].server.is_cluster(),
         )
+    }
+
+    /// Whether publications can flow: every command and subscriber connection is up and the
+    /// last liveness probe of each subscriber came back. `Err` names what is wrong.
+    pub fn health(&self) -> Result<(), String> {
+        for shard in self.connection.shards.iter() {
+            if !shard.client.is_connected() {
+                return Err(format!("redis {}: not connected", shard.server.describe()));
+            }
+        }
+        for (slot, subscriber) in self.subscribers.iter().enumerate() {
+            let shard = &self.connection.shards[slot / self.per_shard];
+            if !subscriber.is_connected() {
+                return Err(format!(
+                    "redis {}: PUB/SUB connection down",
+                    shard.server.describe()
+                ));
+            }
+            if self
+                .probes
+                .get(slot)
+                .is_some_and(|probe| !probe.delivering())
+            {
+                return Err(format!(
+                    "redis {}: PUB/SUB probe not delivered",
+                    shard.server.describe()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// How many times, in all, a subscriber was reconnected because a probe was lost.

@@ -377,6 +377,12 @@ impl Node {
         Ok(node)
     }
 
+    /// Whether this node's delivery path (its broker) is up; `Err` says what is not. `/health`
+    /// answers with it.
+    pub fn health(&self) -> Result<(), String> {
+        self.inner.broker.health()
+    }
+
     pub fn identity(&self) -> &NodeIdentity {
         &self.inner.identity
     }

@@ -41,6 +41,7 @@ mod limits;
 mod proxy;
 mod proxy_tls;
 mod pubsub;
+mod redis_restart;
 mod two_nodes;
 mod uni_grpc;
 mod unidirectional;

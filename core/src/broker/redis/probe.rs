@@ -9,13 +9,15 @@
 use fred::clients::SubscriberClient;
 use fred::prelude::{Client, ClientLike, PubsubInterface};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
 /// What the reader saw of the probes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ProbeState {
+    /// False from a probe that could not be sent or did not come back until one does.
+    delivering: AtomicBool,
     /// The highest probe number received.
     seen: AtomicU64,
     arrived: Notify,
@@ -23,7 +25,23 @@ pub(crate) struct ProbeState {
     pub(crate) reconnects: AtomicU64,
 }
 
+impl Default for ProbeState {
+    fn default() -> Self {
+        ProbeState {
+            delivering: AtomicBool::new(true),
+            seen: AtomicU64::new(0),
+            arrived: Notify::new(),
+            reconnects: AtomicU64::new(0),
+        }
+    }
+}
+
 impl ProbeState {
+    /// Whether the last probe went through (true before the first one).
+    pub(crate) fn delivering(&self) -> bool {
+        self.delivering.load(Ordering::Relaxed)
+    }
+
     /// Records a probe message (its payload is its number).
     pub(crate) fn received(&self, payload: &[u8]) {
         if let Some(number) = std::str::from_utf8(payload)
@@ -67,6 +85,7 @@ pub(crate) async fn run(
             // Redis itself refuses or is unreachable: the clients reconnect on their own.
             Ok(Err(error)) => {
                 tracing::debug!(server, %error, "redis pub/sub probe not sent");
+                state.delivering.store(false, Ordering::Relaxed);
                 continue;
             }
             Ok(Ok(())) => !state.wait_for(number, interval).await,
@@ -78,6 +97,7 @@ pub(crate) async fn run(
                 true
             }
         };
+        state.delivering.store(!lost, Ordering::Relaxed);
         if !lost {
             continue;
         }
