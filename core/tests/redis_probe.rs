@@ -168,7 +168,10 @@ async fn a_silent_subscriber_is_reconnected_by_the_probe() {
             assert!(subscriber.probe_reconnects() >= 1);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
             while subscriber.health().is_err() {
-                assert!(tokio::time::Instant::now() < deadline, "health never came back");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "health never came back"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         } else {
