@@ -225,13 +225,14 @@ impl AnyBroker {
     }
 
     /// Whether the delivery path is up (`Err` says what is not): Redis — every connection up and
-    /// every PUB/SUB probe delivered; NATS — the connection up. Memory always is. PostgreSQL is
-    /// not checked yet (its LISTEN connection reconnects by itself; a lost one is logged).
+    /// every PUB/SUB probe delivered; NATS — the connection up; PostgreSQL — the delivery
+    /// reader's connection up. Memory always is.
     pub fn health(&self) -> Result<(), String> {
         match self {
-            AnyBroker::Memory(_) | AnyBroker::Postgres(_) => Ok(()),
+            AnyBroker::Memory(_) => Ok(()),
             AnyBroker::Redis(broker) => broker.health(),
             AnyBroker::Nats(broker) => broker.health(),
+            AnyBroker::Postgres(broker) => broker.health(),
         }
     }
 

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use spindle_proto::client;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -53,6 +54,8 @@ pub(super) struct Reader {
     pub subscriptions: Arc<Subscriptions>,
     /// Last `seq` read per shard.
     pub last: [i64; SHARDS],
+    /// True while a delivery connection is set up and reading (for `/health`).
+    pub delivering: Arc<AtomicBool>,
 }
 
 /// The committed `seq` of every shard now: where a new reader starts.
@@ -82,6 +85,7 @@ impl Reader {
             match self.session().await {
                 Ok(()) => return,
                 Err(error) => {
+                    self.delivering.store(false, Ordering::Relaxed);
                     tracing::error!(%error, "postgresql broker delivery interrupted; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -113,6 +117,7 @@ impl Reader {
             ))
             .await
             .map_err(pg_error)?;
+        self.delivering.store(true, Ordering::Relaxed);
         let mut ticker = tokio::time::interval(self.options.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -49,6 +49,9 @@ pub struct PostgresBroker {
     idempotency_ttl_ms: i64,
     subscriptions: Arc<Subscriptions>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The delivery reader's connection is up (see [`PostgresBroker::health`]).
+    delivering: Arc<std::sync::atomic::AtomicBool>,
+    target: String,
 }
 
 impl std::fmt::Debug for PostgresBroker {
@@ -113,6 +116,7 @@ impl PostgresBroker {
         // returns is read.
         let last = current_seqs(&pool.get().await?.client, &prefix).await?;
         let subscriptions = Arc::new(Subscriptions::default());
+        let delivering = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let reader = Reader {
             config: config.clone(),
             target: target.clone(),
@@ -121,11 +125,12 @@ impl PostgresBroker {
             control,
             subscriptions: subscriptions.clone(),
             last,
+            delivering: delivering.clone(),
         };
         let mut tasks = vec![tokio::spawn(reader.run())];
         tasks.push(tokio::spawn(cleanup(
             config,
-            target,
+            target.clone(),
             prefix.clone(),
             options.cleanup_interval,
             millis(options.outbox_retention),
@@ -136,7 +141,21 @@ impl PostgresBroker {
             idempotency_ttl_ms: millis(options.idempotent_result_ttl),
             subscriptions,
             tasks,
+            delivering,
+            target,
         })
+    }
+
+    /// `Err` while the delivery connection (LISTEN and outbox reads) is down and reconnecting.
+    pub fn health(&self) -> Result<(), String> {
+        if self.delivering.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(format!(
+                "postgresql {}: delivery connection down",
+                self.target
+            ))
+        }
     }
 
     /// The table and function prefix.
