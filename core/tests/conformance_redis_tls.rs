@@ -9,6 +9,7 @@ mod redis_process;
 
 use conformance::{Fixture, PRESENCE_TTL};
 use redis_process::RedisProcess;
+use spindle_core::broker::Broker as _;
 use spindle_core::broker::{
     EventHandler, RedisBroker, RedisConnection, RedisOptions, RedisServer, RedisTls,
 };
@@ -35,6 +36,7 @@ fn tls_options(ca: &str) -> RedisOptions {
         tls: RedisTls {
             enabled: false,
             server_ca_pem: ca.to_owned(),
+            ..RedisTls::default()
         },
         pubsub_probe_interval: Duration::from_secs(5),
         subscribers_per_shard: 2,
@@ -71,4 +73,65 @@ async fn an_untrusted_certificate_is_refused() {
         error.contains("cannot connect to redis at rediss://"),
         "{error}"
     );
+}
+
+fn options_for(port: u16, tls: RedisTls) -> RedisOptions {
+    RedisOptions {
+        servers: vec![RedisServer::Single(format!("rediss://127.0.0.1:{port}"))],
+        connect_timeout: Duration::from_millis(800),
+        tls,
+        ..tls_options("")
+    }
+}
+
+/// A server that requires client certificates (`--tls-auth-clients yes`) takes the one from
+/// `cert_pem` / `key_pem` and refuses a client without one.
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_configured() {
+    let tls = redis_process::start_tls_with(true);
+    let with_certificate = RedisTls {
+        server_ca_pem: tls.ca.clone(),
+        cert_pem: tls.client_cert.clone(),
+        key_pem: tls.client_key.clone().into(),
+        ..RedisTls::default()
+    };
+    let connection = RedisConnection::connect(&options_for(tls.port, with_certificate))
+        .await
+        .unwrap_or_else(|error| panic!("mutual TLS: {error}"));
+    let broker =
+        RedisBroker::with_connection(connection, Arc::new(conformance::Recorder::default()))
+            .await
+            .unwrap_or_else(|error| panic!("subscriber over mutual TLS: {error}"));
+    broker
+        .publish(
+            "mtls",
+            conformance::publication("hello"),
+            &spindle_core::broker::PublishOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("publish over mutual TLS: {error}"));
+
+    let without = RedisTls {
+        server_ca_pem: tls.ca.clone(),
+        ..RedisTls::default()
+    };
+    assert!(
+        RedisConnection::connect(&options_for(tls.port, without))
+            .await
+            .is_err()
+    );
+}
+
+/// `insecure_skip_verify` accepts a server the configured CA did not sign.
+#[tokio::test]
+async fn insecure_skip_verify_accepts_any_server() {
+    let (_, _, other_ca) = redis_process::start_tls();
+    let insecure = RedisTls {
+        server_ca_pem: other_ca,
+        insecure_skip_verify: true,
+        ..RedisTls::default()
+    };
+    RedisConnection::connect(&options_for(server().1, insecure))
+        .await
+        .unwrap_or_else(|error| panic!("insecure_skip_verify: {error}"));
 }

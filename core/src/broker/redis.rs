@@ -171,19 +171,23 @@ impl RedisOptions {
     }
 }
 
-/// `engine.redis.tls`: on with the system's roots or a given CA; client certificates and
-/// skipping verification are refused rather than silently ignored.
+/// `engine.redis.tls`: the server verified with `server_ca_pem` or the system's roots, a client
+/// certificate when `cert_pem` / `key_pem` are set, `insecure_skip_verify` for tests.
+/// `server_name` is refused rather than silently ignored.
 fn tls_options(tls: &spindle_hub::config::Tls) -> Result<RedisTls, BrokerError> {
-    if tls.enabled && (!tls.cert_pem.is_empty() || tls.insecure_skip_verify) {
+    if !tls.server_name.is_empty() {
         return Err(BrokerError::Unavailable(
-            "engine.redis.tls: client certificates and insecure_skip_verify are not supported \
-             by Spindle yet (server_ca_pem is)"
+            "engine.redis.tls.server_name is not supported by Spindle yet: the address's host \
+             is the name verified"
                 .into(),
         ));
     }
     Ok(RedisTls {
         enabled: tls.enabled,
         server_ca_pem: tls.server_ca_pem.clone(),
+        cert_pem: tls.cert_pem.clone(),
+        key_pem: tls.key_pem.clone(),
+        insecure_skip_verify: tls.insecure_skip_verify,
     })
 }
 
@@ -982,18 +986,24 @@ mod tests {
 
         let mut redis = Redis::default();
         redis.tls.enabled = true;
-        redis.tls.insecure_skip_verify = true;
+        redis.tls.server_name = "other".into();
         let error = RedisOptions::from_config(&redis).unwrap_err().to_string();
-        assert!(error.contains("insecure_skip_verify"), "{error}");
+        assert!(error.contains("server_name"), "{error}");
 
-        redis.tls.insecure_skip_verify = false;
+        redis.tls.server_name = String::new();
         redis.tls.server_ca_pem = "PEM".into();
+        redis.tls.cert_pem = "CERT".into();
+        redis.tls.key_pem = "KEY".into();
+        redis.tls.insecure_skip_verify = true;
         let options = RedisOptions::from_config(&redis).unwrap();
         assert_eq!(
             options.tls,
             RedisTls {
                 enabled: true,
-                server_ca_pem: "PEM".into()
+                server_ca_pem: "PEM".into(),
+                cert_pem: "CERT".into(),
+                key_pem: "KEY".into(),
+                insecure_skip_verify: true,
             }
         );
     }

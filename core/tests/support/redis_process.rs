@@ -217,6 +217,24 @@ pub fn start_cluster(count: usize) -> Vec<RedisProcess> {
 /// 127.0.0.1 are made with `openssl` in a temporary directory. Returns the server, the TLS
 /// port and the CA's PEM.
 pub fn start_tls() -> (RedisProcess, u16, String) {
+    let tls = start_tls_with(false);
+    (tls.server, tls.port, tls.ca)
+}
+
+/// A TLS server and the PEMs a client needs.
+pub struct TlsServer {
+    pub server: RedisProcess,
+    pub port: u16,
+    /// The CA that signed the server's and the client's certificates.
+    pub ca: String,
+    /// A client certificate signed by `ca`, and its key.
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+/// [`start_tls`], and with `require_client_certificates` the server refuses clients without a
+/// certificate signed by the CA (`--tls-auth-clients yes`).
+pub fn start_tls_with(require_client_certificates: bool) -> TlsServer {
     let dir = test_dir(spare_port(false));
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -245,42 +263,45 @@ pub fn start_tls() -> (RedisProcess, u16, String) {
         "-out",
         "ca.pem",
     ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("write ext.cnf");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    ]);
+    for name in ["server", "client"] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
     let path = |name: &str| dir.join(name).display().to_string();
-    let tls_port = spare_port(false);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("read a test PEM");
+    let port = spare_port(false);
     let server = start(
         &[
             "--tls-port",
-            &tls_port.to_string(),
+            &port.to_string(),
             "--tls-cert-file",
             &path("server.pem"),
             "--tls-key-file",
@@ -288,11 +309,21 @@ pub fn start_tls() -> (RedisProcess, u16, String) {
             "--tls-ca-cert-file",
             &path("ca.pem"),
             "--tls-auth-clients",
-            "no",
+            if require_client_certificates {
+                "yes"
+            } else {
+                "no"
+            },
         ],
         false,
     );
-    let ca = std::fs::read_to_string(dir.join("ca.pem")).expect("read ca.pem");
+    let tls = TlsServer {
+        server,
+        port,
+        ca: read("ca.pem"),
+        client_cert: read("client.pem"),
+        client_key: read("client.key"),
+    };
     let _ = std::fs::remove_dir_all(&dir);
-    (server, tls_port, ca)
+    tls
 }

@@ -117,39 +117,35 @@ fn bad(address: &str, error: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(format!("redis address {address:?}: {error}"))
 }
 
-/// TLS towards Redis (`engine.redis.tls`), also used for every `rediss://` address.
+/// TLS towards Redis (`engine.redis.tls`), also used for every `rediss://` address. The
+/// fields are those of a client TLS block (see [`crate::tls`]): PEM text, a file path or base64.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RedisTls {
     /// TLS even for `redis://` / `host:port` addresses (`tls.enabled`).
     pub enabled: bool,
-    /// PEM of the CA(s) that signed the server's certificate (`tls.server_ca_pem`); empty:
-    /// the system's roots.
+    /// The CA(s) that signed the server's certificate (`tls.server_ca_pem`); empty: the
+    /// system's roots.
     pub server_ca_pem: String,
+    /// A client certificate chain to present (`tls.cert_pem`, with `key_pem`); empty: none.
+    pub cert_pem: String,
+    /// The client certificate's key (`tls.key_pem`).
+    pub key_pem: spindle_hub::config::Secret,
+    /// Accept any server certificate (`tls.insecure_skip_verify`; tests only, logged).
+    pub insecure_skip_verify: bool,
 }
 
-/// A rustls connector (ring provider) trusting `ca_pem`, or the system's roots.
+/// The rustls connector (ring provider) of `tls`.
 fn tls_config(address: &str, tls: &RedisTls) -> Result<TlsConfig, BrokerError> {
-    use fred::rustls::pki_types::CertificateDer;
-    use fred::rustls::pki_types::pem::PemObject;
     use fred::types::config::TlsConnector;
-    if tls.server_ca_pem.trim().is_empty() {
-        let connector =
-            TlsConnector::default_rustls().map_err(|e| bad(address, format!("TLS: {e}")))?;
-        return Ok(TlsConfig::from(connector));
-    }
-    let mut roots = fred::rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(tls.server_ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| bad(address, format!("tls.server_ca_pem: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| bad(address, format!("tls.server_ca_pem: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(bad(address, "tls.server_ca_pem holds no certificate"));
-    }
-    let config = fred::rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let block = spindle_hub::config::Tls {
+        enabled: true,
+        cert_pem: tls.cert_pem.clone(),
+        key_pem: tls.key_pem.clone(),
+        server_ca_pem: tls.server_ca_pem.clone(),
+        insecure_skip_verify: tls.insecure_skip_verify,
+        ..Default::default()
+    };
+    let config = crate::tls::client_config(&block).map_err(|e| bad(address, format!("tls.{e}")))?;
     Ok(TlsConfig::from(TlsConnector::from(config)))
 }
 
@@ -319,6 +315,7 @@ mod tests {
         let junk = RedisTls {
             enabled: true,
             server_ca_pem: "not a pem".into(),
+            ..Default::default()
         };
         let error = single_config("h:1", &junk).unwrap_err().to_string();
         assert!(error.contains("server_ca_pem"), "{error}");
