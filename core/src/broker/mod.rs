@@ -47,6 +47,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use thiserror::Error;
 
+/// A fresh random epoch, for a storage-side stream that has to start one (Redis, PostgreSQL).
+pub(crate) fn new_epoch() -> String {
+    let mut entropy = rand::random::<u64>;
+    spindle_hub::history::new_epoch(&mut entropy)
+}
+
 /// How to publish. Parsed from the API and client requests; `history` is filled by the node
 /// from the channel's namespace.
 #[derive(Debug, Clone, PartialEq, Default)]

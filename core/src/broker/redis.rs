@@ -31,7 +31,7 @@
 use super::{
     Broker, BrokerError, EventHandler, HistoryItem, HistoryQuery, HistoryReadError, HistoryResult,
     JoinLeave, Publication, PublishOptions, PublishResult, ReadError, StreamOptions,
-    StreamPosition, Suppression,
+    StreamPosition, Suppression, new_epoch,
 };
 use bytes::Bytes;
 use fred::prelude::{Client, ClientLike, EventInterface, PubsubInterface, Value};
@@ -599,11 +599,6 @@ impl RedisBroker {
     }
 }
 
-fn new_epoch() -> String {
-    let mut entropy = rand::random::<u64>;
-    spindle_hub::history::new_epoch(&mut entropy)
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
@@ -869,16 +864,7 @@ impl Broker for RedisBroker {
         query: &HistoryQuery,
         stream: &StreamOptions,
     ) -> Result<HistoryResult, HistoryReadError> {
-        if query.reverse && query.since.as_ref().is_some_and(|since| since.offset == 0) {
-            return Err(ReadError::ReverseFromZero.into());
-        }
-        let since = query
-            .since
-            .as_ref()
-            .map_or(-1, |since| i64::try_from(since.offset).unwrap_or(i64::MAX));
-        let limit = query
-            .limit
-            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let (since, limit) = query.signed_bounds()?;
         let keys = vec![self.key("meta", channel), self.key("stream", channel)];
         let args: Vec<Value> = vec![
             num(millis(stream.meta_ttl.max(stream.ttl))),

@@ -172,6 +172,24 @@ impl HistoryQuery {
             Err(_) => cap,
         }
     }
+
+    /// The query as the signed bounds a storage-side script or SQL function takes: the
+    /// `since` offset and the `limit`, each `-1` when absent (values past `i64::MAX` saturate).
+    /// A reverse read from offset 0 is refused as by the in-process stream
+    /// ([`ReadError::ReverseFromZero`]).
+    pub fn signed_bounds(&self) -> Result<(i64, i64), ReadError> {
+        if self.reverse && self.since.as_ref().is_some_and(|since| since.offset == 0) {
+            return Err(ReadError::ReverseFromZero);
+        }
+        let since = self
+            .since
+            .as_ref()
+            .map_or(-1, |since| i64::try_from(since.offset).unwrap_or(i64::MAX));
+        let limit = self
+            .limit
+            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        Ok((since, limit))
+    }
 }
 
 /// A history read: the stream's current position (its top offset and epoch) and the

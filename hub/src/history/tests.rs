@@ -700,3 +700,30 @@ fn recovery_works_on_wire_publications_and_with_the_recovery_queries() {
     let recovery = recover(RecoveryMode::Cache, &client, result);
     assert_eq!(outcome(&recovery), (true, vec![2], epoch(2).as_str(), 2));
 }
+
+#[test]
+fn signed_bounds_for_storage_scripts() {
+    let position = |offset| Some(StreamPosition::new(offset, "e".to_owned()));
+    let query = |since, limit, reverse| HistoryQuery {
+        since,
+        limit,
+        reverse,
+    };
+    assert_eq!(query(None, None, false).signed_bounds(), Ok((-1, -1)));
+    assert_eq!(
+        query(position(7), Some(3), true).signed_bounds(),
+        Ok((7, 3))
+    );
+    assert_eq!(
+        query(position(0), Some(0), false).signed_bounds(),
+        Ok((0, 0))
+    );
+    assert_eq!(
+        query(position(u64::MAX), Some(usize::MAX), false).signed_bounds(),
+        Ok((i64::MAX, i64::MAX))
+    );
+    assert_eq!(
+        query(position(0), None, true).signed_bounds(),
+        Err(ReadError::ReverseFromZero)
+    );
+}

@@ -32,7 +32,7 @@ pub use schema::{MigrationReport, SCHEMA_VERSION, migrate};
 use super::{
     Broker, BrokerError, EventHandler, HistoryItem, HistoryQuery, HistoryReadError, HistoryResult,
     JoinLeave, Publication, PublishOptions, PublishResult, ReadError, StreamOptions,
-    StreamPosition, Suppression,
+    StreamPosition, Suppression, new_epoch,
 };
 use bytes::Bytes;
 use connect::{Pool, pg_error, unavailable};
@@ -75,11 +75,6 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis())
         .unwrap_or(i64::MAX)
         .max(1)
-}
-
-fn new_epoch() -> String {
-    let mut entropy = rand::random::<u64>;
-    spindle_hub::history::new_epoch(&mut entropy)
 }
 
 fn tags_json(publication: &Publication) -> Option<String> {
@@ -292,16 +287,7 @@ impl Broker for PostgresBroker {
         query: &HistoryQuery,
         stream: &StreamOptions,
     ) -> Result<HistoryResult, HistoryReadError> {
-        if query.reverse && query.since.as_ref().is_some_and(|since| since.offset == 0) {
-            return Err(ReadError::ReverseFromZero.into());
-        }
-        let since = query
-            .since
-            .as_ref()
-            .map_or(-1, |since| i64::try_from(since.offset).unwrap_or(i64::MAX));
-        let limit = query
-            .limit
-            .map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let (since, limit) = query.signed_bounds()?;
         let meta_ttl = millis(stream.meta_ttl.max(stream.ttl));
         let epoch = new_epoch();
         let conn = self.pool.get().await?;
