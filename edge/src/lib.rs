@@ -408,7 +408,8 @@ impl Edge {
         server
             .add_service(uni_grpc::service(Arc::clone(&self.shared)))
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
+                // Without Nagle's algorithm, as the HTTP listener: pushes are small and urgent.
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown,
             )
             .await

@@ -30,6 +30,8 @@
 //! - [`tls_front`]: [`tls_front::TlsFront`] — TLS in front of a test backend (fixture
 //!   certificate signed by a test CA), for HTTPS and gRPC-over-TLS proxies.
 //! - [`http`]: a tiny HTTP/1.1 client over a tokio `TcpStream` (the API, `/health`, plain GETs).
+//! - [`sockets`]: the socket options of the server's end of a connection, read from outside
+//!   (`pidfd_getfd`).
 //!
 //! Locating the binary: `SPINDLE_BIN` if set, else `<target dir>/debug/spindle` where the
 //! target dir is `CARGO_TARGET_DIR` (relative paths are taken from the workspace root) or
@@ -43,6 +45,7 @@ pub mod grpc_backend;
 pub mod http;
 pub mod keys;
 pub mod server;
+pub mod sockets;
 pub mod tls_front;
 
 pub use client::{Client, CloseInfo, Event};

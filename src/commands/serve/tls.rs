@@ -92,7 +92,7 @@ impl TlsListener {
         let (tx, accepted) = mpsc::channel(ACCEPTED_BACKLOG);
         tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
+                let (mut tcp, peer) = match listener.accept().await {
                     Ok(pair) => pair,
                     Err(error) => {
                         // Out of descriptors and the like: wait instead of spinning.
@@ -104,6 +104,7 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                super::no_delay(&mut tcp);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
