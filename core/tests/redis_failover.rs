@@ -355,7 +355,17 @@ async fn a_sentinel_failover_starts_a_new_epoch() {
     let (before, _) = history(&broker, channel).await;
     replicated(&master);
 
-    redis_cli(sentinel.port, &["sentinel", "failover", NAME]);
+    // The sentinel refuses (NOGOODSLAVE) until it has the replica's own INFO, which may come a
+    // few seconds after it first saw the replica in the master's: ask until it accepts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = redis_cli(sentinel.port, &["sentinel", "failover", NAME]);
+        if reply == "OK" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover started: {reply}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     wait_until("the replica is promoted", Duration::from_secs(30), || {
         replication(replica.port, "role") == "master" && replication(master.port, "role") == "slave"
     });
