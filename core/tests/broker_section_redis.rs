@@ -5,11 +5,11 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use spindle_core::{Node, NodeIdentity};
 use spindle_hub::config::{BrokerType, EngineType, PresenceManagerType};
 use std::time::Duration;
-use support::{Answers, FakeEdge, config, post, publication};
+use support::{Answers, FakeEdge, api, config, publication};
 
 async fn node_on_broker_section(name: &str, prefix: &str) -> Node {
     let config = config(|c| {
@@ -26,14 +26,6 @@ async fn node_on_broker_section(name: &str, prefix: &str) -> Node {
     Node::connect(config, NodeIdentity::named(name))
         .await
         .unwrap_or_else(|error| panic!("this test needs Redis at 127.0.0.1:6379: {error}"))
-}
-
-async fn api(router: &axum::Router, method: &str, body: Value) -> Value {
-    let reply = post(router, method, &body.to_string()).await.json();
-    reply
-        .get("result")
-        .cloned()
-        .unwrap_or_else(|| panic!("{method} {body}: {reply}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

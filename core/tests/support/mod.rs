@@ -1,6 +1,8 @@
 //! A fake edge on the in-process link, a test configuration and an HTTP client for the API
-//! router.
+//! router; [`two_nodes`]: the scenarios every two-node broker test shares.
 #![allow(dead_code)]
+
+pub mod two_nodes;
 
 use axum::Router;
 use axum::body::Body;
@@ -321,6 +323,15 @@ pub async fn send(
 }
 
 /// `POST /api/<method>` with the right key.
+/// The `result` of an API call through `router`; panics with the reply if it has none.
+pub async fn api(router: &Router, method: &str, body: serde_json::Value) -> serde_json::Value {
+    let reply = post(router, method, &body.to_string()).await.json();
+    reply
+        .get("result")
+        .cloned()
+        .unwrap_or_else(|| panic!("{method} {body}: {reply}"))
+}
+
 pub async fn post(router: &Router, method: &str, body: &str) -> Exchange {
     send(
         router,
