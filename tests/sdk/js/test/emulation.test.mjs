@@ -7,7 +7,6 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
 
 import { Centrifuge as CentrifugeJson } from 'centrifuge';
@@ -15,30 +14,10 @@ import { Centrifuge as CentrifugeProtobuf } from 'centrifuge/build/protobuf';
 import { EventSource } from 'eventsource';
 
 import { startServer, token, unique } from '../lib/spindle.mjs';
+import { record, waitFor } from '../lib/wait.mjs';
 
 const TEST_TIMEOUT_MS = 60000;
 const WAIT_MS = 8000;
-
-async function waitFor(cond, what, rec = null) {
-  const deadline = Date.now() + WAIT_MS;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      const seen = rec ? `\nrecorded events: ${inspect(rec.events, { depth: 5 })}` : '';
-      throw new Error(`timed out after ${WAIT_MS} ms waiting for ${what}${seen}`);
-    }
-    await sleep(10);
-  }
-}
-
-function record(emitter, names) {
-  const rec = { events: {} };
-  for (const name of names) {
-    rec.events[name] = [];
-    emitter.on(name, (ctx) => rec.events[name].push(ctx));
-  }
-  rec.count = (name) => rec.events[name].length;
-  return rec;
-}
 
 const CLIENT_EVENTS = ['connecting', 'connected', 'disconnected', 'error'];
 const SUB_EVENTS = ['subscribing', 'subscribed', 'unsubscribed', 'publication', 'error'];
@@ -73,7 +52,7 @@ for (const variant of VARIANTS) {
       try {
         const crec = record(c, CLIENT_EVENTS);
         c.connect();
-        await waitFor(() => crec.count('connected') >= 1, 'connected', crec);
+        await waitFor(() => crec.count('connected') >= 1, 'connected', WAIT_MS, crec);
         assert.equal(crec.events.connected[0].transport, variant.transport);
 
         // Client publish into a chat channel, received back.
@@ -81,9 +60,9 @@ for (const variant of VARIANTS) {
         const chatSub = c.newSubscription(chat);
         const chatRec = record(chatSub, SUB_EVENTS);
         chatSub.subscribe();
-        await waitFor(() => chatRec.count('subscribed') >= 1, `subscribed to ${chat}`, chatRec);
+        await waitFor(() => chatRec.count('subscribed') >= 1, `subscribed to ${chat}`, WAIT_MS, chatRec);
         await chatSub.publish(enc({ hello: variant.name }));
-        await waitFor(() => chatRec.count('publication') >= 1, 'own publication', chatRec);
+        await waitFor(() => chatRec.count('publication') >= 1, 'own publication', WAIT_MS, chatRec);
         assert.deepEqual(dec(chatRec.events.publication[0].data), { hello: variant.name });
 
         // API publications into a recoverable channel, then history.
@@ -91,22 +70,22 @@ for (const variant of VARIANTS) {
         const sub = c.newSubscription(channel);
         const rec = record(sub, SUB_EVENTS);
         sub.subscribe();
-        await waitFor(() => rec.count('subscribed') >= 1, `subscribed to ${channel}`, rec);
+        await waitFor(() => rec.count('subscribed') >= 1, `subscribed to ${channel}`, WAIT_MS, rec);
         for (let n = 1; n <= 3; n++) await server.apiOk('publish', { channel, data: { n } });
-        await waitFor(() => rec.count('publication') >= 3, '3 publications', rec);
+        await waitFor(() => rec.count('publication') >= 3, '3 publications', WAIT_MS, rec);
         const history = await sub.history({ limit: 10 });
         assert.deepEqual(history.publications.map((p) => dec(p.data).n), [1, 2, 3]);
 
         // Away while 2 more are published; back with both recovered.
         c.disconnect();
-        await waitFor(() => c.state === 'disconnected', 'disconnected', crec);
+        await waitFor(() => c.state === 'disconnected', 'disconnected', WAIT_MS, crec);
         for (let n = 4; n <= 5; n++) await server.apiOk('publish', { channel, data: { n } });
         c.connect();
-        await waitFor(() => rec.count('subscribed') >= 2, 'the resubscribe', rec);
+        await waitFor(() => rec.count('subscribed') >= 2, 'the resubscribe', WAIT_MS, rec);
         const ctx = rec.events.subscribed[1];
         assert.equal(ctx.wasRecovering, true, inspect(ctx));
         assert.equal(ctx.recovered, true, inspect(ctx));
-        await waitFor(() => rec.count('publication') >= 5, '5 publications', rec);
+        await waitFor(() => rec.count('publication') >= 5, '5 publications', WAIT_MS, rec);
         assert.deepEqual(rec.events.publication.map((p) => dec(p.data).n), [1, 2, 3, 4, 5]);
       } finally {
         c.disconnect();

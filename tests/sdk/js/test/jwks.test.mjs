@@ -19,31 +19,12 @@ import { Centrifuge as CentrifugeProtobuf } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 import { startServer, unique } from '../lib/spindle.mjs';
+import { record, waitFor } from '../lib/wait.mjs';
 
 const TEST_TIMEOUT_MS = 45000;
 const WAIT_MS = 8000;
 // Connection tokens live this long, so the SDK refreshes within the test.
 const TOKEN_TTL_S = 3;
-
-async function waitFor(cond, what, ms = WAIT_MS, events = null) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      const seen = events ? `\nrecorded events: ${inspect(events, { depth: 4 })}` : '';
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${seen}`);
-    }
-    await sleep(20);
-  }
-}
-
-function record(emitter, names) {
-  const events = {};
-  for (const name of names) {
-    events[name] = [];
-    emitter.on(name, (ctx) => events[name].push(ctx));
-  }
-  return events;
-}
 
 // An RSA signing key with its public JWK under `kid`.
 function newKey(kid) {
@@ -115,30 +96,30 @@ for (const format of ['json', 'protobuf']) {
         getToken: async () => tokenFor('alice'),
       });
       clients.push(c);
-      const events = record(c, ['connected', 'disconnected', 'error']);
+      const rec = record(c, ['connected', 'disconnected', 'error']);
       c.connect();
-      await waitFor(() => events.connected.length === 1, 'connect with key-1', WAIT_MS, events);
+      await waitFor(() => rec.count('connected') === 1, 'connect with key-1', WAIT_MS, rec);
 
       const channel = unique('chat:jwks');
       const sub = c.newSubscription(channel);
-      const subEvents = record(sub, ['subscribed', 'publication', 'unsubscribed']);
+      const subRec = record(sub, ['subscribed', 'publication', 'unsubscribed']);
       sub.subscribe();
-      await waitFor(() => subEvents.subscribed.length === 1, 'subscribed', WAIT_MS, subEvents);
+      await waitFor(() => subRec.count('subscribed') === 1, 'subscribed', WAIT_MS, subRec);
       await server.apiOk('publish', { channel, data: { n: 1 } });
-      await waitFor(() => subEvents.publication.length === 1, 'publication 1', WAIT_MS, subEvents);
+      await waitFor(() => subRec.count('publication') === 1, 'publication 1', WAIT_MS, subRec);
 
       // The provider rotates; from now on tokens are signed with key-2.
       provider.keys = [second];
       signing = second;
-      await waitFor(() => issued.includes('key-2'), 'getToken after expiry', WAIT_MS, events);
+      await waitFor(() => issued.includes('key-2'), 'getToken after expiry', WAIT_MS, rec);
       // Past the first token's expiry plus the refresh: still the same connection.
       await sleep((TOKEN_TTL_S + 1) * 1000);
-      assert.equal(c.state, 'connected', inspect(events, { depth: 4 }));
-      assert.equal(events.connected.length, 1, 'never reconnected');
-      assert.equal(events.disconnected.length, 0, inspect(events.disconnected));
+      assert.equal(c.state, 'connected', inspect(rec.events, { depth: 4 }));
+      assert.equal(rec.count('connected'), 1, 'never reconnected');
+      assert.equal(rec.count('disconnected'), 0, inspect(rec.events.disconnected));
       await server.apiOk('publish', { channel, data: { n: 2 } });
-      await waitFor(() => subEvents.publication.length === 2, 'publication 2', WAIT_MS, subEvents);
-      assert.deepEqual(dec(subEvents.publication[1].data), { n: 2 });
+      await waitFor(() => subRec.count('publication') === 2, 'publication 2', WAIT_MS, subRec);
+      assert.deepEqual(dec(subRec.events.publication[1].data), { n: 2 });
       assert.ok(provider.requests >= 2, `the set was fetched again (${provider.requests})`);
 
       // A token of the retired key is refused (3500: the SDK stops).
@@ -147,24 +128,24 @@ for (const format of ['json', 'protobuf']) {
         token: rs256(first, { sub: 'bob', exp: now() + 60 }),
       });
       clients.push(stale);
-      const staleEvents = record(stale, ['connected', 'disconnected']);
+      const staleRec = record(stale, ['connected', 'disconnected']);
       stale.connect();
-      await waitFor(() => staleEvents.disconnected.length === 1, 'retired key refused', WAIT_MS, staleEvents);
-      assert.equal(staleEvents.disconnected[0].code, 3500, inspect(staleEvents.disconnected));
-      assert.equal(staleEvents.connected.length, 0);
+      await waitFor(() => staleRec.count('disconnected') === 1, 'retired key refused', WAIT_MS, staleRec);
+      assert.equal(staleRec.events.disconnected[0].code, 3500, inspect(staleRec.events.disconnected));
+      assert.equal(staleRec.count('connected'), 0);
 
       // Client publish with the new key's connection works end to end.
       const other = new Impl(server.url, { websocket: WebSocket, token: rs256(second, { sub: 'carol' }) });
       clients.push(other);
-      const otherEvents = record(other, ['connected']);
+      const otherRec = record(other, ['connected']);
       other.connect();
-      await waitFor(() => otherEvents.connected.length === 1, 'connect with key-2', WAIT_MS, otherEvents);
+      await waitFor(() => otherRec.count('connected') === 1, 'connect with key-2', WAIT_MS, otherRec);
       const otherSub = other.newSubscription(channel);
       otherSub.subscribe();
       await otherSub.ready(WAIT_MS);
       await otherSub.publish(enc({ from: 'carol' }));
-      await waitFor(() => subEvents.publication.length === 3, 'carol\'s publication', WAIT_MS, subEvents);
-      assert.deepEqual(dec(subEvents.publication[2].data), { from: 'carol' });
+      await waitFor(() => subRec.count('publication') === 3, 'carol\'s publication', WAIT_MS, subRec);
+      assert.deepEqual(dec(subRec.events.publication[2].data), { from: 'carol' });
     });
   });
 }

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
 
 import { Centrifuge as CentrifugeJson } from 'centrifuge';
@@ -16,26 +15,10 @@ import { Centrifuge as CentrifugeProtobuf } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 import { startServer, unique } from '../lib/spindle.mjs';
+import { record, waitFor } from '../lib/wait.mjs';
 
 const TEST_TIMEOUT_MS = 45000;
 const WAIT_MS = 5000;
-
-async function waitFor(cond, what, ms = WAIT_MS) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-function record(emitter, names) {
-  const events = {};
-  for (const name of names) {
-    events[name] = [];
-    emitter.on(name, (ctx) => events[name].push(ctx));
-  }
-  return events;
-}
 
 // The backend: answers by route and by what the request names; records every request body.
 async function startBackend() {
@@ -111,11 +94,11 @@ for (const format of ['json', 'protobuf']) {
         // No token: the connect proxy authenticates from the connect data.
         const c = new Impl(server.url, { websocket: WebSocket, data: enc({ user }), minReconnectDelay: 100 });
         clients.push(c);
-        const events = record(c, ['connected', 'disconnected', 'error']);
+        const rec = record(c, ['connected', 'disconnected', 'error']);
         c.connect();
-        await waitFor(() => events.connected.length > 0 || events.disconnected.length > 0, `${user} to connect`);
-        assert.equal(events.connected.length, 1, inspect(events, { depth: 4 }));
-        return { c, connected: events.connected[0] };
+        await waitFor(() => rec.count('connected') > 0 || rec.count('disconnected') > 0, `${user} to connect`, WAIT_MS);
+        assert.equal(rec.count('connected'), 1, inspect(rec.events, { depth: 4 }));
+        return { c, connected: rec.events.connected[0] };
       };
 
       const { c: alice, connected } = await connect('alice');
@@ -128,24 +111,24 @@ for (const format of ['json', 'protobuf']) {
       // Subscribe allowed by the proxy, with its data.
       const channel = unique('px:room');
       const sub = bob.newSubscription(channel);
-      const subEvents = record(sub, ['subscribed', 'unsubscribed', 'publication', 'error']);
+      const subRec = record(sub, ['subscribed', 'unsubscribed', 'publication', 'error']);
       sub.subscribe();
-      await waitFor(() => subEvents.subscribed.length > 0 || subEvents.unsubscribed.length > 0, 'subscribed');
-      assert.equal(sub.state, 'subscribed', inspect(subEvents, { depth: 4 }));
-      assert.deepEqual(dec(subEvents.subscribed[0].data), { hello: 'bob' });
+      await waitFor(() => subRec.count('subscribed') > 0 || subRec.count('unsubscribed') > 0, 'subscribed', WAIT_MS);
+      assert.equal(sub.state, 'subscribed', inspect(subRec.events, { depth: 4 }));
+      assert.deepEqual(dec(subRec.events.subscribed[0].data), { hello: 'bob' });
 
       // Subscribe denied by the proxy: the SDK gives up with code 103.
       const denied = bob.newSubscription(unique('px:denied'));
-      const deniedEvents = record(denied, ['subscribed', 'unsubscribed', 'error']);
+      const deniedRec = record(denied, ['subscribed', 'unsubscribed', 'error']);
       denied.subscribe();
-      await waitFor(() => deniedEvents.unsubscribed.length > 0 || deniedEvents.subscribed.length > 0, 'denied subscription to end');
-      assert.equal(deniedEvents.subscribed.length, 0);
-      assert.equal(deniedEvents.unsubscribed[0].code, 103, inspect(deniedEvents, { depth: 4 }));
+      await waitFor(() => deniedRec.count('unsubscribed') > 0 || deniedRec.count('subscribed') > 0, 'denied subscription to end', WAIT_MS);
+      assert.equal(deniedRec.count('subscribed'), 0);
+      assert.equal(deniedRec.events.unsubscribed[0].code, 103, inspect(deniedRec.events, { depth: 4 }));
 
       // A publication rewritten by the publish proxy.
       await alice.publish(channel, enc({ text: 'hi' }));
-      await waitFor(() => subEvents.publication.length > 0, 'the publication');
-      const pub = subEvents.publication[0];
+      await waitFor(() => subRec.count('publication') > 0, 'the publication', WAIT_MS);
+      const pub = subRec.events.publication[0];
       assert.deepEqual(dec(pub.data), { rewritten: true, by: 'alice', original: { text: 'hi' } });
       assert.equal(pub.info.user, 'alice');
 

@@ -15,34 +15,11 @@ import WebSocket from 'ws';
 import {
   badlySignedToken, expiredToken, freePort, startServer, token, unique,
 } from '../lib/spindle.mjs';
+import { record, waitFor } from '../lib/wait.mjs';
 
 const TEST_TIMEOUT_MS = 45000;
 const WAIT_MS = 5000;
 const QUIET_MS = 300;
-
-// Polls `cond` until true; throws with `what` (and the recorded events) after `ms`.
-async function waitFor(cond, what, ms = WAIT_MS, rec = null) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      const seen = rec ? `\nrecorded events: ${inspect(rec.events, { depth: 5 })}` : '';
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${seen}`);
-    }
-    await sleep(10);
-  }
-}
-
-// Records every event of `emitter` by name (also stops unhandled 'error' events from throwing).
-function record(emitter, names) {
-  const rec = { events: {} };
-  for (const name of names) {
-    rec.events[name] = [];
-    emitter.on(name, (ctx) => rec.events[name].push(ctx));
-  }
-  rec.count = (name) => rec.events[name].length;
-  rec.last = (name) => rec.events[name][rec.events[name].length - 1];
-  return rec;
-}
 
 const CLIENT_EVENTS = ['connecting', 'connected', 'disconnected', 'error', 'subscribed', 'subscribing',
   'unsubscribed', 'publication'];

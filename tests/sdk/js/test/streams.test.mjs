@@ -14,33 +14,13 @@ import { Centrifuge as CentrifugeProtobuf } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 import { startServer, token, unique } from '../lib/spindle.mjs';
+import { record, waitFor } from '../lib/wait.mjs';
 
 const TEST_TIMEOUT_MS = 60000;
 const WAIT_MS = 8000;
 const QUIET_MS = 300;
 // Where a blocked client tries to connect: nothing listens on port 1.
 const BLOCKED_URL = 'ws://127.0.0.1:1/connection/websocket';
-
-async function waitFor(cond, what, ms = WAIT_MS, rec = null) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      const seen = rec ? `\nrecorded events: ${inspect(rec.events, { depth: 5 })}` : '';
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${seen}`);
-    }
-    await sleep(10);
-  }
-}
-
-function record(emitter, names) {
-  const rec = { events: {} };
-  for (const name of names) {
-    rec.events[name] = [];
-    emitter.on(name, (ctx) => rec.events[name].push(ctx));
-  }
-  rec.count = (name) => rec.events[name].length;
-  return rec;
-}
 
 const CLIENT_EVENTS = ['connecting', 'connected', 'disconnected', 'error'];
 const SUB_EVENTS = ['subscribing', 'subscribed', 'unsubscribed', 'publication', 'error', 'join', 'leave'];

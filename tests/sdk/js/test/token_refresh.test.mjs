@@ -19,6 +19,7 @@ import { Centrifuge as CentrifugeProtobuf } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 import { expiredToken, sign, startServer, token, unique } from '../lib/spindle.mjs';
+import { record, waitFor } from '../lib/wait.mjs';
 
 const TEST_TIMEOUT_MS = 20000;
 const WAIT_MS = 5000;
@@ -33,28 +34,6 @@ const nowS = () => Math.floor(Date.now() / 1000);
 const shortToken = (user) => sign({ sub: user, iat: nowS(), exp: nowS() + TOKEN_LIFE_S });
 const shortSubToken = (user, channel) =>
   sign({ sub: user, channel, iat: nowS(), exp: nowS() + TOKEN_LIFE_S });
-
-async function waitFor(cond, what, ms = WAIT_MS, rec = null) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      const seen = rec ? `\nrecorded events: ${inspect(rec.events, { depth: 5 })}` : '';
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${seen}`);
-    }
-    await sleep(10);
-  }
-}
-
-// Records every event of `emitter` by name (also stops unhandled 'error' events from throwing).
-function record(emitter, names) {
-  const rec = { events: {} };
-  for (const name of names) {
-    rec.events[name] = [];
-    emitter.on(name, (ctx) => rec.events[name].push(ctx));
-  }
-  rec.count = (name) => rec.events[name].length;
-  return rec;
-}
 
 const CLIENT_EVENTS = ['connecting', 'connected', 'disconnected', 'error'];
 const SUB_EVENTS = ['subscribing', 'subscribed', 'unsubscribed', 'publication', 'error'];
