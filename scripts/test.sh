@@ -112,7 +112,8 @@ step "hub purity" hub_is_pure
 step "one crypto provider" one_crypto_provider
 # The integration tests in tests/ start the real binary: build it first.
 step "build the server" cargo build -p spindle --bin spindle
-step "unit and integration tests" cargo test --workspace
+# --no-fail-fast: one failing test binary must not hide what the others would report.
+step "unit and integration tests" cargo test --workspace --no-fail-fast
 step "benches build" cargo bench --workspace --no-run
 step "golden frames: real SDKs accept our replies" gateway-proto/tests/golden/capture/replay.sh
 step "real SDKs against spindle serve (centrifuge-js, centrifuge-python, cent)" tests/sdk/run.sh --no-build
