@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt, sink, stream};
 use spindle_proto::Format;
@@ -91,23 +91,10 @@ pub(crate) async fn websocket(
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let upgrade = match upgrade {
+    let upgrade = match crate::websocket::admit(&edge, &headers, upgrade) {
         Ok(upgrade) => upgrade,
-        Err(
-            rejection @ (WebSocketUpgradeRejection::MethodNotGet(_)
-            | WebSocketUpgradeRejection::MethodNotConnect(_)),
-        ) => return rejection.into_response(),
-        Err(_) => return (StatusCode::BAD_REQUEST, "Bad Request").into_response(),
+        Err(refusal) => return *refusal,
     };
-    let origin = headers
-        .get(header::ORIGIN)
-        .map(|value| value.to_str().unwrap_or("\u{fffd}"));
-    if !edge.origins.allows(origin) {
-        return (StatusCode::FORBIDDEN, "Forbidden").into_response();
-    }
-    if let Some(refusal) = edge.admission() {
-        return refusal;
-    }
     let connect = query_param(query.as_deref(), "cf_connect").map(Bytes::from);
     let header_user = header_user(&edge, &headers);
     let limit = match edge.config.uni_websocket.message_size_limit {

@@ -64,24 +64,10 @@ pub(crate) async fn handle(
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let upgrade = match upgrade {
+    let upgrade = match admit(&edge, &headers, upgrade) {
         Ok(upgrade) => upgrade,
-        Err(
-            rejection @ (WebSocketUpgradeRejection::MethodNotGet(_)
-            | WebSocketUpgradeRejection::MethodNotConnect(_)),
-        ) => return rejection.into_response(),
-        Err(_) => return (StatusCode::BAD_REQUEST, "Bad Request").into_response(),
+        Err(refusal) => return *refusal,
     };
-    let origin = headers
-        .get(header::ORIGIN)
-        .map(|value| value.to_str().unwrap_or("\u{fffd}"));
-    if !edge.origins.allows(origin) {
-        tracing::info!(origin = origin.unwrap_or(""), "websocket origin refused");
-        return (StatusCode::FORBIDDEN, "Forbidden").into_response();
-    }
-    if let Some(refusal) = edge.admission() {
-        return refusal;
-    }
     let upgrade = upgrade.protocols(SUBPROTOCOLS);
     let selected = upgrade
         .selected_protocol()
@@ -100,6 +86,36 @@ pub(crate) async fn handle(
     }
     let forwarded = connection::client_headers(&edge.config, &headers);
     upgrade.on_upgrade(move |socket| serve_socket(edge, socket, requested, header_user, forwarded))
+}
+
+/// The checks before any WebSocket upgrade (bidirectional or `uni_websocket`): not an upgrade →
+/// 400 (405 for a wrong method), a refused `Origin` → 403, connection limits or shutdown → 503.
+/// (The refusal is boxed: it is the rare path, and a `Response` is large.)
+pub(crate) fn admit(
+    edge: &Shared,
+    headers: &HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, Box<Response>> {
+    let refuse = |response: Response| Err(Box::new(response));
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(
+            rejection @ (WebSocketUpgradeRejection::MethodNotGet(_)
+            | WebSocketUpgradeRejection::MethodNotConnect(_)),
+        ) => return refuse(rejection.into_response()),
+        Err(_) => return refuse((StatusCode::BAD_REQUEST, "Bad Request").into_response()),
+    };
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|value| value.to_str().unwrap_or("\u{fffd}"));
+    if !edge.origins.allows(origin) {
+        tracing::info!(origin = origin.unwrap_or(""), "websocket origin refused");
+        return refuse((StatusCode::FORBIDDEN, "Forbidden").into_response());
+    }
+    match edge.admission() {
+        Some(refusal) => refuse(refusal),
+        None => Ok(upgrade),
+    }
 }
 
 async fn serve_socket(

@@ -300,6 +300,27 @@ async fn non_upgrade_requests_and_foreign_origins_are_refused() {
     );
 }
 
+/// `uni_websocket` goes through the same checks before its upgrade.
+#[tokio::test]
+async fn uni_websocket_refuses_non_upgrades_and_foreign_origins() {
+    let server = start(config(json!({
+        "client": { "allowed_origins": ["https://*.good.example"] },
+        "uni_websocket": { "enabled": true }
+    })))
+    .await;
+    let plain = "GET /connection/uni_websocket HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_eq!(http_status(server.addr, plain).await, 400);
+    let url = format!("ws://{}/connection/uni_websocket", server.addr);
+    assert_eq!(
+        upgrade_status(&url, &[("Origin", "https://evil.example")]).await,
+        Err(403)
+    );
+    assert_eq!(
+        upgrade_status(&url, &[("Origin", "https://app.good.example")]).await,
+        Ok(())
+    );
+}
+
 #[tokio::test]
 async fn protobuf_by_query_and_native_pings() {
     let server = start(config(json!({}))).await;
