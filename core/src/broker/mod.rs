@@ -88,6 +88,25 @@ pub struct PublishResult {
     pub suppressed: Option<Suppression>,
 }
 
+impl PublishResult {
+    /// What a storage-side publish (Redis script, PostgreSQL function) answered: `status` 0 =
+    /// published, 1 = an idempotent repeat, anything else = a stale version; offset 0 with no
+    /// epoch = no position (no history).
+    pub(crate) fn from_storage(status: u64, offset: u64, epoch: String) -> PublishResult {
+        let position =
+            (offset > 0 || !epoch.is_empty()).then(|| StreamPosition::new(offset, epoch));
+        let suppressed = match status {
+            0 => None,
+            1 => Some(Suppression::Idempotent),
+            _ => Some(Suppression::StaleVersion),
+        };
+        PublishResult {
+            position,
+            suppressed,
+        }
+    }
+}
+
 /// A join or a leave in a channel: the connection's info (`conn_info` from its token or proxy,
 /// `chan_info` from its subscription).
 #[derive(Debug, Clone, PartialEq)]

@@ -31,7 +31,7 @@
 use super::{
     Broker, BrokerError, EventHandler, HistoryItem, HistoryQuery, HistoryReadError, HistoryResult,
     JoinLeave, Publication, PublishOptions, PublishResult, ReadError, StreamOptions,
-    StreamPosition, Suppression, new_epoch,
+    StreamPosition, new_epoch,
 };
 use bytes::Bytes;
 use fred::prelude::{Client, ClientLike, EventInterface, PubsubInterface, Value};
@@ -646,10 +646,6 @@ fn as_string(value: &Value) -> String {
     String::from_utf8_lossy(&as_bytes(value)).into_owned()
 }
 
-fn position(offset: u64, epoch: String) -> Option<StreamPosition> {
-    (offset > 0 || !epoch.is_empty()).then(|| StreamPosition::new(offset, epoch))
-}
-
 /// Splits a delivery message: `p<offset>,<epoch>,<prev len>,<prev><publication>`,
 /// `j<client info>` or `l<client info>`.
 pub(crate) fn dispatch(handler: &dyn EventHandler, channel: &str, payload: &Bytes) -> Option<()> {
@@ -801,16 +797,11 @@ impl Broker for RedisBroker {
         let [status, offset, epoch] = reply.as_slice() else {
             return Err(unavailable("unexpected publish script reply"));
         };
-        let position = position(as_u64(offset), as_string(epoch));
-        let suppressed = match as_u64(status) {
-            0 => None,
-            1 => Some(Suppression::Idempotent),
-            _ => Some(Suppression::StaleVersion),
-        };
-        Ok(PublishResult {
-            position,
-            suppressed,
-        })
+        Ok(PublishResult::from_storage(
+            as_u64(status),
+            as_u64(offset),
+            as_string(epoch),
+        ))
     }
 
     async fn publish_join_leave(&self, channel: &str, event: JoinLeave) -> Result<(), BrokerError> {

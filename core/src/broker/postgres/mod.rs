@@ -32,7 +32,7 @@ pub use schema::{MigrationReport, SCHEMA_VERSION, migrate};
 use super::{
     Broker, BrokerError, EventHandler, HistoryItem, HistoryQuery, HistoryReadError, HistoryResult,
     JoinLeave, Publication, PublishOptions, PublishResult, ReadError, StreamOptions,
-    StreamPosition, Suppression, new_epoch,
+    StreamPosition, new_epoch,
 };
 use bytes::Bytes;
 use connect::{Pool, pg_error, unavailable};
@@ -248,17 +248,11 @@ impl Broker for PostgresBroker {
         let status: i32 = row.get(0);
         let offset: i64 = row.get(1);
         let epoch: String = row.get(2);
-        let position = (offset > 0 || !epoch.is_empty())
-            .then(|| StreamPosition::new(u64::try_from(offset).unwrap_or(0), epoch));
-        let suppressed = match status {
-            0 => None,
-            1 => Some(Suppression::Idempotent),
-            _ => Some(Suppression::StaleVersion),
-        };
-        Ok(PublishResult {
-            position,
-            suppressed,
-        })
+        Ok(PublishResult::from_storage(
+            u64::try_from(status).unwrap_or(2),
+            u64::try_from(offset).unwrap_or(0),
+            epoch,
+        ))
     }
 
     async fn publish_join_leave(&self, channel: &str, event: JoinLeave) -> Result<(), BrokerError> {
