@@ -4,7 +4,7 @@
 
 mod conformance;
 
-use conformance::{Fixture, PRESENCE_TTL};
+use conformance::Fixture;
 use spindle_core::broker::{EventHandler, RedisBroker, RedisConnection, RedisOptions, RedisServer};
 use spindle_core::presence::RedisPresenceManager;
 use std::sync::Arc;
@@ -15,17 +15,7 @@ fn redis_address() -> String {
 }
 
 pub fn redis_options() -> RedisOptions {
-    RedisOptions {
-        servers: vec![RedisServer::Single(redis_address())],
-        prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
-        connect_timeout: Duration::from_secs(2),
-        user: String::new(),
-        password: String::new(),
-        db: 0,
-        tls: Default::default(),
-        pubsub_probe_interval: Duration::from_secs(5),
-        subscribers_per_shard: 2,
-    }
+    conformance::redis::options(vec![RedisServer::Single(redis_address())])
 }
 
 async fn redis(handler: Arc<dyn EventHandler>) -> Fixture<RedisBroker, RedisPresenceManager> {
@@ -36,22 +26,11 @@ async fn redis_with(
     options: RedisOptions,
     handler: Arc<dyn EventHandler>,
 ) -> Fixture<RedisBroker, RedisPresenceManager> {
-    let connection = RedisConnection::connect(&options)
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "these tests need a Redis server at {} (set SPINDLE_TEST_REDIS): {error}",
-                redis_address()
-            )
-        });
-    let broker = RedisBroker::with_connection(connection.clone(), handler)
-        .await
-        .unwrap_or_else(|error| panic!("redis subscriber connection: {error}"));
-    Fixture {
-        broker: Arc::new(broker),
-        presence: RedisPresenceManager::new(connection, PRESENCE_TTL),
-        advance: Arc::new(|by| Box::pin(tokio::time::sleep(by))),
-    }
+    let what = format!(
+        "the Redis server at {} (set SPINDLE_TEST_REDIS)",
+        redis_address()
+    );
+    conformance::redis::fixture(&options, handler, &what).await
 }
 
 conformance_tests!(redis);

@@ -7,12 +7,11 @@ mod conformance;
 #[path = "support/redis_process.rs"]
 mod redis_process;
 
-use conformance::{Fixture, PRESENCE_TTL};
+use conformance::Fixture;
 use redis_process::RedisProcess;
 use spindle_core::broker::{EventHandler, RedisBroker, RedisConnection, RedisOptions, RedisServer};
 use spindle_core::presence::RedisPresenceManager;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 /// One cluster for the whole test binary (each case uses its own prefix).
 fn cluster() -> &'static [RedisProcess] {
@@ -21,21 +20,9 @@ fn cluster() -> &'static [RedisProcess] {
 }
 
 fn cluster_options() -> RedisOptions {
-    RedisOptions {
-        // One seed is enough; the client discovers the others.
-        servers: vec![RedisServer::Cluster(vec![format!(
-            "127.0.0.1:{}",
-            cluster()[0].port
-        )])],
-        prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
-        connect_timeout: Duration::from_secs(2),
-        user: String::new(),
-        password: String::new(),
-        db: 0,
-        tls: Default::default(),
-        pubsub_probe_interval: Duration::from_secs(5),
-        subscribers_per_shard: 2,
-    }
+    // One seed is enough; the client discovers the others.
+    let seed = format!("127.0.0.1:{}", cluster()[0].port);
+    conformance::redis::options(vec![RedisServer::Cluster(vec![seed])])
 }
 
 async fn connect(options: &RedisOptions) -> RedisConnection {
@@ -45,15 +32,7 @@ async fn connect(options: &RedisOptions) -> RedisConnection {
 }
 
 async fn clustered(handler: Arc<dyn EventHandler>) -> Fixture<RedisBroker, RedisPresenceManager> {
-    let connection = connect(&cluster_options()).await;
-    let broker = RedisBroker::with_connection(connection.clone(), handler)
-        .await
-        .unwrap_or_else(|error| panic!("redis cluster subscriber: {error}"));
-    Fixture {
-        broker: Arc::new(broker),
-        presence: RedisPresenceManager::new(connection, PRESENCE_TTL),
-        advance: Arc::new(|by| Box::pin(tokio::time::sleep(by))),
-    }
+    conformance::redis::fixture(&cluster_options(), handler, "the test redis cluster").await
 }
 
 conformance_tests!(clustered);

@@ -7,7 +7,7 @@ mod conformance;
 #[path = "support/redis_process.rs"]
 mod redis_process;
 
-use conformance::{Fixture, PRESENCE_TTL};
+use conformance::Fixture;
 use redis_process::RedisProcess;
 use spindle_core::broker::{EventHandler, RedisBroker, RedisConnection, RedisOptions, RedisServer};
 use spindle_core::presence::RedisPresenceManager;
@@ -27,22 +27,12 @@ fn servers() -> &'static (RedisProcess, RedisProcess) {
 }
 
 fn sentinel_options() -> RedisOptions {
-    RedisOptions {
-        servers: vec![RedisServer::Sentinel {
-            addresses: vec![format!("127.0.0.1:{}", servers().1.port)],
-            master_name: MASTER.to_owned(),
-            sentinel_user: String::new(),
-            sentinel_password: String::new(),
-        }],
-        prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
-        connect_timeout: Duration::from_secs(2),
-        user: String::new(),
-        password: String::new(),
-        db: 0,
-        tls: Default::default(),
-        pubsub_probe_interval: Duration::from_secs(5),
-        subscribers_per_shard: 2,
-    }
+    conformance::redis::options(vec![RedisServer::Sentinel {
+        addresses: vec![format!("127.0.0.1:{}", servers().1.port)],
+        master_name: MASTER.to_owned(),
+        sentinel_user: String::new(),
+        sentinel_password: String::new(),
+    }])
 }
 
 async fn through_sentinel(
@@ -55,17 +45,7 @@ async fn through_sentinel_with(
     options: RedisOptions,
     handler: Arc<dyn EventHandler>,
 ) -> Fixture<RedisBroker, RedisPresenceManager> {
-    let connection = RedisConnection::connect(&options)
-        .await
-        .unwrap_or_else(|error| panic!("connect through the test sentinel: {error}"));
-    let broker = RedisBroker::with_connection(connection.clone(), handler)
-        .await
-        .unwrap_or_else(|error| panic!("redis subscriber through sentinel: {error}"));
-    Fixture {
-        broker: Arc::new(broker),
-        presence: RedisPresenceManager::new(connection, PRESENCE_TTL),
-        advance: Arc::new(|by| Box::pin(tokio::time::sleep(by))),
-    }
+    conformance::redis::fixture(&options, handler, "the test sentinel's master").await
 }
 
 conformance_tests!(through_sentinel);

@@ -12,7 +12,6 @@ use redis_process::RedisProcess;
 use spindle_core::broker::{EventHandler, RedisBroker, RedisConnection, RedisOptions, RedisServer};
 use spindle_core::presence::RedisPresenceManager;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 /// Two servers for the whole test binary (each case uses its own prefix).
 fn servers() -> &'static [RedisProcess] {
@@ -21,20 +20,10 @@ fn servers() -> &'static [RedisProcess] {
 }
 
 fn sharded_options() -> RedisOptions {
-    RedisOptions {
-        servers: servers()
-            .iter()
-            .map(|server| RedisServer::Single(server.url()))
-            .collect(),
-        prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
-        connect_timeout: Duration::from_secs(2),
-        user: String::new(),
-        password: String::new(),
-        db: 0,
-        tls: Default::default(),
-        pubsub_probe_interval: Duration::from_secs(5),
-        subscribers_per_shard: 2,
-    }
+    let servers = servers()
+        .iter()
+        .map(|server| RedisServer::Single(server.url()));
+    conformance::redis::options(servers.collect())
 }
 
 async fn connect(options: &RedisOptions) -> RedisConnection {
@@ -44,15 +33,7 @@ async fn connect(options: &RedisOptions) -> RedisConnection {
 }
 
 async fn sharded(handler: Arc<dyn EventHandler>) -> Fixture<RedisBroker, RedisPresenceManager> {
-    let connection = connect(&sharded_options()).await;
-    let broker = RedisBroker::with_connection(connection.clone(), handler)
-        .await
-        .unwrap_or_else(|error| panic!("redis subscriber connections: {error}"));
-    Fixture {
-        broker: Arc::new(broker),
-        presence: RedisPresenceManager::new(connection, PRESENCE_TTL),
-        advance: Arc::new(|by| Box::pin(tokio::time::sleep(by))),
-    }
+    conformance::redis::fixture(&sharded_options(), handler, "the test redis servers").await
 }
 
 conformance_tests!(sharded);

@@ -7,7 +7,7 @@ mod conformance;
 #[path = "support/redis_process.rs"]
 mod redis_process;
 
-use conformance::{Fixture, PRESENCE_TTL};
+use conformance::Fixture;
 use redis_process::RedisProcess;
 use spindle_core::broker::Broker as _;
 use spindle_core::broker::{
@@ -23,38 +23,19 @@ fn server() -> &'static (RedisProcess, u16, String) {
 }
 
 fn tls_options(ca: &str) -> RedisOptions {
+    let address = format!("rediss://127.0.0.1:{}", server().1);
     RedisOptions {
-        servers: vec![RedisServer::Single(format!(
-            "rediss://127.0.0.1:{}",
-            server().1
-        ))],
-        prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
-        connect_timeout: Duration::from_secs(2),
-        user: String::new(),
-        password: String::new(),
-        db: 0,
         tls: RedisTls {
             enabled: false,
             server_ca_pem: ca.to_owned(),
             ..RedisTls::default()
         },
-        pubsub_probe_interval: Duration::from_secs(5),
-        subscribers_per_shard: 2,
+        ..conformance::redis::options(vec![RedisServer::Single(address)])
     }
 }
 
 async fn over_tls(handler: Arc<dyn EventHandler>) -> Fixture<RedisBroker, RedisPresenceManager> {
-    let connection = RedisConnection::connect(&tls_options(&server().2))
-        .await
-        .unwrap_or_else(|error| panic!("connect to the test TLS redis: {error}"));
-    let broker = RedisBroker::with_connection(connection.clone(), handler)
-        .await
-        .unwrap_or_else(|error| panic!("redis subscriber over TLS: {error}"));
-    Fixture {
-        broker: Arc::new(broker),
-        presence: RedisPresenceManager::new(connection, PRESENCE_TTL),
-        advance: Arc::new(|by| Box::pin(tokio::time::sleep(by))),
-    }
+    conformance::redis::fixture(&tls_options(&server().2), handler, "the test TLS redis").await
 }
 
 conformance_tests!(over_tls);

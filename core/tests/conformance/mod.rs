@@ -8,6 +8,8 @@
 //! a real sleep for servers), so every case uses TTLs of whole seconds.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod redis;
+
 use bytes::Bytes;
 use spindle_core::broker::HistoryReadError;
 use spindle_core::broker::{
