@@ -28,12 +28,10 @@
 //!   of the configuration's TLS blocks; `https` (private): the outbound HTTP(S) client.
 //! - [`clock`]: where time comes from ([`clock::SystemClock`]; `ManualClock` with the
 //!   `test-util` feature).
-//! - [`glob`]: channel patterns of the `channels` method.
 
 pub mod api;
 pub mod broker;
 pub mod clock;
-pub mod glob;
 mod https;
 pub mod jwks;
 mod node;

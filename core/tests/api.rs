@@ -346,6 +346,13 @@ async fn channels_merges_surveys_and_filters_by_pattern() {
     assert_eq!(all.json(), expected);
     let none = post(&router, "channels", r#"{"pattern":"x?"}"#).await;
     assert_eq!(none.body, r#"{"result":{}}"#);
+    // Alternatives, as in Centrifugo's patterns.
+    let either = post(&router, "channels", r#"{"pattern":"{news,chat:b}"}"#).await;
+    let expected = json!({"result": {"channels": {
+        "chat:b": {"num_clients": 4},
+        "news": {"num_clients": 5},
+    }}});
+    assert_eq!(either.json(), expected);
     assert_eq!(
         post(&router, "channels", r#"{"pattern":"[ab"}"#).await.body,
         BAD_REQUEST

@@ -300,7 +300,7 @@ async fn surveys_merge_edge_answers() {
     let _e2 = FakeEdge::attach(&node, "e2", answers(&[("news", 3), ("other", 1)], 3, 2, 4));
     e1.interest(&["news", "chat:a"], &[]).await;
 
-    let all = spindle_core::glob::Glob::new("").unwrap();
+    let all = spindle_hub::glob::ChannelPattern::new("").unwrap();
     let channels = node.active_channels(&all).await;
     let expected = BTreeMap::from([
         ("chat:a".to_owned(), 1),
@@ -308,7 +308,7 @@ async fn surveys_merge_edge_answers() {
         ("other".to_owned(), 1),
     ]);
     assert_eq!(channels, expected);
-    let news_only = spindle_core::glob::Glob::new("n*").unwrap();
+    let news_only = spindle_hub::glob::ChannelPattern::new("n*").unwrap();
     assert_eq!(
         node.active_channels(&news_only)
             .await

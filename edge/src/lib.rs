@@ -32,16 +32,16 @@
 //!   recovered, tracked offset, delta base, tags filter) and the shared encodings of an event.
 //! - `interest`: `Up::Interest` when a channel gains its first or loses its last subscriber.
 //! - `presence`: the periodic presence refresh of local connections, batched per channel.
-//! - [`glob`]: glob patterns for `client.allowed_origins` and channel surveys.
+//! - [`origins`]: `client.allowed_origins` (globs from `spindle_hub::glob`).
 //! - [`clock`]: [`clock::SystemNow`], the real clock for the pure session.
 //! - `limits`: `client.connection_rate_limit` as a token bucket; with `client.connection_limit`
 //!   and shutdown it makes `Shared::refusal`, the one admission check every transport calls
 //!   before accepting a connection (HTTP 503; WebTransport 429; uni_grpc `UNAVAILABLE`).
 
 pub mod clock;
-pub mod glob;
 pub mod handle;
 pub mod local_hub;
+pub mod origins;
 pub mod socket;
 pub mod writer;
 
@@ -59,9 +59,9 @@ mod unidirectional;
 mod websocket;
 mod webtransport;
 
-use crate::glob::OriginPolicy;
 use crate::handle::ConnectionHandle;
 use crate::local_hub::LocalHub;
+use crate::origins::OriginPolicy;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

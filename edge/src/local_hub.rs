@@ -5,11 +5,11 @@
 //! and the same `Bytes` queued to every subscriber; the subscriber list is a snapshot taken
 //! under a shard lock and written to after it is released, and queueing never waits.
 
-use crate::glob::Glob;
 use crate::handle::{ClientId, ConnectionHandle};
 use crate::subscription::{LocalSub, PubEvent, Variants};
 use bytes::Bytes;
 use spindle_hub::codes::Disconnect;
+use spindle_hub::glob::ChannelPattern;
 use spindle_hub::registry::{Added, Removed, SubscriptionRegistry};
 use spindle_mesh::mesh;
 use spindle_proto::{EncodeError, Format, SharedReply, client};
@@ -273,18 +273,13 @@ impl LocalHub {
     /// Local subscriber counts of the channels matching `pattern` (empty: every channel). A
     /// pattern that does not parse matches nothing.
     pub fn channel_counts(&self, pattern: &str) -> BTreeMap<String, u32> {
-        let glob = if pattern.is_empty() {
-            None
-        } else {
-            match Glob::new(pattern) {
-                Ok(glob) => Some(glob),
-                Err(_) => return BTreeMap::new(),
-            }
+        let Ok(pattern) = ChannelPattern::new(pattern) else {
+            return BTreeMap::new();
         };
         self.subscriptions
             .channels()
             .into_iter()
-            .filter(|channel| glob.as_ref().is_none_or(|g| g.matches(channel)))
+            .filter(|channel| pattern.matches(channel))
             .filter_map(|channel| {
                 let count = self.subscriptions.count(&channel);
                 (count > 0).then(|| (channel.to_string(), saturate(count)))

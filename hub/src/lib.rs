@@ -13,6 +13,7 @@
 //! Layout:
 //! - [`codes`]: error, disconnect and unsubscribe codes with their reconnect semantics.
 //! - [`channel`]: channel names → namespace, private and user-limited rules.
+//! - [`glob`]: glob patterns (`client.allowed_origins`, the `channels` filter).
 //! - [`outcome`]: the one mapping from internal failures to error replies and disconnects.
 //! - [`registry`]: channel → subscribers for fan-out, sharded, snapshot-on-read.
 //! - [`config`]: the configuration tree with Centrifugo v6 key names, and loading it from
@@ -29,6 +30,7 @@ pub mod channel;
 pub mod codes;
 pub mod config;
 pub mod delta;
+pub mod glob;
 pub mod history;
 pub mod jwt;
 pub mod outcome;

@@ -3,12 +3,12 @@
 use super::ApiError;
 use crate::Node;
 use crate::broker::{HistoryQuery, PublishOptions};
-use crate::glob::Glob;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use spindle_hub::channel::ResolvedChannel;
+use spindle_hub::glob::ChannelPattern;
 use spindle_mesh::mesh::{self, control};
 use spindle_proto::{api, client};
 
@@ -357,7 +357,7 @@ pub(super) async fn channels(
     node: &Node,
     request: api::ChannelsRequest,
 ) -> Result<api::ChannelsResult, ApiError> {
-    let pattern = Glob::new(&request.pattern).map_err(|_| ApiError::BAD_REQUEST)?;
+    let pattern = ChannelPattern::new(&request.pattern).map_err(|_| ApiError::BAD_REQUEST)?;
     let channels = node
         .active_channels(&pattern)
         .await

@@ -23,10 +23,10 @@
 //! The memory engine has no control channel: one node, nothing to carry.
 
 use super::{Inner, Node, NodeInfo};
-use crate::glob::Glob;
 use bytes::Bytes;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
+use spindle_hub::glob::ChannelPattern;
 use spindle_mesh::mesh;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError, Weak};
@@ -223,7 +223,7 @@ impl Node {
                 let Ok(ask) = serde_json::from_slice::<Ask>(body) else {
                     return;
                 };
-                let Ok(pattern) = Glob::new(&ask.pattern) else {
+                let Ok(pattern) = ChannelPattern::new(&ask.pattern) else {
                     return;
                 };
                 let node = self.clone();
@@ -256,7 +256,7 @@ impl Node {
 
     /// Channels of the other live nodes matching `pattern`, summed; empty without a control
     /// channel or other nodes.
-    pub(super) async fn remote_channels(&self, pattern: &Glob) -> BTreeMap<String, u32> {
+    pub(super) async fn remote_channels(&self, pattern: &ChannelPattern) -> BTreeMap<String, u32> {
         let mut merged = BTreeMap::new();
         let expected = self.inner.cluster.live_nodes().len();
         if !self.inner.broker.has_control() || expected == 0 {

@@ -2,8 +2,8 @@
 //! with [`mesh::SurveyReply`]s and merged here.
 
 use super::Node;
-use crate::glob::Glob;
 use futures_util::future::join_all;
+use spindle_hub::glob::ChannelPattern;
 use spindle_mesh::mesh::{self, survey};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -56,7 +56,7 @@ impl Node {
     /// Channels with subscribers on any edge of any node and their subscriber counts, filtered
     /// by `pattern`: this node's edges plus a survey of the other nodes on the broker (see
     /// [`super::REMOTE_SURVEY_TIMEOUT`]).
-    pub async fn active_channels(&self, pattern: &Glob) -> BTreeMap<String, u32> {
+    pub async fn active_channels(&self, pattern: &ChannelPattern) -> BTreeMap<String, u32> {
         let (mut merged, remote) =
             tokio::join!(self.local_channels(pattern), self.remote_channels(pattern));
         for (channel, count) in remote {
@@ -67,7 +67,7 @@ impl Node {
     }
 
     /// Channels with subscribers on this node's edges, filtered by `pattern`.
-    pub async fn local_channels(&self, pattern: &Glob) -> BTreeMap<String, u32> {
+    pub async fn local_channels(&self, pattern: &ChannelPattern) -> BTreeMap<String, u32> {
         let kind = survey::Kind::Channels(mesh::ChannelsSurvey {
             pattern: pattern.as_str().into(),
         });

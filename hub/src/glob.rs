@@ -1,13 +1,16 @@
-//! Glob patterns for `client.allowed_origins` and the `channels` survey: `*` (any run of
-//! characters), `?` (one character), `[abc]` / `[a-z]` / `[!a-z]` (one character of a class) and
-//! `{one,two}` (alternatives). A backslash makes the next character literal.
+//! Glob patterns, as Centrifugo's (gobwas/glob) for `client.allowed_origins` and the `channels`
+//! API: `*` (any run of characters), `?` (one character), `[abc]` / `[a-z]` / `[!a-z]` (one
+//! character of a class) and `{one,two}` (alternatives). A backslash makes the next character
+//! literal. [`ChannelPattern`] is the `channels` filter, where the empty pattern means every
+//! channel.
 //!
 //! Matching is linear in the text for each alternative (no backtracking blow-up on hostile
-//! input such as a long `Origin` header).
+//! input such as a long `Origin` header or channel name).
 
 /// A compiled glob pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Glob {
+    source: String,
     /// Every expansion of the `{..}` alternatives, each a flat token list.
     alternatives: Vec<Vec<Token>>,
 }
@@ -54,7 +57,15 @@ impl Glob {
             .map(|flat| tokenize(flat))
             .collect::<Result<Vec<_>, _>>()
             .map_err(error)?;
-        Ok(Glob { alternatives })
+        Ok(Glob {
+            source: pattern.to_owned(),
+            alternatives,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
     }
 
     pub fn matches(&self, text: &str) -> bool {
@@ -242,50 +253,25 @@ fn single(token: &Token, c: char) -> bool {
     }
 }
 
-/// `client.allowed_origins`: which `Origin` headers may open a connection.
-#[derive(Clone, Debug)]
-pub struct OriginPolicy {
-    patterns: Vec<Glob>,
-    any: bool,
-}
+/// The `channels` filter: a glob, or every channel for the empty pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelPattern(Option<Glob>);
 
-impl OriginPolicy {
-    /// Patterns are compared lower-cased; `[]` allows only requests without `Origin`, `["*"]`
-    /// allows every request.
-    pub fn new(patterns: &[String]) -> Result<OriginPolicy, GlobError> {
-        let any = patterns.iter().any(|p| p == "*");
-        let patterns = patterns
-            .iter()
-            .map(|p| Glob::new(&p.to_lowercase()))
-            .collect::<Result<_, _>>()?;
-        Ok(OriginPolicy { patterns, any })
-    }
-
-    /// Like [`OriginPolicy::new`], but a pattern that does not parse is logged and never
-    /// matches (configuration validation reports it before start).
-    pub fn lenient(patterns: &[String]) -> OriginPolicy {
-        let any = patterns.iter().any(|p| p == "*");
-        let patterns = patterns
-            .iter()
-            .filter_map(|p| {
-                Glob::new(&p.to_lowercase())
-                    .inspect_err(|error| tracing::warn!(%error, "client.allowed_origins"))
-                    .ok()
-            })
-            .collect();
-        OriginPolicy { patterns, any }
-    }
-
-    /// Whether a request carrying `origin` (the header value, if any) is allowed.
-    pub fn allows(&self, origin: Option<&str>) -> bool {
-        let Some(origin) = origin else {
-            return true;
-        };
-        if self.any {
-            return true;
+impl ChannelPattern {
+    pub fn new(pattern: &str) -> Result<ChannelPattern, GlobError> {
+        if pattern.is_empty() {
+            return Ok(ChannelPattern(None));
         }
-        let origin = origin.to_lowercase();
-        self.patterns.iter().any(|p| p.matches(&origin))
+        Glob::new(pattern).map(|glob| ChannelPattern(Some(glob)))
+    }
+
+    /// The pattern as written (empty for every channel).
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("", Glob::as_str)
+    }
+
+    pub fn matches(&self, channel: &str) -> bool {
+        self.0.as_ref().is_none_or(|glob| glob.matches(channel))
     }
 }
 
@@ -336,23 +322,30 @@ mod tests {
     }
 
     #[test]
-    fn origins() {
-        let none = OriginPolicy::new(&[]).unwrap();
-        assert!(none.allows(None));
-        assert!(!none.allows(Some("https://example.com")));
-
-        let all = OriginPolicy::new(&["*".to_owned()]).unwrap();
-        assert!(all.allows(Some("https://evil.example")));
-
-        let some = OriginPolicy::new(&[
-            "https://*.Example.com".to_owned(),
-            "http://localhost:*".to_owned(),
-        ])
-        .unwrap();
-        assert!(some.allows(Some("https://app.example.com")));
-        assert!(some.allows(Some("HTTPS://APP.EXAMPLE.COM")));
-        assert!(some.allows(Some("http://localhost:3000")));
-        assert!(!some.allows(Some("https://example.org")));
-        assert!(some.allows(None));
+    fn channel_names() {
+        let table: &[(&str, &str, bool)] = &[
+            ("", "anything", true),
+            ("", "", true),
+            ("chat:*", "chat:", true),
+            ("*:room", "chat:room", true),
+            ("*room*", "chat:big-room-1", true),
+            ("a*b*c", "axxbyy", false),
+            ("?", "é", true),
+            ("room?", "room12", false),
+            ("[a-c-]", "-", true),
+            ("chat:{a,b}", "chat:b", true),
+            ("chat:{a,b}", "chat:{a,b}", false),
+        ];
+        for &(pattern, channel, expected) in table {
+            let filter = ChannelPattern::new(pattern).unwrap();
+            assert_eq!(
+                filter.matches(channel),
+                expected,
+                "{pattern:?} ~ {channel:?}"
+            );
+            assert_eq!(filter.as_str(), pattern);
+        }
+        assert!(ChannelPattern::new("[]").is_err());
+        assert!(ChannelPattern::new("ab\\").is_err());
     }
 }
