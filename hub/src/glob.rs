@@ -28,6 +28,9 @@ enum Token {
 
 /// Most expansions of `{..}` one pattern may have.
 const MAX_ALTERNATIVES: usize = 64;
+/// Most `{..}` groups one pattern may have: expansion recurses per group, and a pattern may come
+/// from an API request, so a long run of groups must not reach the stack's end.
+const MAX_GROUPS: usize = 16;
 
 /// Why a pattern was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +54,9 @@ impl Glob {
             reason,
         };
         let chars: Vec<char> = pattern.chars().collect();
+        if group_count(&chars) > MAX_GROUPS {
+            return Err(error("too many {..} groups"));
+        }
         let alternatives = expand(&chars).map_err(error)?;
         let alternatives = alternatives
             .iter()
@@ -74,6 +80,22 @@ impl Glob {
             .iter()
             .any(|tokens| matches_tokens(tokens, &text))
     }
+}
+
+/// How many `{` open a group (not escaped, not in a class).
+fn group_count(chars: &[char]) -> usize {
+    let (mut count, mut i, mut in_class) = (0, 0, false);
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 1,
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '{' if !in_class => count += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    count
 }
 
 /// Expands `{a,b}` groups (nesting allowed) into flat patterns, keeping escapes as they are.
@@ -179,7 +201,8 @@ fn tokenize(chars: &[char]) -> Result<Vec<Token>, &'static str> {
 /// Parses the class opening at `open`; returns it and the index of its `]`.
 fn class(chars: &[char], open: usize) -> Result<(Token, usize), &'static str> {
     let mut i = open + 1;
-    let negated = matches!(chars.get(i), Some('!' | '^'));
+    // `!` only, as gobwas/glob: `^` is an ordinary character.
+    let negated = chars.get(i) == Some(&'!');
     if negated {
         i += 1;
     }
@@ -312,6 +335,17 @@ mod tests {
         assert!(Glob::new("[a").is_err());
         assert!(Glob::new("a}").is_err());
         assert!(Glob::new("[z-a]").is_err());
+        assert!(glob("[^a]").matches("^"));
+        assert!(!glob("[^a]").matches("b"));
+        assert!(glob(r"\{a,b\}").matches("{a,b}"));
+    }
+
+    #[test]
+    fn group_runs_are_bounded() {
+        // Would recurse once per group: refused before expanding.
+        assert!(Glob::new(&"{a}".repeat(100_000)).is_err());
+        assert!(Glob::new(&"{".repeat(100_000)).is_err());
+        assert!(glob(&"{a}".repeat(MAX_GROUPS)).matches(&"a".repeat(MAX_GROUPS)));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Owns: channel names and namespace resolution, channel options, error / disconnect /
 //! unsubscribe codes and the one mapping from internal outcomes to them, the subscription
 //! registry used for fan-out, the typed configuration tree and its loading rules, and JWT claim
-//! verification, the client session state machine, history streams and presence sets.
+//! verification, the client session state machine, history streams, presence sets and glob
+//! patterns.
 //!
 //! Must not: open sockets, spawn tasks, read the clock (`Instant::now`, `SystemTime::now`) or the
 //! environment. Time, environment variables and file contents are passed in as arguments, so
