@@ -11,8 +11,9 @@
 //! Layout:
 //! - [`Edge`]: built once per node; [`Edge::router`] serves the WebSocket endpoint,
 //!   [`Edge::run_inbox`] applies what the core sends, [`Edge::shutdown`] closes everyone.
-//! - `websocket`: the axum handler (origin check, format choice, size limit) adapting the socket
-//!   to [`socket::Incoming`] / [`socket::Outgoing`].
+//! - `websocket`: the axum handler (format choice, size limit) adapting the socket to
+//!   [`socket::Incoming`] / [`socket::Outgoing`], and `admit`, the checks before any WebSocket
+//!   upgrade (origin, admission), shared with `uni_websocket`.
 //! - `emulation`: HTTP-streaming and SSE (a streamed response fed by the writer) and the
 //!   `/emulation` endpoint feeding later commands into a session.
 //! - `unidirectional`: `uni_http_stream`, `uni_sse`, `uni_websocket` adapters (the connection

@@ -23,7 +23,8 @@ impl OriginPolicy {
     }
 
     /// Like [`OriginPolicy::new`], but a pattern that does not parse is logged and never
-    /// matches (configuration validation reports it before start).
+    /// matches (configuration validation refuses such a pattern before start; this is for a
+    /// config that skipped it).
     pub fn lenient(patterns: &[String]) -> OriginPolicy {
         let any = patterns.iter().any(|p| p == "*");
         let patterns = patterns

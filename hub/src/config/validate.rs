@@ -200,6 +200,11 @@ fn validate_client(c: &Config, p: &mut Problems) {
         p.range(path, value, 1, 100_000);
     }
     p.range("client.concurrency", client.concurrency, 0, 1024);
+    for (i, pattern) in client.allowed_origins.iter().enumerate() {
+        if let Err(error) = crate::glob::Glob::new(&pattern.to_lowercase()) {
+            p.add(format!("client.allowed_origins[{i}]"), error.to_string());
+        }
+    }
     validate_token("client.token", &client.token, p);
     validate_token(
         "client.subscription_token",

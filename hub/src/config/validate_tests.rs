@@ -416,3 +416,12 @@ fn rpc_rules() {
         ]
     );
 }
+
+#[test]
+fn allowed_origins_must_be_globs() {
+    let mut config = Config::default();
+    config.client.allowed_origins = vec!["https://*.example.com".into(), "https://[a".into()];
+    assert_one(&config, "client.allowed_origins[1]", "unclosed '['");
+    config.client.allowed_origins = vec!["https://{a,b}.example.com".into(), "*".into()];
+    assert!(problems(&config).is_empty());
+}
