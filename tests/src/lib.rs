@@ -45,6 +45,7 @@ pub mod grpc_backend;
 pub mod http;
 pub mod keys;
 pub mod server;
+#[cfg(target_os = "linux")]
 pub mod sockets;
 pub mod tls_front;
 

@@ -4,50 +4,54 @@
 //! The connection is found by its two ports in `/proc/<pid>/net/tcp{,6}` (which gives the socket's
 //! inode), the inode among `/proc/<pid>/fd/*`, and a copy of that descriptor is taken with
 //! `pidfd_getfd` — allowed to the same user with ptrace rights over the server (root in CI),
-//! refused otherwise with an error that says so.
+//! refused otherwise with an error that says so. Linux only.
 
 use crate::{Error, Result};
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
 use std::os::fd::OwnedFd;
 
 /// Whether `TCP_NODELAY` is on for the server end of the connection from local port
-/// `client_port` to the server's port `server_port`.
-pub fn server_nodelay(pid: u32, server_port: u16, client_port: u16) -> Result<bool> {
-    let socket = server_socket(pid, server_port, client_port)?;
+/// `client_port` to the server's port `server_port`; `None` while the server has not accepted
+/// the connection yet (no descriptor of its own for it).
+pub fn server_nodelay(pid: u32, server_port: u16, client_port: u16) -> Result<Option<bool>> {
+    let Some(socket) = server_socket(pid, server_port, client_port)? else {
+        return Ok(None);
+    };
     rustix::net::sockopt::tcp_nodelay(&socket)
+        .map(Some)
         .map_err(|e| Error::new(format!("getsockopt(TCP_NODELAY): {e}")))
 }
 
-/// A copy of the server's descriptor for that connection.
-fn server_socket(pid: u32, server_port: u16, client_port: u16) -> Result<OwnedFd> {
-    let inode = ["tcp", "tcp6"]
-        .iter()
-        .find_map(|table| {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
-            inode_of(&text, server_port, client_port)
-        })
-        .ok_or_else(|| {
-            Error::new(format!(
-                "no connection {server_port} ← {client_port} in /proc/{pid}/net/tcp{{,6}}"
-            ))
-        })?;
+/// A copy of the server's descriptor for that connection, if it has one yet.
+fn server_socket(pid: u32, server_port: u16, client_port: u16) -> Result<Option<OwnedFd>> {
+    let inode = ["tcp", "tcp6"].iter().find_map(|table| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok()?;
+        inode_of(&text, server_port, client_port)
+    });
+    let Some(inode) = inode else {
+        return Ok(None);
+    };
     let wanted = format!("socket:[{inode}]");
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map_err(|e| Error::new(format!("/proc/{pid}/fd: {e}")))?;
     let fd = fds
         .flatten()
         .find(|entry| std::fs::read_link(entry.path()).is_ok_and(|link| link == *wanted))
-        .and_then(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .ok_or_else(|| Error::new(format!("no descriptor of process {pid} is {wanted}")))?;
+        .and_then(|entry| entry.file_name().to_str()?.parse::<i32>().ok());
+    let Some(fd) = fd else {
+        return Ok(None);
+    };
     let process = Pid::from_raw(i32::try_from(pid).unwrap_or(0))
         .ok_or_else(|| Error::new(format!("bad pid {pid}")))?;
     let pidfd = pidfd_open(process, PidfdFlags::empty())
         .map_err(|e| Error::new(format!("pidfd_open({pid}): {e}")))?;
-    pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()).map_err(|e| {
-        Error::new(format!(
-            "pidfd_getfd({pid}, {fd}): {e} (needs ptrace rights over the server)"
-        ))
-    })
+    pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty())
+        .map(Some)
+        .map_err(|e| {
+            Error::new(format!(
+                "pidfd_getfd({pid}, {fd}): {e} (needs ptrace rights over the server)"
+            ))
+        })
 }
 
 /// The inode of the connection whose local port is `local` and remote port `remote`, in the

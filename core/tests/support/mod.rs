@@ -322,7 +322,6 @@ pub async fn send(
     }
 }
 
-/// `POST /api/<method>` with the right key.
 /// The `result` of an API call through `router`; panics with the reply if it has none.
 pub async fn api(router: &Router, method: &str, body: serde_json::Value) -> serde_json::Value {
     let reply = post(router, method, &body.to_string()).await.json();
@@ -332,6 +331,7 @@ pub async fn api(router: &Router, method: &str, body: serde_json::Value) -> serd
         .unwrap_or_else(|| panic!("{method} {body}: {reply}"))
 }
 
+/// `POST /api/<method>` with the right key.
 pub async fn post(router: &Router, method: &str, body: &str) -> Exchange {
     send(
         router,

@@ -20,11 +20,14 @@ async fn nodelay_of_accepted(server: &Server, addr: SocketAddr) -> bool {
     let client_port = client.local_addr().expect("local address").port();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        // The descriptor exists once the server accepted the connection, and the option is set
-        // just after: until then the lookup fails (or, for a moment, reads `false`).
-        let read = server_nodelay(server.pid(), addr.port(), client_port);
-        if tokio::time::Instant::now() > deadline || read == Ok(true) {
-            return read.or_fail();
+        // The option is set right after the accept that gives the server its descriptor: until
+        // then the lookup finds nothing (or, for a moment, reads `false`).
+        let read = server_nodelay(server.pid(), addr.port(), client_port).or_fail();
+        if read == Some(true) {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return read.unwrap_or_else(|| panic!("the server never accepted {client_port}"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -33,7 +36,10 @@ async fn nodelay_of_accepted(server: &Server, addr: SocketAddr) -> bool {
 #[tokio::test]
 async fn plain_port() {
     let server = Server::start().await.or_fail();
-    assert!(nodelay_of_accepted(&server, server.addr()).await);
+    assert!(
+        nodelay_of_accepted(&server, server.addr()).await,
+        "TCP_NODELAY on the plain port"
+    );
 }
 
 #[tokio::test]
@@ -44,7 +50,10 @@ async fn https_port() {
     }}))
     .await
     .or_fail();
-    assert!(nodelay_of_accepted(&server, server.addr()).await);
+    assert!(
+        nodelay_of_accepted(&server, server.addr()).await,
+        "TCP_NODELAY on the HTTPS port"
+    );
 }
 
 #[tokio::test]
@@ -52,5 +61,8 @@ async fn uni_grpc_port() {
     let options = ServerOptions::default().with_uni_grpc().or_fail();
     let server = Server::start_with(options).await.or_fail();
     let addr = server.uni_grpc_addr().expect("uni_grpc enabled");
-    assert!(nodelay_of_accepted(&server, addr).await);
+    assert!(
+        nodelay_of_accepted(&server, addr).await,
+        "TCP_NODELAY on the uni_grpc port"
+    );
 }
