@@ -340,6 +340,41 @@ mod tests {
         assert!(glob(r"\{a,b\}").matches("{a,b}"));
     }
 
+    /// Arbitrary patterns over the special characters never panic, whether they parse or not,
+    /// and whatever parses matches arbitrary text without panicking (a fixed-seed sweep; the
+    /// same inputs every run).
+    #[test]
+    fn arbitrary_patterns_never_panic() {
+        const ALPHABET: &[char] = &[
+            '{', '}', '[', ']', '!', '^', '-', '*', '?', ',', '\\', 'a', 'é',
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |bound: usize| {
+            // xorshift64*: cheap, deterministic, good enough to spread the inputs.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % bound
+        };
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let pattern: String = (0..next(24))
+                .map(|_| ALPHABET[next(ALPHABET.len())])
+                .collect();
+            let text: String = (0..next(12))
+                .map(|_| ALPHABET[next(ALPHABET.len())])
+                .collect();
+            if let Ok(glob) = Glob::new(&pattern) {
+                parsed += 1;
+                glob.matches(&text);
+            }
+        }
+        assert!(
+            parsed > 1_000,
+            "the sweep should reach the matcher ({parsed} parsed)"
+        );
+    }
+
     #[test]
     fn group_runs_are_bounded() {
         // Would recurse once per group: refused before expanding.
