@@ -237,10 +237,12 @@ fn class(chars: &[char], open: usize) -> Result<(Token, usize), &'static str> {
 /// Dynamic programming over (token, text position): `reach[j]` is true when the tokens seen so
 /// far can consume exactly `text[..j]`.
 fn matches_tokens(tokens: &[Token], text: &[char]) -> bool {
+    // reach[j]: the tokens so far can match text[..j]. Two buffers, swapped per token.
     let mut reach = vec![false; text.len() + 1];
+    let mut next = vec![false; text.len() + 1];
     reach[0] = true;
     for token in tokens {
-        let mut next = vec![false; text.len() + 1];
+        next.fill(false);
         match token {
             Token::AnyRun => {
                 let mut on = false;
@@ -257,7 +259,7 @@ fn matches_tokens(tokens: &[Token], text: &[char]) -> bool {
                 }
             }
         }
-        reach = next;
+        std::mem::swap(&mut reach, &mut next);
         if !reach.contains(&true) {
             return false;
         }
