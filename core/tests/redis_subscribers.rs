@@ -8,10 +8,9 @@ mod conformance;
 #[path = "support/redis_process.rs"]
 mod redis_process;
 
-use spindle_core::broker::{Broker, RedisBroker, RedisConnection, RedisOptions, RedisServer};
+use spindle_core::broker::{Broker, RedisBroker, RedisConnection, RedisServer};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The `sub=` count of every connection of the server at `port` that subscribes something.
 fn subscriptions_per_connection(port: u16) -> Vec<usize> {
@@ -33,17 +32,7 @@ fn subscriptions_per_connection(port: u16) -> Vec<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_spread_over_the_subscriber_connections_of_a_shard() {
     let server = redis_process::start(&[], false);
-    let options = RedisOptions {
-        servers: vec![RedisServer::Single(server.url())],
-        prefix: format!("spindle-test-{}", uuid::Uuid::new_v4().simple()),
-        connect_timeout: Duration::from_secs(2),
-        user: String::new(),
-        password: String::new(),
-        db: 0,
-        tls: Default::default(),
-        pubsub_probe_interval: Duration::from_secs(5),
-        subscribers_per_shard: 2,
-    };
+    let options = conformance::redis::options(vec![RedisServer::Single(server.url())]);
     let connection = RedisConnection::connect(&options)
         .await
         .unwrap_or_else(|error| panic!("connect to the test redis server: {error}"));

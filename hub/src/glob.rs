@@ -82,58 +82,59 @@ impl Glob {
     }
 }
 
-/// How many `{` open a group (not escaped, not in a class).
-fn group_count(chars: &[char]) -> usize {
-    let (mut count, mut i, mut in_class) = (0, 0, false);
-    while i < chars.len() {
-        match chars[i] {
-            '\\' => i += 1,
-            '[' if !in_class => in_class = true,
-            ']' if in_class => in_class = false,
-            '{' if !in_class => count += 1,
-            _ => {}
+/// The characters that give a pattern its structure, with their positions: those neither
+/// escaped nor inside a `[..]` class (the class brackets themselves are left out too).
+fn structural(chars: &[char]) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut i, mut in_class) = (0, false);
+    std::iter::from_fn(move || {
+        while i < chars.len() {
+            let (at, c) = (i, chars[i]);
+            i += 1;
+            match c {
+                '\\' => i += 1,
+                '[' if !in_class => in_class = true,
+                ']' if in_class => in_class = false,
+                _ if !in_class => return Some((at, c)),
+                _ => {}
+            }
         }
-        i += 1;
-    }
-    count
+        None
+    })
+}
+
+/// How many `{` open a group.
+fn group_count(chars: &[char]) -> usize {
+    structural(chars).filter(|&(_, c)| c == '{').count()
 }
 
 /// Expands `{a,b}` groups (nesting allowed) into flat patterns, keeping escapes as they are.
 fn expand(chars: &[char]) -> Result<Vec<Vec<char>>, &'static str> {
-    // Find the first top-level `{` outside a class and not escaped.
-    let mut i = 0;
-    let mut in_class = false;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' => i += 1,
-            '[' if !in_class => in_class = true,
-            ']' if in_class => in_class = false,
-            '{' if !in_class => {
-                let (options, end) = split_group(chars, i)?;
-                let prefix = &chars[..i];
-                let suffixes = expand(&chars[end + 1..])?;
-                let mut out = Vec::new();
-                for option in options {
-                    for middle in expand(option)? {
-                        for suffix in &suffixes {
-                            if out.len() == MAX_ALTERNATIVES {
-                                return Err("too many {..} alternatives");
-                            }
-                            let mut flat = prefix.to_vec();
-                            flat.extend_from_slice(&middle);
-                            flat.extend_from_slice(suffix);
-                            out.push(flat);
-                        }
-                    }
-                }
-                return Ok(out);
-            }
-            '}' if !in_class => return Err("unbalanced '}'"),
-            _ => {}
-        }
-        i += 1;
+    // The first group, if any; everything after it is expanded recursively.
+    let first = structural(chars).find(|&(_, c)| c == '{' || c == '}');
+    let Some((i, c)) = first else {
+        return Ok(vec![chars.to_vec()]);
+    };
+    if c == '}' {
+        return Err("unbalanced '}'");
     }
-    Ok(vec![chars.to_vec()])
+    let (options, end) = split_group(chars, i)?;
+    let prefix = &chars[..i];
+    let suffixes = expand(&chars[end + 1..])?;
+    let mut out = Vec::new();
+    for option in options {
+        for middle in expand(option)? {
+            for suffix in &suffixes {
+                if out.len() == MAX_ALTERNATIVES {
+                    return Err("too many {..} alternatives");
+                }
+                let mut flat = prefix.to_vec();
+                flat.extend_from_slice(&middle);
+                flat.extend_from_slice(suffix);
+                out.push(flat);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The options of the group opening at `open`, and the index of its closing `}`.
@@ -141,28 +142,22 @@ fn split_group(chars: &[char], open: usize) -> Result<(Vec<&[char]>, usize), &'s
     let mut depth = 0usize;
     let mut start = open + 1;
     let mut options = Vec::new();
-    let mut i = open;
-    let mut in_class = false;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' => i += 1,
-            '[' if !in_class => in_class = true,
-            ']' if in_class => in_class = false,
-            '{' if !in_class => depth += 1,
-            '}' if !in_class => {
+    for (i, c) in structural(chars).skip_while(|&(i, _)| i < open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
                 depth -= 1;
                 if depth == 0 {
                     options.push(&chars[start..i]);
                     return Ok((options, i));
                 }
             }
-            ',' if !in_class && depth == 1 => {
+            ',' if depth == 1 => {
                 options.push(&chars[start..i]);
                 start = i + 1;
             }
             _ => {}
         }
-        i += 1;
     }
     Err("unbalanced '{'")
 }
