@@ -125,10 +125,21 @@ impl ChannelResolver {
         })
     }
 
+    /// Whether `channel` is user-limited: its namespace has `allow_user_limited_channels` and
+    /// the name holds the user boundary (`#`). Such a channel is open only to the users it lists
+    /// (or with a subscription token, or in insecure mode): never to the subscribe proxies or
+    /// `allow_subscribe_for_client`, as in Centrifugo.
+    pub fn is_user_limited(&self, resolved: &ResolvedChannel<'_>, channel: &str) -> bool {
+        resolved.options.allow_user_limited_channels
+            && !self.user_boundary.is_empty()
+            && channel.contains(self.user_boundary.as_str())
+    }
+
     /// For a user-limited channel (`dialog#42,43`) whose options allow them: whether `user` is
-    /// one of the listed users. False for channels that are not user-limited.
+    /// one of the listed users. False for channels that are not user-limited, and for the
+    /// anonymous user (stricter than Centrifugo, which lets "" into `dialog#`).
     pub fn user_allowed(&self, resolved: &ResolvedChannel<'_>, channel: &str, user: &str) -> bool {
-        if !resolved.options.allow_user_limited_channels || user.is_empty() {
+        if !self.is_user_limited(resolved, channel) || user.is_empty() {
             return false;
         }
         let Some(at) = channel.rfind(self.user_boundary.as_str()) else {

@@ -166,7 +166,10 @@ impl Session {
                 .resolver()
                 .resolve(channel)
                 .map_err(|_| Failure::ProtocolViolation)?;
+            // As Centrifugo: private channels and subscribe-proxy namespaces are never joined
+            // this way; the rest need the permission a token-less subscribe would.
             if resolved.private
+                || resolved.options.subscribe_proxy_enabled
                 || rules.subscribe_without_token(&resolved, channel, user) != Permission::Allowed
             {
                 continue;

@@ -93,6 +93,8 @@ mod tests_sub_token;
 mod tests_subscribe;
 #[cfg(test)]
 mod tests_timers;
+#[cfg(test)]
+mod tests_user_limited;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};

@@ -211,11 +211,12 @@ impl Session {
         self.check_room_for(&request.channel, rules).ok()?;
         let resolved = rules.resolver().resolve(&request.channel).ok()?;
         let options = resolved.options;
+        // A user-limited channel is never the backend's to grant (Centrifugo asks no proxy).
         (!resolved.private
             && options.subscribe_proxy_enabled
             && !rules
                 .resolver()
-                .user_allowed(&resolved, &request.channel, self.user()))
+                .is_user_limited(&resolved, &request.channel))
         .then(|| ProxyCall::new(ProxyKind::Subscribe, &options.subscribe_proxy_name))
     }
 

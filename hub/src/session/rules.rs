@@ -293,8 +293,9 @@ impl SessionRules {
     }
 
     /// Subscribe permission without a token, for a non-private channel (PROTOCOL.md §7.3 steps
-    /// 4–8): user-limited channel listing the user, then the proxies, then
-    /// `allow_subscribe_for_client` (+ `_for_anonymous`), then `client.insecure`.
+    /// 4–8): a user-limited channel is allowed to the users it lists and otherwise only in
+    /// insecure mode; any other channel goes to the proxies, then `allow_subscribe_for_client`
+    /// (+ `_for_anonymous`), then `client.insecure` (Centrifugo's `Handler.OnSubscribe`).
     pub(crate) fn subscribe_without_token(
         &self,
         resolved: &ResolvedChannel<'_>,
@@ -302,8 +303,12 @@ impl SessionRules {
         user: &str,
     ) -> Permission {
         let options = resolved.options;
-        if self.resolver.user_allowed(resolved, channel, user) {
-            Permission::Allowed
+        if self.resolver.is_user_limited(resolved, channel) {
+            if self.resolver.user_allowed(resolved, channel, user) || self.insecure {
+                Permission::Allowed
+            } else {
+                Permission::Denied
+            }
         } else if options.subscribe_proxy_enabled || options.subscribe_stream_proxy_enabled {
             Permission::NeedsProxy
         } else if (options.allow_subscribe_for_client

@@ -186,6 +186,31 @@ for (const format of ['json', 'protobuf']) {
       assert.equal(c.state, 'connected', `still connected: ${inspect(crec.events.disconnected)}`);
     });
 
+    test('a user-limited channel is closed to users it does not list (103)', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      // Issue 13: with allow_user_limited_channels and allow_subscribe_for_client both on,
+      // `#alice` is alice's alone — mallory gets 103 and none of its publications.
+      const h = harness(t, format);
+      const server = await h.server({
+        patch: { channel: { without_namespace: { allow_user_limited_channels: true, allow_subscribe_for_client: true } } },
+      });
+      const channel = `#${unique('alice')}`;
+      const owner = channel.slice(1);
+      const alice = await h.connected(server, owner);
+      const mine = await h.subscribed(alice.c, channel);
+      const mallory = await h.connected(server, 'mallory');
+      const sub = mallory.c.newSubscription(channel);
+      const rec = record(sub, SUB_EVENTS);
+      sub.subscribe();
+      await waitFor(() => rec.count('unsubscribed') >= 1, 'unsubscribed after 103', WAIT_MS, rec);
+      assert.equal(rec.events.unsubscribed[0].code, 103, inspect(rec.events, { depth: 4 }));
+      assert.equal(rec.count('subscribed'), 0, 'mallory was never subscribed');
+      await server.apiOk('publish', { channel, data: { secret: 1 } });
+      await waitFor(() => mine.rec.count('publication') >= 1, 'alice gets her publication', WAIT_MS, mine.rec);
+      await sleep(QUIET_MS);
+      assert.equal(rec.count('publication'), 0, 'mallory got nothing');
+      assert.equal(mallory.c.state, 'connected');
+    });
+
     test('invalid token: close 3500, no reconnect', { timeout: TEST_TIMEOUT_MS }, async (t) => {
       const h = harness(t, format);
       const server = await h.server();
