@@ -2,6 +2,7 @@
 //! HTTP server (HTTPS with `http_server.tls`), and with `webtransport.enabled` a WebTransport
 //! endpoint on the UDP port of the same number.
 
+mod http;
 mod tls;
 
 use crate::cli::ServeArgs;
@@ -10,7 +11,6 @@ use crate::settings;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use spindle_hub::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -311,9 +311,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
             let _ = stopping_tx.send(true);
         }
     };
-    serve_http(listener, tls_identity.as_ref(), external, shutdown)?
-        .await
-        .context("HTTP server failed")?;
+    serve_http(listener, tls_identity.as_ref(), external, shutdown)?.await;
     if let Some(internal) = internal
         && tokio::time::timeout(SHUTDOWN_DRAIN, internal)
             .await
@@ -343,13 +341,14 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     Ok(())
 }
 
-/// Serves `router` on `listener` (HTTPS with `identity`) until `shutdown` resolves.
+/// Serves `router` on `listener` (HTTPS with `identity`) until `shutdown` resolves, with the
+/// header, idle and pending-connection limits of [`http`].
 fn serve_http(
     listener: TcpListener,
     identity: Option<&tls::Identity>,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<impl std::future::Future<Output = std::io::Result<()>> + Send + 'static> {
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
     let listener = match identity {
         Some(identity) => Either::Tls(tls::TlsListener::new(
             listener,
@@ -359,16 +358,8 @@ fn serve_http(
     };
     Ok(async move {
         match listener {
-            Either::Tls(listener) => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-            Either::Plain(listener) => {
-                axum::serve(listener.tap_io(no_delay), router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
+            Either::Tls(listener) => http::serve(listener, router, shutdown).await,
+            Either::Plain(listener) => http::serve(listener, router, shutdown).await,
         }
     })
 }

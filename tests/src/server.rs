@@ -33,6 +33,9 @@ pub struct ServerOptions {
     pub port: u16,
     /// Extra command line arguments after `serve -c <cfg> -p <port>`.
     pub extra_args: Vec<String>,
+    /// Start the server with this open-descriptor limit (through `prlimit`), to test how it
+    /// behaves when descriptors run short.
+    pub descriptor_limit: Option<u64>,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +44,7 @@ impl Default for ServerOptions {
             config_patch: Value::Null,
             port: 0,
             extra_args: Vec::new(),
+            descriptor_limit: None,
         }
     }
 }
@@ -113,7 +117,18 @@ impl Server {
         std::fs::write(&config_path, text)
             .map_err(|e| failed(format!("writing {}: {e}", config_path.display())))?;
 
-        let mut command = Command::new(&bin);
+        // `prlimit` sets the limit on itself and then execs the server: same pid.
+        let mut command = match options.descriptor_limit {
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(&bin);
+                command
+            }
+            None => Command::new(&bin),
+        };
         command
             .arg("serve")
             .arg("-c")

@@ -7,7 +7,6 @@ use spindle_edge::rustls;
 use spindle_edge::rustls::pki_types::pem::PemObject;
 use spindle_edge::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use spindle_hub::config::Tls;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -81,13 +80,11 @@ pub fn https_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>> {
 /// their own tasks, so a slow client holds up no one; a failed one is logged and dropped.
 #[derive(Debug)]
 pub struct TlsListener {
-    local: SocketAddr,
-    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    accepted: mpsc::Receiver<TlsStream<TcpStream>>,
 }
 
 impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> Result<TlsListener> {
-        let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, accepted) = mpsc::channel(ACCEPTED_BACKLOG);
         tokio::spawn(async move {
@@ -110,7 +107,7 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            let _ = tx.send((stream, peer)).await;
+                            let _ = tx.send(stream).await;
                         }
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -118,23 +115,18 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener { local, accepted })
+        Ok(TlsListener { accepted })
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl super::http::Accept for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> std::io::Result<Self::Io> {
         match self.accepted.recv().await {
-            Some(pair) => pair,
+            Some(stream) => Ok(stream),
             // The accepting task only stops once this listener is gone.
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
     }
 }

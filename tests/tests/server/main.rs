@@ -42,6 +42,7 @@ mod proxy;
 mod proxy_tls;
 mod pubsub;
 mod redis_restart;
+mod slow_clients;
 #[cfg(target_os = "linux")]
 mod sockets;
 mod two_nodes;
