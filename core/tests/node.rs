@@ -12,7 +12,7 @@ use spindle_mesh::mesh::{self, control, request, response};
 use spindle_mesh::{Up, in_process};
 use spindle_proto::client;
 use std::collections::BTreeMap;
-use support::{Answers, FakeEdge, config, node, publication};
+use support::{Answers, FakeEdge, config, node, publication, publication_of};
 
 async fn publish(node: &spindle_core::Node, channel: &str, data: &str) {
     let data = Bytes::from(data.to_owned());
@@ -97,22 +97,71 @@ async fn publications_carry_tags_and_info() {
 }
 
 #[tokio::test]
-async fn interest_is_counted_per_edge() {
+async fn interest_is_a_set_per_edge() {
+    // The edge says "I have subscribers in C" or "I have none"; saying either twice changes
+    // nothing (a counting core kept delivering after add, add, remove).
     let node = node(config(|_| {}));
     let mut edge = FakeEdge::attach(&node, "e1", Answers::default());
     edge.interest(&["news", "marker"], &[]).await;
     edge.interest(&["news"], &[]).await;
     edge.interest(&[], &["news", "never-added"]).await;
-    publish(&node, "news", "still").await;
-    assert_eq!(
-        publication(&edge.next_event().await),
-        ("news", &b"still"[..])
-    );
-    edge.interest(&[], &["news"]).await;
-    assert_eq!(node.stats().channels, 1);
     publish(&node, "news", "gone").await;
     publish(&node, "marker", "m").await;
     assert_eq!(publication(&edge.next_event().await), ("marker", &b"m"[..]));
+    assert_eq!(node.stats().channels, 1);
+    edge.interest(&[], &["news"]).await;
+    edge.interest(&["news"], &[]).await;
+    publish(&node, "news", "back").await;
+    assert_eq!(
+        publication(&edge.next_event().await),
+        ("news", &b"back"[..])
+    );
+}
+
+#[tokio::test]
+async fn an_interest_ack_carries_the_stream_positions_of_the_added_channels() {
+    let node = node(config(|_| {}));
+    let mut edge = FakeEdge::attach(&node, "e1", Answers::default());
+    publish(&node, "hist:a", "1").await;
+    publish(&node, "hist:a", "2").await;
+    let ack = edge.interest(&["hist:a", "chat:none"], &[]).await;
+    assert_eq!(
+        ack.positions.len(),
+        1,
+        "no position for a channel without history"
+    );
+    let position = &ack.positions[0];
+    assert_eq!((position.channel.as_str(), position.offset), ("hist:a", 2));
+    assert!(!position.epoch.is_empty());
+    // Everything published after the ack reaches the edge.
+    publish(&node, "hist:a", "3").await;
+    let event = edge.next_event().await;
+    assert_eq!(
+        (publication_of(&event).offset, event.epoch.as_str()),
+        (3, position.epoch.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_replaces_the_edges_interest_set() {
+    let node = node(config(|_| {}));
+    let mut edge = FakeEdge::attach(&node, "e1", Answers::default());
+    edge.interest(&["a", "b"], &[]).await;
+    let interest = mesh::Interest {
+        add: vec!["b".into(), "c".into()],
+        seq: 99,
+        snapshot: true,
+        ..Default::default()
+    };
+    edge.link.send(Up::Interest(interest)).await.unwrap();
+    let ack = edge.acks.lock().await.recv().await.unwrap();
+    assert_eq!(ack.seq, 99);
+    assert_eq!(node.stats().channels, 2, "b and c");
+    for channel in ["a", "b", "c"] {
+        publish(&node, channel, channel).await;
+    }
+    assert_eq!(publication(&edge.next_event().await), ("b", &b"b"[..]));
+    assert_eq!(publication(&edge.next_event().await), ("c", &b"c"[..]));
 }
 
 #[tokio::test]
@@ -194,12 +243,13 @@ async fn a_stuck_edge_loses_events_without_blocking_publishers_or_other_edges() 
     node.attach_edge("stuck", core_link, core_inbox);
     let interest = mesh::Interest {
         add: vec!["news".into()],
-        remove: vec![],
+        seq: 1,
+        ..Default::default()
     };
     stuck_link.send(Up::Interest(interest)).await.unwrap();
     // Answered after the interest is applied.
     stuck_link
-        .request(mesh::Request { id: 1, kind: None })
+        .request(None, std::time::Duration::from_secs(5))
         .await
         .unwrap();
     let mut healthy = FakeEdge::attach(&node, "healthy", Answers::default());
@@ -231,11 +281,12 @@ async fn a_closed_edge_is_forgotten_with_its_interest() {
     let serving = node.attach_edge("e1", core_link, core_inbox);
     let interest = mesh::Interest {
         add: vec!["news".into(), "chat:a".into()],
-        remove: vec![],
+        seq: 1,
+        ..Default::default()
     };
     edge_link.send(Up::Interest(interest)).await.unwrap();
     let response = edge_link
-        .request(mesh::Request { id: 1, kind: None })
+        .request(None, std::time::Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(response.error.unwrap().code, 108);

@@ -27,7 +27,6 @@ use spindle_mesh::mesh;
 use spindle_proto::{Format, client, encode_reply};
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 const JSON_CONTENT: &str = "application/json";
@@ -216,34 +215,31 @@ pub(crate) async fn emulation(
     with_cors(status.into_response(), cors)
 }
 
-/// How long the edge waits for its core to forward a frame to another node; above the core's
-/// own wait for that node, so the core's verdict normally arrives first.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Hands a frame for a session on another node to the core, which forwards it there.
 async fn forward(edge: &Shared, request: client::EmulationRequest) -> StatusCode {
-    let request = mesh::Request {
-        id: edge.next_request_id(),
-        kind: Some(mesh::request::Kind::Emulation(request)),
-    };
-    match tokio::time::timeout(FORWARD_TIMEOUT, edge.link.request(request)).await {
-        Ok(Ok(mesh::Response {
+    let request = mesh::request::Kind::Emulation(request);
+    match edge
+        .link
+        .request(Some(request), crate::deadline::EMULATION)
+        .await
+    {
+        Ok(mesh::Response {
             error: None,
             kind: Some(mesh::response::Kind::Emulation(result)),
             ..
-        })) => {
+        }) => {
             if result.delivered {
                 StatusCode::NO_CONTENT
             } else {
                 StatusCode::NOT_FOUND
             }
         }
-        Ok(Ok(response)) => {
+        Ok(response) => {
             tracing::warn!(error = ?response.error, "emulation frame not forwarded");
             StatusCode::SERVICE_UNAVAILABLE
         }
-        Ok(Err(_)) | Err(_) => {
-            tracing::warn!("emulation frame: no answer from the core");
+        Err(error) => {
+            tracing::warn!(%error, "emulation frame: no answer from the core");
             StatusCode::SERVICE_UNAVAILABLE
         }
     }

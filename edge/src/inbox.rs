@@ -20,7 +20,12 @@ pub(crate) async fn run(shared: &Shared, mut inbox: EdgeInbox) {
 
 pub(crate) fn apply(shared: &Shared, message: Down) {
     match message {
-        Down::Event(event) => shared.hub.broadcast(event),
+        // Usually the only holder by now (the core let go once it was queued); a copy of the
+        // event otherwise (its payloads are shared bytes).
+        Down::Event(event) => shared.hub.broadcast(
+            std::sync::Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone()),
+        ),
+        Down::InterestAck(ack) => shared.interest.acknowledged(ack),
         Down::Control(control) => {
             for target in shared.hub.control_targets(&control) {
                 target.deliver(control.clone());

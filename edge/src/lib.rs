@@ -31,7 +31,9 @@
 //! - `inbox`: `Down` messages → fan-out, control, survey answers.
 //! - [`subscription`]: one local subscription's delivery state (buffering while positioned or
 //!   recovered, tracked offset, delta base, tags filter) and the shared encodings of an event.
-//! - `interest`: `Up::Interest` when a channel gains its first or loses its last subscriber.
+//! - `deadline`: how long each kind of request to the core may take.
+//! - `interest`: the interest set told to the core (`Up::Interest`, numbered, acknowledged with
+//!   stream positions) and the wait for a channel's interest to be in effect.
 //! - `presence`: the periodic presence refresh of local connections, batched per channel.
 //! - [`origins`]: `client.allowed_origins` (globs from `spindle_hub::glob`).
 //! - [`clock`]: [`clock::SystemNow`], the real clock for the pure session.
@@ -50,6 +52,7 @@ pub mod subscription;
 
 mod connection;
 mod control;
+mod deadline;
 mod emulation;
 mod inbox;
 mod interest;
@@ -71,7 +74,7 @@ use spindle_hub::config::Config;
 use spindle_hub::session::SessionRules;
 use spindle_mesh::{EdgeInbox, EdgeLink};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -169,6 +172,8 @@ pub(crate) struct Limits {
     /// `client.channel_position_max_time_lag` (zero = off): a publication reaching the edge
     /// later than this after it was published loses positioned subscribers' positions.
     pub max_time_lag: Duration,
+    /// How long a proxy request to the core may take ([`deadline::proxy`]).
+    pub proxy_deadline: Duration,
 }
 
 #[derive(Debug)]
@@ -178,11 +183,12 @@ pub(crate) struct Shared {
     pub link: EdgeLink,
     pub node: NodeIdentity,
     pub hub: LocalHub,
+    /// What the core has been told of the channels with local subscribers.
+    pub interest: interest::InterestTable,
     pub origins: OriginPolicy,
     pub limits: Limits,
     pub started: Instant,
     pub shutting_down: AtomicBool,
-    pub request_ids: AtomicU64,
     /// Connection tasks still running (their close frames possibly not written yet).
     pub live_tasks: AtomicUsize,
     /// Connections of emulation transports by session id, for `/emulation`.
@@ -237,11 +243,6 @@ impl Shared {
             .get(session)
             .cloned()
     }
-
-    /// A fresh id for a mesh request.
-    pub(crate) fn next_request_id(&self) -> u64 {
-        self.request_ids.fetch_add(1, Ordering::Relaxed) + 1
-    }
 }
 
 /// The PEM certificate chain and private key `uni_grpc` serves TLS with.
@@ -295,6 +296,7 @@ impl Edge {
                 Duration::from_secs(27),
             ),
             max_time_lag: client.channel_position_max_time_lag.as_std(),
+            proxy_deadline: deadline::proxy(&config),
         };
         let origins = OriginPolicy::lenient(&client.allowed_origins);
         let connection_rate =
@@ -306,11 +308,11 @@ impl Edge {
                 link,
                 node,
                 hub: LocalHub::with_max_time_lag(limits.max_time_lag),
+                interest: interest::InterestTable::default(),
                 origins,
                 limits,
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
-                request_ids: AtomicU64::new(0),
                 live_tasks: AtomicUsize::new(0),
                 emulated: Mutex::new(HashMap::new()),
                 connection_rate,
@@ -319,13 +321,16 @@ impl Edge {
     }
 
     /// Applies what the core sends until the link closes. Spawn it once per link.
-    /// Also refreshes the presence of local connections every
-    /// `client.presence_update_interval` while the link is up.
+    /// Also sends the interest changes of local subscriptions, and refreshes the presence of
+    /// local connections every `client.presence_update_interval`, while the link is up.
     pub async fn run_inbox(&self, inbox: EdgeInbox) {
+        let shared = &self.shared;
         tokio::select! {
-            () = inbox::run(&self.shared, inbox) => {}
-            () = presence::refresh(&self.shared) => {}
+            () = inbox::run(shared, inbox) => {}
+            _ = interest::run(&shared.interest, &shared.hub, &shared.link) => {}
+            () = presence::refresh(shared) => {}
         }
+        shared.interest.close();
     }
 
     /// The client endpoints, each at its configured `handler_prefix`: the WebSocket (unless

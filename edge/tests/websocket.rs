@@ -225,7 +225,11 @@ async fn a_slow_consumer_is_closed_with_3008_while_others_receive() {
     while server.edge.stats().subscriptions == 2 {
         assert!(sent < 20_000, "the slow client was never closed");
         let event = publication("feed", payload.clone(), None);
-        server.core.send(Down::Event(event)).await.unwrap();
+        server
+            .core
+            .send(Down::Event(std::sync::Arc::new(event)))
+            .await
+            .unwrap();
         let push = fast.push().await;
         assert_eq!(push.r#pub.unwrap().data.len(), payload.len());
         sent += 1;
@@ -234,7 +238,11 @@ async fn a_slow_consumer_is_closed_with_3008_while_others_receive() {
     assert_eq!(slow.closed().await, (3008, "slow".into()));
     // The fast one carries on.
     let event = publication("feed", Bytes::from_static(b"{\"after\":true}"), None);
-    server.core.send(Down::Event(event)).await.unwrap();
+    server
+        .core
+        .send(Down::Event(std::sync::Arc::new(event)))
+        .await
+        .unwrap();
     assert_eq!(
         &fast.push().await.r#pub.unwrap().data[..],
         b"{\"after\":true}"

@@ -11,11 +11,13 @@
 //!
 //! Directions:
 //! - edge → core, one way: [`Up::Interest`], [`Up::Presence`]; with an answer: [`EdgeLink::request`].
-//! - core → edge, one way: [`Down::Event`], [`Down::Control`]; with an answer: [`Down::Survey`].
+//! - core → edge, one way: [`Down::Event`], [`Down::Control`], [`Down::InterestAck`]; with an
+//!   answer: [`Down::Survey`].
 
 mod link;
 
 pub use link::{
-    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, LinkError, Pending, Responder, Up, in_process,
+    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, LinkError, Pending, RequestError, Responder,
+    Up, in_process,
 };
 pub use spindle_proto::mesh;

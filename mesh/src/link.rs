@@ -2,6 +2,9 @@
 //! messages, with no encoding.
 
 use spindle_proto::mesh;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -10,10 +13,33 @@ use tokio::sync::{mpsc, oneshot};
 #[error("mesh link closed")]
 pub struct LinkError;
 
+/// Why a request got no answer. Either way the request is abandoned: an answer arriving later
+/// is dropped (on QUIC its stream is reset), so the caller may report the failure at once.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// The link is gone, before or while the request was in flight.
+    #[error("mesh link closed")]
+    Closed,
+    /// No answer within the request's deadline.
+    #[error("no answer from the core within {0:?}")]
+    Timeout(Duration),
+}
+
+impl From<LinkError> for RequestError {
+    fn from(_: LinkError) -> Self {
+        RequestError::Closed
+    }
+}
+
 /// Edge → core messages.
+///
+/// Ordering: `Interest` and `Presence` travel on the control stream and are applied in the
+/// order sent; each `Request` is independent (its own stream on QUIC) and may be answered in
+/// any order relative to the others and to the control stream.
 #[derive(Debug)]
 pub enum Up {
-    /// Channels gaining their first or losing their last local subscriber.
+    /// A change to the edge's interest set (set semantics, numbered, acknowledged by
+    /// [`Down::InterestAck`]).
     Interest(mesh::Interest),
     /// Presence joins, leaves and refreshes of local connections.
     Presence(mesh::PresenceUpdate),
@@ -22,12 +48,19 @@ pub enum Up {
 }
 
 /// Core → edge messages.
+///
+/// Ordering: events of one channel arrive in the order the core sent them (one lane per
+/// channel); events of different channels, and events relative to control messages, may
+/// arrive in any order. `Control` and `InterestAck` keep their order on the control stream.
 #[derive(Debug)]
 pub enum Down {
-    /// A publication, join or leave in a channel this edge has interest in.
-    Event(mesh::ChannelEvent),
+    /// A publication, join or leave in a channel this edge has interest in. Shared: one event
+    /// goes to every interested edge without a copy.
+    Event(Arc<mesh::ChannelEvent>),
     /// An API command for local connections.
     Control(mesh::Control),
+    /// Interest change `seq` is in effect, with the added channels' stream positions.
+    InterestAck(mesh::InterestAck),
     /// A question about local state the edge must answer.
     Survey(Pending<mesh::Survey, mesh::SurveyReply>),
 }
@@ -55,6 +88,8 @@ impl<A> Responder<A> {
 #[derive(Debug, Clone)]
 pub struct EdgeLink {
     up: mpsc::Sender<Up>,
+    /// Request ids are the link's: unique per link, never chosen by callers.
+    next_request_id: Arc<AtomicU64>,
 }
 
 /// What the edge receives from its core.
@@ -81,15 +116,28 @@ impl EdgeLink {
         self.up.send(message).await.map_err(|_| LinkError)
     }
 
-    /// Asks the core and waits for its answer.
-    pub async fn request(&self, request: mesh::Request) -> Result<mesh::Response, LinkError> {
+    /// Asks the core and waits for its answer, at most `deadline` in all (the wait for room on
+    /// a full link included). The link numbers the request; dropping the returned future
+    /// cancels it. `None` as the kind is a request the core does not know (answered 108).
+    pub async fn request(
+        &self,
+        kind: Option<mesh::request::Kind>,
+        deadline: Duration,
+    ) -> Result<mesh::Response, RequestError> {
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
-            question: request,
+            question: mesh::Request { id, kind },
             responder: Responder(tx),
         };
-        self.send(Up::Request(pending)).await?;
-        rx.await.map_err(|_| LinkError)
+        let exchange = async {
+            self.send(Up::Request(pending)).await?;
+            rx.await.map_err(|_| RequestError::Closed)
+        };
+        match tokio::time::timeout(deadline, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => Err(RequestError::Timeout(deadline)),
+        }
     }
 }
 
@@ -131,7 +179,13 @@ pub fn in_process(capacity: usize) -> ((EdgeLink, EdgeInbox), (CoreLink, CoreInb
     let (up_tx, up_rx) = mpsc::channel(capacity.max(1));
     let (down_tx, down_rx) = mpsc::channel(capacity.max(1));
     (
-        (EdgeLink { up: up_tx }, EdgeInbox { down: down_rx }),
+        (
+            EdgeLink {
+                up: up_tx,
+                next_request_id: Arc::new(AtomicU64::new(0)),
+            },
+            EdgeInbox { down: down_rx },
+        ),
         (CoreLink { down: down_tx }, CoreInbox { up: up_rx }),
     )
 }
@@ -152,11 +206,9 @@ mod tests {
                 });
             }
         });
-        let response = edge
-            .request(mesh::Request { id: 7, kind: None })
-            .await
-            .unwrap();
-        assert_eq!(response.id, 7);
+        let first = edge.request(None, Duration::from_secs(1)).await.unwrap();
+        let second = edge.request(None, Duration::from_secs(1)).await.unwrap();
+        assert_eq!((first.id, second.id), (1, 2), "the link numbers requests");
         drop(edge);
         core_task.await.unwrap();
     }
@@ -168,7 +220,7 @@ mod tests {
             let mut channels = Vec::new();
             while let Some(message) = edge_inbox.recv().await {
                 match message {
-                    Down::Event(event) => channels.push(event.channel),
+                    Down::Event(event) => channels.push(event.channel.clone()),
                     Down::Survey(pending) => {
                         let id = pending.question.id;
                         pending.responder.answer(mesh::SurveyReply {
@@ -176,7 +228,7 @@ mod tests {
                             ..Default::default()
                         });
                     }
-                    Down::Control(_) => {}
+                    Down::Control(_) | Down::InterestAck(_) => {}
                 }
             }
             channels
@@ -186,7 +238,7 @@ mod tests {
                 channel: channel.into(),
                 ..Default::default()
             };
-            core.send(Down::Event(event)).await.unwrap();
+            core.send(Down::Event(Arc::new(event))).await.unwrap();
         }
         let reply = core
             .survey(mesh::Survey { id: 3, kind: None })
@@ -202,8 +254,20 @@ mod tests {
         let ((edge, _edge_inbox), (_core, core_inbox)) = in_process(1);
         drop(core_inbox);
         assert_eq!(
-            edge.request(mesh::Request::default()).await.unwrap_err(),
-            LinkError
+            edge.request(None, Duration::from_secs(1))
+                .await
+                .unwrap_err(),
+            RequestError::Closed
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_request_times_out_with_its_deadline() {
+        let ((edge, _edge_inbox), (_core, _core_inbox)) = in_process(4);
+        let deadline = Duration::from_millis(50);
+        assert_eq!(
+            edge.request(None, deadline).await.unwrap_err(),
+            RequestError::Timeout(deadline)
         );
     }
 }

@@ -14,8 +14,8 @@ use super::EdgeId;
 use crate::broker::{EventHandler, JoinLeave, Publication, StreamPosition};
 use spindle_mesh::mesh::{self, channel_event};
 use spindle_mesh::{CoreLink, Down};
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -52,7 +52,9 @@ struct Attached {
     id: EdgeId,
     queue: mpsc::Sender<Down>,
     link: CoreLink,
-    channels: HashMap<String, u32>,
+    /// The edge's interest set (one entry per channel, never a count: the edge says "I have
+    /// subscribers" or "I have none", and may say either twice).
+    channels: HashSet<String>,
 }
 
 /// One edge's interest in a channel.
@@ -113,7 +115,7 @@ impl Edges {
                 id,
                 queue: tx,
                 link,
-                channels: HashMap::new(),
+                channels: HashSet::new(),
             },
         );
         Attachment {
@@ -128,8 +130,8 @@ impl Edges {
         self.write().remove_edge(serial)
     }
 
-    /// Adds one reference per channel for this edge; returns the channels that had no edge with
-    /// interest before.
+    /// Adds channels to this edge's interest set (a channel already in it is left as is);
+    /// returns the channels that had no edge with interest before.
     pub fn add_interest(&self, serial: u64, channels: &[String]) -> Vec<String> {
         let mut state = self.write();
         let State {
@@ -140,9 +142,7 @@ impl Edges {
         };
         let mut gained = Vec::new();
         for channel in channels {
-            let refs = edge.channels.entry(channel.clone()).or_insert(0);
-            *refs = refs.saturating_add(1);
-            if *refs > 1 {
+            if !edge.channels.insert(channel.clone()) {
                 continue;
             }
             let interested = interest.entry(channel.clone()).or_default();
@@ -157,8 +157,8 @@ impl Edges {
         gained
     }
 
-    /// Drops one reference per channel for this edge; returns the channels no edge wants any
-    /// more. Removing a channel the edge has no interest in is ignored.
+    /// Removes channels from this edge's interest set (a channel not in it is ignored);
+    /// returns the channels no edge wants any more.
     pub fn remove_interest(&self, serial: u64, channels: &[String]) -> Vec<String> {
         let mut state = self.write();
         let State {
@@ -169,15 +169,9 @@ impl Edges {
         };
         let mut lost = Vec::new();
         for channel in channels {
-            let Entry::Occupied(mut refs) = edge.channels.entry(channel.clone()) else {
-                tracing::debug!(edge = %edge.id, channel, "interest removed that was never added");
-                continue;
-            };
-            *refs.get_mut() -= 1;
-            if *refs.get() > 0 {
+            if !edge.channels.remove(channel) {
                 continue;
             }
-            refs.remove();
             if release(interest, channel, serial) {
                 lost.push(channel.clone());
             }
@@ -185,15 +179,43 @@ impl Edges {
         lost
     }
 
-    /// Queues `event` once for every edge with interest in its channel; returns how many.
-    pub fn deliver_event(&self, event: &mesh::ChannelEvent) -> usize {
+    /// Replaces this edge's interest set with `channels` (a snapshot after a reconnect);
+    /// returns the channels gained by the node and those no edge wants any more.
+    pub fn replace_interest(&self, serial: u64, channels: &[String]) -> (Vec<String>, Vec<String>) {
+        let stale: Vec<String> = {
+            let state = self.read();
+            let Some(edge) = state.edges.get(&serial) else {
+                return (Vec::new(), Vec::new());
+            };
+            let wanted: HashSet<&String> = channels.iter().collect();
+            edge.channels
+                .iter()
+                .filter(|channel| !wanted.contains(channel))
+                .cloned()
+                .collect()
+        };
+        let lost = self.remove_interest(serial, &stale);
+        (self.add_interest(serial, channels), lost)
+    }
+
+    /// The outgoing queue of an attached edge, for messages only it gets.
+    pub fn queue_of(&self, serial: u64) -> Option<mpsc::Sender<Down>> {
+        self.read()
+            .edges
+            .get(&serial)
+            .map(|edge| edge.queue.clone())
+    }
+
+    /// Queues `event` once for every edge with interest in its channel (the same shared
+    /// event for all); returns how many.
+    pub fn deliver_event(&self, event: Arc<mesh::ChannelEvent>) -> usize {
         let state = self.read();
         let Some(interested) = state.interest.get(&event.channel) else {
             return 0;
         };
         let mut delivered = 0;
         for edge in interested {
-            match edge.queue.try_send(Down::Event(event.clone())) {
+            match edge.queue.try_send(Down::Event(Arc::clone(&event))) {
                 Ok(()) => delivered += 1,
                 Err(TrySendError::Full(_)) => {
                     let dropped = self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
@@ -287,7 +309,7 @@ impl State {
             self.serial_of.remove(&edge.id);
         }
         edge.channels
-            .keys()
+            .iter()
             .filter(|channel| release(&mut self.interest, channel, serial))
             .cloned()
             .collect()
@@ -345,7 +367,7 @@ impl Edges {
             epoch,
             prev_data: prev.map(|p| p.data.clone()).unwrap_or_default(),
         };
-        self.deliver_event(&event)
+        self.deliver_event(Arc::new(event))
     }
 }
 
@@ -370,6 +392,6 @@ impl EventHandler for Edges {
             kind: Some(kind),
             ..Default::default()
         };
-        self.deliver_event(&event);
+        self.deliver_event(Arc::new(event));
     }
 }

@@ -472,18 +472,74 @@ impl Node {
         }
     }
 
-    /// Applies an edge's interest change, then tells the broker about channels the node gained
-    /// or lost.
-    async fn apply_interest(&self, serial: u64, interest: mesh::Interest) {
-        let _gate = self.inner.interest_gate.lock().await;
-        let gained = self.inner.edges.add_interest(serial, &interest.add);
-        let lost = self.inner.edges.remove_interest(serial, &interest.remove);
-        for channel in gained {
-            if let Err(error) = self.inner.broker.subscribe(&channel).await {
-                tracing::error!(%error, channel, "broker subscribe failed");
+    /// Applies an edge's interest change (a snapshot replaces the edge's whole set), tells the
+    /// broker about channels the node gained or lost, and answers with the acknowledgement:
+    /// from then on publications of the added channels reach the edge, and the positions in
+    /// the ack were read after that point, so nothing published after them can be missed.
+    async fn apply_interest(&self, serial: u64, interest: mesh::Interest) -> mesh::InterestAck {
+        {
+            let _gate = self.inner.interest_gate.lock().await;
+            let (gained, lost) = if interest.snapshot {
+                self.inner.edges.replace_interest(serial, &interest.add)
+            } else {
+                let gained = self.inner.edges.add_interest(serial, &interest.add);
+                (
+                    gained,
+                    self.inner.edges.remove_interest(serial, &interest.remove),
+                )
+            };
+            for channel in gained {
+                if let Err(error) = self.inner.broker.subscribe(&channel).await {
+                    tracing::error!(%error, channel, "broker subscribe failed");
+                }
+            }
+            self.unsubscribe_channels(lost).await;
+        }
+        let mut positions = Vec::new();
+        for channel in interest.add {
+            if let Some(position) = self.stream_top(&channel).await {
+                positions.push(mesh::ChannelPosition {
+                    channel,
+                    offset: position.offset,
+                    epoch: position.epoch,
+                });
             }
         }
-        self.unsubscribe_channels(lost).await;
+        mesh::InterestAck {
+            seq: interest.seq,
+            positions,
+        }
+    }
+
+    /// The top position of a channel's stream; `None` without history or when the broker
+    /// cannot say.
+    async fn stream_top(&self, channel: &str) -> Option<StreamPosition> {
+        let query = crate::broker::HistoryQuery {
+            since: None,
+            limit: Some(0),
+            reverse: false,
+        };
+        match self.history(channel, &query).await {
+            Ok(result) => Some(result.top),
+            Err(HistoryError::NotAvailable | HistoryError::Channel(_)) => None,
+            Err(error) => {
+                tracing::warn!(channel, %error, "stream position for an interest ack");
+                None
+            }
+        }
+    }
+
+    /// Queues a message for one edge, waiting up to [`CONTROL_SEND_TIMEOUT`] for room (acks and
+    /// answers must not vanish; a stuck edge is logged and, after the wait, skipped).
+    async fn send_to_edge(&self, serial: u64, message: spindle_mesh::Down) {
+        let Some(queue) = self.inner.edges.queue_of(serial) else {
+            return;
+        };
+        if let Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(_)) =
+            queue.send_timeout(message, CONTROL_SEND_TIMEOUT).await
+        {
+            tracing::warn!(serial, "edge queue full: message to the edge not sent");
+        }
     }
 
     /// Forgets an edge and its interest.

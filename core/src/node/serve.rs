@@ -28,7 +28,10 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
     tracing::debug!(edge = %id, "edge attached");
     while let Some(message) = inbox.recv().await {
         match message {
-            Up::Interest(interest) => node.apply_interest(serial, interest).await,
+            Up::Interest(interest) => {
+                let ack = node.apply_interest(serial, interest).await;
+                node.send_to_edge(serial, Down::InterestAck(ack)).await;
+            }
             Up::Presence(update) => {
                 let channel = update.channel.clone();
                 if let Err(error) = node.update_presence(update).await {

@@ -154,7 +154,9 @@ pub struct FakeEdge {
     pub link: EdgeLink,
     pub received: mpsc::UnboundedReceiver<Received>,
     pub survey_patterns: mpsc::UnboundedReceiver<String>,
-    next_id: AtomicU64,
+    /// Interest acknowledgements, in arrival order.
+    pub acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<mesh::InterestAck>>,
+    next_seq: AtomicU64,
 }
 
 impl FakeEdge {
@@ -167,11 +169,15 @@ impl FakeEdge {
         node.attach_edge(id, core_link, core_inbox);
         let (tx, received) = mpsc::unbounded_channel();
         let (pattern_tx, survey_patterns) = mpsc::unbounded_channel();
+        let (ack_tx, acks) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(message) = inbox.recv().await {
                 match message {
                     Down::Event(event) => {
-                        let _ = tx.send(Received::Event(event));
+                        let _ = tx.send(Received::Event((*event).clone()));
+                    }
+                    Down::InterestAck(ack) => {
+                        let _ = ack_tx.send(ack);
                     }
                     Down::Control(control) => {
                         let _ = tx.send(Received::Control(control));
@@ -213,18 +219,28 @@ impl FakeEdge {
             link,
             received,
             survey_patterns,
-            next_id: AtomicU64::new(1),
+            acks: tokio::sync::Mutex::new(acks),
+            next_seq: AtomicU64::new(1),
         }
     }
 
-    /// Sends an interest change and waits until the core has applied it.
-    pub async fn interest(&self, add: &[&str], remove: &[&str]) {
+    /// Sends an interest change and waits for the core's acknowledgement; returns it.
+    pub async fn interest(&self, add: &[&str], remove: &[&str]) -> mesh::InterestAck {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let interest = mesh::Interest {
             add: add.iter().map(|s| s.to_string()).collect(),
             remove: remove.iter().map(|s| s.to_string()).collect(),
+            seq,
+            snapshot: false,
         };
         self.link.send(Up::Interest(interest)).await.unwrap();
-        self.barrier().await;
+        let mut acks = self.acks.lock().await;
+        let ack = tokio::time::timeout(std::time::Duration::from_secs(2), acks.recv())
+            .await
+            .expect("no interest ack within 2 s")
+            .expect("edge closed");
+        assert_eq!(ack.seq, seq, "acks come in order");
+        ack
     }
 
     /// A request the core answers only after everything sent before it (an empty request,
@@ -235,10 +251,10 @@ impl FakeEdge {
     }
 
     pub async fn request(&self, kind: Option<mesh::request::Kind>) -> mesh::Response {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let response = self.link.request(mesh::Request { id, kind }).await.unwrap();
-        assert_eq!(response.id, id);
-        response
+        self.link
+            .request(kind, std::time::Duration::from_secs(10))
+            .await
+            .unwrap()
     }
 
     /// The next message from the core (fails after 2 s).

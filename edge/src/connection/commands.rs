@@ -304,16 +304,18 @@ impl Connection {
                 return Flow::Continue;
             }
         };
-        let request = mesh::Request {
-            id: self.shared.next_request_id(),
-            kind: Some(mesh::request::Kind::Publish(publish_request(
-                grant.channel,
-                grant.data,
-                grant.info,
-                grant.backend,
-            ))),
-        };
-        match self.shared.link.request(request).await {
+        let request = mesh::request::Kind::Publish(publish_request(
+            grant.channel,
+            grant.data,
+            grant.info,
+            grant.backend,
+        ));
+        match self
+            .shared
+            .link
+            .request(Some(request), crate::deadline::CORE)
+            .await
+        {
             Ok(response) => match response.error {
                 Some(error) => self.send(&client::Reply {
                     id,
@@ -326,7 +328,7 @@ impl Connection {
                     ..Default::default()
                 }),
             },
-            Err(_) => self.fail(Failure::Internal, id),
+            Err(error) => self.fail(crate::deadline::failure_of(error), id),
         }
         Flow::Continue
     }

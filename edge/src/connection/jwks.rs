@@ -42,17 +42,19 @@ impl Connection {
             return Ok(None);
         };
         let wanted = jwks.resolve(token).map_err(KeysError::Token)?;
-        let request = mesh::Request {
-            id: self.shared.next_request_id(),
-            kind: Some(mesh::request::Kind::Jwks(mesh::JwksRequest {
-                endpoint: wanted.endpoint,
-                kid: wanted.kid,
-            })),
-        };
-        let response = self.shared.link.request(request).await.map_err(|_| {
-            tracing::warn!(client = %self.client, "JWKS request lost: mesh link closed");
-            KeysError::Unavailable
-        })?;
+        let request = mesh::request::Kind::Jwks(mesh::JwksRequest {
+            endpoint: wanted.endpoint,
+            kid: wanted.kid,
+        });
+        let response = self
+            .shared
+            .link
+            .request(Some(request), crate::deadline::JWKS)
+            .await
+            .map_err(|error| {
+                tracing::warn!(client = %self.client, %error, "JWKS request not answered");
+                KeysError::Unavailable
+            })?;
         let Some(mesh::response::Kind::Jwks(result)) = response.kind else {
             tracing::warn!(client = %self.client, error = ?response.error, "JWK set not available");
             return Err(KeysError::Unavailable);

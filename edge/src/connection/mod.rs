@@ -24,7 +24,7 @@ use crate::handle::{ClientId, ConnectionHandle, MAILBOX_CAPACITY, Mail};
 use crate::socket::{Incoming, Outgoing};
 use crate::subscription::LocalSub;
 use crate::writer::{CLOSE_WAIT, Outbox, run_writer};
-use crate::{Shared, Transport, interest};
+use crate::{Shared, Transport};
 use bytes::Bytes;
 use futures_util::{Sink, Stream, StreamExt};
 use spindle_hub::codes::Disconnect;
@@ -332,30 +332,24 @@ impl Connection {
     /// the channel's last subscriber.
     async fn leave_hub(&mut self, channel: &str) {
         if self.shared.hub.unsubscribe(channel, &self.client) == Removed::LastInChannel {
-            let remove = vec![channel.to_owned()];
-            // A dead link has no interest left to drop.
-            let _ = interest::sync(&self.shared.link, &self.shared.hub, vec![], remove).await;
+            self.shared.interest.touch(channel);
         }
     }
 
     /// Leaves the local hub and every presence; returns why the connection closed.
     async fn finish(&mut self) -> Disconnect {
         self.session.close();
-        let mut last = Vec::new();
         let subs: Vec<(String, Arc<LocalSub>)> = self.subs.drain().collect();
         for (channel, sub) in &subs {
             sub.close();
             if self.shared.hub.unsubscribe(channel, &self.client) == Removed::LastInChannel {
-                last.push(channel.clone());
+                self.shared.interest.touch(channel);
             }
         }
         self.shared.hub.closed(&self.client);
         let records: Vec<_> = self.session.subscriptions().cloned().collect();
         for record in &records {
             self.presence_left(record).await;
-        }
-        if !last.is_empty() {
-            let _ = interest::sync(&self.shared.link, &self.shared.hub, vec![], last).await;
         }
         self.outbox
             .closing()

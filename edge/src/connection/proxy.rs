@@ -40,19 +40,21 @@ impl Connection {
         call: &ProxyCall,
         kind: proxy_request::Kind,
     ) -> Result<proxy_response::Kind, Failure> {
-        let request = mesh::Request {
-            id: self.shared.next_request_id(),
-            kind: Some(mesh::request::Kind::Proxy(mesh::ProxyRequest {
-                proxy_name: call.proxy_name.clone(),
-                http_headers: self.setup.headers.as_ref().clone(),
-                emulated_headers: self.emulated_headers.clone(),
-                kind: Some(kind),
-            })),
-        };
-        let response = self.shared.link.request(request).await.map_err(|_| {
-            tracing::warn!(client = %self.client, "proxy request lost: mesh link closed");
-            Failure::Internal
-        })?;
+        let request = mesh::request::Kind::Proxy(mesh::ProxyRequest {
+            proxy_name: call.proxy_name.clone(),
+            http_headers: self.setup.headers.as_ref().clone(),
+            emulated_headers: self.emulated_headers.clone(),
+            kind: Some(kind),
+        });
+        let response = self
+            .shared
+            .link
+            .request(Some(request), self.shared.limits.proxy_deadline)
+            .await
+            .map_err(|error| {
+                tracing::warn!(client = %self.client, %error, "proxy request not answered");
+                crate::deadline::failure_of(error)
+            })?;
         match response.kind {
             Some(mesh::response::Kind::Proxy(mesh::ProxyResponse { kind: Some(kind) })) => Ok(kind),
             _ => {

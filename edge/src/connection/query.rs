@@ -2,14 +2,11 @@
 //! client commands answered with them (PROTOCOL.md §2.5, §4.5, §7.3 "Presence/history").
 
 use super::Connection;
+use crate::deadline;
 use spindle_hub::history::{HistoryQuery, HistoryResult};
 use spindle_hub::outcome::Failure;
 use spindle_mesh::mesh::{self, request, response};
 use spindle_proto::client;
-use std::time::Duration;
-
-/// How long a request to the core may take before the client gets error 100 (temporary).
-pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the core's answer did not come: a failure of ours, or the core's own error reply
 /// (passed to the client as it is, e.g. 108 history off, 112 epoch mismatch, 107).
@@ -26,20 +23,19 @@ impl From<Failure> for Refusal {
 }
 
 impl Connection {
-    /// Asks the core; a dead link or no answer in time is [`Failure::Internal`].
+    /// Asks the core, within [`deadline::CORE`]; a dead link or no answer in time is
+    /// [`Failure::Internal`].
     pub(super) async fn ask(&self, kind: request::Kind) -> Result<response::Kind, Refusal> {
-        let request = mesh::Request {
-            id: self.shared.next_request_id(),
-            kind: Some(kind),
-        };
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.shared.link.request(request)).await;
-        match answer {
-            Ok(Ok(response)) => match (response.error, response.kind) {
-                (Some(error), _) => Err(Refusal::Core(error)),
-                (None, Some(kind)) => Ok(kind),
-                (None, None) => Err(Failure::Internal.into()),
-            },
-            Ok(Err(_)) | Err(_) => Err(Failure::Internal.into()),
+        let response = self
+            .shared
+            .link
+            .request(Some(kind), deadline::CORE)
+            .await
+            .map_err(deadline::failure_of)?;
+        match (response.error, response.kind) {
+            (Some(error), _) => Err(Refusal::Core(error)),
+            (None, Some(kind)) => Ok(kind),
+            (None, None) => Err(Failure::Internal.into()),
         }
     }
 

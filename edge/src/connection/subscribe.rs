@@ -18,7 +18,7 @@
 use super::Connection;
 use super::query::{Refusal, strip};
 use crate::clock::SystemNow;
-use crate::interest;
+use crate::deadline;
 use crate::subscription::{
     BufferLimits, LocalSub, PositionLost, SubFlags, smaller_patch, wire_data,
 };
@@ -66,15 +66,20 @@ impl Connection {
         );
         let added = self.shared.hub.subscribe(&grant.channel, Arc::clone(&sub));
         if added == Added::FirstInChannel {
-            let add = vec![grant.channel.clone()];
-            if interest::sync(&self.shared.link, &self.shared.hub, add, vec![])
-                .await
-                .is_err()
-            {
-                sub.close();
-                self.shared.hub.unsubscribe(&grant.channel, &self.client);
-                return Err(Failure::Internal);
-            }
+            self.shared.interest.touch(&grant.channel);
+        }
+        // Every subscriber waits until the core has the channel's interest in effect (at once
+        // when an earlier subscriber already waited): from then on nothing published is
+        // missed, whatever order the link delivers history answers and events in.
+        let ready = self
+            .shared
+            .interest
+            .ready(&grant.channel, deadline::CORE)
+            .await;
+        if let Err(error) = ready {
+            tracing::debug!(channel = grant.channel, %error, "interest not in effect");
+            self.detach(&sub).await;
+            return Err(Failure::Internal);
         }
         Ok(sub)
     }

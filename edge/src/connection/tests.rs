@@ -7,26 +7,46 @@ use futures_util::{Sink, Stream, sink, stream};
 use serde_json::{Value, json};
 use spindle_hub::config::Config;
 use spindle_hub::session::SessionRules;
-use spindle_mesh::{CoreInbox, Up, in_process};
+use spindle_mesh::{Down, Up, in_process, mesh};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 const SECRET: &str = "connection-test-secret";
 
-fn edge() -> (Edge, CoreInbox) {
+/// An edge on an in-process link, and what it sends to its core. The core side only
+/// acknowledges interest changes (so subscribes complete) and hands every message to the test.
+fn edge() -> (Edge, mpsc::UnboundedReceiver<Up>) {
     let config: Config = serde_json::from_value(json!({
         "client": { "token": { "hmac_secret_key": SECRET } },
         "channel": { "without_namespace": { "allow_subscribe_for_client": true } }
     }))
     .unwrap();
     let rules = SessionRules::new(&config).unwrap();
-    let ((link, _inbox), (_core, core_inbox)) = in_process(64);
+    let ((link, inbox), (core, mut core_inbox)) = in_process(64);
     let node = NodeIdentity {
         uid: "node-1".into(),
         name: "test".into(),
     };
-    (Edge::new(Arc::new(config), rules, link, node), core_inbox)
+    let edge = Edge::new(Arc::new(config), rules, link, node);
+    tokio::spawn({
+        let edge = edge.clone();
+        async move { edge.run_inbox(inbox).await }
+    });
+    let (up_tx, up) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = core_inbox.recv().await {
+            if let Up::Interest(change) = &message {
+                let ack = mesh::InterestAck {
+                    seq: change.seq,
+                    positions: Vec::new(),
+                };
+                let _ = core.send(Down::InterestAck(ack)).await;
+            }
+            let _ = up_tx.send(message);
+        }
+    });
+    (edge, up)
 }
 
 fn token(user: &str, exp_offset: i64) -> String {

@@ -67,11 +67,32 @@ impl FakeCore {
             while let Some(message) = inbox.recv().await {
                 match message {
                     Up::Interest(change) => {
-                        let mut set = serving.interest.lock().unwrap();
-                        for channel in change.remove {
-                            set.remove(&channel);
+                        {
+                            let mut set = serving.interest.lock().unwrap();
+                            for channel in &change.remove {
+                                set.remove(channel);
+                            }
+                            set.extend(change.add.iter().cloned());
                         }
-                        set.extend(change.add);
+                        // Acknowledged with the added channels' stream tops, as a core does.
+                        let positions = change
+                            .add
+                            .iter()
+                            .filter_map(|channel| {
+                                let mut state = serving.lock();
+                                let stream = state.stream(channel)?;
+                                Some(mesh::ChannelPosition {
+                                    channel: channel.clone(),
+                                    offset: stream.top,
+                                    epoch: stream.epoch.clone(),
+                                })
+                            })
+                            .collect();
+                        let ack = mesh::InterestAck {
+                            seq: change.seq,
+                            positions,
+                        };
+                        let _ = serving.down.send(Down::InterestAck(ack)).await;
                     }
                     Up::Presence(update) => serving.presence(update).await,
                     Up::Request(pending) => {
@@ -159,7 +180,7 @@ impl FakeCore {
     pub async fn publish(&self, channel: &str, publish: Publish) -> (u64, String) {
         let (event, position) = self.append(channel, publish);
         if let Some(event) = event {
-            self.down.send(Down::Event(event)).await.unwrap();
+            self.down.send(Down::Event(Arc::new(event))).await.unwrap();
         }
         position
     }
@@ -218,7 +239,7 @@ impl FakeCore {
 
     /// Sends an event to the edge as it is.
     pub async fn send_event(&self, event: mesh::ChannelEvent) {
-        self.down.send(Down::Event(event)).await.unwrap();
+        self.down.send(Down::Event(Arc::new(event))).await.unwrap();
     }
 
     async fn presence(&self, update: mesh::PresenceUpdate) {
@@ -255,7 +276,7 @@ impl FakeCore {
                     kind: Some(kind),
                     ..Default::default()
                 };
-                let _ = self.down.send(Down::Event(event)).await;
+                let _ = self.down.send(Down::Event(Arc::new(event))).await;
             }
         }
     }
