@@ -40,6 +40,14 @@ impl Rules {
             regex,
         })
     }
+
+    /// The regex over the part after the namespace, or without one, an ASCII name.
+    fn name_matches(&self, channel: &str, rest: &str) -> bool {
+        match &self.regex {
+            Some(regex) => regex.is_match(rest),
+            None => channel.is_ascii(),
+        }
+    }
 }
 
 /// Resolves channel names against the configured namespaces.
@@ -89,40 +97,75 @@ impl ChannelResolver {
 
     /// Finds the channel's namespace and checks its name: length, namespace existence, then the
     /// namespace's `channel_regex` over the part after the namespace (or, without a regex, that
-    /// the name is ASCII).
+    /// the name is ASCII). For channels a client names (subscribe, publish, presence, history).
     pub fn resolve<'r>(&'r self, channel: &str) -> Result<ResolvedChannel<'r>, ChannelError> {
         if channel.is_empty() {
             return Err(ChannelError::Empty);
         }
+        self.check_length(channel)?;
+        let (resolved, rules, rest) = self.lookup(channel)?;
+        if !rules.name_matches(channel, rest) {
+            return Err(ChannelError::InvalidName);
+        }
+        Ok(resolved)
+    }
+
+    /// Finds the channel's namespace only (unknown → [`ChannelError::UnknownNamespace`]),
+    /// without length or name rules. For channels the server picks — a connection token's
+    /// `channels` / `subs`, the connect proxy's result, the personal channel, the API
+    /// `subscribe` — which Centrifugo only looks up (`Container.ChannelOptions`), so that, for
+    /// example, the personal channel of a non-ASCII user id still works.
+    pub fn resolve_namespace<'r>(
+        &'r self,
+        channel: &str,
+    ) -> Result<ResolvedChannel<'r>, ChannelError> {
+        self.lookup(channel).map(|(resolved, _, _)| resolved)
+    }
+
+    /// Whether the name passes its namespace's `channel_regex` (or, without one, is ASCII);
+    /// false for an unknown namespace. Length is not checked.
+    pub fn name_is_valid(&self, channel: &str) -> bool {
+        self.lookup(channel)
+            .is_ok_and(|(_, rules, rest)| rules.name_matches(channel, rest))
+    }
+
+    /// `channel.max_length` (a client subscribe checks it before anything else about the
+    /// channel, as Centrifugo's `validateSubscribeRequest`).
+    pub fn check_length(&self, channel: &str) -> Result<(), ChannelError> {
         if channel.len() > self.max_length {
             return Err(ChannelError::TooLong {
                 length: channel.len(),
                 max: self.max_length,
             });
         }
+        Ok(())
+    }
+
+    /// The namespace of `channel`, its rules and the part of the name after the namespace. An
+    /// empty namespace name (`:room`) means no namespace, as in Centrifugo, whose namespace
+    /// names cannot be empty.
+    fn lookup<'r, 'c>(
+        &'r self,
+        channel: &'c str,
+    ) -> Result<(ResolvedChannel<'r>, &'r Rules, &'c str), ChannelError> {
         let (private, unprefixed) = match self.strip_private(channel) {
             Some(rest) => (true, rest),
             None => (false, channel),
         };
         let (namespace, rules, rest) = match self.split_namespace(unprefixed) {
+            Some(("", rest)) => (None, &self.without_namespace, rest),
             Some((name, rest)) => match self.namespaces.get_key_value(name) {
                 Some((name, rules)) => (Some(name.as_str()), rules, rest),
                 None => return Err(ChannelError::UnknownNamespace(name.to_owned())),
             },
             None => (None, &self.without_namespace, unprefixed),
         };
-        let valid = match &rules.regex {
-            Some(regex) => regex.is_match(rest),
-            None => channel.is_ascii(),
-        };
-        if !valid {
-            return Err(ChannelError::InvalidName);
-        }
-        Ok(ResolvedChannel {
+        let resolved = ResolvedChannel {
             namespace,
             options: &rules.options,
             private,
-        })
+        };
+        Ok((resolved, rules, rest))
     }
 
     /// Whether `channel` is user-limited: its namespace has `allow_user_limited_channels` and
@@ -242,6 +285,37 @@ mod tests {
             r.resolve("strict:ABC").unwrap_err(),
             ChannelError::InvalidName
         );
+    }
+
+    #[test]
+    fn server_chosen_channels_need_only_a_known_namespace() {
+        let r = resolver();
+        // (channel, resolve_namespace ok, name_is_valid)
+        let table: &[(&str, bool, bool)] = &[
+            ("chat:room", true, true),
+            ("chat:café", true, false),
+            ("#café", true, false),
+            ("strict:ABC", true, false),
+            ("nope:x", false, false),
+        ];
+        for (channel, known, valid) in table {
+            assert_eq!(r.resolve_namespace(channel).is_ok(), *known, "{channel}");
+            assert_eq!(r.name_is_valid(channel), *valid, "{channel}");
+        }
+        let long = format!("chat:{}", "x".repeat(50));
+        assert!(r.resolve_namespace(&long).is_ok() && r.name_is_valid(&long));
+        assert!(matches!(
+            r.check_length(&long),
+            Err(ChannelError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_namespace_name_means_no_namespace() {
+        let r = resolver();
+        let resolved = r.resolve(":room").unwrap();
+        assert_eq!(resolved.namespace, None);
+        assert!(r.resolve("$:room").unwrap().private);
     }
 
     #[test]

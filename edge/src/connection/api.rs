@@ -5,6 +5,7 @@ use super::{Connection, ping_bytes};
 use crate::clock::SystemNow;
 use crate::control::disconnect_of;
 use spindle_hub::codes::{Disconnect, Unsubscribe};
+use spindle_hub::outcome::Outcome;
 use spindle_hub::session::{Now, TimerAction};
 use spindle_mesh::mesh;
 use spindle_proto::client;
@@ -44,6 +45,11 @@ impl Connection {
                     Ok(grant) => grant,
                     Err(failure) => {
                         tracing::info!(client = %self.client, channel = %command.channel, ?failure, "API subscribe refused");
+                        // A refusal that is a disconnect (3505: the client is at its channel
+                        // limit, as centrifuge's Client.Subscribe) closes the connection.
+                        if let Outcome::Disconnect(disconnect) = failure.outcome() {
+                            self.close(disconnect);
+                        }
                         return;
                     }
                 };

@@ -6,7 +6,6 @@ use spindle_proto::{client, mesh};
 
 use super::grants::{Effective, ServerSub, SubscribeGrant, ttl};
 use super::{Now, Phase, Session, SessionRules};
-use crate::channel::ChannelError;
 use crate::codes::Disconnect;
 use crate::outcome::Failure;
 
@@ -57,9 +56,12 @@ impl Session {
     /// `subscribe` push, expiring at `expire_at` when > 0 (then 3006 if not refreshed), and
     /// recovery from `recover_since` when the namespace enables recovery.
     ///
-    /// Refused: empty channel 3501, already subscribed 105, `client.channel_limit` 106, unknown
-    /// namespace 102, bad name 107, `expire_at` already past 110. The API itself succeeds
-    /// anyway; these are for the edge's log.
+    /// Order (Centrifugo's `Executor.Subscribe`, then centrifuge's `Client.Subscribe`): empty
+    /// channel 107 → unknown namespace 102 (the name is not checked otherwise: the server
+    /// chose it) → at `client.channel_limit` already, [`Failure::ServerSideChannelLimit`]: the
+    /// edge closes the connection with 3505, as Centrifugo → already subscribed 105 →
+    /// `expire_at` already past 110. The API itself succeeds anyway; the error replies are
+    /// for the edge's log.
     pub fn api_subscribe(
         &self,
         rules: &SessionRules,
@@ -69,10 +71,15 @@ impl Session {
         self.require_connected()?;
         let channel = command.channel.as_str();
         if channel.is_empty() {
-            return Err(ChannelError::Empty.into());
+            return Err(Failure::BadRequest);
         }
-        self.check_room_for(channel, rules)?;
-        let options = rules.resolver().resolve(channel)?.options;
+        let options = rules.resolver().resolve_namespace(channel)?.options;
+        if self.subscriptions.len() >= rules.channel_limit() {
+            return Err(Failure::ServerSideChannelLimit);
+        }
+        if self.subscriptions.contains_key(channel) {
+            return Err(Failure::AlreadySubscribed);
+        }
         let expires_at = (command.expire_at > 0).then_some(command.expire_at);
         let ttl = match expires_at {
             Some(at) => ttl(at, now.unix_secs()).ok_or(Failure::Expired)?,

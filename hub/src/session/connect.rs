@@ -7,11 +7,42 @@ use spindle_proto::{client, proxy};
 
 use super::grants::{Effective, ServerSub, SubscribeGrant, ttl};
 use super::proxy::{expiry, failure_of, non_empty, override_of};
-use super::rules::Permission;
 use super::{ConnectGrant, Now, Phase, Session, SessionRules};
 use crate::VERSION;
 use crate::jwt::{KeySet, SubscribeOptions, verify_connection_token};
 use crate::outcome::Failure;
+
+/// Where a connection's credentials came from. It decides which server-side subscriptions the
+/// connection starts with, as in Centrifugo's `Handler.OnClientConnecting`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A connection token: its channels, the personal channel, and the channels the client
+    /// asks for (`ConnectRequest.subs`).
+    Token,
+    /// The connect proxy's result: its channels and the personal channel; the channels the
+    /// client asks for are not looked at (the backend chose).
+    Proxy,
+    /// The `client.user_id_http_header` user. Centrifugo authenticates it outside its connect
+    /// handler, so it gets no server-side subscriptions at all: neither the personal channel
+    /// nor the channels the client asks for.
+    Header,
+    /// No credentials, admitted by `allow_anonymous_connect_without_token` or
+    /// `client.insecure`: the channels the client asks for (and may subscribe to itself).
+    Anonymous,
+}
+
+impl Source {
+    /// Whether `ConnectRequest.subs` is looked at.
+    fn takes_requested_channels(self) -> bool {
+        matches!(self, Source::Token | Source::Anonymous)
+    }
+
+    /// Whether the user gets the personal channel (when the feature is on and the user is not
+    /// anonymous).
+    fn takes_personal_channel(self) -> bool {
+        matches!(self, Source::Token | Source::Proxy)
+    }
+}
 
 /// Who is connecting, before the session commits to it.
 #[derive(Debug)]
@@ -27,8 +58,9 @@ struct Credentials {
     sub_expiry: BTreeMap<String, i64>,
     /// `ConnectResult.data` (connect proxy).
     data: Vec<u8>,
-    /// From the connect proxy: nothing to compare a later token refresh with (no 3010).
-    proxied: bool,
+    /// Decides the server-side subscriptions; only a token's channels are compared with a
+    /// later token refresh (3010).
+    source: Source,
 }
 
 impl Session {
@@ -37,12 +69,15 @@ impl Session {
     /// register. On failure the session is unusable: every further command is 3501 and the
     /// stale timer closes it.
     ///
-    /// Order: credentials (token: invalid 3500, expired 109, anonymous token with
-    /// `disallow_anonymous_connection_tokens` 3507; no token: `user_id_http_header` user,
-    /// else anonymous if allowed or insecure, else 3501) → token channels (unknown namespace
-    /// 102, bad name 107) → personal channel → `ConnectRequest.subs` (unknown or bad channel
-    /// 3501; kept only when the client could subscribe itself) → expiry already past (110) →
-    /// more server-side channels than `client.channel_limit` (3505).
+    /// Order: credentials (token: invalid 3500, expired 109, a channel of an unknown namespace
+    /// in `channels` / `subs` 102, anonymous token with `disallow_anonymous_connection_tokens`
+    /// 3507; no token: `user_id_http_header` user, else anonymous if allowed or insecure, else
+    /// 3501) → personal channel (unknown namespace 102) → `ConnectRequest.subs`, only with a
+    /// token or as anonymous (unknown namespace 3501; kept only when the client could
+    /// subscribe itself, other channels skipped silently) → more server-side channels than
+    /// `client.channel_limit` (3505) → expiry already past (110). Server-side channels are
+    /// checked for their namespace only, not for length or name rules (Centrifugo). Empty
+    /// channel names are skipped.
     pub fn connect(
         &mut self,
         rules: &SessionRules,
@@ -77,7 +112,8 @@ impl Session {
     /// falls back to a connect without credentials (`user_id_http_header` user, anonymous if
     /// allowed, else 3501); a result gives the user, `info`, `expire_at` (0 = never), `data`
     /// (`ConnectResult.data`), `channels` and `subs` (server-side subscriptions, unknown
-    /// namespace 102) and `meta`.
+    /// namespace 102) and `meta`. The channels of `ConnectRequest.subs` are not looked at
+    /// after a result (the backend chose), only after the fallback to anonymous.
     pub fn connect_proxied(
         &mut self,
         rules: &SessionRules,
@@ -116,15 +152,14 @@ impl Session {
         now: Now,
     ) -> Result<ConnectGrant, Failure> {
         let user = credentials.user.as_str();
-        let token_channels: BTreeSet<String> = if credentials.proxied {
-            BTreeSet::new()
-        } else {
-            credentials.token_subs.keys().cloned().collect()
+        let mut token_channels: BTreeSet<String> = match credentials.source {
+            Source::Token => credentials.token_subs.keys().cloned().collect(),
+            _ => BTreeSet::new(),
         };
 
         let mut subs: BTreeMap<String, SubscribeGrant> = BTreeMap::new();
         for (channel, options) in &credentials.token_subs {
-            let resolved = rules.resolver().resolve(channel)?;
+            let resolved = rules.resolver().resolve_namespace(channel)?;
             let refresh_proxy = Session::sub_refresh_proxy(rules, channel);
             let expires_at = credentials
                 .sub_expiry
@@ -151,40 +186,47 @@ impl Session {
             grant.refresh_proxy = refresh_proxy;
             subs.insert(channel.clone(), grant);
         }
-        if let Some(channel) = rules.personal_channel(user)
-            && !subs.contains_key(&channel)
+        if credentials.source.takes_personal_channel()
+            && let Some(channel) = rules.personal_channel(user)
         {
-            let resolved = rules.resolver().resolve(&channel)?;
+            let resolved = rules.resolver().resolve_namespace(&channel)?;
+            // As Centrifugo: the personal channel replaces a token entry for the same channel
+            // (namespace options only), and is no longer the token's for the refresh check.
+            token_channels.remove(&channel);
             let sub = plain_server_sub(channel.clone(), resolved.options);
             subs.insert(channel, with_position(sub, request).grant());
         }
-        for channel in request.subs.keys() {
-            if subs.contains_key(channel) {
-                continue;
+        if credentials.source.takes_requested_channels() {
+            for channel in request.subs.keys() {
+                if channel.is_empty() || subs.contains_key(channel) {
+                    continue;
+                }
+                // Only an unknown namespace fails the connect (Centrifugo's
+                // `DisconnectBadRequest`); a channel the client could not subscribe to itself —
+                // private, behind the subscribe proxy, a bad name, not permitted — is skipped.
+                let resolved = rules
+                    .resolver()
+                    .resolve_namespace(channel)
+                    .map_err(|_| Failure::ProtocolViolation)?;
+                if resolved.private
+                    || resolved.options.subscribe_proxy_enabled
+                    || !rules.resolver().name_is_valid(channel)
+                    || !rules.subscribe_allowed(&resolved, channel, user)
+                {
+                    continue;
+                }
+                let sub = plain_server_sub(channel.clone(), resolved.options);
+                subs.insert(channel.clone(), with_position(sub, request).grant());
             }
-            let resolved = rules
-                .resolver()
-                .resolve(channel)
-                .map_err(|_| Failure::ProtocolViolation)?;
-            // As Centrifugo: private channels and subscribe-proxy namespaces are never joined
-            // this way; the rest need the permission a token-less subscribe would.
-            if resolved.private
-                || resolved.options.subscribe_proxy_enabled
-                || rules.subscribe_without_token(&resolved, channel, user) != Permission::Allowed
-            {
-                continue;
-            }
-            let sub = plain_server_sub(channel.clone(), resolved.options);
-            subs.insert(channel.clone(), with_position(sub, request).grant());
         }
 
+        if subs.len() > rules.channel_limit() {
+            return Err(Failure::ServerSideChannelLimit);
+        }
         let ttl = match credentials.expires_at {
             Some(at) => ttl(at, now.unix_secs()).ok_or(Failure::Expired)?,
             None => 0,
         };
-        if subs.len() > rules.channel_limit() {
-            return Err(Failure::ServerSideChannelLimit);
-        }
 
         let timing = self.timing;
         // With the refresh proxy the server refreshes: the client is told nothing expires.
@@ -234,14 +276,13 @@ impl Session {
         now: Now,
     ) -> Result<Credentials, Failure> {
         if request.token.is_empty() {
-            let user = match &self.header_user {
-                Some(user) => user.clone(),
+            return match &self.header_user {
+                Some(user) => Ok(Credentials::without_token(user.clone(), Source::Header)),
                 None if rules.allow_anonymous_connect_without_token || rules.insecure => {
-                    String::new()
+                    Ok(Credentials::without_token(String::new(), Source::Anonymous))
                 }
-                None => return Err(Failure::NoCredentials),
+                None => Err(Failure::NoCredentials),
             };
-            return Ok(Credentials::anonymous(user));
         }
         let token = verify_connection_token(
             &request.token,
@@ -250,10 +291,7 @@ impl Session {
             now.unix_secs(),
         )
         .map_err(Failure::ConnectionToken)?;
-        if token.user_id.is_empty() && rules.disallow_anonymous_connection_tokens {
-            return Err(Failure::AnonymousTokenDisallowed);
-        }
-        let token_subs = if token.subs.is_empty() {
+        let token_subs: BTreeMap<String, SubscribeOptions> = if token.subs.is_empty() {
             token
                 .channels
                 .into_iter()
@@ -262,6 +300,12 @@ impl Session {
         } else {
             token.subs
         };
+        // Part of verifying the token in Centrifugo (`VerifyConnectToken`): before 3507.
+        known_namespaces(rules, token_subs.keys())?;
+        if token.user_id.is_empty() && rules.disallow_anonymous_connection_tokens {
+            return Err(Failure::AnonymousTokenDisallowed);
+        }
+        let token_subs = without_empty(token_subs);
         Ok(Credentials {
             user: token.user_id,
             info: token.info.unwrap_or_default(),
@@ -273,7 +317,7 @@ impl Session {
             token_subs,
             sub_expiry: BTreeMap::new(),
             data: Vec::new(),
-            proxied: false,
+            source: Source::Token,
         })
     }
 
@@ -310,6 +354,8 @@ impl Session {
                 sub_expiry.insert(channel.clone(), at);
             }
         }
+        known_namespaces(rules, token_subs.keys())?;
+        let token_subs = without_empty(token_subs);
         Ok(Credentials {
             user: result.user.clone(),
             info: result.info.to_vec(),
@@ -321,14 +367,14 @@ impl Session {
             token_subs,
             sub_expiry,
             data: result.data.to_vec(),
-            proxied: true,
+            source: Source::Proxy,
         })
     }
 }
 
 impl Credentials {
     /// A connect without token: only the user (maybe `""`).
-    fn anonymous(user: String) -> Credentials {
+    fn without_token(user: String, source: Source) -> Credentials {
         Credentials {
             user,
             info: Vec::new(),
@@ -336,9 +382,29 @@ impl Credentials {
             token_subs: BTreeMap::new(),
             sub_expiry: BTreeMap::new(),
             data: Vec::new(),
-            proxied: false,
+            source,
         }
     }
+}
+
+/// 102 when one of these server-side channels names an unknown namespace; nothing else about
+/// the names is checked (Centrifugo looks server-side channels up, it does not validate them).
+fn known_namespaces<'c>(
+    rules: &SessionRules,
+    channels: impl IntoIterator<Item = &'c String>,
+) -> Result<(), Failure> {
+    for channel in channels {
+        rules.resolver().resolve_namespace(channel)?;
+    }
+    Ok(())
+}
+
+/// Server-side channels without the empty name, which Centrifugo skips (`connectCmd`).
+fn without_empty(
+    mut subs: BTreeMap<String, SubscribeOptions>,
+) -> BTreeMap<String, SubscribeOptions> {
+    subs.remove("");
+    subs
 }
 
 /// A server-side subscription with the namespace's options and nothing from a token.

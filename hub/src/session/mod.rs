@@ -27,7 +27,7 @@
 //! - Proxies (module `proxy`): the session says when a command needs the backend
 //!   ([`ProxyCall`]) and completes it with the backend's answer; the edge makes the call through
 //!   the core. The streaming subscribe proxy (gRPC `subscribe_stream_proxy_enabled`) is not
-//!   served: those channels answer subscribe (and bidirectional publish) with 108.
+//!   served: those channels answer subscribe and publish with 108.
 //! - JWKS (`jwks_public_endpoint`): the edge resolves the token to (endpoint, `kid`) with
 //!   [`SessionRules::connection_jwks`] / [`SessionRules::subscription_jwks`], the core fetches
 //!   the key, and the `*_with_keys` methods verify with it ([`Session::connect_with_keys`],
@@ -38,12 +38,16 @@
 //!   refreshes; a client `refresh` is 3501) and the session asks the backend when the
 //!   connection expires ([`TimerAction::RefreshProxy`]); likewise the sub_refresh proxy for
 //!   subscriptions ([`TimerAction::SubRefreshProxy`], client `sub_refresh` 3501).
-//! - Map and shared-poll subscriptions (types 1–4 on matching namespaces), map publishes and
-//!   `sub_refresh` track / untrack answer 108 until those features land.
+//! - Map and shared-poll subscriptions (types 1–4 on matching namespaces) and map publishes
+//!   answer 108 until those features land; `sub_refresh` ignores its `type` meanwhile (as
+//!   Centrifugo does for every subscription but a shared-poll one).
 //! - The subscribing client counts as a subscriber for the `allow_*_for_subscriber` checks that
 //!   decide its positioning / recovery / join-leave flags.
-//! - A connection `refresh` compares the new token's channels with those of the token used at
-//!   connect (3010 when they differ).
+//! - A connection `refresh` compares the new token's channels with the subscriptions (3010
+//!   when one of them is not subscribed, or a subscription from the connect token is gone).
+//! - Where a connection's credentials came from decides its server-side subscriptions: a
+//!   `user_id_http_header` user gets none (no personal channel, no `ConnectRequest.subs`),
+//!   as in Centrifugo, where that user bypasses the connect handler.
 //!
 //! Layout:
 //! - `rules`: [`SessionRules`], [`SessionRulesError`].
@@ -73,6 +77,10 @@ mod timers;
 mod test_support;
 #[cfg(test)]
 mod tests_api;
+#[cfg(test)]
+mod tests_audit;
+#[cfg(test)]
+mod tests_audit_connect;
 #[cfg(test)]
 mod tests_connect;
 #[cfg(test)]
@@ -174,7 +182,8 @@ pub struct Session {
     /// user, client, conn_info (chan_info empty).
     info: client::ClientInfo,
     expires_at: Option<i64>,
-    /// Channels of the connect token's `subs` / `channels`, for the refresh 3010 check.
+    /// Channels of the connect token's `subs` / `channels` still subscribed from it (not the
+    /// personal channel), for the refresh 3010 check.
     token_channels: BTreeSet<String>,
     subscriptions: HashMap<String, Subscription>,
     timing: Timing,

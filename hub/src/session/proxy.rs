@@ -77,19 +77,31 @@ pub enum RpcRoute {
 }
 
 impl SessionRules {
-    /// Routes a client RPC method (PROTOCOL.md §7.3 "RPC"): the built-in ping first, then
-    /// `ns<boundary>method` to `rpc.namespaces` (unknown namespace 104) or a method without
-    /// boundary to `rpc.without_namespace`; a namespace without `proxy_enabled` answers 108.
+    /// Routes a client RPC method (PROTOCOL.md §7.3 "RPC"), as Centrifugo's `Handler.OnRPC`
+    /// and `RPCHandler.Handle`: the built-in ping first. With no RPC proxy configured anywhere
+    /// there is nothing more to route to: every other method is 104 while the ping is on, and
+    /// everything is 108 while it is off (Centrifugo then registers no RPC handler at all).
+    /// Otherwise `ns<boundary>method` goes to `rpc.namespaces` (unknown namespace 104; an empty
+    /// name before the boundary means no namespace) and a method without boundary to
+    /// `rpc.without_namespace`; a namespace without `proxy_enabled` answers 108.
     pub fn route_rpc(&self, method: &str) -> Result<RpcRoute, Failure> {
         let rpc = &self.rpc;
         if rpc.ping.enabled && method == rpc.ping.method {
             return Ok(RpcRoute::Ping);
         }
+        if !self.any_rpc_proxy {
+            return Err(if rpc.ping.enabled {
+                Failure::MethodNotFound
+            } else {
+                Failure::NotAvailable
+            });
+        }
         let boundary = rpc.namespace_boundary.as_str();
         let namespace = (!boundary.is_empty())
             .then(|| method.split_once(boundary))
             .flatten()
-            .map(|(namespace, _)| namespace);
+            .map(|(namespace, _)| namespace)
+            .filter(|namespace| !namespace.is_empty());
         let options = match namespace {
             None => &rpc.without_namespace,
             Some(name) => {
@@ -236,9 +248,10 @@ impl Session {
             .then(|| ProxyCall::new(ProxyKind::Publish, &options.publish_proxy_name))
     }
 
-    /// The sub_refresh proxy of a channel, when its namespace has `sub_refresh_proxy_enabled`.
+    /// The sub_refresh proxy of a channel, when its namespace has `sub_refresh_proxy_enabled`
+    /// (only the namespace is looked up: server-side channels need not pass the name rules).
     pub(crate) fn sub_refresh_proxy(rules: &SessionRules, channel: &str) -> Option<ProxyCall> {
-        let options = rules.resolver().resolve(channel).ok()?.options;
+        let options = rules.resolver().resolve_namespace(channel).ok()?.options;
         options
             .sub_refresh_proxy_enabled
             .then(|| ProxyCall::new(ProxyKind::SubRefresh, &options.sub_refresh_proxy_name))

@@ -17,9 +17,11 @@ impl Session {
     ///
     /// Order: channel name (empty 3501, unknown namespace 102, bad name 107) → publication type
     /// (a regular publish needs a stream channel, a map publish a map channel, else 107; map
-    /// publishes 108 for now) → data format (107) → publish proxy or bidirectional stream
-    /// proxy (108 here: see [`Session::authorize_publish_proxied`]; a bidirectional stream
-    /// proxy is not served, 108) → `allow_publish_for_client`, `allow_publish_for_subscriber`
+    /// publishes 108 for now) → data format (107) → publish proxy (108 here: see
+    /// [`Session::authorize_publish_proxied`]) → any `subscribe_stream_proxy_enabled`
+    /// namespace (108: Centrifugo's `OnPublish` passes a publication only into a bidirectional
+    /// stream the client holds, and streams are not served) → `allow_publish_for_client`,
+    /// `allow_publish_for_subscriber`
     /// (with `allow_publish_for_anonymous` for anonymous users) or `client.insecure`, else 103.
     pub fn authorize_publish(
         &self,
@@ -87,7 +89,7 @@ impl Session {
                 backend: Some(result),
             });
         }
-        if options.subscribe_stream_proxy_enabled && options.subscribe_stream_proxy_bidirectional {
+        if options.subscribe_stream_proxy_enabled {
             return Err(Failure::NotAvailable);
         }
         let flags = (

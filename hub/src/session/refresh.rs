@@ -14,11 +14,15 @@ use crate::outcome::Failure;
 impl Session {
     /// A connection `refresh` with a new token.
     ///
-    /// Order: empty token or a refresh proxy configured (3501) → verification (expired: disconnect 3005; invalid 3500) →
-    /// another user (3500) → the token's `subs` / `channels` differ from those of the connect
-    /// token (3010) → new expiry already past (error 110). On success the expiry (and the 3005
+    /// Order: empty token or a refresh proxy configured (3501) → verification (expired:
+    /// disconnect 3005; invalid 3500) → a channel of an unknown namespace in `subs` /
+    /// `channels` (102) → another user (3500) → server-side channels changed (3010, as
+    /// Centrifugo's `tokenChannelsChanged`: a channel of the new token the connection is not
+    /// subscribed to, or a subscription that came from the connect token and is not in the new
+    /// one) → new expiry already past (error 110). On success the expiry (and the 3005
     /// deadline) moves, `info` replaces the connection info when the token has one, and the
-    /// reply says whether and when the connection expires (never under `client.insecure`).
+    /// reply says whether and when the connection expires — under `client.insecure` too:
+    /// Centrifugo ignores a token's expiry at connect then, but not at refresh.
     pub fn refresh(
         &mut self,
         rules: &SessionRules,
@@ -49,22 +53,22 @@ impl Session {
             now.unix_secs(),
         )
         .map_err(Failure::RefreshToken)?;
+        let channels: BTreeSet<&str> = if token.subs.is_empty() {
+            token.channels.iter().map(String::as_str).collect()
+        } else {
+            token.subs.keys().map(String::as_str).collect()
+        };
+        // Part of verifying the token in Centrifugo (`VerifyConnectToken`): before the user.
+        for channel in &channels {
+            rules.resolver().resolve_namespace(channel)?;
+        }
         if token.user_id != self.user() {
             return Err(Failure::TokenMismatch);
         }
-        let channels: BTreeSet<&String> = if token.subs.is_empty() {
-            token.channels.iter().collect()
-        } else {
-            token.subs.keys().collect()
-        };
-        if !channels.iter().copied().eq(self.token_channels.iter()) {
+        if self.token_channels_changed(&channels) {
             return Err(Failure::InsufficientState);
         }
-        let expires_at = if rules.insecure {
-            None
-        } else {
-            token.expires_at
-        };
+        let expires_at = token.expires_at;
         let ttl = match expires_at {
             Some(at) => ttl(at, now.unix_secs()).ok_or(Failure::Expired)?,
             None => 0,
@@ -82,12 +86,16 @@ impl Session {
 
     /// A `sub_refresh` with a new subscription token.
     ///
-    /// Order: empty channel (3501) → `type` track / untrack (108 until shared-poll lands) →
-    /// not subscribed (103) → refreshed by the sub_refresh proxy (3501) → empty token (107) → verification (expired: error 109 — a
-    /// deliberate choice, where Centrifugo silently succeeds with `expires: false`; invalid:
-    /// disconnect 3500) → channel / user / client mismatch (3500) → new expiry already past
-    /// (110). On success the expiry (and the 2501 / 3006 deadline) moves and `info` replaces
-    /// the channel info when the token has one.
+    /// Order (Centrifugo's `handleSubRefresh`, then `Handler.OnSubRefresh`): empty channel
+    /// (3501) → not subscribed (103) → refreshed by the server (3501): a server-side
+    /// subscription, or any subscription in a `sub_refresh_proxy_enabled` namespace → empty
+    /// token (107) → verification (expired: error 109 — a deliberate choice, where Centrifugo
+    /// silently succeeds with `expires: false`; invalid: disconnect 3500) → the token's channel
+    /// in an unknown namespace (102) → channel / user / client mismatch (3500) → new expiry
+    /// already past (110). `type` (shared-poll track / untrack) is ignored: Centrifugo looks
+    /// at it only for shared-poll subscriptions, which are not served. On success the expiry
+    /// (and the 2501 / 3006 deadline) moves and `info` replaces the channel info when the
+    /// token has one.
     pub fn sub_refresh(
         &mut self,
         rules: &SessionRules,
@@ -111,16 +119,12 @@ impl Session {
         if channel.is_empty() {
             return Err(ChannelError::Empty.into());
         }
-        if request.r#type != 0 {
-            return Err(Failure::NotAvailable);
-        }
-        match self.subscriptions.get(channel) {
-            None => return Err(Failure::PermissionDenied),
-            // Refreshed by the server through the sub_refresh proxy (3501).
-            Some(subscription) if subscription.refresh_proxy.is_some() => {
-                return Err(Failure::ProtocolViolation);
-            }
-            Some(_) => {}
+        let Some(subscription) = self.subscriptions.get(channel) else {
+            return Err(Failure::PermissionDenied);
+        };
+        // No client-side refresh for these in Centrifugo (`flagClientSideRefresh` unset).
+        if subscription.server_side || Session::sub_refresh_proxy(rules, channel).is_some() {
+            return Err(Failure::ProtocolViolation);
         }
         if request.token.is_empty() {
             return Err(Failure::BadRequest);
@@ -132,6 +136,8 @@ impl Session {
             now.unix_secs(),
         )
         .map_err(Failure::SubRefreshToken)?;
+        // Centrifugo's `VerifySubscribeToken` looks the token's channel up: 102 first.
+        rules.resolver().resolve_namespace(&token.channel)?;
         if token.channel != channel
             || token.user_id != self.user()
             || token.client.as_ref().is_some_and(|c| *c != self.client_id)
@@ -156,6 +162,19 @@ impl Session {
             ttl,
             ..Default::default()
         })
+    }
+
+    /// Whether a refresh token's server-side channels differ from the connection's: one of
+    /// `channels` is not subscribed (by any means), or a subscription that came from the
+    /// connect token is not in `channels`.
+    fn token_channels_changed(&self, channels: &BTreeSet<&str>) -> bool {
+        let added = channels
+            .iter()
+            .any(|channel| !self.subscriptions.contains_key(*channel));
+        let dropped = self.token_channels.iter().any(|channel| {
+            self.subscriptions.contains_key(channel) && !channels.contains(channel.as_str())
+        });
+        added || dropped
     }
 
     /// Replaces the connection info, in the session and in every subscription's `ClientInfo`.

@@ -98,6 +98,9 @@ pub struct SessionRules {
     pub(crate) refresh_proxy: bool,
     /// The `rpc` section (method routing).
     pub(crate) rpc: crate::config::Rpc,
+    /// Some RPC namespace (or methods without namespace) has `proxy_enabled`: without one,
+    /// Centrifugo has no RPC handler beyond the built-in ping (see `SessionRules::route_rpc`).
+    pub(crate) any_rpc_proxy: bool,
 }
 
 impl SessionRules {
@@ -163,6 +166,12 @@ impl SessionRules {
             connect_proxy: client.proxy.connect.enabled,
             refresh_proxy: client.proxy.refresh.enabled,
             rpc: config.rpc.clone(),
+            any_rpc_proxy: config.rpc.without_namespace.proxy_enabled
+                || config
+                    .rpc
+                    .namespaces
+                    .iter()
+                    .any(|ns| ns.options.proxy_enabled),
         })
     }
 
@@ -303,22 +312,35 @@ impl SessionRules {
         user: &str,
     ) -> Permission {
         let options = resolved.options;
-        if self.resolver.is_user_limited(resolved, channel) {
-            if self.resolver.user_allowed(resolved, channel, user) || self.insecure {
-                Permission::Allowed
-            } else {
-                Permission::Denied
-            }
-        } else if options.subscribe_proxy_enabled || options.subscribe_stream_proxy_enabled {
+        let proxied = options.subscribe_proxy_enabled || options.subscribe_stream_proxy_enabled;
+        if proxied && !self.resolver.is_user_limited(resolved, channel) {
             Permission::NeedsProxy
-        } else if (options.allow_subscribe_for_client
-            && (!user.is_empty() || options.allow_subscribe_for_anonymous))
-            || self.insecure
-        {
+        } else if self.subscribe_allowed(resolved, channel, user) {
             Permission::Allowed
         } else {
             Permission::Denied
         }
+    }
+
+    /// The proxy-free part of [`SessionRules::subscribe_without_token`]: a user-limited channel
+    /// to the users it lists, any other to `allow_subscribe_for_client` (+ `_for_anonymous`),
+    /// and everything under `client.insecure`. Channels asked for at connect use it alone
+    /// (Centrifugo's `OnClientConnecting` skips only subscribe-proxy namespaces, not
+    /// stream-proxy ones).
+    pub(crate) fn subscribe_allowed(
+        &self,
+        resolved: &ResolvedChannel<'_>,
+        channel: &str,
+        user: &str,
+    ) -> bool {
+        let options = resolved.options;
+        let allowed = if self.resolver.is_user_limited(resolved, channel) {
+            self.resolver.user_allowed(resolved, channel, user)
+        } else {
+            options.allow_subscribe_for_client
+                && (!user.is_empty() || options.allow_subscribe_for_anonymous)
+        };
+        allowed || self.insecure
     }
 }
 

@@ -20,11 +20,12 @@ impl Session {
     /// edge calls [`Session::add_subscription`]. (With `client.concurrency` > 1 the edge must
     /// not authorize a second subscribe to a channel before recording the first.)
     ///
-    /// Order: empty channel (3501) → unknown `delta` (3501) → already subscribed (105) →
-    /// `client.channel_limit` (106) → namespace (102) / name (107) → subscription type (103;
-    /// type 4 elsewhere 108; other types on shared-poll 107; matching map / shared-poll types
-    /// 108 for now) → private without token (103) → token (invalid 103, expired 109;
-    /// channel / user / client mismatch 3500) or the token-less rules (user-limited channel,
+    /// Order: empty channel (3501) → unknown `delta` (3501) → longer than `channel.max_length`
+    /// (107) → already subscribed (105) → `client.channel_limit` (106) → namespace (102) /
+    /// name (107) → subscription type (103; type 4 elsewhere 108; other types on shared-poll
+    /// 107; matching map / shared-poll types 108 for now) → private without token (103) →
+    /// token (invalid 103, expired 109; its channel in an unknown namespace 102; channel /
+    /// user / client mismatch 3500) or the token-less rules (user-limited channel,
     /// proxies 108, `allow_subscribe_for_client` / `_for_anonymous`, insecure, else 103) →
     /// tags filter (107 unless `allow_tags_filter` and well formed) → token expiry already
     /// past (110).
@@ -89,6 +90,8 @@ impl Session {
             "fossil" => true,
             _ => return Err(Failure::ProtocolViolation),
         };
+        // As Centrifugo's `validateSubscribeRequest`: length before 105 / 106.
+        rules.resolver().check_length(channel)?;
         self.check_room_for(channel, rules)?;
         let resolved = rules.resolver().resolve(channel)?;
         let options = resolved.options;
@@ -106,6 +109,9 @@ impl Session {
                 now.unix_secs(),
             )
             .map_err(Failure::SubscriptionToken)?;
+            // Centrifugo's `VerifySubscribeToken` looks the token's channel up: 102 before
+            // the mismatch check.
+            rules.resolver().resolve_namespace(&token.channel)?;
             if token.channel != channel
                 || token.user_id != self.user()
                 || token.client.as_ref().is_some_and(|c| *c != self.client_id)
@@ -229,8 +235,10 @@ impl Session {
     }
 
     /// Forgets a subscription (client or API unsubscribe, expiry, lost state); returns it, for
-    /// the leave message and presence.
+    /// the leave message and presence. A later subscription to the channel no longer counts
+    /// as the connect token's (see [`Session::refresh`]).
     pub fn remove_subscription(&mut self, channel: &str) -> Option<Subscription> {
+        self.token_channels.remove(channel);
         self.subscriptions.remove(channel)
     }
 

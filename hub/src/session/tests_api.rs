@@ -133,7 +133,7 @@ fn api_subscribe_refusals() {
         };
         err(session.api_subscribe(&rules, &command, t0()))
     };
-    assert_eq!(check("", 0), 3501);
+    assert_eq!(check("", 0), 107);
     assert_eq!(check("chat:a", 0), 105);
     assert_eq!(check("nope:a", 0), 102);
     assert_eq!(check("chat:b", T0), 110);

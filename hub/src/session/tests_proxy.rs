@@ -206,9 +206,10 @@ fn rpc_routes() {
         rules.route_rpc("ping"),
         Err(crate::outcome::Failure::NotAvailable)
     );
+    // No RPC proxy anywhere and no ping: nothing answers (see tests_audit for the table).
     assert_eq!(
         rules.route_rpc("users:get"),
-        Err(crate::outcome::Failure::MethodNotFound)
+        Err(crate::outcome::Failure::NotAvailable)
     );
     config.rpc.ping.enabled = true;
     config.rpc.without_namespace.proxy_enabled = true;
