@@ -7,7 +7,8 @@ use spindle_hub::codes::ClientError;
 use spindle_mesh::mesh::{self, request, response};
 use spindle_mesh::{CoreInbox, CoreLink, Down, Up};
 use spindle_proto::client;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// Drains an edge's outgoing queue into its link, in order; ends when the edge is detached (the
 /// queue closes) or the link is gone.
@@ -19,13 +20,22 @@ pub(super) async fn forward(mut queue: mpsc::Receiver<Down>, link: CoreLink) {
     }
 }
 
+/// Requests of one edge being answered at once; the edge's next request waits for a slot
+/// (backpressure on the link, never an unbounded pile of tasks).
+pub const EDGE_REQUESTS_IN_FLIGHT: usize = 1024;
+
 /// Reads an edge's messages until it closes its side of the link, then forgets the edge.
 ///
-/// Requests are answered in arrival order, one at a time: a client's publications keep the
-/// order its edge sent them in. Proxy requests are the exception: each runs in its own task. With the memory broker a publish never waits on I/O; brokers
-/// that do will answer from spawned tasks, keeping per-channel order.
+/// Interest changes and presence updates (the control stream) are applied in arrival order,
+/// one at a time. Requests are answered concurrently, each from its own task: a slow broker
+/// round trip or backend call holds up no other request of the edge. No order is kept between
+/// requests — the link does not promise one (each is its own stream on QUIC); where the
+/// protocol needs an order, the edge keeps it by waiting for an answer before it sends the
+/// next request (a connection handles one command at a time, so one client's publications
+/// reach the core in the order it sent them).
 pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: CoreInbox) {
     tracing::debug!(edge = %id, "edge attached");
+    let in_flight = Arc::new(Semaphore::new(EDGE_REQUESTS_IN_FLIGHT));
     while let Some(message) = inbox.recv().await {
         match message {
             Up::Interest(interest) => {
@@ -38,29 +48,16 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
                     tracing::warn!(edge = %id, channel, %error, "presence update failed");
                 }
             }
-            // A backend call may take its whole timeout: it must not hold up the edge's
-            // other requests, so it is answered from its own task.
-            // So is an emulation frame forwarded to another node, which waits for its answer,
-            // and a JWK set fetch.
-            Up::Request(pending)
-                if matches!(
-                    pending.question.kind,
-                    Some(
-                        request::Kind::Proxy(_)
-                            | request::Kind::Emulation(_)
-                            | request::Kind::Jwks(_)
-                    )
-                ) =>
-            {
+            Up::Request(pending) => {
+                let Ok(slot) = Arc::clone(&in_flight).acquire_owned().await else {
+                    break;
+                };
                 let node = node.clone();
                 tokio::spawn(async move {
                     let answer = answer(&node, pending.question).await;
                     pending.responder.answer(answer);
+                    drop(slot);
                 });
-            }
-            Up::Request(pending) => {
-                let answer = answer(&node, pending.question).await;
-                pending.responder.answer(answer);
             }
         }
     }
