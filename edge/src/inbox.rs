@@ -1,4 +1,4 @@
-//! Applying what the core sends (`Down`): events are fanned out, control commands handed to the
+//! Applying what the core sends: events (one task per lane) are fanned out, control commands handed to the
 //! connections they concern, surveys answered from the local hub, emulation frames handed to
 //! their session.
 //!
@@ -9,8 +9,10 @@
 
 use crate::Shared;
 use crate::local_hub::saturate;
-use spindle_mesh::{Down, EdgeInbox, mesh};
+use spindle_mesh::{Down, EdgeInbox, Lane, mesh};
+use std::sync::Arc;
 
+/// Applies the control stream until the link closes.
 pub(crate) async fn run(shared: &Shared, mut inbox: EdgeInbox) {
     while let Some(message) = inbox.recv().await {
         apply(shared, message);
@@ -18,13 +20,19 @@ pub(crate) async fn run(shared: &Shared, mut inbox: EdgeInbox) {
     tracing::info!("edge inbox closed: the link to the core is gone");
 }
 
-pub(crate) fn apply(shared: &Shared, message: Down) {
-    match message {
+/// Fans out one event lane until the link closes. Each lane is drained by its own task, so a
+/// busy channel delays only the channels sharing its lane.
+pub(crate) async fn drain_lane(shared: Arc<Shared>, mut lane: Lane) {
+    while let Some(event) = lane.recv().await {
         // Usually the only holder by now (the core let go once it was queued); a copy of the
         // event otherwise (its payloads are shared bytes).
-        Down::Event(event) => shared.hub.broadcast(
-            std::sync::Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone()),
-        ),
+        let event = Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone());
+        shared.hub.broadcast(event);
+    }
+}
+
+pub(crate) fn apply(shared: &Shared, message: Down) {
+    match message {
         Down::InterestAck(ack) => shared.interest.acknowledged(ack),
         Down::Control(control) => {
             for target in shared.hub.control_targets(&control) {

@@ -323,8 +323,11 @@ impl Edge {
     /// Applies what the core sends until the link closes. Spawn it once per link.
     /// Also sends the interest changes of local subscriptions, and refreshes the presence of
     /// local connections every `client.presence_update_interval`, while the link is up.
-    pub async fn run_inbox(&self, inbox: EdgeInbox) {
+    pub async fn run_inbox(&self, mut inbox: EdgeInbox) {
         let shared = &self.shared;
+        for lane in inbox.take_lanes() {
+            tokio::spawn(inbox::drain_lane(Arc::clone(shared), lane));
+        }
         tokio::select! {
             () = inbox::run(shared, inbox) => {}
             _ = interest::run(&shared.interest, &shared.hub, &shared.link) => {}

@@ -227,7 +227,7 @@ async fn a_slow_consumer_is_closed_with_3008_while_others_receive() {
         let event = publication("feed", payload.clone(), None);
         server
             .core
-            .send(Down::Event(std::sync::Arc::new(event)))
+            .send_event(std::sync::Arc::new(event))
             .await
             .unwrap();
         let push = fast.push().await;
@@ -240,7 +240,7 @@ async fn a_slow_consumer_is_closed_with_3008_while_others_receive() {
     let event = publication("feed", Bytes::from_static(b"{\"after\":true}"), None);
     server
         .core
-        .send(Down::Event(std::sync::Arc::new(event)))
+        .send_event(std::sync::Arc::new(event))
         .await
         .unwrap();
     assert_eq!(

@@ -11,13 +11,13 @@
 //!
 //! Directions:
 //! - edge → core, one way: [`Up::Interest`], [`Up::Presence`]; with an answer: [`EdgeLink::request`].
-//! - core → edge, one way: [`Down::Event`], [`Down::Control`], [`Down::InterestAck`]; with an
-//!   answer: [`Down::Survey`].
+//! - core → edge, one way: [`Event`]s on lanes by channel ([`CoreLink::try_send_event`]),
+//!   [`Down::Control`], [`Down::InterestAck`]; with an answer: [`Down::Survey`].
 
 mod link;
 
 pub use link::{
-    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, LinkError, Pending, RequestError, Responder,
-    Up, in_process,
+    CoreInbox, CoreLink, DEFAULT_LANES, Down, EdgeInbox, EdgeLink, Event, EventRefused, Lane,
+    LinkError, Pending, RequestError, Responder, Up, in_process, in_process_with_lanes, lane_of,
 };
 pub use spindle_proto::mesh;

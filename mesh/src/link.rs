@@ -47,16 +47,17 @@ pub enum Up {
     Request(Pending<mesh::Request, mesh::Response>),
 }
 
-/// Core → edge messages.
+/// A publication, join or leave in a channel an edge has interest in, core → edge on the
+/// channel's event lane. Shared: one event goes to every interested edge without a copy.
+pub type Event = Arc<mesh::ChannelEvent>;
+
+/// Messages on the core → edge control stream, applied in the order sent.
 ///
-/// Ordering: events of one channel arrive in the order the core sent them (one lane per
-/// channel); events of different channels, and events relative to control messages, may
-/// arrive in any order. `Control` and `InterestAck` keep their order on the control stream.
+/// Events travel apart from them, on [`Event`] lanes: events of one channel arrive in the
+/// order the core sent them (a channel always uses the same lane, [`lane_of`]); events of
+/// different channels, and events relative to control messages, may arrive in any order.
 #[derive(Debug)]
 pub enum Down {
-    /// A publication, join or leave in a channel this edge has interest in. Shared: one event
-    /// goes to every interested edge without a copy.
-    Event(Arc<mesh::ChannelEvent>),
     /// An API command for local connections.
     Control(mesh::Control),
     /// Interest change `seq` is in effect, with the added channels' stream positions.
@@ -92,16 +93,51 @@ pub struct EdgeLink {
     next_request_id: Arc<AtomicU64>,
 }
 
-/// What the edge receives from its core.
+/// What the edge receives from its core: the control stream, and the event lanes (taken out
+/// with [`EdgeInbox::take_lanes`] to be drained concurrently).
 #[derive(Debug)]
 pub struct EdgeInbox {
     down: mpsc::Receiver<Down>,
+    lanes: Vec<Lane>,
+}
+
+/// One event lane, as the edge drains it.
+#[derive(Debug)]
+pub struct Lane {
+    events: mpsc::Receiver<Event>,
 }
 
 /// The core's end of a link to one edge.
 #[derive(Debug, Clone)]
 pub struct CoreLink {
     down: mpsc::Sender<Down>,
+    lanes: Arc<[mpsc::Sender<Event>]>,
+}
+
+/// An event the link did not take.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum EventRefused {
+    /// The event's lane is full: the edge is not keeping up. The event is dropped for this
+    /// edge only (it sees the gap by the event's offset and repairs it).
+    #[error("event lane full")]
+    Full,
+    #[error("mesh link closed")]
+    Closed,
+}
+
+/// Event lanes of a link unless configured (`mesh.lanes`).
+pub const DEFAULT_LANES: usize = 4;
+
+/// The lane of `channel` among `lanes`: a fixed hash, so a channel always takes the same lane
+/// and its events keep their order.
+pub fn lane_of(channel: &str, lanes: usize) -> usize {
+    // FNV-1a: stable across processes and versions (the std hasher promises neither).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in channel.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(hash % lanes.max(1) as u64).unwrap_or(0)
 }
 
 /// What the core receives from one edge.
@@ -142,16 +178,45 @@ impl EdgeLink {
 }
 
 impl EdgeInbox {
-    /// The next message from the core; `None` once the link is closed.
+    /// The next control message from the core; `None` once the link is closed.
     pub async fn recv(&mut self) -> Option<Down> {
         self.down.recv().await
+    }
+
+    /// The event lanes, for draining apart from the control stream (empty when taken before).
+    pub fn take_lanes(&mut self) -> Vec<Lane> {
+        std::mem::take(&mut self.lanes)
+    }
+}
+
+impl Lane {
+    /// The lane's next event; `None` once the link is closed.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.events.recv().await
     }
 }
 
 impl CoreLink {
-    /// Sends a one-way message to the edge; waits while the link is full.
+    /// Sends a control message to the edge; waits while the control stream is full.
     pub async fn send(&self, message: Down) -> Result<(), LinkError> {
         self.down.send(message).await.map_err(|_| LinkError)
+    }
+
+    /// Queues an event on its channel's lane without waiting: a full lane refuses it, so a
+    /// slow edge never holds up a publisher or the other edges.
+    pub fn try_send_event(&self, event: Event) -> Result<(), EventRefused> {
+        let lane = &self.lanes[lane_of(&event.channel, self.lanes.len())];
+        lane.try_send(event).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => EventRefused::Full,
+            mpsc::error::TrySendError::Closed(_) => EventRefused::Closed,
+        })
+    }
+
+    /// Queues an event on its channel's lane, waiting while the lane is full (for tests and
+    /// tools that want every event through).
+    pub async fn send_event(&self, event: Event) -> Result<(), LinkError> {
+        let lane = &self.lanes[lane_of(&event.channel, self.lanes.len())];
+        lane.send(event).await.map_err(|_| LinkError)
     }
 
     /// Asks the edge a survey question and waits for its answer.
@@ -173,20 +238,44 @@ impl CoreInbox {
     }
 }
 
-/// A link inside one process, as `spindle serve` uses: `capacity` messages may wait in each
-/// direction before the sender waits.
+/// A link inside one process, as `spindle serve` uses, with [`DEFAULT_LANES`] event lanes:
+/// `capacity` messages may wait in each direction and on each lane.
 pub fn in_process(capacity: usize) -> ((EdgeLink, EdgeInbox), (CoreLink, CoreInbox)) {
-    let (up_tx, up_rx) = mpsc::channel(capacity.max(1));
-    let (down_tx, down_rx) = mpsc::channel(capacity.max(1));
+    in_process_with_lanes(capacity, DEFAULT_LANES)
+}
+
+/// [`in_process`] with `lanes` event lanes (at least one).
+pub fn in_process_with_lanes(
+    capacity: usize,
+    lanes: usize,
+) -> ((EdgeLink, EdgeInbox), (CoreLink, CoreInbox)) {
+    let capacity = capacity.max(1);
+    let (up_tx, up_rx) = mpsc::channel(capacity);
+    let (down_tx, down_rx) = mpsc::channel(capacity);
+    let (lane_tx, lane_rx): (Vec<_>, Vec<_>) = (0..lanes.max(1))
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(capacity);
+            (tx, Lane { events: rx })
+        })
+        .unzip();
     (
         (
             EdgeLink {
                 up: up_tx,
                 next_request_id: Arc::new(AtomicU64::new(0)),
             },
-            EdgeInbox { down: down_rx },
+            EdgeInbox {
+                down: down_rx,
+                lanes: lane_rx,
+            },
         ),
-        (CoreLink { down: down_tx }, CoreInbox { up: up_rx }),
+        (
+            CoreLink {
+                down: down_tx,
+                lanes: lane_tx.into(),
+            },
+            CoreInbox { up: up_rx },
+        ),
     )
 }
 
@@ -214,39 +303,87 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn surveys_are_answered_and_events_arrive_in_order() {
+    async fn surveys_are_answered_on_the_control_stream() {
         let ((_edge, mut edge_inbox), (core, _core_inbox)) = in_process(8);
         let edge_task = tokio::spawn(async move {
-            let mut channels = Vec::new();
             while let Some(message) = edge_inbox.recv().await {
-                match message {
-                    Down::Event(event) => channels.push(event.channel.clone()),
-                    Down::Survey(pending) => {
-                        let id = pending.question.id;
-                        pending.responder.answer(mesh::SurveyReply {
-                            id,
-                            ..Default::default()
-                        });
-                    }
-                    Down::Control(_) | Down::InterestAck(_) => {}
+                if let Down::Survey(pending) = message {
+                    let id = pending.question.id;
+                    pending.responder.answer(mesh::SurveyReply {
+                        id,
+                        ..Default::default()
+                    });
                 }
             }
-            channels
         });
-        for channel in ["a", "b", "c"] {
-            let event = mesh::ChannelEvent {
-                channel: channel.into(),
-                ..Default::default()
-            };
-            core.send(Down::Event(Arc::new(event))).await.unwrap();
-        }
         let reply = core
             .survey(mesh::Survey { id: 3, kind: None })
             .await
             .unwrap();
         assert_eq!(reply.id, 3);
         drop(core);
-        assert_eq!(edge_task.await.unwrap(), ["a", "b", "c"]);
+        edge_task.await.unwrap();
+    }
+
+    fn event(channel: &str, n: u64) -> Event {
+        Arc::new(mesh::ChannelEvent {
+            channel: channel.into(),
+            epoch: n.to_string(),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_channel_keeps_its_lane_and_its_order() {
+        let ((_edge, mut inbox), (core, _core_inbox)) = in_process_with_lanes(64, 4);
+        let channels = ["a", "b", "c", "d", "e", "f"];
+        for n in 0..5 {
+            for channel in channels {
+                core.try_send_event(event(channel, n)).unwrap();
+            }
+        }
+        let mut seen: std::collections::HashMap<String, Vec<u64>> = Default::default();
+        let mut lanes_used = 0;
+        for (index, mut lane) in inbox.take_lanes().into_iter().enumerate() {
+            let mut used = false;
+            while let Ok(event) = lane.events.try_recv() {
+                assert_eq!(lane_of(&event.channel, 4), index);
+                used = true;
+                let n = event.epoch.parse().unwrap();
+                seen.entry(event.channel.clone()).or_default().push(n);
+            }
+            lanes_used += usize::from(used);
+        }
+        assert!(lanes_used > 1, "channels spread over lanes");
+        for channel in channels {
+            assert_eq!(seen[channel], [0, 1, 2, 3, 4], "{channel} in order");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_lane_refuses_without_waiting_and_other_lanes_still_take() {
+        let ((_edge, _inbox), (core, _core_inbox)) = in_process_with_lanes(2, 2);
+        let one = "a";
+        let other = (0..100)
+            .map(|i| format!("c{i}"))
+            .find(|c| lane_of(c, 2) != lane_of(one, 2))
+            .unwrap();
+        core.try_send_event(event(one, 1)).unwrap();
+        core.try_send_event(event(one, 2)).unwrap();
+        assert_eq!(core.try_send_event(event(one, 3)), Err(EventRefused::Full));
+        core.try_send_event(event(&other, 1)).unwrap();
+    }
+
+    #[test]
+    fn lanes_are_a_fixed_function_of_the_channel() {
+        assert_eq!(lane_of("news", 1), 0);
+        assert_eq!(lane_of("news", 0), 0, "no lanes means one");
+        assert_eq!(lane_of("news", 8), lane_of("news", 8));
+        // FNV-1a of "a" is 0xaf63dc4c8601ec8c.
+        assert_eq!(
+            lane_of("a", 1 << 20),
+            (0xaf63_dc4c_8601_ec8c_u64 % (1 << 20)) as usize
+        );
     }
 
     #[tokio::test]

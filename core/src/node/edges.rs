@@ -1,19 +1,21 @@
 //! The edges attached to this node: their outgoing queues, which channels each wants, and the
 //! fan-out of events and control commands to them.
 //!
-//! Slow edges. Every edge has a bounded outgoing queue ([`EDGE_QUEUE_CAPACITY`] messages) drained
-//! into its link by a forwarder task. Publications are put on it with `try_send`: when the queue
-//! is full the event is dropped for that edge only, counted in `dropped_events` and logged, and
-//! every other edge gets it as usual. A publisher never waits for an edge. In channels with
-//! history a drop is a gap the edge sees (events carry their offset and epoch): it repairs it
-//! from history or tells its clients to recover. In channels without history it is the
-//! at-most-once delivery those channels promise. Control commands are rarer and must not
-//! vanish, so they wait for queue space, up to [`CONTROL_SEND_TIMEOUT`], then fail the API call.
+//! Slow edges. Events go straight onto the edge's link, on their channel's lane, with
+//! `try_send_event`: when the lane is full the event is dropped for that edge only, counted in
+//! `dropped_events` and logged, and every other edge gets it as usual. A publisher never waits
+//! for an edge, and one event is shared by all of them. In channels with history a drop is a
+//! gap the edge sees (events carry their offset and epoch): it repairs it from history or
+//! tells its clients to recover. In channels without history it is the at-most-once delivery
+//! those channels promise. Control messages (API commands, interest acks) are rarer and must
+//! not vanish: they go through the edge's bounded control queue ([`EDGE_QUEUE_CAPACITY`]
+//! messages, drained into the link's control stream by a forwarder task), waiting for room up
+//! to [`CONTROL_SEND_TIMEOUT`], then failing the API call.
 
 use super::EdgeId;
 use crate::broker::{EventHandler, JoinLeave, Publication, StreamPosition};
 use spindle_mesh::mesh::{self, channel_event};
-use spindle_mesh::{CoreLink, Down};
+use spindle_mesh::{CoreLink, Down, EventRefused};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,9 +23,9 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
+use tokio::sync::mpsc::error::SendTimeoutError;
 
-/// Messages that may wait in one edge's outgoing queue (in front of the link's own buffer).
+/// Control messages that may wait in one edge's queue (in front of the link's own buffer).
 pub const EDGE_QUEUE_CAPACITY: usize = 8192;
 
 /// How long a control command waits for room in a slow edge's queue before the API call fails.
@@ -61,7 +63,8 @@ struct Attached {
 #[derive(Debug)]
 struct Interested {
     serial: u64,
-    queue: mpsc::Sender<Down>,
+    /// Where the channel's events go: the edge's lanes.
+    link: CoreLink,
 }
 
 #[derive(Debug, Default)]
@@ -151,7 +154,7 @@ impl Edges {
             }
             interested.push(Interested {
                 serial,
-                queue: edge.queue.clone(),
+                link: edge.link.clone(),
             });
         }
         gained
@@ -215,9 +218,9 @@ impl Edges {
         };
         let mut delivered = 0;
         for edge in interested {
-            match edge.queue.try_send(Down::Event(Arc::clone(&event))) {
+            match edge.link.try_send_event(Arc::clone(&event)) {
                 Ok(()) => delivered += 1,
-                Err(TrySendError::Full(_)) => {
+                Err(EventRefused::Full) => {
                     let dropped = self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
                     // The first drop and every 1024th after it, so a stuck edge cannot flood the log.
                     if dropped.is_multiple_of(1024) {
@@ -226,12 +229,12 @@ impl Edges {
                             edge = ?id,
                             channel = event.channel,
                             dropped_total = dropped + 1,
-                            "edge queue full: event dropped for this edge"
+                            "edge lane full: event dropped for this edge"
                         );
                     }
                 }
-                // The edge's forwarder is gone: the edge is detaching.
-                Err(TrySendError::Closed(_)) => {}
+                // The link is gone: the edge is detaching.
+                Err(EventRefused::Closed) => {}
             }
         }
         self.counters

@@ -13,7 +13,7 @@ use spindle_hub::config::{
     ChannelOptions, Config, Duration, Namespace, PublicationDataFormat, Secret, SubscriptionType,
 };
 use spindle_mesh::mesh::{self, survey};
-use spindle_mesh::{Down, EdgeLink, Up, in_process};
+use spindle_mesh::{Down, EdgeLink, Up, in_process_with_lanes};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,21 +161,28 @@ pub struct FakeEdge {
 
 impl FakeEdge {
     pub fn attach(node: &Node, id: &str, answers: Answers) -> FakeEdge {
-        Self::attach_with_capacity(node, id, answers, 64)
+        Self::attach_with_capacity(node, id, answers, 1024)
     }
 
     pub fn attach_with_capacity(node: &Node, id: &str, answers: Answers, cap: usize) -> FakeEdge {
-        let ((link, mut inbox), (core_link, core_inbox)) = in_process(cap);
+        // One event lane: these tests read one channel's events at a time, or check that an
+        // edge sees nothing of a channel by reading the next event of another.
+        let ((link, mut inbox), (core_link, core_inbox)) = in_process_with_lanes(cap, 1);
         node.attach_edge(id, core_link, core_inbox);
         let (tx, received) = mpsc::unbounded_channel();
         let (pattern_tx, survey_patterns) = mpsc::unbounded_channel();
         let (ack_tx, acks) = mpsc::unbounded_channel();
+        for mut lane in inbox.take_lanes() {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(event) = lane.recv().await {
+                    let _ = tx.send(Received::Event((*event).clone()));
+                }
+            });
+        }
         tokio::spawn(async move {
             while let Some(message) = inbox.recv().await {
                 match message {
-                    Down::Event(event) => {
-                        let _ = tx.send(Received::Event((*event).clone()));
-                    }
                     Down::InterestAck(ack) => {
                         let _ = ack_tx.send(ack);
                     }

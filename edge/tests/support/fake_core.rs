@@ -180,7 +180,7 @@ impl FakeCore {
     pub async fn publish(&self, channel: &str, publish: Publish) -> (u64, String) {
         let (event, position) = self.append(channel, publish);
         if let Some(event) = event {
-            self.down.send(Down::Event(Arc::new(event))).await.unwrap();
+            self.down.send_event(Arc::new(event)).await.unwrap();
         }
         position
     }
@@ -239,7 +239,7 @@ impl FakeCore {
 
     /// Sends an event to the edge as it is.
     pub async fn send_event(&self, event: mesh::ChannelEvent) {
-        self.down.send(Down::Event(Arc::new(event))).await.unwrap();
+        self.down.send_event(Arc::new(event)).await.unwrap();
     }
 
     async fn presence(&self, update: mesh::PresenceUpdate) {
@@ -276,7 +276,7 @@ impl FakeCore {
                     kind: Some(kind),
                     ..Default::default()
                 };
-                let _ = self.down.send(Down::Event(Arc::new(event))).await;
+                let _ = self.down.send_event(Arc::new(event)).await;
             }
         }
     }
