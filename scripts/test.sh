@@ -114,6 +114,11 @@ step "one crypto provider" one_crypto_provider
 step "build the server" cargo build -p spindle --bin spindle
 # --no-fail-fast: one failing test binary must not hide what the others would report.
 step "unit and integration tests" cargo test --workspace --no-fail-fast
+# The edge's and the core's suites again over a link that encodes every message, delays it by
+# a seeded random time and reorders across lanes and streams (spindle_mesh::network): nothing
+# may depend on one in-process queue happening to be FIFO.
+step "edge and core over the network-like link" \
+  env SPINDLE_TEST_LINK=network cargo test -p spindle-edge -p spindle-core --no-fail-fast
 step "benches build" cargo bench --workspace --no-run
 step "golden frames: real SDKs accept our replies" gateway-proto/tests/golden/capture/replay.sh
 step "real SDKs against spindle serve (centrifuge-js, centrifuge-python, cent)" tests/sdk/run.sh --no-build

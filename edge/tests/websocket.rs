@@ -84,7 +84,12 @@ async fn publication_reaches_three_subscribers_with_one_encode_per_format() {
             Some(client::UnsubscribeResult::default())
         );
     }
-    assert!(server.interest.lock().unwrap().is_empty());
+    // The interest change goes out after the replies (nothing waits for a removal).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !server.interest.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "interest still held");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test]

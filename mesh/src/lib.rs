@@ -15,6 +15,8 @@
 //!   [`Down::Control`], [`Down::InterestAck`]; with an answer: [`Down::Survey`].
 
 mod link;
+#[cfg(feature = "test-util")]
+pub mod network;
 
 pub use link::{
     CoreInbox, CoreLink, DEFAULT_LANES, Down, EdgeInbox, EdgeLink, Event, EventRefused, Lane,

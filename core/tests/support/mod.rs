@@ -13,7 +13,7 @@ use spindle_hub::config::{
     ChannelOptions, Config, Duration, Namespace, PublicationDataFormat, Secret, SubscriptionType,
 };
 use spindle_mesh::mesh::{self, survey};
-use spindle_mesh::{Down, EdgeLink, Up, in_process_with_lanes};
+use spindle_mesh::{Down, EdgeLink, Up};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,6 +154,9 @@ pub struct FakeEdge {
     pub link: EdgeLink,
     pub received: mpsc::UnboundedReceiver<Received>,
     pub survey_patterns: mpsc::UnboundedReceiver<String>,
+    /// Received messages set aside by `next_event` / `next_control` while looking for another
+    /// kind.
+    stash: std::collections::VecDeque<Received>,
     /// Interest acknowledgements, in arrival order.
     pub acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<mesh::InterestAck>>,
     next_seq: AtomicU64,
@@ -167,7 +170,7 @@ impl FakeEdge {
     pub fn attach_with_capacity(node: &Node, id: &str, answers: Answers, cap: usize) -> FakeEdge {
         // One event lane: these tests read one channel's events at a time, or check that an
         // edge sees nothing of a channel by reading the next event of another.
-        let ((link, mut inbox), (core_link, core_inbox)) = in_process_with_lanes(cap, 1);
+        let ((link, mut inbox), (core_link, core_inbox)) = spindle_mesh::network::from_env(cap, 1);
         node.attach_edge(id, core_link, core_inbox);
         let (tx, received) = mpsc::unbounded_channel();
         let (pattern_tx, survey_patterns) = mpsc::unbounded_channel();
@@ -226,6 +229,7 @@ impl FakeEdge {
             link,
             received,
             survey_patterns,
+            stash: std::collections::VecDeque::new(),
             acks: tokio::sync::Mutex::new(acks),
             next_seq: AtomicU64::new(1),
         }
@@ -266,29 +270,54 @@ impl FakeEdge {
 
     /// The next message from the core (fails after 2 s).
     pub async fn next(&mut self) -> Received {
+        if let Some(stashed) = self.stash.pop_front() {
+            return stashed;
+        }
+        self.receive().await
+    }
+
+    async fn receive(&mut self) -> Received {
         tokio::time::timeout(std::time::Duration::from_secs(2), self.received.recv())
             .await
             .expect("nothing arrived at the edge")
             .expect("edge closed")
     }
 
-    pub async fn next_event(&mut self) -> mesh::ChannelEvent {
-        match self.next().await {
-            Received::Event(event) => event,
-            other => panic!("expected an event, got {other:?}"),
+    /// The next message of one kind, in its order; messages of other kinds that came first
+    /// are kept for later (events and control messages travel apart: no order between them).
+    async fn next_of<T>(&mut self, pick: impl Fn(&Received) -> Option<T>) -> T {
+        if let Some(index) = self.stash.iter().position(|m| pick(m).is_some()) {
+            let message = self.stash.remove(index).expect("just found");
+            return pick(&message).expect("just matched");
+        }
+        loop {
+            let message = self.receive().await;
+            match pick(&message) {
+                Some(found) => return found,
+                None => self.stash.push_back(message),
+            }
         }
     }
 
+    pub async fn next_event(&mut self) -> mesh::ChannelEvent {
+        self.next_of(|m| match m {
+            Received::Event(event) => Some(event.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     pub async fn next_control(&mut self) -> mesh::Control {
-        match self.next().await {
-            Received::Control(control) => control,
-            other => panic!("expected a control, got {other:?}"),
-        }
+        self.next_of(|m| match m {
+            Received::Control(control) => Some(control.clone()),
+            _ => None,
+        })
+        .await
     }
 
     /// True when nothing was received so far.
     pub fn is_quiet(&mut self) -> bool {
-        self.received.try_recv().is_err()
+        self.stash.is_empty() && self.received.try_recv().is_err()
     }
 }
 

@@ -7,7 +7,7 @@ use futures_util::{Sink, Stream, sink, stream};
 use serde_json::{Value, json};
 use spindle_hub::config::Config;
 use spindle_hub::session::SessionRules;
-use spindle_mesh::{Down, Up, in_process, mesh};
+use spindle_mesh::{Down, Up, mesh};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,7 +23,8 @@ fn edge() -> (Edge, mpsc::UnboundedReceiver<Up>) {
     }))
     .unwrap();
     let rules = SessionRules::new(&config).unwrap();
-    let ((link, inbox), (core, mut core_inbox)) = in_process(64);
+    let ((link, inbox), (core, mut core_inbox)) =
+        spindle_mesh::network::from_env(64, spindle_mesh::DEFAULT_LANES);
     let node = NodeIdentity {
         uid: "node-1".into(),
         name: "test".into(),

@@ -16,7 +16,7 @@ pub mod fake_core;
 // Not every test binary publishes through the fake core.
 #[allow(unused_imports)]
 pub use fake_core::{FakeCore, Publish};
-use spindle_mesh::{CoreLink, in_process, mesh};
+use spindle_mesh::{CoreLink, mesh};
 use spindle_proto::{Format, client};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -79,7 +79,8 @@ pub async fn start(config: Config) -> Server {
 /// the given sizes).
 pub async fn start_with_history(config: Config, history: &[(&str, usize)]) -> Server {
     let rules = SessionRules::new(&config).expect("rules");
-    let ((link, edge_inbox), (core, core_inbox)) = in_process(1024);
+    let ((link, edge_inbox), (core, core_inbox)) =
+        spindle_mesh::network::from_env(1024, spindle_mesh::DEFAULT_LANES);
     let node = NodeIdentity {
         uid: "node-test".into(),
         name: "edge-test".into(),
