@@ -1,7 +1,7 @@
 //! Generates the Rust types of the `.proto` files with protox (no `protoc` needed).
 //!
 //! The client protocol and the server API are also spoken as JSON, with Centrifugo's rules
-//! (PROTOCOL.md §1.1): snake_case keys, zero values omitted except a few always-present fields,
+//! (docs/protocol.md §1.1): snake_case keys, zero values omitted except a few always-present fields,
 //! `bytes` fields embedded as raw JSON. Those rules are derived here, field by field, from the
 //! descriptors, so every message follows them and none is hand-written.
 
@@ -37,7 +37,7 @@ const ALWAYS_PRESENT: &[&str] = &[
     ".centrifugal.centrifugo.api.NodeResult.num_channels",
     ".centrifugal.centrifugo.api.NodeResult.num_subs",
     ".centrifugal.centrifugo.api.ChannelInfo.num_clients",
-    // Proxy requests always carry `user` (PROTOCOL.md §8), `""` for anonymous connections.
+    // Proxy requests always carry `user` (docs/protocol.md §8), `""` for anonymous connections.
     ".centrifugal.centrifugo.proxy.RefreshRequest.user",
     ".centrifugal.centrifugo.proxy.SubscribeRequest.user",
     ".centrifugal.centrifugo.proxy.PublishRequest.user",
@@ -214,7 +214,7 @@ fn json_field_attribute(path: &str, kind: FieldKind) -> String {
     }
 }
 
-/// A JSON `null` reads as the field's zero value (PROTOCOL.md §1.1).
+/// A JSON `null` reads as the field's zero value (docs/protocol.md §1.1).
 fn nullable(skip: String) -> String {
     format!("#[serde({skip}deserialize_with = \"crate::json::null_as_default\")]")
 }

@@ -28,7 +28,7 @@ step() {
 }
 
 hub_is_pure() {
-  # spindle-hub is the pure domain: no runtime, no sockets (DESIGN.md §2).
+  # spindle-hub is the pure domain: no runtime, no sockets (docs/architecture.md §2).
   local forbidden
   forbidden=$(cargo tree -p spindle-hub -e normal --prefix none --format '{p}' |
     grep -E '^(tokio|mio|quinn|quinn-proto|hyper|socket2|async-std|smol) ' | sort -u)

@@ -1,4 +1,4 @@
-//! Command-line arguments (Centrifugo's names where it has them, PROTOCOL.md §7.6).
+//! Command-line arguments (Centrifugo's names where it has them, docs/protocol.md §7.6).
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! Publishing through the HTTP API with every reply checked: one publication per
-//! `POST /api/publish`, or many publish commands per `POST /api/batch` (PROTOCOL.md §6.2). A
+//! `POST /api/publish`, or many publish commands per `POST /api/batch` (docs/protocol.md §6.2). A
 //! publish counts as done only when its reply is a result with an offset and an epoch; that
 //! position goes into a [`Ledger`] so the run can prove the offsets are contiguous.
 //!

@@ -3,7 +3,7 @@
 //! A payload is compact JSON, `{"sb":[<sent µs>,<seq>],"p":"xxxx…"}`, padded to the requested
 //! size. Both encodings carry publication data verbatim (JSON embeds it raw, Protobuf as
 //! `bytes`), so a subscriber only has to split a frame into messages by the transport's rules
-//! (PROTOCOL.md §1.2) and look for the `"sb":[` marker in each; an empty message is a server
+//! (docs/protocol.md §1.2) and look for the `"sb":[` marker in each; an empty message is a server
 //! ping. Nothing is parsed or allocated per message.
 
 use spindle_proto::Format;

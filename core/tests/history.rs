@@ -66,7 +66,7 @@ async fn publications_get_offsets_from_one_and_one_epoch() {
         let p = publication_of(&event);
         assert_eq!(p.offset, n);
         assert_eq!(p.data.as_ref(), format!(r#"{{"n":{n}}}"#).as_bytes());
-        // Only the first publication of the epoch carries it (PROTOCOL.md §9.8).
+        // Only the first publication of the epoch carries it (docs/protocol.md §9.8).
         let expected = if n == 1 { epoch.as_str() } else { "" };
         assert_eq!(p.epoch, expected);
         assert!(event.prev_data.is_empty());

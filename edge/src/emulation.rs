@@ -1,4 +1,4 @@
-//! Bidirectional emulation (PROTOCOL.md §1.4–§1.6): HTTP-streaming and SSE carry the
+//! Bidirectional emulation (docs/protocol.md §1.4–§1.6): HTTP-streaming and SSE carry the
 //! server → client half as a long streamed response; the client sends its later commands to
 //! `/emulation`, naming the node and session from its connect result.
 //!

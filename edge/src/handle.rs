@@ -52,7 +52,7 @@ pub(crate) enum Mail {
     /// An API command (matched against the session by the task). Boxed: the channel allocates
     /// a block of slots per connection up front, so every variant must stay small.
     Control(Box<mesh::Control>),
-    /// A subscription of this connection lost its position in the stream (PROTOCOL.md §4.2).
+    /// A subscription of this connection lost its position in the stream (docs/protocol.md §4.2).
     PositionLost(Arc<LocalSub>),
     /// A command frame sent through `/emulation` for this (HTTP-stream or SSE) connection.
     Frame(Bytes),

@@ -1,4 +1,4 @@
-//! Node-level admission limits checked before a connection is accepted (PROTOCOL.md §1.9:
+//! Node-level admission limits checked before a connection is accepted (docs/protocol.md §1.9:
 //! HTTP 503 before the upgrade): `client.connection_rate_limit`, new connections per second.
 //! (`client.connection_limit`, the open connections of the node, is a count the local hub
 //! keeps; [`crate::Shared::refusal`] checks both.)

@@ -1,4 +1,4 @@
-//! The periodic presence refresh (PROTOCOL.md §2.9): every `client.presence_update_interval`,
+//! The periodic presence refresh (docs/protocol.md §2.9): every `client.presence_update_interval`,
 //! one `Up::Presence` per channel naming every local connection in its presence, so the core's
 //! entries do not expire while their connections live. Joins and leaves are sent by the
 //! connections themselves, when they happen.

@@ -3,7 +3,7 @@
 //!
 //! A subscription starts **buffering**: it is in the local hub (so nothing published from that
 //! moment is missed) but publications are kept, not sent, while its connection asks the core for
-//! the stream top or for the history to recover (PROTOCOL.md §4.2, §4.3). The connection writes
+//! the stream top or for the history to recover (docs/protocol.md §4.2, §4.3). The connection writes
 //! the subscribe reply, then calls [`LocalSub::go_live`], which sends what was buffered after the
 //! reply's position and switches to sending directly. The buffer is bounded (count and bytes);
 //! overflowing it loses the subscription's position, as does a gap or an epoch change seen live.
@@ -294,7 +294,7 @@ impl LocalSub {
         self.lock().phase = Phase::Closed;
     }
 
-    /// Compares the tracked position with the stream top (PROTOCOL.md §4.2). Being behind once
+    /// Compares the tracked position with the stream top (docs/protocol.md §4.2). Being behind once
     /// is allowed (publications on their way); still being behind the top seen then, at the
     /// next check, is a loss. A lost position stops deliveries.
     pub fn check_position(&self, top_offset: u64, top_epoch: &str) -> PositionCheck {

@@ -1,4 +1,4 @@
-//! `uni_grpc` (PROTOCOL.md §1.7): the unidirectional transport over gRPC, on its own port.
+//! `uni_grpc` (docs/protocol.md §1.7): the unidirectional transport over gRPC, on its own port.
 //! `CentrifugoUniStream/Consume` takes one `ConnectRequest` and answers with a stream of
 //! client-protocol `Push` messages: the connect push, then publications and the rest, the empty
 //! push as ping, and a disconnect push ending the stream. Like the other uni transports it runs

@@ -1,4 +1,4 @@
-//! Unidirectional transports (PROTOCOL.md §1.7): `uni_http_stream`, `uni_sse` and
+//! Unidirectional transports (docs/protocol.md §1.7): `uni_http_stream`, `uni_sse` and
 //! `uni_websocket`. The client sends one `ConnectRequest`; the server streams pushes without
 //! the Reply envelope, the empty push `{}` as ping. They run the one connection task (in its
 //! uni mode, `connection::uni`); this module only adapts requests and framing. JSON only.

@@ -1,4 +1,4 @@
-//! The bidirectional WebSocket transport (PROTOCOL.md §1.3) on axum 0.8.
+//! The bidirectional WebSocket transport (docs/protocol.md §1.3) on axum 0.8.
 //!
 //! Before the upgrade: a request that is not a WebSocket upgrade gets HTTP 400, a refused
 //! `Origin` 403, a node at its connection limit or shutting down 503. The encoding is chosen

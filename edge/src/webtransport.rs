@@ -1,4 +1,4 @@
-//! WebTransport (PROTOCOL.md §1.8) over HTTP/3 with wtransport: `webtransport.handler_prefix`
+//! WebTransport (docs/protocol.md §1.8) over HTTP/3 with wtransport: `webtransport.handler_prefix`
 //! (default `/connection/webtransport`) on the main port's UDP twin, TLS required.
 //!
 //! A session request with another path gets 404, a refused `Origin` 403, a node at its

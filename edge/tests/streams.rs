@@ -1,6 +1,6 @@
 //! History, positioning, recovery (stream and cache mode), presence with join / leave, delta
 //! compression and tags filters, over real WebSocket connections to an edge whose fake core
-//! keeps streams (PROTOCOL.md §2.9, §2.11, §4).
+//! keeps streams (docs/protocol.md §2.9, §2.11, §4).
 
 // Test helpers: a panic is a failed test, as in `#[test]` functions.
 #![allow(clippy::unwrap_used)]

@@ -1,7 +1,7 @@
 //! `client.channel_position_max_time_lag` over real WebSocket connections: a publication that
 //! reaches the edge later than the lag after its publish time unsubscribes positioned
 //! subscribers with 2500, while a subscriber without positioning still receives it; fresh
-//! publications reach everyone (PROTOCOL.md §4.2).
+//! publications reach everyone (docs/protocol.md §4.2).
 
 // Test helpers: a panic is a failed test, as in `#[test]` functions.
 #![allow(clippy::unwrap_used)]

@@ -1,4 +1,4 @@
-//! Joining encoded messages into one transport frame (PROTOCOL.md §1.2).
+//! Joining encoded messages into one transport frame (docs/protocol.md §1.2).
 
 use crate::Format;
 use bytes::{Bytes, BytesMut};

@@ -51,7 +51,7 @@ impl Request {
 impl TryFrom<client::Command> for Command {
     type Error = DecodeError;
 
-    /// Dispatches as Centrifugo does (PROTOCOL.md §2.1, §2.6): a command with id 0 and no `send`
+    /// Dispatches as Centrifugo does (docs/protocol.md §2.1, §2.6): a command with id 0 and no `send`
     /// is a pong; otherwise the first request present in the order connect, subscribe,
     /// unsubscribe, publish, presence, presence_stats, history, rpc, send, refresh, sub_refresh
     /// wins. An id > 0 with none of them (a lone `ping` included) is a protocol error.

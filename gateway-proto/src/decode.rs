@@ -5,7 +5,7 @@
 use crate::{Command, DecodeError, Format, client};
 use prost::Message;
 
-/// Decodes the commands of one client frame (PROTOCOL.md §1.2).
+/// Decodes the commands of one client frame (docs/protocol.md §1.2).
 ///
 /// JSON: commands separated by exactly one `\n`, at most one trailing `\n`, no empty lines.
 /// Protobuf: each command prefixed by its varint length; a zero length is an empty command (a
@@ -106,7 +106,7 @@ pub(crate) fn split_length_prefixed<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8],
     Ok(message)
 }
 
-/// Decodes the one `ConnectRequest` a unidirectional client sends (PROTOCOL.md §1.7): JSON text
+/// Decodes the one `ConnectRequest` a unidirectional client sends (docs/protocol.md §1.7): JSON text
 /// (`null` or empty = the empty request) or a bare Protobuf message.
 pub fn decode_uni_connect(
     format: Format,

@@ -1,6 +1,6 @@
 //! The two encodings of the client protocol.
 
-/// A connection speaks one encoding for its whole life (PROTOCOL.md §1.1).
+/// A connection speaks one encoding for its whole life (docs/protocol.md §1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Go-struct JSON: snake_case keys, zero values omitted, payloads as raw JSON,

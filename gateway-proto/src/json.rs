@@ -34,7 +34,7 @@ where
 
 /// Turns payload bytes into a JSON string literal holding them as text, so they embed as a raw
 /// JSON value. Delta-compressed publications to JSON clients carry `data` this way
-/// (PROTOCOL.md §4.6): the payload or patch as a string. Bytes that are not UTF-8 are written
+/// (docs/protocol.md §4.6): the payload or patch as a string. Bytes that are not UTF-8 are written
 /// lossily; fossil patches of JSON payloads are UTF-8 text.
 pub fn string_payload(bytes: &[u8]) -> Bytes {
     let text = String::from_utf8_lossy(bytes);

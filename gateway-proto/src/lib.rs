@@ -81,7 +81,7 @@ pub mod client {
     map_entry!(ClientInfoEntry, ClientInfo);
 }
 
-/// Centrifugo's proxy protocol (`proxy.proto`, PROTOCOL.md §8): what the core sends to the
+/// Centrifugo's proxy protocol (`proxy.proto`, docs/protocol.md §8): what the core sends to the
 /// application backend and reads back, as JSON (HTTP proxies, Centrifugo's JSON rules derived by
 /// `build.rs`) or Protobuf (gRPC proxies).
 #[allow(missing_docs, clippy::all, missing_debug_implementations)]
@@ -99,7 +99,7 @@ pub mod proxy {
     }
 }
 
-/// The uni_grpc service (`unistream.proto`, PROTOCOL.md §1.7):
+/// The uni_grpc service (`unistream.proto`, docs/protocol.md §1.7):
 /// `centrifugal.centrifugo.unistream.CentrifugoUniStream/Consume`, tonic server and client
 /// stubs whose messages are the client protocol's [`client::ConnectRequest`] and
 /// [`client::Push`].
@@ -112,5 +112,5 @@ pub mod unistream {
     ));
 }
 
-/// The default client frame size limit (PROTOCOL.md §1.2): 64 KiB.
+/// The default client frame size limit (docs/protocol.md §1.2): 64 KiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 65536;

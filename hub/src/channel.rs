@@ -1,4 +1,4 @@
-//! Channel names (PROTOCOL.md §7.3): which namespace a channel belongs to, whether it is
+//! Channel names (docs/protocol.md §7.3): which namespace a channel belongs to, whether it is
 //! private or user-limited, and whether its name is acceptable.
 //!
 //! A [`ChannelResolver`] is built once from the `channel` config section (compiling each

@@ -1,4 +1,4 @@
-//! The client-facing vocabulary of failure (PROTOCOL.md §3): command error replies,
+//! The client-facing vocabulary of failure (docs/protocol.md §3): command error replies,
 //! disconnects and server unsubscribes, with their reconnect semantics.
 
 use spindle_proto::client;
@@ -93,7 +93,7 @@ disconnects! {
 
 impl Disconnect {
     /// Whether SDKs reconnect after it: not for 3500–3999 and 4500–4999; yes for 3000–3499,
-    /// 4000–4499 and ≥ 5000 (PROTOCOL.md §3.2).
+    /// 4000–4499 and ≥ 5000 (docs/protocol.md §3.2).
     pub fn reconnect(&self) -> bool {
         !matches!(self.code, 3500..=3999 | 4500..=4999)
     }
@@ -150,7 +150,7 @@ unsubscribes! {
 }
 
 impl Unsubscribe {
-    /// Whether SDKs resubscribe after it: codes ≥ 2500 (PROTOCOL.md §3.3).
+    /// Whether SDKs resubscribe after it: codes ≥ 2500 (docs/protocol.md §3.3).
     pub fn resubscribe(&self) -> bool {
         self.code >= 2500
     }

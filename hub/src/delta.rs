@@ -1,4 +1,4 @@
-//! Fossil deltas of publication payloads (PROTOCOL.md §4.6).
+//! Fossil deltas of publication payloads (docs/protocol.md §4.6).
 //!
 //! The format is the one of the Fossil SCM (`delta.c`, "Delta Encoding"), which the SDKs apply:
 //!
@@ -16,7 +16,7 @@
 //! (indexed every [`WINDOW`] bytes), extended both ways into the longest match, taken when the
 //! copy command is shorter than the bytes it replaces. When the target is UTF-8 text, copies
 //! start and end on character boundaries, so every inserted run is whole characters and the
-//! patch itself is UTF-8 (JSON clients receive it as a string, PROTOCOL.md §4.6). [`apply`] is a
+//! patch itself is UTF-8 (JSON clients receive it as a string, docs/protocol.md §4.6). [`apply`] is a
 //! checked decoder for tests and for anyone who must read untrusted deltas: malformed input is
 //! an error, never a panic, and the output never grows past the length the header announces.
 

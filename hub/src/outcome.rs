@@ -10,7 +10,7 @@ use spindle_proto::{DecodeError, EncodeError};
 /// Why a command (or the connection) failed, in the domain's words.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
-    /// The client's bytes did not decode (PROTOCOL.md §1.2).
+    /// The client's bytes did not decode (docs/protocol.md §1.2).
     Decode(DecodeError),
     /// A payload cannot be sent to this client's format (non-JSON data to a JSON client).
     Encode(EncodeError),

@@ -1,4 +1,4 @@
-//! Channel presence sets (PROTOCOL.md §2.9): who is subscribed where, keyed by client id, each
+//! Channel presence sets (docs/protocol.md §2.9): who is subscribed where, keyed by client id, each
 //! entry living `ttl` after its last add or refresh.
 //!
 //! Pure: time is passed in. Expiry needs no task per entry: one index orders every entry by its

@@ -1,4 +1,4 @@
-//! A test application backend answering Centrifugo's HTTP proxy protocol (PROTOCOL.md §8), run
+//! A test application backend answering Centrifugo's HTTP proxy protocol (docs/protocol.md §8), run
 //! in-process on 127.0.0.1:0 by the tests that need one.
 //!
 //! One route per proxy kind (`POST /connect`, `/refresh`, `/subscribe`, `/publish`,

@@ -1,5 +1,5 @@
 //! [`ApiError`]: every error the server API answers with, and its HTTP status in transport
-//! error mode (PROTOCOL.md §6.1). The table test below pins the mapping.
+//! error mode (docs/protocol.md §6.1). The table test below pins the mapping.
 
 use crate::{HistoryError, PresenceError, PublishError};
 use axum::http::StatusCode;

@@ -1,4 +1,4 @@
-//! What each API method does (PROTOCOL.md §6.2), with its checks in Centrifugo's order.
+//! What each API method does (docs/protocol.md §6.2), with its checks in Centrifugo's order.
 
 use super::ApiError;
 use crate::Node;

@@ -1,4 +1,4 @@
-//! The server HTTP API (PROTOCOL.md §6): what the application backend calls to publish,
+//! The server HTTP API (docs/protocol.md §6): what the application backend calls to publish,
 //! broadcast and manage connections.
 //!
 //! Routes, under `http_api.handler_prefix` (default `/api`):

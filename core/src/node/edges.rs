@@ -338,7 +338,7 @@ impl Edges {
     ///
     /// The event carries the stream position twice, as the edge wants it: `epoch` on the
     /// event and `offset` in the publication (both empty / 0 without a position); the
-    /// publication itself carries the epoch only at offset 1 (PROTOCOL.md §9.8). `prev` (delta
+    /// publication itself carries the epoch only at offset 1 (docs/protocol.md §9.8). `prev` (delta
     /// publishes) becomes `prev_data`.
     pub fn deliver(
         &self,

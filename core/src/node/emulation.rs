@@ -1,4 +1,4 @@
-//! `/emulation` frames (PROTOCOL.md §1.6) for a session on a named node. An edge hands every
+//! `/emulation` frames (docs/protocol.md §1.6) for a session on a named node. An edge hands every
 //! frame to its core; the core gives it to its own edges when it names this node, or forwards
 //! it over the broker's control channel to the named node (see `cluster.rs`) and waits for that
 //! node's answer, as Centrifugo does. Waiting keeps a client's frames in order: the client sends

@@ -58,7 +58,7 @@ impl Node {
         StreamOptions::for_channel(namespace, self.inner.config.channel.history_meta_ttl)
     }
 
-    /// Reads `channel`'s history (PROTOCOL.md §4.5, §6.2).
+    /// Reads `channel`'s history (docs/protocol.md §4.5, §6.2).
     ///
     /// Checks, in order: the channel name and namespace, that the namespace keeps history
     /// (108), then the broker's read rules (`reverse` from offset 0 → 107, a non-empty `since`

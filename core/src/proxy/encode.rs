@@ -1,4 +1,4 @@
-//! Request encoding and answer decoding shared by every proxy kind (PROTOCOL.md §8).
+//! Request encoding and answer decoding shared by every proxy kind (docs/protocol.md §8).
 //!
 //! Requests: `encoding` is `json` — payloads go in `data` as raw JSON — or, with the proxy's
 //! `binary_encoding`, `binary` with payloads base64-encoded in `b64data`. `meta` is sent only with

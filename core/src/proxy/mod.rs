@@ -1,4 +1,4 @@
-//! Proxies to the application backend (PROTOCOL.md §7.4, §8): the core asks the backend on an
+//! Proxies to the application backend (docs/protocol.md §7.4, §8): the core asks the backend on an
 //! edge's behalf (edges send a `mesh::ProxyRequest` over the link) and answers with the kind's
 //! response.
 //!
@@ -46,7 +46,7 @@ pub const MAX_CONCURRENT_CALLS: usize = 1024;
 /// Largest backend answer read.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
-/// The backend error a failed call becomes (PROTOCOL.md §3.1: 100, temporary).
+/// The backend error a failed call becomes (docs/protocol.md §3.1: 100, temporary).
 pub(crate) fn internal_error() -> proxy::Error {
     proxy::Error {
         code: 100,

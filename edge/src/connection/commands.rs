@@ -1,5 +1,5 @@
 //! Client commands: decode a frame, admit each command, dispatch it to the session and act on
-//! the grant (PROTOCOL.md §2.5, §2.6).
+//! the grant (docs/protocol.md §2.5, §2.6).
 
 use super::Connection;
 use super::query::Refusal;
@@ -150,7 +150,7 @@ impl Connection {
         Flow::Continue
     }
 
-    /// A client RPC: the built-in ping, or the rpc proxy (PROTOCOL.md §7.3 "RPC").
+    /// A client RPC: the built-in ping, or the rpc proxy (docs/protocol.md §7.3 "RPC").
     async fn rpc(
         &mut self,
         id: u32,

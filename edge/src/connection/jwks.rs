@@ -1,4 +1,4 @@
-//! Keys for tokens verified with a JWK set (`jwks_public_endpoint`, PROTOCOL.md §5.1): the hub
+//! Keys for tokens verified with a JWK set (`jwks_public_endpoint`, docs/protocol.md §5.1): the hub
 //! resolves the token to (endpoint, `kid`) without trusting it, the core fetches that key (it
 //! owns the cache), and the session verifies with it through its `*_with_keys` methods.
 //!

@@ -1,4 +1,4 @@
-//! The periodic position check of positioned subscriptions (PROTOCOL.md §4.2): every
+//! The periodic position check of positioned subscriptions (docs/protocol.md §4.2): every
 //! `client.channel_position_check_delay` each one is compared with its stream top, read from
 //! the core (a history read with limit 0). Behind the top is allowed once — publications may be
 //! on their way — and checked again soon; still behind the top seen then, or on another epoch,

@@ -1,4 +1,4 @@
-//! Asking the application backend (PROTOCOL.md §8) through the core: the session says which
+//! Asking the application backend (docs/protocol.md §8) through the core: the session says which
 //! proxy a command needs ([`ProxyCall`]); this builds the request with the connection's common
 //! fields (client, transport, protocol, user, meta, headers), sends it over the mesh link and
 //! hands back the answer of the same kind. The core fills in failures (timeout, HTTP status) as

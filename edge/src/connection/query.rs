@@ -1,5 +1,5 @@
 //! Questions for the core over the mesh link — history reads, presence, presence stats — and the
-//! client commands answered with them (PROTOCOL.md §2.5, §4.5, §7.3 "Presence/history").
+//! client commands answered with them (docs/protocol.md §2.5, §4.5, §7.3 "Presence/history").
 
 use super::Connection;
 use crate::deadline;

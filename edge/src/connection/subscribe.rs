@@ -1,5 +1,5 @@
 //! Subscribing, for every kind of grant (client subscribe, connect's server-side subscriptions,
-//! API subscribe), in four steps (PROTOCOL.md §2.9, §4.2–§4.6):
+//! API subscribe), in four steps (docs/protocol.md §2.9, §4.2–§4.6):
 //!
 //! 1. [`Connection::attach`]: into the local hub, **buffering** (the core is told of interest
 //!    when it is the channel's first local subscriber), so nothing published from now on is

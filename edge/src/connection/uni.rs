@@ -1,4 +1,4 @@
-//! What changes for unidirectional transports (PROTOCOL.md §1.7): the client's one message is
+//! What changes for unidirectional transports (docs/protocol.md §1.7): the client's one message is
 //! a bare `ConnectRequest`; the connect result goes out as a `connect` push; a refused connect
 //! becomes a disconnect; pings expect no pong. Stripping the Reply envelope off pushes is the
 //! transport adapter's job (`crate::unidirectional`), since fan-out shares encoded replies.

@@ -1,4 +1,4 @@
-//! Channel history streams (PROTOCOL.md §4): offsets, epochs, retention, idempotency and
+//! Channel history streams (docs/protocol.md §4): offsets, epochs, retention, idempotency and
 //! versions, reads with `since` / `limit` / `reverse`, and the recovery decision.
 //!
 //! Pure: nothing here reads the clock or a random source. Every operation takes `now` (a

@@ -1,4 +1,4 @@
-//! The recovery decision (PROTOCOL.md §4.3 stream mode, §4.4 cache mode) as a pure function of
+//! The recovery decision (docs/protocol.md §4.3 stream mode, §4.4 cache mode) as a pure function of
 //! the client's last position and one history read.
 //!
 //! How the edge uses it, for a subscribe with `recover`:

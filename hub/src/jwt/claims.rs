@@ -1,4 +1,4 @@
-//! Claim models of connection (PROTOCOL.md §5.2) and subscription (§5.3) tokens.
+//! Claim models of connection (docs/protocol.md §5.2) and subscription (§5.3) tokens.
 //!
 //! Everything here runs on a payload whose signature has already been verified. JSON payload
 //! claims (`info`, `data`, `meta`) are kept as their exact JSON text so they can be embedded

@@ -27,7 +27,7 @@
 //! | connect | error 109 (token expired) | disconnect 3500 (invalid token) |
 //! | connection `refresh` | disconnect 3005 (connection expired) | disconnect 3500 |
 //! | subscribe | error 109 | error 103 (permission denied) |
-//! | `sub_refresh` | error 109 (deliberate, see PROTOCOL.md §5.4) | disconnect 3500 |
+//! | `sub_refresh` | error 109 (deliberate, see docs/protocol.md §5.4) | disconnect 3500 |
 //!
 //! Layout:
 //! - `keys`: [`KeySet`], [`Jwks`], [`KeyError`] — which key verifies which `alg`.

@@ -1,4 +1,4 @@
-//! Server API commands the edge applies to its matching local sessions (PROTOCOL.md §6.2
+//! Server API commands the edge applies to its matching local sessions (docs/protocol.md §6.2
 //! `subscribe`, `refresh`; `disconnect` and `unsubscribe` need only [`Session::matches`] and
 //! [`Session::remove_subscription`]).
 

@@ -1,4 +1,4 @@
-//! The connect command (PROTOCOL.md §5.2, §2.8, §7.3 "Connect without token"): credentials,
+//! The connect command (docs/protocol.md §5.2, §2.8, §7.3 "Connect without token"): credentials,
 //! connection expiry, and the server-side subscriptions a connection starts with.
 
 use std::collections::{BTreeMap, BTreeSet};

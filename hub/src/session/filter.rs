@@ -1,4 +1,4 @@
-//! A subscription's tags filter (`tf`, PROTOCOL.md §2.11): validation at subscribe time and
+//! A subscription's tags filter (`tf`, docs/protocol.md §2.11): validation at subscribe time and
 //! evaluation against publication tags (the edge's fan-out calls [`tags_match`]).
 
 use std::cmp::Ordering;

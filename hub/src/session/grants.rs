@@ -52,7 +52,7 @@ pub struct SubscriptionOptions {
     /// The namespace's `force_recovery_mode` (stream or cache).
     pub recovery_mode: RecoveryMode,
     /// The namespace's `auto_cache_recover`: recover (cache mode) on every subscribe, even
-    /// without `recover` from the client (PROTOCOL.md §4.4).
+    /// without `recover` from the client (docs/protocol.md §4.4).
     pub auto_cache_recover: bool,
 }
 

@@ -1,4 +1,4 @@
-//! One client connection's protocol state and the rules it obeys (PROTOCOL.md §2.6, §2.8, §5,
+//! One client connection's protocol state and the rules it obeys (docs/protocol.md §2.6, §2.8, §5,
 //! §7.2, §7.3), as a pure state machine: the edge feeds it commands and timer ticks with the
 //! current [`Now`], and it decides, records and says what to do. No I/O, no clock.
 //!
@@ -23,7 +23,7 @@
 //!
 //! Deliberate choices:
 //! - `sub_refresh` with an already expired new token answers error 109 (the JS SDK then
-//!   unsubscribes), where Centrifugo silently succeeds with `expires: false` (PROTOCOL.md §5.4).
+//!   unsubscribes), where Centrifugo silently succeeds with `expires: false` (docs/protocol.md §5.4).
 //! - Proxies (module `proxy`): the session says when a command needs the backend
 //!   ([`ProxyCall`]) and completes it with the backend's answer; the edge makes the call through
 //!   the core. The streaming subscribe proxy (gRPC `subscribe_stream_proxy_enabled`) is not
@@ -242,7 +242,7 @@ impl Session {
     }
 
     /// The user named by the `client.user_id_http_header` request header: a connect without
-    /// token then authenticates as this user (PROTOCOL.md §7.3 "Connect without token").
+    /// token then authenticates as this user (docs/protocol.md §7.3 "Connect without token").
     pub fn with_header_user(mut self, user: String) -> Session {
         self.header_user = Some(user);
         self
@@ -299,7 +299,7 @@ impl Session {
         self.phase = Phase::Closed;
     }
 
-    /// Order rules (PROTOCOL.md §2.6): the first command must be `connect`, a second `connect`
+    /// Order rules (docs/protocol.md §2.6): the first command must be `connect`, a second `connect`
     /// is refused, and after a failed connect (or close) nothing is accepted — all 3501. After
     /// connect, `send` is refused with 3508: there is no message handler (Centrifugo OSS).
     /// Pongs are admitted here and judged by [`Session::on_pong`].

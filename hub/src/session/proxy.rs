@@ -1,4 +1,4 @@
-//! Decisions the application backend takes (PROTOCOL.md §7.4, §8): the session says when a
+//! Decisions the application backend takes (docs/protocol.md §7.4, §8): the session says when a
 //! command needs a proxy call ([`ProxyCall`]) and completes the command with the backend's
 //! answer. The session itself does no I/O: the edge asks the core over the mesh, the core calls
 //! the backend, and the answer comes back here.
@@ -77,7 +77,7 @@ pub enum RpcRoute {
 }
 
 impl SessionRules {
-    /// Routes a client RPC method (PROTOCOL.md §7.3 "RPC"), as Centrifugo's `Handler.OnRPC`
+    /// Routes a client RPC method (docs/protocol.md §7.3 "RPC"), as Centrifugo's `Handler.OnRPC`
     /// and `RPCHandler.Handle`: the built-in ping first. With no RPC proxy configured anywhere
     /// there is nothing more to route to: every other method is 104 while the ping is on, and
     /// everything is 108 while it is off (Centrifugo then registers no RPC handler at all).

@@ -1,4 +1,4 @@
-//! Client publish (PROTOCOL.md §7.3 "Publish permission") and presence / history access
+//! Client publish (docs/protocol.md §7.3 "Publish permission") and presence / history access
 //! ("Presence/history").
 
 use serde::de::IgnoredAny;

@@ -1,4 +1,4 @@
-//! Client-side token refresh (PROTOCOL.md §5.4): `refresh` for the connection, `sub_refresh`
+//! Client-side token refresh (docs/protocol.md §5.4): `refresh` for the connection, `sub_refresh`
 //! for one subscription.
 
 use std::collections::BTreeSet;

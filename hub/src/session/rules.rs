@@ -59,7 +59,7 @@ pub(crate) struct Timing {
     pub(crate) stale_close_delay: Duration,
 }
 
-/// Outcome of the token-less subscribe rules (PROTOCOL.md §7.3 steps 4–8).
+/// Outcome of the token-less subscribe rules (docs/protocol.md §7.3 steps 4–8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Permission {
     Allowed,
@@ -270,7 +270,7 @@ impl SessionRules {
     }
 
     /// The allow_*_for_client / _for_subscriber / _for_anonymous rule shared by publish,
-    /// presence and history (PROTOCOL.md §7.3), or `client.insecure`.
+    /// presence and history (docs/protocol.md §7.3), or `client.insecure`.
     pub(crate) fn access(
         &self,
         (for_client, for_subscriber, for_anonymous): (bool, bool, bool),
@@ -301,7 +301,7 @@ impl SessionRules {
         self.access(flags, user, subscribed)
     }
 
-    /// Subscribe permission without a token, for a non-private channel (PROTOCOL.md §7.3 steps
+    /// Subscribe permission without a token, for a non-private channel (docs/protocol.md §7.3 steps
     /// 4–8): a user-limited channel is allowed to the users it lists and otherwise only in
     /// insecure mode; any other channel goes to the proxies, then `allow_subscribe_for_client`
     /// (+ `_for_anonymous`), then `client.insecure` (Centrifugo's `Handler.OnSubscribe`).

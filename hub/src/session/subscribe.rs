@@ -1,4 +1,4 @@
-//! Client subscribe (PROTOCOL.md §7.3 permission order, §5.3 subscription tokens, §2.10 types,
+//! Client subscribe (docs/protocol.md §7.3 permission order, §5.3 subscription tokens, §2.10 types,
 //! §2.11 tags filter) and the record of subscriptions.
 
 use spindle_proto::{client, proxy};
@@ -256,7 +256,7 @@ impl Session {
     }
 }
 
-/// The client's requested type against the namespace's `subscription_type` (PROTOCOL.md
+/// The client's requested type against the namespace's `subscription_type` (docs/protocol.md
 /// §2.10): 0 stream, 1 map, 2 map_clients, 3 map_users, 4 shared_poll.
 fn check_subscription_type(options: &ChannelOptions, requested: i32) -> Result<(), Failure> {
     let expected = match options.subscription_type {
@@ -276,7 +276,7 @@ fn check_subscription_type(options: &ChannelOptions, requested: i32) -> Result<(
     }
 }
 
-/// Flags of a client subscription (PROTOCOL.md §7.3, end): forced ones from the namespace (with
+/// Flags of a client subscription (docs/protocol.md §7.3, end): forced ones from the namespace (with
 /// the token's overrides), requested ones when allowed. The subscribing client counts as a
 /// subscriber for the access checks. `delta` here means "fossil allowed".
 fn client_options(

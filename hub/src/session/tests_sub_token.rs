@@ -1,4 +1,4 @@
-//! Subscribe with a subscription token (PROTOCOL.md §5.3).
+//! Subscribe with a subscription token (docs/protocol.md §5.3).
 
 use serde_json::json;
 use spindle_proto::client;

@@ -1,4 +1,4 @@
-//! Timers of a session (PROTOCOL.md §2.6, §5.4): stale close before connect, pings and the
+//! Timers of a session (docs/protocol.md §2.6, §5.4): stale close before connect, pings and the
 //! pong deadline, connection expiry and subscription expiry. Deadlines are instants computed
 //! when they are set; the edge sleeps until [`Session::next_deadline`] and calls
 //! [`Session::on_timer`].

@@ -151,7 +151,7 @@ def test_subscription_get_token_refreshes_across_expiries(fmt, spindle):
 
 
 # Spindle answers a connection `refresh` whose new token is already expired by closing the
-# connection with 3005 "connection expired" (hub/src/jwt/mod.rs, the table; PROTOCOL.md §5.4), no
+# connection with 3005 "connection expired" (hub/src/jwt/mod.rs, the table; docs/protocol.md §5.4), no
 # error reply. 3005 is below 3500, so the SDK reconnects, with the token its refresh stored: the
 # expired one. The connect is answered with error 109, which makes the SDK call get_token again;
 # with a good token this time it connects: a new connection (new client id), no 'disconnected'.

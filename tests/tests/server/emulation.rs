@@ -1,4 +1,4 @@
-//! Bidirectional emulation transports (PROTOCOL.md §1.4–§1.6): HTTP-streaming (JSON and
+//! Bidirectional emulation transports (docs/protocol.md §1.4–§1.6): HTTP-streaming (JSON and
 //! Protobuf) and SSE, with `/emulation` carrying the commands after connect. A small streaming
 //! HTTP/1.1 reader follows the chunked response as it arrives.
 

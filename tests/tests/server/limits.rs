@@ -1,4 +1,4 @@
-//! Node admission limits (PROTOCOL.md §1.9, §7.2): `client.connection_limit` (open connections
+//! Node admission limits (docs/protocol.md §1.9, §7.2): `client.connection_limit` (open connections
 //! of the node) and `client.connection_rate_limit` (new connections per second) answer HTTP 503
 //! before the upgrade, on the WebSocket and on the emulation transports alike; room made (a
 //! connection closed, a second passed) admits again.

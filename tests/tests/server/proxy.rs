@@ -1,4 +1,4 @@
-//! Proxies to the application backend (PROTOCOL.md §7.4, §8): connect, refresh, subscribe,
+//! Proxies to the application backend (docs/protocol.md §7.4, §8): connect, refresh, subscribe,
 //! publish, sub_refresh and rpc against the in-process test backend
 //! ([`spindle_tests::backend::Backend`]), including its slow (timeout → 100), HTTP 500 (→ 100),
 //! transformed status, `error` and `disconnect` answers; and the gRPC proxy against a tonic

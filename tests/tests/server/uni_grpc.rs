@@ -1,4 +1,4 @@
-//! `uni_grpc` (PROTOCOL.md §1.7): `CentrifugoUniStream/Consume` on its own port streams the
+//! `uni_grpc` (docs/protocol.md §1.7): `CentrifugoUniStream/Consume` on its own port streams the
 //! connect push, API publications as pushes and a disconnect push ending the stream; a refused
 //! connect is a disconnect push and the end of the stream.
 

@@ -1,4 +1,4 @@
-//! Unidirectional transports (PROTOCOL.md §1.7): `uni_http_stream`, `uni_sse` and
+//! Unidirectional transports (docs/protocol.md §1.7): `uni_http_stream`, `uni_sse` and
 //! `uni_websocket` receive a connect push with a session, API publications as bare pushes and
 //! a disconnect push on API disconnect; refused connects become disconnects (or an HTTP status
 //! with `connect_code_to_http_response`).

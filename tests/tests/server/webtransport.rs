@@ -1,4 +1,4 @@
-//! WebTransport (PROTOCOL.md §1.8) against the real binary: a wtransport client pinned to the
+//! WebTransport (docs/protocol.md §1.8) against the real binary: a wtransport client pinned to the
 //! hash of a self-signed ECDSA P-256 certificate (14 days, written to a temp dir as PEM files
 //! that `http_server.tls` names) opens `/connection/webtransport` on the main port's UDP twin,
 //! speaks the protocol over one bidirectional stream (JSON lines or varint-prefixed Protobuf

@@ -91,7 +91,7 @@ const T = (name) => root.lookupType(`centrifugal.centrifuge.protocol.${name}`);
 const Command = T('Command');
 const Reply = T('Reply');
 
-// Command kinds in the order Centrifugo dispatches them (PROTOCOL.md §2.1).
+// Command kinds in the order Centrifugo dispatches them (docs/protocol.md §2.1).
 const KINDS = ['connect', 'subscribe', 'unsubscribe', 'publish', 'presence', 'presence_stats',
   'history', 'rpc', 'send', 'refresh', 'sub_refresh'];
 

@@ -169,7 +169,7 @@ for (const format of ['json', 'protobuf']) {
     });
 
     // Spindle answers a connection `refresh` whose new token is already expired by closing the
-    // connection with 3005 "connection expired" (hub/src/jwt/mod.rs, the table; PROTOCOL.md §5.4)
+    // connection with 3005 "connection expired" (hub/src/jwt/mod.rs, the table; docs/protocol.md §5.4)
     // — no error reply. 3005 is below 3500, so the SDK reconnects; it does so with the token it
     // last got, which its refresh stored before sending it: the expired one. The connect is
     // answered with error 109, which makes the SDK call getToken again; with a good token this
