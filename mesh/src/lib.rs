@@ -17,6 +17,7 @@
 mod link;
 #[cfg(feature = "test-util")]
 pub mod network;
+pub mod quic;
 
 pub use link::{
     CoreInbox, CoreLink, DEFAULT_LANES, Down, EdgeInbox, EdgeLink, Event, EventRefused, Lane,

@@ -83,6 +83,12 @@ impl<A> Responder<A> {
     pub fn answer(self, answer: A) {
         let _ = self.0.send(answer);
     }
+
+    /// Resolves once the asker has given up (its deadline passed, or it was dropped): a relay
+    /// then cancels the request on the wire.
+    pub async fn closed(&mut self) {
+        self.0.closed().await;
+    }
 }
 
 /// The edge's end of a link to one core.
@@ -193,6 +199,11 @@ impl Lane {
     /// The lane's next event; `None` once the link is closed.
     pub async fn recv(&mut self) -> Option<Event> {
         self.events.recv().await
+    }
+
+    /// The next event if one is queued now (a writer batching what is there).
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.events.try_recv().ok()
     }
 }
 

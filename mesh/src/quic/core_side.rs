@@ -1,0 +1,308 @@
+//! The core's end of QUIC links: accept edges, exchange `Hello`, then relay between each edge's
+//! QUIC streams and the in-process link the node serves (see the module above).
+
+use super::framed::{self, FrameReader};
+use super::{LastHeard, MeshOptions, close, tls};
+use crate::link::{
+    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Lane, Up, in_process_with_lanes,
+};
+use crate::{Pending, mesh};
+use bytes::BytesMut;
+use spindle_proto::mesh::{Role, mesh_frame::Kind};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long an edge may take from its QUIC handshake to its `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the core's relay waits for the node to answer a request. The edge's own deadline
+/// is shorter and governs; this only ends a relay whose node never answers.
+const RELAY_DEADLINE: Duration = Duration::from_secs(600);
+
+/// An edge that connected and said who it is.
+#[derive(Debug)]
+pub struct AcceptedEdge {
+    /// The edge's node name (its certificate names it).
+    pub node: String,
+    pub region: String,
+    pub addr: SocketAddr,
+    /// The node's end of the link, as with the in-process link.
+    pub link: CoreLink,
+    pub inbox: CoreInbox,
+    /// Closes once the link is down.
+    pub connection: quinn::Connection,
+}
+
+/// The core's UDP endpoint for edges (`mesh.listen`).
+#[derive(Debug)]
+pub struct MeshListener {
+    endpoint: quinn::Endpoint,
+    accepted: mpsc::Receiver<AcceptedEdge>,
+}
+
+impl MeshListener {
+    /// Listens on `socket` (already bound, so tests can use port 0) for edges presenting a
+    /// certificate of the cluster CA.
+    pub fn new(
+        socket: std::net::UdpSocket,
+        identity: &tls::MeshIdentity,
+        options: MeshOptions,
+    ) -> Result<MeshListener, super::DialError> {
+        let crypto =
+            quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(identity)?)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(Arc::new(super::transport(&options)));
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            super::DialError::Socket(std::io::Error::other("no async runtime for QUIC"))
+        })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(super::DialError::Socket)?;
+        let (tx, accepted) = mpsc::channel(64);
+        tokio::spawn(accept_loop(endpoint.clone(), tx, options));
+        Ok(MeshListener { endpoint, accepted })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The next edge that completed its `Hello`; `None` once the endpoint is closed.
+    pub async fn accept(&mut self) -> Option<AcceptedEdge> {
+        self.accepted.recv().await
+    }
+
+    /// Tells every edge goodbye and closes the endpoint.
+    pub fn close(&self) {
+        self.endpoint.close(close::DONE, b"core shutting down");
+    }
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    accepted: mpsc::Sender<AcceptedEdge>,
+    options: MeshOptions,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let accepted = accepted.clone();
+        let options = options.clone();
+        // Each handshake in its own task: a slow or hostile peer holds up no one.
+        tokio::spawn(async move {
+            let addr = incoming.remote_address();
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::warn!(%addr, %error, "mesh: handshake failed (not a node of this cluster?)");
+                    return;
+                }
+            };
+            match tokio::time::timeout(HELLO_TIMEOUT, start(connection.clone(), addr, options))
+                .await
+            {
+                Ok(Some(edge)) => {
+                    let _ = accepted.send(edge).await;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::warn!(%addr, "mesh: no Hello in time");
+                    connection.close(close::REFUSED, b"no hello");
+                }
+            }
+        });
+    }
+}
+
+/// `Hello` both ways, then the relay tasks.
+async fn start(
+    connection: quinn::Connection,
+    addr: SocketAddr,
+    options: MeshOptions,
+) -> Option<AcceptedEdge> {
+    let (mut send, recv) = connection.accept_bi().await.ok()?;
+    let mut reader = FrameReader::new(recv);
+    let hello = match super::check_hello(&mut reader, &connection, Role::Edge).await {
+        Ok(hello) => hello,
+        Err(error) => {
+            tracing::warn!(%addr, %error, "mesh: edge refused");
+            super::refuse(&mut send, &connection, &error).await;
+            return None;
+        }
+    };
+    send.write_all(&framed::frame(super::hello(&options, Role::Core)))
+        .await
+        .ok()?;
+    tracing::info!(%addr, edge = hello.node_id, region = hello.region, "mesh link up");
+
+    let ((to_core, mut from_core), (link, inbox)) =
+        in_process_with_lanes(options.capacity, options.lanes);
+    let (control, control_queue) = mpsc::channel(1024);
+    let heard = LastHeard::new();
+    tokio::spawn(framed::write_frames(send, control_queue));
+    tokio::spawn(super::keep_alive(
+        control.clone(),
+        connection.clone(),
+        heard.clone(),
+        options.clone(),
+        hello.node_id.clone(),
+    ));
+    tokio::spawn(control_up(
+        reader,
+        to_core.clone(),
+        heard,
+        connection.clone(),
+    ));
+    tokio::spawn(requests(connection.clone(), to_core));
+    for lane in from_core.take_lanes() {
+        tokio::spawn(lane_writer(connection.clone(), lane));
+    }
+    tokio::spawn(down(from_core, control, connection.clone()));
+    Some(AcceptedEdge {
+        node: hello.node_id,
+        region: hello.region,
+        addr,
+        link,
+        inbox,
+        connection,
+    })
+}
+
+/// The edge's control stream: interest and presence to the node, heartbeats to the liveness
+/// check.
+async fn control_up(
+    mut reader: FrameReader,
+    to_core: EdgeLink,
+    heard: LastHeard,
+    connection: quinn::Connection,
+) {
+    loop {
+        let kind = match reader.next().await {
+            Ok(Some(kind)) => kind,
+            Ok(None) | Err(_) => {
+                connection.close(close::PROTOCOL, b"control stream ended");
+                return;
+            }
+        };
+        heard.heard();
+        let message = match kind {
+            Kind::Heartbeat(_) => continue,
+            Kind::Interest(interest) => Up::Interest(interest),
+            Kind::Presence(update) => Up::Presence(update),
+            Kind::Goodbye(goodbye) => {
+                tracing::info!(reason = goodbye.reason, "mesh: the edge said goodbye");
+                connection.close(close::DONE, b"goodbye");
+                return;
+            }
+            other => {
+                tracing::warn!(?other, "mesh: unexpected frame on the control stream");
+                connection.close(close::PROTOCOL, b"unexpected frame");
+                return;
+            }
+        };
+        if to_core.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Requests, each on the stream the edge opened for it; one stopped by the edge is cancelled.
+async fn requests(connection: quinn::Connection, to_core: EdgeLink) {
+    while let Ok((mut send, recv)) = connection.accept_bi().await {
+        let to_core = to_core.clone();
+        tokio::spawn(async move {
+            let mut reader = FrameReader::new(recv);
+            let Ok(Some(Kind::Request(request))) = reader.next().await else {
+                return;
+            };
+            let id = request.id;
+            let answer = tokio::select! {
+                answer = to_core.request(request.kind, RELAY_DEADLINE) => answer,
+                _ = send.stopped() => return,
+            };
+            if let Ok(mut response) = answer {
+                response.id = id;
+                let _ = framed::send_one(&mut send, Kind::Response(response)).await;
+            }
+        });
+    }
+}
+
+/// What the node sends besides events: control messages in order on the control stream,
+/// surveys each on a stream of their own.
+async fn down(
+    mut from_core: EdgeInbox,
+    control: mpsc::Sender<bytes::Bytes>,
+    connection: quinn::Connection,
+) {
+    loop {
+        let message = tokio::select! {
+            message = from_core.recv() => message,
+            _ = connection.closed() => return,
+        };
+        let frame = match message {
+            None => {
+                connection.close(close::DONE, b"core stopped serving this edge");
+                return;
+            }
+            Some(Down::Control(command)) => framed::frame(Kind::Control(command)),
+            Some(Down::InterestAck(ack)) => framed::frame(Kind::InterestAck(ack)),
+            Some(Down::Survey(pending)) => {
+                tokio::spawn(survey(connection.clone(), pending));
+                continue;
+            }
+        };
+        if control.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn survey(connection: quinn::Connection, pending: Pending<mesh::Survey, mesh::SurveyReply>) {
+    let Pending {
+        question,
+        mut responder,
+    } = pending;
+    let exchange = async {
+        let (mut send, recv) = connection.open_bi().await.ok()?;
+        framed::send_one(&mut send, Kind::Survey(question))
+            .await
+            .ok()?;
+        match FrameReader::new(recv).next().await {
+            Ok(Some(Kind::SurveyReply(reply))) => Some(reply),
+            _ => None,
+        }
+    };
+    let reply = tokio::select! {
+        reply = exchange => reply,
+        () = responder.closed() => return,
+    };
+    if let Some(reply) = reply {
+        responder.answer(reply);
+    }
+}
+
+/// One event lane: a stream of its own, written in batches of whatever is queued.
+async fn lane_writer(connection: quinn::Connection, mut lane: Lane) {
+    let Ok(mut stream) = connection.open_uni().await else {
+        return;
+    };
+    let mut buffer = BytesMut::new();
+    while let Some(event) = lane.recv().await {
+        framed::put_event(&mut buffer, &event);
+        while buffer.len() < 64 << 10 {
+            match lane.try_recv() {
+                Some(event) => framed::put_event(&mut buffer, &event),
+                None => break,
+            }
+        }
+        if stream.write_all(&buffer).await.is_err() {
+            return;
+        }
+        buffer.clear();
+    }
+    let _ = stream.finish();
+}

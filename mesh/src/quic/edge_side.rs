@@ -1,0 +1,258 @@
+//! The edge's end of a QUIC link: dial a core, exchange `Hello`, then relay between the
+//! in-process link the edge holds and the QUIC streams (see the module above).
+
+use super::framed::{self, FrameReader};
+use super::{HelloError, LastHeard, MeshOptions, close, tls};
+use crate::link::{CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Up, in_process_with_lanes};
+use crate::{Pending, mesh};
+use spindle_proto::mesh::{Role, mesh_frame::Kind};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+/// Why a core could not be reached.
+#[derive(Debug, Error)]
+pub enum DialError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("QUIC cannot use this TLS configuration: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("cannot open a UDP socket: {0}")]
+    Socket(std::io::Error),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: quinn::ConnectError,
+    },
+    #[error("connection to {addr} failed: {source}")]
+    Connection {
+        addr: SocketAddr,
+        source: quinn::ConnectionError,
+    },
+    #[error("{addr} refused: {source}")]
+    Refused {
+        addr: SocketAddr,
+        source: HelloError,
+    },
+}
+
+/// Who the edge is linked to.
+#[derive(Debug, Clone)]
+pub struct CoreLinkInfo {
+    /// The core's node name (its certificate names it).
+    pub node: String,
+    pub region: String,
+    /// Closes once the link is down.
+    pub connection: quinn::Connection,
+}
+
+/// Connects to the core at `addr` as the node `options.node_name` and starts relaying. The
+/// returned ends behave as an in-process link; they close when the QUIC connection is lost
+/// (no frame within the link timeout, the core gone or refusing).
+pub async fn dial(
+    addr: SocketAddr,
+    identity: &tls::MeshIdentity,
+    options: MeshOptions,
+) -> Result<((EdgeLink, EdgeInbox), CoreLinkInfo), DialError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls::client_config(identity)?)?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    client.transport_config(Arc::new(super::transport(&options)));
+    let bind: SocketAddr = if addr.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let endpoint = quinn::Endpoint::client(bind).map_err(DialError::Socket)?;
+    let connection = endpoint
+        .connect_with(client, addr, tls::DIAL_NAME)
+        .map_err(|source| DialError::Connect { addr, source })?
+        .await
+        .map_err(|source| DialError::Connection { addr, source })?;
+    let connected = |source| DialError::Connection { addr, source };
+    let (mut send, recv) = connection.open_bi().await.map_err(connected)?;
+    send.write_all(&framed::frame(super::hello(&options, Role::Edge)))
+        .await
+        .map_err(|_| DialError::Refused {
+            addr,
+            source: HelloError::Missing,
+        })?;
+    let mut reader = FrameReader::new(recv);
+    let hello = match super::check_hello(&mut reader, &connection, Role::Core).await {
+        Ok(hello) => hello,
+        Err(source) => {
+            tracing::warn!(%addr, %source, "mesh: core refused");
+            super::refuse(&mut send, &connection, &source).await;
+            return Err(DialError::Refused { addr, source });
+        }
+    };
+    tracing::info!(%addr, core = hello.node_id, region = hello.region, "mesh link up");
+
+    let (edge_end, (to_edge, from_edge)) = in_process_with_lanes(options.capacity, options.lanes);
+    let (control, control_queue) = mpsc::channel(1024);
+    let heard = LastHeard::new();
+    tokio::spawn(framed::write_frames(send, control_queue));
+    tokio::spawn(super::keep_alive(
+        control.clone(),
+        connection.clone(),
+        heard.clone(),
+        options.clone(),
+        hello.node_id.clone(),
+    ));
+    tokio::spawn(up(from_edge, control, connection.clone(), endpoint));
+    tokio::spawn(control_down(
+        reader,
+        to_edge.clone(),
+        heard,
+        connection.clone(),
+    ));
+    tokio::spawn(surveys(connection.clone(), to_edge.clone()));
+    tokio::spawn(lanes(connection.clone(), to_edge));
+    let info = CoreLinkInfo {
+        node: hello.node_id,
+        region: hello.region,
+        connection,
+    };
+    Ok((edge_end, info))
+}
+
+/// What the edge sends: control messages in order on the control stream, each request on a
+/// stream of its own. Ends when the connection closes (the endpoint lives as long as this).
+async fn up(
+    mut from_edge: CoreInbox,
+    control: mpsc::Sender<bytes::Bytes>,
+    connection: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+) {
+    loop {
+        let message = tokio::select! {
+            message = from_edge.recv() => message,
+            _ = connection.closed() => return,
+        };
+        let frame = match message {
+            None => {
+                connection.close(close::DONE, b"edge stopped");
+                return;
+            }
+            Some(Up::Interest(interest)) => framed::frame(Kind::Interest(interest)),
+            Some(Up::Presence(update)) => framed::frame(Kind::Presence(update)),
+            Some(Up::Request(pending)) => {
+                tokio::spawn(request(connection.clone(), pending));
+                continue;
+            }
+        };
+        if control.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One request on its own stream; abandoned (the stream stopped) when the edge gives up.
+async fn request(connection: quinn::Connection, pending: Pending<mesh::Request, mesh::Response>) {
+    let Pending {
+        question,
+        mut responder,
+    } = pending;
+    let id = question.id;
+    let exchange = async {
+        let (mut send, recv) = connection.open_bi().await.ok()?;
+        framed::send_one(&mut send, Kind::Request(question))
+            .await
+            .ok()?;
+        let mut reader = FrameReader::new(recv);
+        match reader.next().await {
+            Ok(Some(Kind::Response(response))) => Some(response),
+            _ => None,
+        }
+    };
+    let response = tokio::select! {
+        response = exchange => response,
+        // Dropping the exchange drops its streams: quinn resets them.
+        () = responder.closed() => return,
+    };
+    if let Some(mut response) = response {
+        response.id = id;
+        responder.answer(response);
+    }
+}
+
+/// The core's control stream: commands and interest acks to the edge, heartbeats to the
+/// liveness check. Any other frame is a protocol error that closes the link.
+async fn control_down(
+    mut reader: FrameReader,
+    to_edge: CoreLink,
+    heard: LastHeard,
+    connection: quinn::Connection,
+) {
+    loop {
+        let kind = match reader.next().await {
+            Ok(Some(kind)) => kind,
+            Ok(None) | Err(_) => {
+                connection.close(close::PROTOCOL, b"control stream ended");
+                return;
+            }
+        };
+        heard.heard();
+        let message = match kind {
+            Kind::Heartbeat(_) => continue,
+            Kind::Control(control) => Down::Control(control),
+            Kind::InterestAck(ack) => Down::InterestAck(ack),
+            Kind::Goodbye(goodbye) => {
+                tracing::info!(reason = goodbye.reason, "mesh: the core said goodbye");
+                connection.close(close::DONE, b"goodbye");
+                return;
+            }
+            other => {
+                tracing::warn!(?other, "mesh: unexpected frame on the control stream");
+                connection.close(close::PROTOCOL, b"unexpected frame");
+                return;
+            }
+        };
+        if to_edge.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Surveys the core opens, each on its own stream, answered by the edge.
+async fn surveys(connection: quinn::Connection, to_edge: CoreLink) {
+    while let Ok((mut send, recv)) = connection.accept_bi().await {
+        let to_edge = to_edge.clone();
+        tokio::spawn(async move {
+            let mut reader = FrameReader::new(recv);
+            let Ok(Some(Kind::Survey(survey))) = reader.next().await else {
+                return;
+            };
+            if let Ok(reply) = to_edge.survey(survey).await {
+                let _ = framed::send_one(&mut send, Kind::SurveyReply(reply)).await;
+            }
+        });
+    }
+}
+
+/// The core's event lanes, each read by its own task into the edge's matching lane.
+async fn lanes(connection: quinn::Connection, to_edge: CoreLink) {
+    while let Ok(recv) = connection.accept_uni().await {
+        let to_edge = to_edge.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            let mut reader = FrameReader::new(recv);
+            loop {
+                match reader.next().await {
+                    Ok(Some(Kind::Event(event))) => {
+                        // Waits while the edge's lane is full: QUIC flow control then holds
+                        // the core, whose own lane fills and drops for this edge alone.
+                        if to_edge.send_event(Arc::new(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Ok(Some(_)) | Err(_) => {
+                        connection.close(close::PROTOCOL, b"bad frame on a lane");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,233 @@
+//! The link over QUIC (quinn + rustls, ring only), between processes.
+//!
+//! Each side keeps the link contract of `docs/architecture.md` §4 by relaying between an
+//! in-process link (the edge or the node holds its usual end) and one QUIC connection:
+//!
+//! - **control**: one bidirectional stream the edge opens. `Hello` both ways first (node name,
+//!   role, mesh protocol version, region); then edge → core `Interest`, `PresenceUpdate`,
+//!   `Heartbeat`; core → edge `Control`, `InterestAck`, `Heartbeat`, `Goodbye`. In order.
+//! - **requests**: one bidirectional stream per request, opened by the edge: `Request` →
+//!   `Response`. An edge that gives up on a request stops the stream.
+//! - **surveys**: one bidirectional stream per survey, opened by the core.
+//! - **lanes**: `lanes` unidirectional streams the core opens, carrying `ChannelEvent`s; a
+//!   channel's events always take the same lane.
+//!
+//! Liveness comes from frames received: each side sends a `Heartbeat` every
+//! `heartbeat_interval` and drops the link after `link_timeout` without any frame on the control
+//! stream. QUIC's own keep-alive and idle timeout are the backstop.
+//!
+//! Identity: mutual TLS with the cluster CA (`tls`); after `Hello` each side checks that the
+//! peer's certificate names the node it announced, and refuses (a `Goodbye` saying why, then
+//! closing) a peer with another name, role or protocol version.
+
+mod core_side;
+mod edge_side;
+mod framed;
+mod gencerts;
+mod tls;
+
+pub use core_side::{AcceptedEdge, MeshListener};
+pub use edge_side::{CoreLinkInfo, DialError, dial};
+pub use framed::{MAX_FRAME, ReadFrameError};
+pub use gencerts::{CertsError, DevelopmentCerts, generate_certs};
+pub use tls::{ALPN, MeshIdentity, TlsError};
+
+use framed::FrameReader;
+use spindle_proto::mesh::{self, Role, mesh_frame::Kind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How one node takes part in the mesh.
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    /// This node's name: announced in `Hello`, and the DNS name its certificate must carry.
+    pub node_name: String,
+    /// Announced in `Hello`, for `info` and metrics. May be empty.
+    pub region: String,
+    /// Event lanes the core opens to each edge (`mesh.lanes`).
+    pub lanes: usize,
+    /// How often each side sends a `Heartbeat` (`mesh.heartbeat_interval`, default 500 ms).
+    pub heartbeat_interval: Duration,
+    /// The link is dropped after this long without a frame on the control stream
+    /// (`mesh.link_timeout`, default 1.5 s).
+    pub link_timeout: Duration,
+    /// Messages that may wait in each direction and lane of the in-process side.
+    pub capacity: usize,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        MeshOptions {
+            node_name: String::new(),
+            region: String::new(),
+            lanes: crate::DEFAULT_LANES,
+            heartbeat_interval: Duration::from_millis(500),
+            link_timeout: Duration::from_millis(1500),
+            capacity: 4096,
+        }
+    }
+}
+
+/// Why a peer was refused after the TLS handshake.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HelloError {
+    #[error("the peer sent no Hello")]
+    Missing,
+    #[error("the peer is a {got:?}, this side needs a {want:?}")]
+    WrongRole { want: Role, got: Role },
+    #[error("the peer speaks mesh protocol {got}, this node {want}")]
+    Version { want: u32, got: u32 },
+    #[error("the peer's certificate does not name {0:?} (the node it announced)")]
+    NameMismatch(String),
+    #[error("the peer said goodbye: {0}")]
+    Goodbye(String),
+}
+
+/// Error codes a side closes the QUIC connection with.
+pub(crate) mod close {
+    use quinn::VarInt;
+    /// A clean shutdown.
+    pub const DONE: VarInt = VarInt::from_u32(0);
+    /// The peer was refused after `Hello`.
+    pub const REFUSED: VarInt = VarInt::from_u32(1);
+    /// No frame within the link timeout.
+    pub const SILENT: VarInt = VarInt::from_u32(2);
+    /// The peer broke the mesh protocol.
+    pub const PROTOCOL: VarInt = VarInt::from_u32(3);
+}
+
+fn hello(options: &MeshOptions, role: Role) -> Kind {
+    Kind::Hello(mesh::Hello {
+        node_id: options.node_name.clone(),
+        role: role as i32,
+        protocol_version: spindle_proto::mesh::PROTOCOL_VERSION,
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        region: options.region.clone(),
+    })
+}
+
+/// Reads the peer's `Hello` and checks role, version and certificate name.
+async fn check_hello(
+    reader: &mut FrameReader,
+    connection: &quinn::Connection,
+    want: Role,
+) -> Result<mesh::Hello, HelloError> {
+    let hello = match reader.next().await {
+        Ok(Some(Kind::Hello(hello))) => hello,
+        Ok(Some(Kind::Goodbye(goodbye))) => return Err(HelloError::Goodbye(goodbye.reason)),
+        _ => return Err(HelloError::Missing),
+    };
+    let got = Role::try_from(hello.role).unwrap_or(Role::Unspecified);
+    if got != want {
+        return Err(HelloError::WrongRole { want, got });
+    }
+    if hello.protocol_version != spindle_proto::mesh::PROTOCOL_VERSION {
+        return Err(HelloError::Version {
+            want: spindle_proto::mesh::PROTOCOL_VERSION,
+            got: hello.protocol_version,
+        });
+    }
+    if !tls::peer_is_named(connection, &hello.node_id) {
+        return Err(HelloError::NameMismatch(hello.node_id));
+    }
+    Ok(hello)
+}
+
+/// Tells the peer why it is refused, then closes.
+async fn refuse(send: &mut quinn::SendStream, connection: &quinn::Connection, error: &HelloError) {
+    let goodbye = Kind::Goodbye(mesh::Goodbye {
+        reason: error.to_string(),
+    });
+    let _ = framed::send_one(send, goodbye).await;
+    // Give the goodbye a moment to leave before the close discards it.
+    let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+    connection.close(close::REFUSED, error.to_string().as_bytes());
+}
+
+/// When a frame last came in on the control stream.
+#[derive(Debug, Clone)]
+struct LastHeard(Arc<std::sync::Mutex<Instant>>);
+
+impl LastHeard {
+    fn new() -> LastHeard {
+        LastHeard(Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+
+    fn heard(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    fn silence(&self) -> Duration {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+    }
+}
+
+/// Sends heartbeats on the control queue and closes the connection once the peer has been
+/// silent for the link timeout. Ends when the control queue closes.
+async fn keep_alive(
+    control: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    connection: quinn::Connection,
+    heard: LastHeard,
+    options: MeshOptions,
+    peer: String,
+) {
+    let mut seq = 0;
+    let mut tick = tokio::time::interval(options.heartbeat_interval);
+    loop {
+        tick.tick().await;
+        if heard.silence() > options.link_timeout {
+            tracing::warn!(
+                peer,
+                timeout = ?options.link_timeout,
+                "mesh link down: no frame from the peer within the link timeout"
+            );
+            connection.close(close::SILENT, b"link timeout");
+            return;
+        }
+        seq += 1;
+        let heartbeat = Kind::Heartbeat(mesh::Heartbeat {
+            seq,
+            sent_at_ms: unix_ms(),
+        });
+        if control.send(framed::frame(heartbeat)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The transport settings both sides use, overriding quinn's defaults where they do not fit.
+fn transport(options: &MeshOptions) -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    // One stream per request: an edge with many connections asks many things at once (the
+    // core answers up to 1,024 at a time per edge; quinn's default is 100).
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
+    // The lanes, plus room for a lane being replaced.
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(
+        u32::try_from(options.lanes.saturating_mul(2)).unwrap_or(u32::MAX),
+    ));
+    // A lane carries a busy channel's whole stream: a larger window than quinn's 1.25 MB per
+    // stream keeps a loaded lane from stalling on flow control over a long RTT.
+    transport.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
+    transport.receive_window(quinn::VarInt::from_u32(64 << 20));
+    transport.send_window(64 << 20);
+    // Backstops behind the heartbeats: keep NAT bindings warm, give up after 10 s of nothing.
+    transport.keep_alive_interval(Some(
+        options.heartbeat_interval.max(Duration::from_millis(100)),
+    ));
+    transport.max_idle_timeout(quinn::IdleTimeout::try_from(Duration::from_secs(10)).ok());
+    transport
+}
