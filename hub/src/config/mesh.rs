@@ -1,8 +1,9 @@
-//! The Spindle-only `mesh` section: the QUIC link between edges and cores (DESIGN §4).
+//! The Spindle-only `mesh` section: the QUIC link between edges and cores
+//! (docs/architecture.md §4).
 //!
 //! Which role this process plays (edge, core, or both in `spindle serve`) is chosen on the
-//! command line, not here; an edge reads `cores`, a core reads `listen`, both read the rest.
-//! `spindle serve` uses the in-process link and ignores this section.
+//! command line, not here; an edge reads `cores`, a core reads `listen` and `lanes`, both read
+//! the rest. `spindle serve` uses the in-process link and ignores this section.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,17 +16,25 @@ pub struct Mesh {
     /// UDP address a core listens on for edges (`host:port`). Default `"127.0.0.1:7100"`
     /// (loopback; set `0.0.0.0:7100` when edges run on other hosts).
     pub listen: String,
-    /// Core addresses (`host:port`) an edge connects to, in order of preference; it fails over
-    /// between them. Default `[]` (an edge needs at least one).
+    /// Core addresses (`host:port`) an edge connects to, in order of preference. Default `[]`
+    /// (an edge needs at least one).
     pub cores: Vec<String>,
-    /// Region of this node, for picking cores and in `info`. Default `""`.
+    /// This node's name in the mesh: announced to the peer and the DNS name its certificate
+    /// must carry. Default `""`: `node.name`, else the host name.
+    pub node_name: String,
+    /// Region of this node, reported to the peer and in `info`. Default `""`.
     pub region: String,
-    /// Mutual TLS of the mesh. Default: all empty = a generated self-signed pair (development
-    /// only; both sides must then run with the same generated CA).
+    /// Event lanes a core opens to each edge; a channel's events always take the same lane, so
+    /// a busy channel holds up only its lane. Default `4`; between 1 and 64.
+    pub lanes: u32,
+    /// Mutual TLS of the mesh: required by `spindle edge` and `spindle core` (`spindle mesh
+    /// gencerts` writes development files).
     pub tls: MeshTls,
-    /// Interval of heartbeats on the control stream; a link missing three is considered down.
-    /// Default `5s`; between `100ms` and `60s`.
+    /// Interval of heartbeats on the control stream. Default `500ms`; between `100ms` and `60s`.
     pub heartbeat_interval: Duration,
+    /// The link is dropped after this long without any frame from the peer. Default `1.5s`;
+    /// at least twice `heartbeat_interval`, at most `5m`.
+    pub link_timeout: Duration,
 }
 
 impl Default for Mesh {
@@ -33,15 +42,18 @@ impl Default for Mesh {
         Mesh {
             listen: "127.0.0.1:7100".to_owned(),
             cores: Vec::new(),
+            node_name: String::new(),
             region: String::new(),
+            lanes: 4,
             tls: MeshTls::default(),
-            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_millis(500),
+            link_timeout: Duration::from_millis(1500),
         }
     }
 }
 
 /// `mesh.tls`: file paths of the node's certificate, key, and the cluster CA. Set all three or
-/// none.
+/// none (then only `spindle serve`, which has no mesh, can run).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(default)]
 pub struct MeshTls {

@@ -84,6 +84,8 @@ pub(crate) fn zeros_to_defaults(config: &mut Config, warnings: &mut Vec<ConfigWa
         node.info_metrics_aggregate_interval,
         shutdown.timeout,
         mesh.heartbeat_interval,
+        mesh.link_timeout,
+        mesh.lanes,
     );
 }
 

@@ -272,6 +272,33 @@ pub(crate) fn validate_mesh(c: &Config, p: &mut Problems) {
         Duration::from_millis(100),
         Duration::from_secs(60),
     );
+    p.range(
+        "mesh.link_timeout",
+        mesh.link_timeout,
+        Duration::from(interval.as_std().saturating_mul(2)),
+        Duration::from_secs(300),
+    );
+    p.range("mesh.lanes", mesh.lanes, 1, 64);
+    if !mesh.node_name.is_empty() && !is_dns_name(&mesh.node_name) {
+        p.add(
+            "mesh.node_name",
+            "must be a DNS name (letters, digits, '-', '.'): the name its certificate carries",
+        );
+    }
+}
+
+/// A host name as certificates carry it: labels of letters, digits and '-', joined by '.'.
+fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 pub(crate) fn validate_consumers(c: &Config, p: &mut Problems) {

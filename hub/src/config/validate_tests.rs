@@ -356,9 +356,21 @@ fn mesh_rules() {
     let mut config = Config::default();
     config.mesh.heartbeat_interval = Duration::from_millis(10);
     assert_one(&config, "mesh.heartbeat_interval", "outside");
-    config.mesh.heartbeat_interval = Duration::from_secs(1);
+    config.mesh.heartbeat_interval = Duration::from_millis(500);
     config.mesh.cores = vec!["core-a:7100".into(), "core-b:0".into()];
     assert_one(&config, "mesh.cores[1]", "port 0");
+    let mut config = Config::default();
+    // A link timeout shorter than two heartbeats would drop healthy links.
+    config.mesh.link_timeout = Duration::from_millis(900);
+    assert_one(&config, "mesh.link_timeout", "outside");
+    let mut config = Config::default();
+    config.mesh.lanes = 65;
+    assert_one(&config, "mesh.lanes", "outside");
+    let mut config = Config::default();
+    config.mesh.node_name = "edge_1".into();
+    assert_one(&config, "mesh.node_name", "DNS name");
+    config.mesh.node_name = "edge-1.eu".into();
+    assert!(config.validate().is_ok());
 }
 
 #[test]
