@@ -21,6 +21,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: an edge and a core in one process (the default).
     Serve(ServeArgs),
+    /// Run a core: broker, history, presence, server API, proxies; edges attach over the QUIC
+    /// mesh (`mesh.listen`, `mesh.tls`, `mesh.node_name`).
+    Core(ServeArgs),
+    /// Run an edge: client transports and fan-out, linked to a core over the QUIC mesh
+    /// (`mesh.cores`, `mesh.tls`, `mesh.node_name`).
+    Edge(ServeArgs),
+    /// Mesh tools.
+    #[command(subcommand)]
+    Mesh(MeshCommand),
     /// Write a minimal working configuration with random secrets.
     Genconfig {
         /// File to write; its extension (json, yaml, yml, toml) picks the format.
@@ -65,6 +74,20 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MeshCommand {
+    /// Write a development CA (`DIR/ca.pem`) and, per node, `DIR/<node>.pem` and
+    /// `DIR/<node>.key`. Production brings its own CA.
+    Gencerts {
+        /// Directory to write into (created if missing).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Node names (each the DNS name its certificate carries), comma-separated.
+        #[arg(short, long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -219,7 +219,7 @@ pub(crate) async fn emulation(
 async fn forward(edge: &Shared, request: client::EmulationRequest) -> StatusCode {
     let request = mesh::request::Kind::Emulation(request);
     match edge
-        .link
+        .link()
         .request(Some(request), crate::deadline::EMULATION)
         .await
     {

@@ -149,6 +149,13 @@ impl InterestTable {
         self.acked.notify_waiters();
     }
 
+    /// A new link starts: nothing is told yet and waiters may wait again.
+    pub(crate) fn reopen(&self) {
+        let mut state = self.state();
+        state.closed = false;
+        state.told.clear();
+    }
+
     /// The change to send for the touched channels, as the hub has them now; `None` when
     /// nothing changed. Marks added channels as told (not yet acknowledged) and forgets
     /// removed ones.

@@ -75,7 +75,7 @@ use spindle_hub::session::SessionRules;
 use spindle_mesh::{EdgeInbox, EdgeLink};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 pub use clock::SystemNow;
@@ -180,7 +180,11 @@ pub(crate) struct Limits {
 pub(crate) struct Shared {
     pub config: Arc<Config>,
     pub rules: SessionRules,
-    pub link: EdgeLink,
+    /// The link to the core now (replaced when the edge links again after losing it).
+    link: RwLock<EdgeLink>,
+    /// Whether a link to a core is up: without one, new connections are refused and `/health`
+    /// says so.
+    pub linked: AtomicBool,
     pub node: NodeIdentity,
     pub hub: LocalHub,
     /// What the core has been told of the channels with local subscribers.
@@ -198,6 +202,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The link to the core now.
+    pub(crate) fn link(&self) -> EdgeLink {
+        self.link
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// HTTP refusal of a new connection, if one is due (shutting down, node connection limit,
     /// connection rate limit): 503 with the reason as body.
     pub(crate) fn admission(&self) -> Option<Response> {
@@ -211,6 +223,9 @@ impl Shared {
     pub(crate) fn refusal(&self) -> Option<&'static str> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Some("shutting down");
+        }
+        if !self.linked.load(Ordering::Acquire) {
+            return Some("no core link");
         }
         let limit = self.limits.connection_limit;
         if limit > 0 && self.hub.connection_count() >= limit {
@@ -305,7 +320,8 @@ impl Edge {
             shared: Arc::new(Shared {
                 config,
                 rules,
-                link,
+                link: RwLock::new(link),
+                linked: AtomicBool::new(true),
                 node,
                 hub: LocalHub::with_max_time_lag(limits.max_time_lag),
                 interest: interest::InterestTable::default(),
@@ -320,6 +336,16 @@ impl Edge {
         }
     }
 
+    /// An edge with no link yet (`spindle edge` before its first core answers): it refuses
+    /// connections (503) and reports so on `/health` until [`Edge::run_link`] gives it one.
+    pub fn unlinked(config: Arc<Config>, rules: SessionRules, node: NodeIdentity) -> Edge {
+        // A link whose core end is gone: every use of it fails at once.
+        let ((link, _), _) = spindle_mesh::in_process(1);
+        let edge = Edge::new(config, rules, link, node);
+        edge.shared.linked.store(false, Ordering::Release);
+        edge
+    }
+
     /// Applies what the core sends until the link closes. Spawn it once per link.
     /// Also sends the interest changes of local subscriptions, and refreshes the presence of
     /// local connections every `client.presence_update_interval`, while the link is up.
@@ -328,12 +354,39 @@ impl Edge {
         for lane in inbox.take_lanes() {
             tokio::spawn(inbox::drain_lane(Arc::clone(shared), lane));
         }
+        let link = shared.link();
         tokio::select! {
             () = inbox::run(shared, inbox) => {}
-            _ = interest::run(&shared.interest, &shared.hub, &shared.link) => {}
+            _ = interest::run(&shared.interest, &shared.hub, &link) => {}
             () = presence::refresh(shared) => {}
         }
         shared.interest.close();
+    }
+
+    /// Serves a (new) link to a core until it is lost, then closes every client connection
+    /// with 3010 (insufficient state): nothing reaches local subscribers without a core, so
+    /// each SDK reconnects — to this edge once it has a link again, or to another — and
+    /// recovers from history (or learns it cannot). While unlinked, new connections are
+    /// refused (503) and `/health` says why.
+    pub async fn run_link(&self, link: EdgeLink, inbox: EdgeInbox) {
+        let shared = &self.shared;
+        *shared.link.write().unwrap_or_else(PoisonError::into_inner) = link;
+        shared.interest.reopen();
+        shared.linked.store(true, Ordering::Release);
+        self.run_inbox(inbox).await;
+        shared.linked.store(false, Ordering::Release);
+        for connection in shared.hub.all_connections() {
+            connection.close(Disconnect::INSUFFICIENT_STATE);
+        }
+    }
+
+    /// `Ok` while a link to a core is up; the reason otherwise.
+    pub fn health(&self) -> Result<(), String> {
+        if self.shared.linked.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err("no live link to a core".to_owned())
+        }
     }
 
     /// The client endpoints, each at its configured `handler_prefix`: the WebSocket (unless

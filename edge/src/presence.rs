@@ -19,7 +19,7 @@ pub(crate) async fn refresh(shared: &Shared) {
                 refreshed_client_ids: clients,
                 ..Default::default()
             };
-            if shared.link.send(Up::Presence(update)).await.is_err() {
+            if shared.link().send(Up::Presence(update)).await.is_err() {
                 return;
             }
         }

@@ -1,11 +1,14 @@
 //! One function per subcommand.
 
+mod core;
+mod edge;
 mod genconfig;
+mod mesh_roles;
 mod migrate;
 mod serve;
 mod tokens;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, MeshCommand};
 use crate::settings;
 use anyhow::Result;
 use std::path::Path;
@@ -15,6 +18,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         None => serve::run(cli.serve),
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Core(args)) => core::run(args),
+        Some(Command::Edge(args)) => edge::run(args),
+        Some(Command::Mesh(MeshCommand::Gencerts { out, nodes })) => {
+            gencerts(&out, &nodes).map(|()| ExitCode::SUCCESS)
+        }
         Some(Command::Genconfig { config }) => genconfig::run(&config).map(|()| ExitCode::SUCCESS),
         Some(Command::Checkconfig { config, strict }) => {
             settings::load(Some(&config), Vec::new(), strict)?;
@@ -51,4 +59,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// The default `config.json` is optional: env variables alone may configure the tokens.
 fn existing(path: &Path) -> Option<&Path> {
     (path != Path::new("config.json") || path.exists()).then_some(path)
+}
+
+/// `spindle mesh gencerts`: a development CA and a certificate per node, as PEM files.
+fn gencerts(out: &Path, nodes: &[String]) -> Result<()> {
+    use anyhow::Context;
+    let certs = spindle_mesh::quic::generate_certs(nodes)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let write = |name: String, text: &str| {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("ca.pem".into(), &certs.ca_pem)?;
+    for (node, cert, key) in &certs.nodes {
+        write(format!("{node}.pem"), cert)?;
+        write(format!("{node}.key"), key)?;
+    }
+    crate::output::line(format_args!(
+        "spindle: wrote {}/ca.pem and a certificate and key per node ({}); development only",
+        out.display(),
+        nodes.join(", ")
+    ))?;
+    Ok(())
 }

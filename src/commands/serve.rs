@@ -2,8 +2,8 @@
 //! HTTP server (HTTPS with `http_server.tls`), and with `webtransport.enabled` a WebTransport
 //! endpoint on the UDP port of the same number.
 
-mod http;
-mod tls;
+pub(super) mod http;
+pub(super) mod tls;
 
 use crate::cli::ServeArgs;
 use crate::commands::genconfig::random_secret;
@@ -69,7 +69,7 @@ fn quickstart_secrets() -> Vec<(String, String)> {
 }
 
 /// Every switch that turns a protection off is said out loud at start, each time.
-fn warn_insecure(config: &Config) {
+pub(super) fn warn_insecure(config: &Config) {
     let client = &config.client;
     let switches = [
         (
@@ -109,7 +109,7 @@ fn warn_insecure(config: &Config) {
     }
 }
 
-fn init_logging(config: &Config, json: bool) -> Result<()> {
+pub(super) fn init_logging(config: &Config, json: bool) -> Result<()> {
     use tracing_subscriber::EnvFilter;
     let level = config.log.level.as_str();
     let filter = match level {
@@ -209,24 +209,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let api = node.api_router();
     // 200 `{}` while the broker delivers; 503 with the reason while it does not.
     let health_node = node.clone();
-    let health = Router::new().route(
-        &config.health.handler_prefix,
-        get(move || {
-            let node = health_node.clone();
-            async move {
-                match node.health() {
-                    Ok(()) => (
-                        axum::http::StatusCode::OK,
-                        axum::Json(serde_json::json!({})),
-                    ),
-                    Err(error) => (
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(serde_json::json!({ "error": error })),
-                    ),
-                }
-            }
-        }),
-    );
+    let health = health_router(&config, move || health_node.health());
     let http = &config.http_server;
     let (external, internal) = if http.internal_port != 0 && http.internal_port != local.port() {
         let (external, internal) = if config.http_api.external {
@@ -343,7 +326,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
 
 /// Serves `router` on `listener` (HTTPS with `identity`) until `shutdown` resolves, with the
 /// header, idle and pending-connection limits of [`http`].
-fn serve_http(
+pub(super) fn serve_http(
     listener: TcpListener,
     identity: Option<&tls::Identity>,
     router: Router,
@@ -364,6 +347,31 @@ fn serve_http(
     })
 }
 
+/// `health.handler_prefix`: 200 `{}` while `check` passes, 503 `{"error": reason}` otherwise.
+pub(super) fn health_router(
+    config: &Config,
+    check: impl Fn() -> Result<(), String> + Clone + Send + Sync + 'static,
+) -> Router {
+    Router::new().route(
+        &config.health.handler_prefix,
+        get(move || {
+            let check = check.clone();
+            async move {
+                match check() {
+                    Ok(()) => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(serde_json::json!({})),
+                    ),
+                    Err(error) => (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({ "error": error })),
+                    ),
+                }
+            }
+        }),
+    )
+}
+
 /// Turns Nagle's algorithm off on an accepted connection, as Go (and so Centrifugo) does for
 /// every TCP socket. The writer already joins what is queued into one frame; holding a small
 /// frame back until the previous one is acknowledged only adds a delayed-ACK wait (~40 ms) to
@@ -379,7 +387,7 @@ enum Either {
     Plain(TcpListener),
 }
 
-fn scheme(tls: bool) -> &'static str {
+pub(super) fn scheme(tls: bool) -> &'static str {
     if tls { "https" } else { "http" }
 }
 
@@ -412,14 +420,14 @@ fn uni_grpc_address(config: &Config) -> &str {
     }
 }
 
-fn bind_address(config: &Config) -> &str {
+pub(super) fn bind_address(config: &Config) -> &str {
     match config.http_server.address.as_str() {
         "" => "0.0.0.0",
         address => address,
     }
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {

@@ -47,12 +47,14 @@ pub mod keys;
 pub mod server;
 #[cfg(target_os = "linux")]
 pub mod sockets;
+pub mod split;
 pub mod tls_front;
 
 pub use client::{Client, CloseInfo, Event};
-pub use server::{Server, ServerOptions};
+pub use server::{Server, ServerOptions, TempDir};
 pub use spindle_proto::Format;
 pub use spindle_proto::client as proto;
+pub use split::Split;
 pub use tokio_tungstenite::tungstenite;
 
 use std::fmt;

@@ -36,6 +36,8 @@ pub struct ServerOptions {
     /// Start the server with this open-descriptor limit (through `prlimit`), to test how it
     /// behaves when descriptors run short.
     pub descriptor_limit: Option<u64>,
+    /// The subcommand: `serve` (default), `core` or `edge`.
+    pub role: &'static str,
 }
 
 impl Default for ServerOptions {
@@ -45,6 +47,7 @@ impl Default for ServerOptions {
             port: 0,
             extra_args: Vec::new(),
             descriptor_limit: None,
+            role: "serve",
         }
     }
 }
@@ -130,7 +133,7 @@ impl Server {
             None => Command::new(&bin),
         };
         command
-            .arg("serve")
+            .arg(options.role)
             .arg("-c")
             .arg(&config_path)
             .arg("-p")
@@ -477,10 +480,10 @@ fn tail(log: &Arc<Mutex<String>>) -> String {
 
 /// A directory under the system temp dir, removed on drop.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(prefix: &str) -> std::io::Result<TempDir> {
+    pub fn new(prefix: &str) -> std::io::Result<TempDir> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -495,7 +498,7 @@ impl TempDir {
         Ok(TempDir(path))
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.0
     }
 }

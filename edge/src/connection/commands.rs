@@ -312,7 +312,7 @@ impl Connection {
         ));
         match self
             .shared
-            .link
+            .link()
             .request(Some(request), crate::deadline::CORE)
             .await
         {

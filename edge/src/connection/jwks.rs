@@ -48,7 +48,7 @@ impl Connection {
         });
         let response = self
             .shared
-            .link
+            .link()
             .request(Some(request), crate::deadline::JWKS)
             .await
             .map_err(|error| {

@@ -48,7 +48,7 @@ impl Connection {
         });
         let response = self
             .shared
-            .link
+            .link()
             .request(Some(request), self.shared.limits.proxy_deadline)
             .await
             .map_err(|error| {

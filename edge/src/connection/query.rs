@@ -28,7 +28,7 @@ impl Connection {
     pub(super) async fn ask(&self, kind: request::Kind) -> Result<response::Kind, Refusal> {
         let response = self
             .shared
-            .link
+            .link()
             .request(Some(kind), deadline::CORE)
             .await
             .map_err(deadline::failure_of)?;

@@ -292,7 +292,7 @@ impl Connection {
         };
         self.joined.insert(channel.to_owned());
         // A dead link: the connection ends with it.
-        let _ = self.shared.link.send(Up::Presence(update)).await;
+        let _ = self.shared.link().send(Up::Presence(update)).await;
     }
 
     /// The presence leave of a subscription that was joined.
@@ -307,7 +307,7 @@ impl Connection {
             emit_join_leave: record.options.emit_join_leave,
             ..Default::default()
         };
-        let _ = self.shared.link.send(Up::Presence(update)).await;
+        let _ = self.shared.link().send(Up::Presence(update)).await;
     }
 }
 

@@ -45,6 +45,7 @@ mod redis_restart;
 mod slow_clients;
 #[cfg(target_os = "linux")]
 mod sockets;
+mod split;
 mod two_nodes;
 mod uni_grpc;
 mod unidirectional;
