@@ -26,6 +26,7 @@
 //! - [`history`]: channel streams (offsets, epochs, retention by size and time, idempotency,
 //!   versions), history reads and the recovery decision, with time and randomness passed in.
 //! - [`presence`]: presence sets per channel with TTL expiry and client / user counts.
+//! - [`metrics`]: the Prometheus text format each role's `/metrics` is written in.
 
 pub mod channel;
 pub mod codes;
@@ -34,6 +35,7 @@ pub mod delta;
 pub mod glob;
 pub mod history;
 pub mod jwt;
+pub mod metrics;
 pub mod outcome;
 pub mod presence;
 pub mod registry;

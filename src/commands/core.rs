@@ -44,6 +44,8 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let mesh_local = mesh.local_addr()?;
     println!("spindle: mesh listening on udp {mesh_local}");
     let attaching = node.clone();
+    let links = super::metrics::CoreLinks::default();
+    let registering = links.clone();
     let (closing, mut close_mesh) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         loop {
@@ -57,6 +59,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
             };
             let Some(edge) = edge else { return };
             tracing::info!(edge = edge.node, region = edge.region, addr = %edge.addr, "edge attached");
+            registering.add(&edge);
             attaching.attach_edge(edge.node, edge.link, edge.inbox);
         }
     });
@@ -67,9 +70,13 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         None
     };
     let health_node = node.clone();
+    let metrics_node = node.clone();
     let router = node
         .api_router()
-        .merge(health_router(&config, move || health_node.health()));
+        .merge(health_router(&config, move || health_node.health()))
+        .merge(super::metrics::router(move || {
+            super::metrics::core(&metrics_node, &links)
+        }));
     println!("spindle: listening on {local}");
     tracing::info!(%local, scheme = scheme(tls_identity.is_some()), mesh = %mesh_local, "spindle core serving");
     serve_http(listener, tls_identity.as_ref(), router, shutdown_signal())?.await;

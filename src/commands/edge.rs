@@ -15,7 +15,7 @@ use crate::cli::ServeArgs;
 use crate::settings;
 use anyhow::{Context, Result, bail};
 use spindle_hub::config::Config;
-use spindle_mesh::quic::{self, MeshIdentity, MeshOptions};
+use spindle_mesh::quic::{self, CoreLinkInfo, MeshIdentity, MeshOptions};
 use spindle_mesh::{EdgeInbox, EdgeLink};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -59,12 +59,16 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     };
     // Serving from the start: 503 (and `/health` saying why) until a core is linked.
     let edge = spindle_edge::Edge::unlinked(Arc::clone(&config), rules, identity);
+    let link_state = super::metrics::EdgeLinkState::default();
     tokio::spawn({
         let edge = edge.clone();
         let config = Arc::clone(&config);
+        let link_state = link_state.clone();
         async move {
             loop {
-                let (link, inbox) = dial_until_linked(&config, &mesh_identity, &options).await;
+                let (link, inbox, info) =
+                    dial_until_linked(&config, &mesh_identity, &options).await;
+                link_state.linked(info);
                 edge.run_link(link, inbox).await;
                 tracing::warn!("mesh link to the core lost: client connections closed (3010)");
             }
@@ -79,7 +83,10 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let health_edge = edge.clone();
     let router = edge
         .router()
-        .merge(health_router(&config, move || health_edge.health()));
+        .merge(health_router(&config, move || health_edge.health()))
+        .merge(super::metrics::router(move || {
+            super::metrics::edge(&link_state)
+        }));
     println!("spindle: listening on {local}");
     tracing::info!(%local, scheme = scheme(tls_identity.is_some()), "spindle edge serving");
     let shutdown = {
@@ -103,7 +110,7 @@ async fn dial_until_linked(
     config: &Config,
     identity: &MeshIdentity,
     options: &MeshOptions,
-) -> (EdgeLink, EdgeInbox) {
+) -> (EdgeLink, EdgeInbox, CoreLinkInfo) {
     let mut backoff = Duration::from_millis(100);
     loop {
         for core in &config.mesh.cores {
@@ -114,7 +121,7 @@ async fn dial_until_linked(
             match quic::dial(addr, identity, options.clone()).await {
                 Ok(((link, inbox), info)) => {
                     println!("spindle: linked to core {} at {addr}", info.node);
-                    return (link, inbox);
+                    return (link, inbox, info);
                 }
                 Err(error) => tracing::warn!(core, %error, "mesh: cannot link to the core"),
             }

@@ -4,6 +4,7 @@ mod core;
 mod edge;
 mod genconfig;
 mod mesh_roles;
+mod metrics;
 mod migrate;
 mod serve;
 mod tokens;

@@ -57,6 +57,18 @@ struct Attached {
     /// The edge's interest set (one entry per channel, never a count: the edge says "I have
     /// subscribers" or "I have none", and may say either twice).
     channels: HashSet<String>,
+    /// Events handed to this edge's link.
+    sent: Arc<AtomicU64>,
+}
+
+/// What one attached edge has been sent, for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeCounts {
+    pub id: EdgeId,
+    /// Events handed to its link (one per publication, join or leave in a channel it wants).
+    pub events_sent: u64,
+    /// Channels in its interest set.
+    pub interest_channels: usize,
 }
 
 /// One edge's interest in a channel.
@@ -65,6 +77,7 @@ struct Interested {
     serial: u64,
     /// Where the channel's events go: the edge's lanes.
     link: CoreLink,
+    sent: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +132,7 @@ impl Edges {
                 queue: tx,
                 link,
                 channels: HashSet::new(),
+                sent: Arc::new(AtomicU64::new(0)),
             },
         );
         Attachment {
@@ -155,6 +169,7 @@ impl Edges {
             interested.push(Interested {
                 serial,
                 link: edge.link.clone(),
+                sent: Arc::clone(&edge.sent),
             });
         }
         gained
@@ -219,7 +234,10 @@ impl Edges {
         let mut delivered = 0;
         for edge in interested {
             match edge.link.try_send_event(Arc::clone(&event)) {
-                Ok(()) => delivered += 1,
+                Ok(()) => {
+                    delivered += 1;
+                    edge.sent.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(EventRefused::Full) => {
                     let dropped = self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
                     // The first drop and every 1024th after it, so a stuck edge cannot flood the log.
@@ -288,6 +306,19 @@ impl Edges {
             .edges
             .values()
             .map(|e| (e.id.clone(), e.link.clone()))
+            .collect()
+    }
+
+    /// Per attached edge: events sent and interest size.
+    pub fn counts(&self) -> Vec<EdgeCounts> {
+        self.read()
+            .edges
+            .values()
+            .map(|edge| EdgeCounts {
+                id: edge.id.clone(),
+                events_sent: edge.sent.load(Ordering::Relaxed),
+                interest_channels: edge.channels.len(),
+            })
             .collect()
     }
 

@@ -11,7 +11,7 @@ mod survey;
 mod sweep;
 
 pub use cluster::{NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, REMOTE_SURVEY_TIMEOUT};
-pub use edges::{CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY};
+pub use edges::{CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EdgeCounts};
 pub use emulation::{EMULATION_TIMEOUT, EmulationError};
 pub use history::HistoryError;
 pub use presence::PresenceError;
@@ -452,6 +452,11 @@ impl Node {
                 failed: error.failed + 1,
             }),
         }
+    }
+
+    /// Per attached edge: events sent and interest size (`spindle_mesh_*` metrics).
+    pub fn edge_counts(&self) -> Vec<EdgeCounts> {
+        self.inner.edges.counts()
     }
 
     /// The node's counters.

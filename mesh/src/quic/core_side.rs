@@ -32,6 +32,17 @@ pub struct AcceptedEdge {
     pub inbox: CoreInbox,
     /// Closes once the link is down.
     pub connection: quinn::Connection,
+    /// What was sent to the edge on this link.
+    pub stats: Arc<LinkStats>,
+}
+
+/// Counters of one link, read for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Bytes written on the event lanes.
+    pub lane_bytes: std::sync::atomic::AtomicU64,
+    /// Events written on the event lanes.
+    pub lane_events: std::sync::atomic::AtomicU64,
 }
 
 /// The core's UDP endpoint for edges (`mesh.listen`).
@@ -157,8 +168,9 @@ async fn start(
         connection.clone(),
     ));
     tokio::spawn(requests(connection.clone(), to_core));
+    let stats = Arc::new(LinkStats::default());
     for lane in from_core.take_lanes() {
-        tokio::spawn(lane_writer(connection.clone(), lane));
+        tokio::spawn(lane_writer(connection.clone(), lane, Arc::clone(&stats)));
     }
     tokio::spawn(down(from_core, control, connection.clone()));
     Some(AcceptedEdge {
@@ -168,6 +180,7 @@ async fn start(
         link,
         inbox,
         connection,
+        stats,
     })
 }
 
@@ -286,22 +299,29 @@ async fn survey(connection: quinn::Connection, pending: Pending<mesh::Survey, me
 }
 
 /// One event lane: a stream of its own, written in batches of whatever is queued.
-async fn lane_writer(connection: quinn::Connection, mut lane: Lane) {
+async fn lane_writer(connection: quinn::Connection, mut lane: Lane, stats: Arc<LinkStats>) {
+    use std::sync::atomic::Ordering::Relaxed;
     let Ok(mut stream) = connection.open_uni().await else {
         return;
     };
     let mut buffer = BytesMut::new();
     while let Some(event) = lane.recv().await {
         framed::put_event(&mut buffer, &event);
+        let mut events = 1;
         while buffer.len() < 64 << 10 {
             match lane.try_recv() {
-                Some(event) => framed::put_event(&mut buffer, &event),
+                Some(event) => {
+                    framed::put_event(&mut buffer, &event);
+                    events += 1;
+                }
                 None => break,
             }
         }
         if stream.write_all(&buffer).await.is_err() {
             return;
         }
+        stats.lane_bytes.fetch_add(buffer.len() as u64, Relaxed);
+        stats.lane_events.fetch_add(events, Relaxed);
         buffer.clear();
     }
     let _ = stream.finish();

@@ -26,10 +26,12 @@ mod framed;
 mod gencerts;
 mod tls;
 
-pub use core_side::{AcceptedEdge, MeshListener};
+pub use core_side::{AcceptedEdge, LinkStats, MeshListener};
 pub use edge_side::{CoreLinkInfo, DialError, dial};
 pub use framed::{MAX_FRAME, ReadFrameError};
 pub use gencerts::{CertsError, DevelopmentCerts, generate_certs};
+/// A live QUIC connection of the mesh (its RTT, whether and why it closed).
+pub use quinn::Connection as QuicConnection;
 pub use tls::{ALPN, MeshIdentity, TlsError};
 
 use framed::FrameReader;

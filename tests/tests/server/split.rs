@@ -134,3 +134,76 @@ async fn an_edge_announcing_a_name_its_certificate_does_not_carry_is_refused() {
         "{core_log}"
     );
 }
+
+/// The value of one sample in a `/metrics` body.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_core_sends_each_event_once_per_edge_with_subscribers() {
+    let split = Split::start(3).await.or_fail();
+    let channel = fixture::unique("chat:fanout");
+    let mut subscribers = Vec::new();
+    // Three subscribers on edge1, two on edge2, none on edge3 (which wants another channel).
+    for (edge, count) in [(0, 3), (1, 2)] {
+        for i in 0..count {
+            let mut client = client_on(&split.edges[edge], &format!("u{edge}{i}")).await;
+            client.subscribe_ok(&channel).await.or_fail();
+            subscribers.push(client);
+        }
+    }
+    let mut elsewhere = client_on(&split.edges[2], "other").await;
+    elsewhere
+        .subscribe_ok(&fixture::unique("chat:elsewhere"))
+        .await
+        .or_fail();
+
+    const N: usize = 20;
+    for n in 0..N {
+        split
+            .core()
+            .publish(&channel, json!({ "n": n }))
+            .await
+            .or_fail();
+    }
+    for client in &mut subscribers {
+        for n in 0..N {
+            let publication = client.next_publication(&channel).await.or_fail();
+            assert_eq!(publication.data, format!(r#"{{"n":{n}}}"#).into_bytes());
+        }
+    }
+    let metrics = split.core().get("/metrics").await.or_fail();
+    assert_eq!(metrics.status, 200);
+    let body = String::from_utf8_lossy(&metrics.body).into_owned();
+    let sent = |edge: &str| {
+        sample(
+            &body,
+            &format!("spindle_mesh_events_sent_total{{edge=\"{edge}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no events_sent sample for {edge}:\n{body}"))
+    };
+    assert_eq!(
+        (sent("edge1"), sent("edge2"), sent("edge3")),
+        (N as f64, N as f64, 0.0),
+        "one copy per edge with subscribers, whatever their number:\n{body}"
+    );
+    for edge in ["edge1", "edge2", "edge3"] {
+        assert_eq!(
+            sample(
+                &body,
+                &format!("spindle_mesh_links{{peer=\"{edge}\",region=\"\"}}")
+            ),
+            Some(1.0),
+            "{body}"
+        );
+    }
+    let edge_metrics = split.edges[0].get("/metrics").await.or_fail();
+    let edge_body = String::from_utf8_lossy(&edge_metrics.body).into_owned();
+    assert_eq!(
+        sample(&edge_body, "spindle_mesh_links{peer=\"core1\",region=\"\"}"),
+        Some(1.0),
+        "{edge_body}"
+    );
+}

@@ -1,0 +1,193 @@
+//! `/metrics` of each role (Prometheus text): the `spindle_mesh_*` families of the link between
+//! edges and cores. The observability issue extends the same endpoint.
+
+use axum::Router;
+use axum::routing::get;
+use spindle_hub::metrics::{Kind, MetricsText};
+use spindle_mesh::quic::{AcceptedEdge, CoreLinkInfo, LinkStats, QuicConnection};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// `GET /metrics` answering with `render()`.
+pub fn router(render: impl Fn() -> String + Clone + Send + Sync + 'static) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let render = render.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render(),
+                )
+            }
+        }),
+    )
+}
+
+/// The QUIC links a core has accepted, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct CoreLinks(Arc<Mutex<Vec<CoreLinkEntry>>>);
+
+#[derive(Debug)]
+struct CoreLinkEntry {
+    edge: String,
+    region: String,
+    connection: QuicConnection,
+    stats: Arc<LinkStats>,
+}
+
+impl CoreLinks {
+    pub fn add(&self, edge: &AcceptedEdge) {
+        let mut links = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        links.retain(|link| link.connection.close_reason().is_none());
+        links.push(CoreLinkEntry {
+            edge: edge.node.clone(),
+            region: edge.region.clone(),
+            connection: edge.connection.clone(),
+            stats: Arc::clone(&edge.stats),
+        });
+    }
+}
+
+/// A core's (or `spindle serve`'s) mesh metrics: per attached edge, events sent and interest
+/// size from the node; per live QUIC link, its RTT and the bytes written on its lanes.
+pub fn core(node: &spindle_core::Node, links: &CoreLinks) -> String {
+    let counts = node.edge_counts();
+    let links = links.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let live: Vec<&CoreLinkEntry> = links
+        .iter()
+        .filter(|link| link.connection.close_reason().is_none())
+        .collect();
+    let mut text = MetricsText::new();
+    text.family(
+        "spindle_mesh_links",
+        "Live mesh links to edges (QUIC), by peer and region.",
+        Kind::Gauge,
+    );
+    for link in &live {
+        text.sample(
+            "spindle_mesh_links",
+            &[("peer", &link.edge), ("region", &link.region)],
+            1.0,
+        );
+    }
+    text.family(
+        "spindle_mesh_events_sent_total",
+        "Events (publications, joins, leaves) handed to each edge: one per event, whatever the number of its subscribers.",
+        Kind::Counter,
+    );
+    for edge in &counts {
+        text.sample(
+            "spindle_mesh_events_sent_total",
+            &[("edge", edge.id.as_str())],
+            edge.events_sent as f64,
+        );
+    }
+    text.family(
+        "spindle_mesh_interest_channels",
+        "Channels each edge has local subscribers in.",
+        Kind::Gauge,
+    );
+    for edge in &counts {
+        text.sample(
+            "spindle_mesh_interest_channels",
+            &[("edge", edge.id.as_str())],
+            edge.interest_channels as f64,
+        );
+    }
+    text.family(
+        "spindle_mesh_bytes_sent_total",
+        "Bytes written on each QUIC link's event lanes.",
+        Kind::Counter,
+    );
+    for link in &live {
+        text.sample(
+            "spindle_mesh_bytes_sent_total",
+            &[("edge", &link.edge)],
+            link.stats.lane_bytes.load(Ordering::Relaxed) as f64,
+        );
+    }
+    text.family(
+        "spindle_mesh_rtt_seconds",
+        "Round-trip time of each QUIC link, as QUIC measures it.",
+        Kind::Gauge,
+    );
+    for link in &live {
+        text.sample(
+            "spindle_mesh_rtt_seconds",
+            &[("peer", &link.edge)],
+            link.connection.rtt().as_secs_f64(),
+        );
+    }
+    text.finish()
+}
+
+/// An edge's link to its core, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeLinkState(Arc<Mutex<EdgeLinkInner>>);
+
+#[derive(Debug, Default)]
+struct EdgeLinkInner {
+    current: Option<CoreLinkInfo>,
+    /// Links made per core; every one after the first is a reconnect.
+    links: HashMap<String, u64>,
+}
+
+impl EdgeLinkState {
+    pub fn linked(&self, info: CoreLinkInfo) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *state.links.entry(info.node.clone()).or_insert(0) += 1;
+        state.current = Some(info);
+    }
+}
+
+/// An edge's mesh metrics: its link to a core, the link's RTT, and reconnects per core.
+pub fn edge(state: &EdgeLinkState) -> String {
+    let state = state.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let live = state
+        .current
+        .as_ref()
+        .filter(|info| info.connection.close_reason().is_none());
+    let mut text = MetricsText::new();
+    text.family(
+        "spindle_mesh_links",
+        "Live mesh links to cores (QUIC), by peer and region.",
+        Kind::Gauge,
+    );
+    if let Some(info) = live {
+        text.sample(
+            "spindle_mesh_links",
+            &[("peer", &info.node), ("region", &info.region)],
+            1.0,
+        );
+    }
+    text.family(
+        "spindle_mesh_rtt_seconds",
+        "Round-trip time of the link to the core, as QUIC measures it.",
+        Kind::Gauge,
+    );
+    if let Some(info) = live {
+        text.sample(
+            "spindle_mesh_rtt_seconds",
+            &[("peer", &info.node)],
+            info.connection.rtt().as_secs_f64(),
+        );
+    }
+    text.family(
+        "spindle_mesh_reconnects_total",
+        "Links made to each core after the first one.",
+        Kind::Counter,
+    );
+    for (core, links) in &state.links {
+        text.sample(
+            "spindle_mesh_reconnects_total",
+            &[("peer", core)],
+            links.saturating_sub(1) as f64,
+        );
+    }
+    text.finish()
+}
