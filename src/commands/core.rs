@@ -74,7 +74,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let router = node
         .api_router()
         .merge(health_router(&config, move || health_node.health()))
-        .merge(super::metrics::router(move || {
+        .merge(super::metrics::router(&config, move || {
             super::metrics::core(&metrics_node, &links)
         }));
     println!("spindle: listening on {local}");

@@ -84,7 +84,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let router = edge
         .router()
         .merge(health_router(&config, move || health_edge.health()))
-        .merge(super::metrics::router(move || {
+        .merge(super::metrics::router(&config, move || {
             super::metrics::edge(&link_state)
         }));
     println!("spindle: listening on {local}");

@@ -9,10 +9,17 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// `GET /metrics` answering with `render()`.
-pub fn router(render: impl Fn() -> String + Clone + Send + Sync + 'static) -> Router {
+/// `GET <prometheus.handler_prefix>` answering with `render()`, when `prometheus.enabled` (as
+/// in Centrifugo, off by default); an empty router otherwise.
+pub fn router(
+    config: &spindle_hub::config::Config,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Router {
+    if !config.prometheus.enabled {
+        return Router::new();
+    }
     Router::new().route(
-        "/metrics",
+        &config.prometheus.handler_prefix,
         get(move || {
             let render = render.clone();
             async move {

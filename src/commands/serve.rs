@@ -212,9 +212,11 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     // `/metrics` goes where `/health` goes (the internal port when there is one).
     let metrics_node = node.clone();
     let links = super::metrics::CoreLinks::default();
-    let health = health_router(&config, move || health_node.health()).merge(
-        super::metrics::router(move || super::metrics::core(&metrics_node, &links)),
-    );
+    let health =
+        health_router(&config, move || health_node.health())
+            .merge(super::metrics::router(&config, move || {
+                super::metrics::core(&metrics_node, &links)
+            }));
     let http = &config.http_server;
     let (external, internal) = if http.internal_port != 0 && http.internal_port != local.port() {
         let (external, internal) = if config.http_api.external {

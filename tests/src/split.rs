@@ -101,7 +101,7 @@ impl Split {
 }
 
 fn core_patch(certs: &TempDir, mesh_port: u16, node: &str) -> Value {
-    json!({"mesh": {
+    json!({"prometheus": {"enabled": true}, "mesh": {
         "listen": format!("127.0.0.1:{mesh_port}"),
         "node_name": node,
         "tls": tls(certs, node),
@@ -109,7 +109,7 @@ fn core_patch(certs: &TempDir, mesh_port: u16, node: &str) -> Value {
 }
 
 fn edge_patch(certs: &TempDir, mesh_port: u16, node: &str) -> Value {
-    json!({"mesh": {
+    json!({"prometheus": {"enabled": true}, "mesh": {
         "cores": [format!("127.0.0.1:{mesh_port}")],
         "node_name": node,
         "tls": tls(certs, node),

@@ -207,3 +207,19 @@ async fn the_core_sends_each_event_once_per_edge_with_subscribers() {
         "{edge_body}"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_served_only_when_prometheus_is_enabled() {
+    let off = spindle_tests::Server::start().await.or_fail();
+    assert_eq!(off.get("/metrics").await.or_fail().status, 404);
+    let on = spindle_tests::Server::start_patched(json!({"prometheus": {"enabled": true}}))
+        .await
+        .or_fail();
+    let metrics = on.get("/metrics").await.or_fail();
+    assert_eq!(metrics.status, 200);
+    let body = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        body.contains("# TYPE spindle_mesh_events_sent_total counter"),
+        "{body}"
+    );
+}
