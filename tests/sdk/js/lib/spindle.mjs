@@ -170,9 +170,9 @@ export class Server {
   }
 }
 
-// Starts `spindle serve -c <fixture+patch> -p <port>` and waits for its listening line.
-// Any failure throws an Error starting with "could not start spindle".
-export async function startServer({ patch, port = 0 } = {}) {
+// Starts `spindle <role> -c <fixture+patch> -p <port>` (role `serve`, `core` or `edge`) and
+// waits for its listening line. Any failure throws an Error starting with "could not start spindle".
+export async function startServer({ patch, port = 0, role = 'serve' } = {}) {
   const bin = binaryPath();
   const fail = (reason) => new Error(`could not start spindle (${bin}): ${reason}`);
   if (!fs.existsSync(bin)) {
@@ -181,7 +181,7 @@ export async function startServer({ patch, port = 0 } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spindle-js-'));
   const configPath = path.join(dir, 'config.json');
   fs.writeFileSync(configPath, JSON.stringify(merge(FIXTURE, patch), null, 2));
-  const child = spawn(bin, ['serve', '-c', configPath, '-p', String(port)], {
+  const child = spawn(bin, [role, '-c', configPath, '-p', String(port)], {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -245,4 +245,59 @@ export async function startServer({ patch, port = 0 } = {}) {
     running.delete(child);
   });
   return server;
+}
+
+// --- the split: one core and some edges over the QUIC mesh ---------------------------------
+
+async function freeUdpPort() {
+  const dgram = await import('node:dgram');
+  const socket = dgram.createSocket('udp4');
+  await new Promise((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise((resolve) => socket.close(resolve));
+  return port;
+}
+
+// `spindle core` and `edges` × `spindle edge` (certificates from `spindle mesh gencerts`), each
+// edge linked (its /health 200). Returns { core, edges, stop() }.
+export async function startSplit({ edges = 2, patch } = {}) {
+  const { execFileSync } = await import('node:child_process');
+  const certs = fs.mkdtempSync(path.join(os.tmpdir(), 'spindle-js-certs-'));
+  const names = ['core1', ...Array.from({ length: edges }, (_, i) => `edge${i + 1}`)];
+  execFileSync(binaryPath(), ['mesh', 'gencerts', '--out', certs, '--nodes', names.join(',')]);
+  const tls = (node) => ({
+    cert_file: path.join(certs, `${node}.pem`),
+    key_file: path.join(certs, `${node}.key`),
+    ca_file: path.join(certs, 'ca.pem'),
+  });
+  const meshPort = await freeUdpPort();
+  const core = await startServer({
+    role: 'core',
+    patch: merge(patch, { mesh: { listen: `127.0.0.1:${meshPort}`, node_name: 'core1', tls: tls('core1') } }),
+  });
+  const started = [];
+  for (let i = 1; i <= edges; i++) {
+    const edge = await startServer({
+      role: 'edge',
+      patch: merge(patch, { mesh: { cores: [`127.0.0.1:${meshPort}`], node_name: `edge${i}`, tls: tls(`edge${i}`) } }),
+    });
+    const deadline = Date.now() + 15000;
+    for (;;) {
+      const r = await fetch(`http://${edge.hostPort}/health`).catch(() => null);
+      if (r && r.status === 200) break;
+      if (Date.now() > deadline) throw new Error(`edge${i} not linked to its core within 15 s:\n${edge.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    started.push(edge);
+  }
+  return {
+    core,
+    edges: started,
+    async stop() {
+      for (const s of [...started, core]) {
+        try { await s.stop(); } catch { s.kill(); }
+      }
+      fs.rmSync(certs, { recursive: true, force: true });
+    },
+  };
 }

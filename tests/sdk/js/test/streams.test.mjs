@@ -14,34 +14,14 @@ import { Centrifuge as CentrifugeProtobuf } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 import { startServer, token, unique } from '../lib/spindle.mjs';
+import { gate } from '../lib/gate.mjs';
 import { record, waitFor } from '../lib/wait.mjs';
 
 const TEST_TIMEOUT_MS = 60000;
 const WAIT_MS = 8000;
 const QUIET_MS = 300;
-// Where a blocked client tries to connect: nothing listens on port 1.
-const BLOCKED_URL = 'ws://127.0.0.1:1/connection/websocket';
-
 const CLIENT_EVENTS = ['connecting', 'connected', 'disconnected', 'error'];
 const SUB_EVENTS = ['subscribing', 'subscribed', 'unsubscribed', 'publication', 'error', 'join', 'leave'];
-
-// A WebSocket class whose connections a test can cut (the TCP connection dropped without a
-// close frame, as on a train entering a tunnel) and keep cut until it lets them through again.
-function gate() {
-  const g = { open: true, sockets: new Set() };
-  g.WebSocket = class GatedWebSocket extends WebSocket {
-    constructor(url, protocols, options) {
-      super(g.open ? url : BLOCKED_URL, protocols, options);
-      g.sockets.add(this);
-      this.on('close', () => g.sockets.delete(this));
-    }
-  };
-  g.cut = () => {
-    g.open = false;
-    for (const socket of g.sockets) socket.terminate();
-  };
-  return g;
-}
 
 function harness(t, format) {
   const clients = [];
