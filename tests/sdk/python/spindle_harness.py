@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from typing import Any, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -169,8 +170,9 @@ class Server:
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
 
-def start_server(patch: Optional[dict] = None, port: int = 0) -> Server:
-    """Starts ``spindle serve -c <fixture+patch> -p <port>`` and waits for the listening line."""
+def start_server(patch: Optional[dict] = None, port: int = 0, role: str = "serve") -> Server:
+    """Starts ``spindle <role> -c <fixture+patch> -p <port>`` (role ``serve``, ``core`` or
+    ``edge``) and waits for the listening line."""
     binary = binary_path()
 
     def fail(reason: str) -> SpindleStartError:
@@ -187,7 +189,7 @@ def start_server(patch: Optional[dict] = None, port: int = 0) -> Server:
         json.dump(merge(FIXTURE, patch or {}), f, indent=2)
     try:
         proc = subprocess.Popen(
-            [binary, "serve", "-c", config_path, "-p", str(port)],
+            [binary, role, "-c", config_path, "-p", str(port)],
             cwd=tmpdir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -259,3 +261,60 @@ def start_server(patch: Optional[dict] = None, port: int = 0) -> Server:
     if port and int(port_text) != port:
         raise give_up(f"asked for port {port} but it listens on {port_text}")
     return Server(proc, host, int(port_text), tmpdir, logs)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_split(edges: int = 2) -> tuple[Server, list[Server], str]:
+    """``spindle core`` and ``edges`` x ``spindle edge`` joined by QUIC (certificates from
+    ``spindle mesh gencerts``), each edge linked (its /health 200). Returns (core, edges,
+    certs dir); stop the servers and remove the dir afterwards."""
+    certs = tempfile.mkdtemp(prefix="spindle-py-certs-")
+    names = ["core1"] + [f"edge{i}" for i in range(1, edges + 1)]
+    subprocess.run(
+        [binary_path(), "mesh", "gencerts", "--out", certs, "--nodes", ",".join(names)],
+        check=True,
+        capture_output=True,
+    )
+
+    def tls(node: str) -> dict:
+        return {
+            "cert_file": os.path.join(certs, f"{node}.pem"),
+            "key_file": os.path.join(certs, f"{node}.key"),
+            "ca_file": os.path.join(certs, "ca.pem"),
+        }
+
+    mesh_port = _free_udp_port()
+    core = start_server(
+        {"mesh": {"listen": f"127.0.0.1:{mesh_port}", "node_name": "core1", "tls": tls("core1")}},
+        role="core",
+    )
+    started = []
+    for i in range(1, edges + 1):
+        edge = start_server(
+            {
+                "mesh": {
+                    "cores": [f"127.0.0.1:{mesh_port}"],
+                    "node_name": f"edge{i}",
+                    "tls": tls(f"edge{i}"),
+                }
+            },
+            role="edge",
+        )
+        started.append(edge)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"{edge.http_url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SpindleStartError(f"edge{i} not linked within 15 s:\n{edge.stderr}")
+            time.sleep(0.05)
+    return core, started, certs
