@@ -29,15 +29,36 @@ step() {
 
 hub_is_pure() {
   # spindle-hub is the pure domain: no runtime, no sockets (docs/architecture.md §2).
-  local forbidden
-  forbidden=$(cargo tree -p spindle-hub -e normal --prefix none --format '{p}' |
-    grep -E '^(tokio|mio|quinn|quinn-proto|hyper|socket2|async-std|smol) ' | sort -u)
+  local tree forbidden
+  tree=$(cargo tree -p spindle-hub -e normal --prefix none --format '{p}') || {
+    echo "cargo tree failed"
+    return 1
+  }
+  echo "$tree" | grep -q '^spindle-hub ' || { echo "cargo tree did not list spindle-hub"; return 1; }
+  forbidden=$(echo "$tree" | grep -E '^(tokio|mio|quinn|quinn-proto|hyper|socket2|async-std|smol) ' | sort -u)
   if [ -n "$forbidden" ]; then
     echo "spindle-hub must stay pure, but depends on:"
     echo "$forbidden"
     return 1
   fi
   echo "spindle-hub has no runtime or socket dependency"
+}
+
+slim_edge() {
+  # The slim `spindle-edge` binary carries no core, broker client, backend proxy or server API.
+  local tree forbidden
+  tree=$(cargo tree -p spindle-edge -e normal --prefix none --format '{p}') || {
+    echo "cargo tree failed"
+    return 1
+  }
+  echo "$tree" | grep -q '^spindle-edge ' || { echo "cargo tree did not list spindle-edge"; return 1; }
+  forbidden=$(echo "$tree" | grep -E '^(spindle-core|fred|async-nats|tokio-postgres|hyper-rustls) ' | sort -u)
+  if [ -n "$forbidden" ]; then
+    echo "spindle-edge must stay slim, but depends on:"
+    echo "$forbidden"
+    return 1
+  fi
+  echo "spindle-edge has no core, broker, proxy or server-API dependency"
 }
 
 one_crypto_provider() {
@@ -109,9 +130,10 @@ step "services (Redis, NATS, PostgreSQL)" services
 step "format" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "hub purity" hub_is_pure
+step "slim edge" slim_edge
 step "one crypto provider" one_crypto_provider
 # The integration tests in tests/ start the real binary: build it first.
-step "build the server" cargo build -p spindle --bin spindle
+step "build the server" cargo build -p spindle --bin spindle -p spindle-edge --bin spindle-edge
 # --no-fail-fast: one failing test binary must not hide what the others would report.
 step "unit and integration tests" cargo test --workspace --no-fail-fast
 # The edge's and the core's suites again over a link that encodes every message, delays it by

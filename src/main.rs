@@ -3,8 +3,6 @@
 
 mod cli;
 mod commands;
-mod output;
-mod settings;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -33,24 +32,9 @@ pub enum ClientTlsError {
     Rustls(String),
 }
 
-/// The PEM text of a configuration field: the text itself, the file it names, or its base64
-/// encoding (as Centrifugo reads them).
-pub fn pem_of(value: &str) -> Result<Vec<u8>, String> {
-    if value.contains("-----BEGIN") {
-        return Ok(value.as_bytes().to_vec());
-    }
-    let path = std::path::Path::new(value);
-    if path.is_file() {
-        return std::fs::read(path).map_err(|error| format!("cannot read {value}: {error}"));
-    }
-    let compact: String = value.split_whitespace().collect();
-    match base64::engine::general_purpose::STANDARD.decode(compact) {
-        Ok(decoded) if decoded.windows(10).any(|w| w == b"-----BEGIN") => Ok(decoded),
-        _ => Err(format!(
-            "{value:?} is neither PEM text, a readable file, nor base64-encoded PEM"
-        )),
-    }
-}
+/// The PEM text of a configuration field (text, file or base64), read as every listener reads
+/// its own.
+pub use spindle_server::tls::pem_of;
 
 /// The certificates of a PEM field (at least one).
 pub fn certificates_of(

@@ -35,6 +35,8 @@
 //! - `interest`: the interest set told to the core (`Up::Interest`, numbered, acknowledged with
 //!   stream positions) and the wait for a channel's interest to be in effect.
 //! - `presence`: the periodic presence refresh of local connections, batched per channel.
+//! - [`role`]: the edge role as a process runs it (`spindle edge`, `spindle-edge`): listeners,
+//!   the link to a core and its re-dialling, `/health`, `/metrics`.
 //! - [`origins`]: `client.allowed_origins` (globs from `spindle_hub::glob`).
 //! - [`clock`]: [`clock::SystemNow`], the real clock for the pure session.
 //! - `limits`: `client.connection_rate_limit` as a token bucket; with `client.connection_limit`
@@ -45,6 +47,7 @@ pub mod clock;
 pub mod handle;
 pub mod local_hub;
 pub mod origins;
+pub mod role;
 pub mod socket;
 pub mod writer;
 

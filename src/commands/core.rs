@@ -1,16 +1,16 @@
 //! `spindle core`: the broker, history, presence, server API and proxies; edges attach over the
 //! QUIC mesh (`mesh.listen`). No client transports.
 
-use super::mesh_roles;
-use super::serve::{
-    bind_address, health_router, init_logging, scheme, serve_http, shutdown_signal, tls,
-    warn_insecure,
-};
 use crate::cli::ServeArgs;
-use crate::settings;
 use anyhow::{Context, Result};
 use spindle_hub::config::Config;
 use spindle_mesh::quic::MeshListener;
+use spindle_server::mesh as mesh_roles;
+use spindle_server::settings;
+use spindle_server::{
+    bind_address, health_router, init_logging, metrics_router, scheme, serve_http, shutdown_signal,
+    tls, warn_insecure,
+};
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -74,7 +74,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let router = node
         .api_router()
         .merge(health_router(&config, move || health_node.health()))
-        .merge(super::metrics::router(&config, move || {
+        .merge(metrics_router(&config, move || {
             super::metrics::core(&metrics_node, &links)
         }));
     println!("spindle: listening on {local}");

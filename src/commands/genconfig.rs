@@ -48,7 +48,7 @@ pub fn run(path: &Path) -> Result<()> {
         other => bail!("unknown config format {other:?} (use .json, .yaml, .yml or .toml)"),
     };
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    crate::output::line(format_args!("spindle: wrote {}", path.display()))?;
+    spindle_server::output::line(format_args!("spindle: wrote {}", path.display()))?;
     Ok(())
 }
 

@@ -1,39 +1,10 @@
-//! `/metrics` of each role (Prometheus text): the `spindle_mesh_*` families of the link between
-//! edges and cores. The observability issue extends the same endpoint.
+//! The core's `/metrics` (Prometheus text): the `spindle_mesh_*` families of its links to edges
+//! (the edge's own are in `spindle_edge::role`). The observability issue extends the endpoint.
 
-use axum::Router;
-use axum::routing::get;
 use spindle_hub::metrics::{Kind, MetricsText};
-use spindle_mesh::quic::{AcceptedEdge, CoreLinkInfo, LinkStats, QuicConnection};
-use std::collections::HashMap;
+use spindle_mesh::quic::{AcceptedEdge, LinkStats, QuicConnection};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-
-/// `GET <prometheus.handler_prefix>` answering with `render()`, when `prometheus.enabled` (as
-/// in Centrifugo, off by default); an empty router otherwise.
-pub fn router(
-    config: &spindle_hub::config::Config,
-    render: impl Fn() -> String + Clone + Send + Sync + 'static,
-) -> Router {
-    if !config.prometheus.enabled {
-        return Router::new();
-    }
-    Router::new().route(
-        &config.prometheus.handler_prefix,
-        get(move || {
-            let render = render.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    render(),
-                )
-            }
-        }),
-    )
-}
 
 /// The QUIC links a core has accepted, for `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -128,72 +99,6 @@ pub fn core(node: &spindle_core::Node, links: &CoreLinks) -> String {
             "spindle_mesh_rtt_seconds",
             &[("peer", &link.edge)],
             link.connection.rtt().as_secs_f64(),
-        );
-    }
-    text.finish()
-}
-
-/// An edge's link to its core, for `/metrics`.
-#[derive(Debug, Clone, Default)]
-pub struct EdgeLinkState(Arc<Mutex<EdgeLinkInner>>);
-
-#[derive(Debug, Default)]
-struct EdgeLinkInner {
-    current: Option<CoreLinkInfo>,
-    /// Links made per core; every one after the first is a reconnect.
-    links: HashMap<String, u64>,
-}
-
-impl EdgeLinkState {
-    pub fn linked(&self, info: CoreLinkInfo) {
-        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *state.links.entry(info.node.clone()).or_insert(0) += 1;
-        state.current = Some(info);
-    }
-}
-
-/// An edge's mesh metrics: its link to a core, the link's RTT, and reconnects per core.
-pub fn edge(state: &EdgeLinkState) -> String {
-    let state = state.0.lock().unwrap_or_else(PoisonError::into_inner);
-    let live = state
-        .current
-        .as_ref()
-        .filter(|info| info.connection.close_reason().is_none());
-    let mut text = MetricsText::new();
-    text.family(
-        "spindle_mesh_links",
-        "Live mesh links to cores (QUIC), by peer and region.",
-        Kind::Gauge,
-    );
-    if let Some(info) = live {
-        text.sample(
-            "spindle_mesh_links",
-            &[("peer", &info.node), ("region", &info.region)],
-            1.0,
-        );
-    }
-    text.family(
-        "spindle_mesh_rtt_seconds",
-        "Round-trip time of the link to the core, as QUIC measures it.",
-        Kind::Gauge,
-    );
-    if let Some(info) = live {
-        text.sample(
-            "spindle_mesh_rtt_seconds",
-            &[("peer", &info.node)],
-            info.connection.rtt().as_secs_f64(),
-        );
-    }
-    text.family(
-        "spindle_mesh_reconnects_total",
-        "Links made to each core after the first one.",
-        Kind::Counter,
-    );
-    for (core, links) in &state.links {
-        text.sample(
-            "spindle_mesh_reconnects_total",
-            &[("peer", core)],
-            links.saturating_sub(1) as f64,
         );
     }
     text.finish()

@@ -3,15 +3,14 @@
 mod core;
 mod edge;
 mod genconfig;
-mod mesh_roles;
 mod metrics;
 mod migrate;
 mod serve;
 mod tokens;
 
 use crate::cli::{Cli, Command, MeshCommand};
-use crate::settings;
 use anyhow::Result;
+use spindle_server::{output, settings};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,7 +26,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Genconfig { config }) => genconfig::run(&config).map(|()| ExitCode::SUCCESS),
         Some(Command::Checkconfig { config, strict }) => {
             settings::load(Some(&config), Vec::new(), strict)?;
-            crate::output::line(format_args!("spindle: {} is valid", config.display()))?;
+            output::line(format_args!("spindle: {} is valid", config.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Gentoken(args)) => {
@@ -51,7 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             migrate::run(&config)
         }
         Some(Command::Version) => {
-            crate::output::line(format_args!("Spindle v{}", spindle_hub::VERSION))?;
+            output::line(format_args!("Spindle v{}", spindle_hub::VERSION))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -76,7 +75,7 @@ fn gencerts(out: &Path, nodes: &[String]) -> Result<()> {
         write(format!("{node}.pem"), cert)?;
         write(format!("{node}.key"), key)?;
     }
-    crate::output::line(format_args!(
+    output::line(format_args!(
         "spindle: wrote {}/ca.pem and a certificate and key per node ({}); development only",
         out.display(),
         nodes.join(", ")

@@ -2,17 +2,16 @@
 //! HTTP server (HTTPS with `http_server.tls`), and with `webtransport.enabled` a WebTransport
 //! endpoint on the UDP port of the same number.
 
-pub(super) mod http;
-pub(super) mod tls;
-
 use crate::cli::ServeArgs;
 use crate::commands::genconfig::random_secret;
-use crate::settings;
 use anyhow::{Context, Result};
-use axum::Router;
-use axum::routing::get;
 use spindle_hub::config::Config;
-use std::path::{Path, PathBuf};
+use spindle_server::settings;
+use spindle_server::{
+    bind_address, health_router, init_logging, metrics_router, scheme, serve_http, shutdown_signal,
+    tls, warn_insecure,
+};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -66,78 +65,6 @@ fn quickstart_secrets() -> Vec<(String, String)> {
     }
     eprintln!("spindle: write a permanent config with `spindle genconfig`");
     flags
-}
-
-/// Every switch that turns a protection off is said out loud at start, each time.
-pub(super) fn warn_insecure(config: &Config) {
-    let client = &config.client;
-    let switches = [
-        (
-            "client.insecure",
-            client.insecure,
-            "no authentication or permission checks at all",
-        ),
-        (
-            "client.insecure_skip_token_signature_verify",
-            client.insecure_skip_token_signature_verify,
-            "token signatures are not verified: anyone can forge any user's token",
-        ),
-        (
-            "client.token.insecure_skip_jwks_endpoint_safety_check",
-            client.token.insecure_skip_jwks_endpoint_safety_check,
-            "unverified token claims may choose the JWKS URL",
-        ),
-        (
-            "client.subscription_token.insecure_skip_jwks_endpoint_safety_check",
-            client.subscription_token.enabled
-                && client
-                    .subscription_token
-                    .token
-                    .insecure_skip_jwks_endpoint_safety_check,
-            "unverified token claims may choose the JWKS URL",
-        ),
-        (
-            "http_api.insecure",
-            config.http_api.insecure,
-            "the server API accepts requests without a key",
-        ),
-    ];
-    for (key, on, consequence) in switches {
-        if on {
-            tracing::warn!("INSECURE: {key} is on: {consequence}; never use it in production");
-        }
-    }
-}
-
-pub(super) fn init_logging(config: &Config, json: bool) -> Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let level = config.log.level.as_str();
-    let filter = match level {
-        "none" => EnvFilter::new("off"),
-        level => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match (config.log.file.as_str(), json) {
-        ("", false) => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .try_init(),
-        ("", true) => builder.json().with_writer(std::io::stderr).try_init(),
-        (file, json) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(Path::new(file))
-                .with_context(|| format!("cannot open log file {file}"))?;
-            let writer = std::sync::Mutex::new(file);
-            if json {
-                builder.json().with_writer(writer).try_init()
-            } else {
-                builder.with_ansi(false).with_writer(writer).try_init()
-            }
-        }
-    };
-    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
 }
 
 async fn serve(config: Arc<Config>) -> Result<()> {
@@ -212,11 +139,10 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     // `/metrics` goes where `/health` goes (the internal port when there is one).
     let metrics_node = node.clone();
     let links = super::metrics::CoreLinks::default();
-    let health =
-        health_router(&config, move || health_node.health())
-            .merge(super::metrics::router(&config, move || {
-                super::metrics::core(&metrics_node, &links)
-            }));
+    let health = health_router(&config, move || health_node.health())
+        .merge(metrics_router(&config, move || {
+            super::metrics::core(&metrics_node, &links)
+        }));
     let http = &config.http_server;
     let (external, internal) = if http.internal_port != 0 && http.internal_port != local.port() {
         let (external, internal) = if config.http_api.external {
@@ -331,73 +257,6 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     Ok(())
 }
 
-/// Serves `router` on `listener` (HTTPS with `identity`) until `shutdown` resolves, with the
-/// header, idle and pending-connection limits of [`http`].
-pub(super) fn serve_http(
-    listener: TcpListener,
-    identity: Option<&tls::Identity>,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    let listener = match identity {
-        Some(identity) => Either::Tls(tls::TlsListener::new(
-            listener,
-            tls::https_config(identity)?,
-        )?),
-        None => Either::Plain(listener),
-    };
-    Ok(async move {
-        match listener {
-            Either::Tls(listener) => http::serve(listener, router, shutdown).await,
-            Either::Plain(listener) => http::serve(listener, router, shutdown).await,
-        }
-    })
-}
-
-/// `health.handler_prefix`: 200 `{}` while `check` passes, 503 `{"error": reason}` otherwise.
-pub(super) fn health_router(
-    config: &Config,
-    check: impl Fn() -> Result<(), String> + Clone + Send + Sync + 'static,
-) -> Router {
-    Router::new().route(
-        &config.health.handler_prefix,
-        get(move || {
-            let check = check.clone();
-            async move {
-                match check() {
-                    Ok(()) => (
-                        axum::http::StatusCode::OK,
-                        axum::Json(serde_json::json!({})),
-                    ),
-                    Err(error) => (
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(serde_json::json!({ "error": error })),
-                    ),
-                }
-            }
-        }),
-    )
-}
-
-/// Turns Nagle's algorithm off on an accepted connection, as Go (and so Centrifugo) does for
-/// every TCP socket. The writer already joins what is queued into one frame; holding a small
-/// frame back until the previous one is acknowledged only adds a delayed-ACK wait (~40 ms) to
-/// a publication's delivery.
-pub(crate) fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(error) = tcp.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY");
-    }
-}
-
-enum Either {
-    Tls(tls::TlsListener),
-    Plain(TcpListener),
-}
-
-pub(super) fn scheme(tls: bool) -> &'static str {
-    if tls { "https" } else { "http" }
-}
-
 /// The identity WebTransport serves with, when it is on. It needs HTTP/3 and TLS (QUIC has no
 /// plaintext form); the config check already insists on `http_server.http3.enabled`.
 fn webtransport_identity(
@@ -424,34 +283,5 @@ fn uni_grpc_address(config: &Config) -> &str {
     match config.uni_grpc.address.as_str() {
         "" => "0.0.0.0",
         address => address,
-    }
-}
-
-pub(super) fn bind_address(config: &Config) -> &str {
-    match config.http_server.address.as_str() {
-        "" => "0.0.0.0",
-        address => address,
-    }
-}
-
-pub(super) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
     }
 }

@@ -2,11 +2,11 @@
 //! and tests.
 
 use crate::cli::TokenArgs;
-use crate::output;
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 use spindle_hub::config::{Config, Token};
 use spindle_hub::jwt::sign_hs256;
+use spindle_server::output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now_unix() -> i64 {

@@ -77,7 +77,20 @@ pub fn binary_path() -> PathBuf {
     if let Some(bin) = std::env::var_os("SPINDLE_BIN").filter(|v| !v.is_empty()) {
         return PathBuf::from(bin);
     }
-    let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+    target_dir().join("debug").join("spindle")
+}
+
+/// Where the slim `spindle-edge` binary is: `SPINDLE_EDGE_BIN`, else next to `spindle`
+/// (`cargo build -p spindle-edge --bin spindle-edge`).
+pub fn edge_binary_path() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SPINDLE_EDGE_BIN").filter(|v| !v.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    binary_path().with_file_name("spindle-edge")
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
         Some(dir) => {
             let dir = PathBuf::from(dir);
             if dir.is_relative() {
@@ -87,8 +100,7 @@ pub fn binary_path() -> PathBuf {
             }
         }
         None => workspace_dir().join("target"),
-    };
-    target.join("debug").join("spindle")
+    }
 }
 
 /// Unix time in seconds.

@@ -36,7 +36,8 @@ pub struct ServerOptions {
     /// Start the server with this open-descriptor limit (through `prlimit`), to test how it
     /// behaves when descriptors run short.
     pub descriptor_limit: Option<u64>,
-    /// The subcommand: `serve` (default), `core` or `edge`.
+    /// The subcommand: `serve` (default), `core` or `edge`; `spindle-edge` runs the slim edge
+    /// binary (which takes no subcommand).
     pub role: &'static str,
 }
 
@@ -98,7 +99,12 @@ impl Server {
 
     /// Starts a server.
     pub async fn start_with(options: ServerOptions) -> Result<Server> {
-        let bin = fixture::binary_path();
+        let slim = options.role == "spindle-edge";
+        let bin = if slim {
+            fixture::edge_binary_path()
+        } else {
+            fixture::binary_path()
+        };
         let failed = |reason: String| {
             Error::new(format!(
                 "could not start spindle ({}): {reason}",
@@ -132,8 +138,10 @@ impl Server {
             }
             None => Command::new(&bin),
         };
+        if !slim {
+            command.arg(options.role);
+        }
         command
-            .arg(options.role)
             .arg("-c")
             .arg(&config_path)
             .arg("-p")

@@ -22,7 +22,8 @@ pub struct Split {
 
 impl Split {
     /// `spindle mesh gencerts` for core1 and edge1..edgeN, the core, then the edges, each
-    /// linked (its `/health` 200).
+    /// linked (its `/health` 200). Even-numbered edges run the slim `spindle-edge` binary, the
+    /// others `spindle edge`: both must behave the same.
     pub async fn start(edges: usize) -> Result<Split> {
         let certs = TempDir::new("spindle-certs").map_err(|e| Error::new(e.to_string()))?;
         let mut nodes = vec!["core1".to_owned()];
@@ -41,7 +42,10 @@ impl Split {
             mesh_port,
         };
         for i in 1..=edges {
-            let edge = split.start_edge(&format!("edge{i}"), None).await?;
+            let binary = if i % 2 == 0 { "spindle-edge" } else { "edge" };
+            let edge = split
+                .start_edge_with(binary, &format!("edge{i}"), None)
+                .await?;
             wait_linked(&edge).await?;
             split.edges.push(edge);
         }
@@ -55,6 +59,17 @@ impl Split {
         node: &str,
         certificate: Option<(&TempDir, &str)>,
     ) -> Result<Server> {
+        self.start_edge_with("edge", node, certificate).await
+    }
+
+    /// [`Split::start_edge`] with `role` `edge` (`spindle edge`) or `spindle-edge` (the slim
+    /// binary).
+    pub async fn start_edge_with(
+        &self,
+        role: &'static str,
+        node: &str,
+        certificate: Option<(&TempDir, &str)>,
+    ) -> Result<Server> {
         let (dir, cert_node) = certificate.unwrap_or((&self.certs, node));
         let mut patch = edge_patch(dir, self.mesh_port, cert_node);
         patch["mesh"]["node_name"] = json!(node);
@@ -63,7 +78,7 @@ impl Split {
             patch["mesh"]["tls"]["ca_file"] = json!(dir.path().join("ca.pem"));
         }
         Server::start_with(ServerOptions {
-            role: "edge",
+            role,
             ..ServerOptions::patched(patch)
         })
         .await

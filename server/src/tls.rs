@@ -1,11 +1,11 @@
-//! `http_server.tls` for `spindle serve`: the certificate chain and key (each a file path, PEM
-//! text, or base64-encoded PEM, as Centrifugo reads them), the HTTPS listener of the main port,
-//! and what the WebTransport endpoint on its UDP twin needs.
+//! `http_server.tls` (and the other TLS blocks of listeners): the certificate chain and key (each
+//! a file path, PEM text, or base64-encoded PEM, as Centrifugo reads them), the HTTPS listener,
+//! and what a WebTransport endpoint on the UDP twin of a port needs.
 
 use anyhow::{Context, Result, anyhow};
-use spindle_edge::rustls;
-use spindle_edge::rustls::pki_types::pem::PemObject;
-use spindle_edge::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use spindle_hub::config::Tls;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,29 +39,47 @@ impl Clone for Identity {
 /// in errors).
 pub fn pem_pair(path: &str, tls: &Tls) -> Result<(Vec<u8>, Vec<u8>)> {
     identity(path, tls)?;
-    let cert_pem = pem_of(&tls.cert_pem).with_context(|| format!("{path}.cert_pem"))?;
-    let key_pem = pem_of(tls.key_pem.expose()).with_context(|| format!("{path}.key_pem"))?;
+    let cert_pem = pem(&tls.cert_pem).with_context(|| format!("{path}.cert_pem"))?;
+    let key_pem = pem(tls.key_pem.expose()).with_context(|| format!("{path}.key_pem"))?;
     Ok((cert_pem, key_pem))
 }
 
 /// Reads the certificate chain and key of `tls` (`path` names the block in errors).
 pub fn identity(path: &str, tls: &Tls) -> Result<Identity> {
-    let cert_pem = pem_of(&tls.cert_pem).with_context(|| format!("{path}.cert_pem"))?;
+    let cert_pem = pem(&tls.cert_pem).with_context(|| format!("{path}.cert_pem"))?;
     let certificates = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("{path}.cert_pem: {e}"))?;
     if certificates.is_empty() {
         return Err(anyhow!("{path}.cert_pem: no CERTIFICATE block"));
     }
-    let key_pem = pem_of(tls.key_pem.expose()).with_context(|| format!("{path}.key_pem"))?;
+    let key_pem = pem(tls.key_pem.expose()).with_context(|| format!("{path}.key_pem"))?;
     let key =
         PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| anyhow!("{path}.key_pem: {e}"))?;
     Ok(Identity { certificates, key })
 }
 
-/// The PEM text of a field: the text itself, the file it names, or its base64 encoding.
-fn pem_of(value: &str) -> Result<Vec<u8>> {
-    spindle_core::tls::pem_of(value).map_err(|error| anyhow!(error))
+/// The PEM text of a configuration field: the text itself, the file it names, or its base64
+/// encoding (as Centrifugo reads them).
+pub fn pem_of(value: &str) -> std::result::Result<Vec<u8>, String> {
+    if value.contains("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    let path = std::path::Path::new(value);
+    if path.is_file() {
+        return std::fs::read(path).map_err(|error| format!("cannot read {value}: {error}"));
+    }
+    let compact: String = value.split_whitespace().collect();
+    match base64::engine::general_purpose::STANDARD.decode(compact) {
+        Ok(decoded) if decoded.windows(10).any(|w| w == b"-----BEGIN") => Ok(decoded),
+        _ => Err(format!(
+            "{value:?} is neither PEM text, a readable file, nor base64-encoded PEM"
+        )),
+    }
+}
+
+fn pem(value: &str) -> Result<Vec<u8>> {
+    pem_of(value).map_err(|error| anyhow!(error))
 }
 
 /// The rustls configuration of the HTTPS listener (HTTP/2 and HTTP/1.1 by ALPN).

@@ -1,5 +1,5 @@
-//! What `spindle core` and `spindle edge` share: the node's mesh name, its TLS files, the
-//! mesh options, and the listening lines scripts and tests read.
+//! What the core and edge roles share about the mesh: the node's mesh name, its TLS files, and
+//! the mesh options, from the configuration.
 
 use anyhow::{Context, Result, bail};
 use spindle_hub::config::Config;

@@ -59,7 +59,7 @@ impl Accept for tokio::net::TcpListener {
     type Io = tokio::net::TcpStream;
     async fn accept(&mut self) -> std::io::Result<Self::Io> {
         let (mut tcp, _) = tokio::net::TcpListener::accept(self).await?;
-        super::no_delay(&mut tcp);
+        crate::no_delay(&mut tcp);
         Ok(tcp)
     }
 }

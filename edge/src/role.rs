@@ -1,0 +1,193 @@
+//! The edge role (`spindle edge`, the slim `spindle-edge`): the client transports and local
+//! fan-out, linked to a core over the QUIC mesh (`mesh.cores`). It holds no history, presence,
+//! API key or broker credentials of its own.
+//!
+//! The link: dialled in the background (503 until the first core answers); when it is lost, the
+//! edge closes its client connections
+//! with 3010 (they reconnect and recover), refuses new ones and reports 503 on `/health` until
+//! it has dialled a core again (the next address of `mesh.cores`, with backoff).
+
+use anyhow::{Context, Result, bail};
+use spindle_hub::config::Config;
+use spindle_hub::metrics::{Kind, MetricsText};
+use spindle_mesh::quic::{self, CoreLinkInfo, MeshIdentity, MeshOptions};
+use spindle_mesh::{EdgeInbox, EdgeLink};
+use spindle_server::mesh as mesh_roles;
+use spindle_server::{bind_address, health_router, scheme, serve_http, shutdown_signal, tls};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long the edge waits between dial attempts at most.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long `spindle edge` waits for connections to close at shutdown.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(6);
+
+/// Runs an edge with `config` until SIGINT / SIGTERM: HTTP listeners, the link to a core and
+/// its re-dialling, `/health`, `/metrics`.
+pub async fn run(config: Arc<Config>) -> Result<()> {
+    if config.mesh.cores.is_empty() {
+        bail!("mesh.cores is empty: an edge needs at least one core address (host:port)");
+    }
+    let name = mesh_roles::node_name(&config)?;
+    let mesh_identity = Arc::new(mesh_roles::identity(&config)?);
+    let options = mesh_roles::options(&config, name.clone());
+    let rules = spindle_hub::session::SessionRules::new(&config)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid client configuration")?;
+    let address = format!("{}:{}", bind_address(&config), config.http_server.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+
+    let identity = crate::NodeIdentity {
+        uid: uuid::Uuid::new_v4().to_string(),
+        name,
+    };
+    // Serving from the start: 503 (and `/health` saying why) until a core is linked.
+    let edge = crate::Edge::unlinked(Arc::clone(&config), rules, identity);
+    let link_state = EdgeLinkState::default();
+    tokio::spawn({
+        let edge = edge.clone();
+        let config = Arc::clone(&config);
+        let link_state = link_state.clone();
+        async move {
+            loop {
+                let (link, inbox, info) =
+                    dial_until_linked(&config, &mesh_identity, &options).await;
+                link_state.linked(info);
+                edge.run_link(link, inbox).await;
+                tracing::warn!("mesh link to the core lost: client connections closed (3010)");
+            }
+        }
+    });
+
+    let tls_identity = if config.http_server.tls.enabled {
+        Some(tls::identity("http_server.tls", &config.http_server.tls)?)
+    } else {
+        None
+    };
+    let health_edge = edge.clone();
+    let router = edge
+        .router()
+        .merge(health_router(&config, move || health_edge.health()))
+        .merge(spindle_server::metrics_router(&config, move || {
+            metrics(&link_state)
+        }));
+    println!("spindle: listening on {local}");
+    tracing::info!(%local, scheme = scheme(tls_identity.is_some()), "spindle edge serving");
+    let shutdown = {
+        let edge = edge.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: closing client connections with 3001");
+            edge.shutdown();
+        }
+    };
+    serve_http(listener, tls_identity.as_ref(), router, shutdown)?.await;
+    if !edge.wait_drained(SHUTDOWN_DRAIN).await {
+        tracing::warn!("some connections did not close within {SHUTDOWN_DRAIN:?}");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Dials the cores of `mesh.cores` in turn until one links, backing off between rounds.
+async fn dial_until_linked(
+    config: &Config,
+    identity: &MeshIdentity,
+    options: &MeshOptions,
+) -> (EdgeLink, EdgeInbox, CoreLinkInfo) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        for core in &config.mesh.cores {
+            let Some(addr) = resolve(core).await else {
+                tracing::warn!(core, "mesh: cannot resolve the core's address");
+                continue;
+            };
+            match quic::dial(addr, identity, options.clone()).await {
+                Ok(((link, inbox), info)) => {
+                    println!("spindle: linked to core {} at {addr}", info.node);
+                    return (link, inbox, info);
+                }
+                Err(error) => tracing::warn!(core, %error, "mesh: cannot link to the core"),
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn resolve(core: &str) -> Option<SocketAddr> {
+    tokio::net::lookup_host(core).await.ok()?.next()
+}
+
+/// An edge's link to its core, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+struct EdgeLinkState(Arc<Mutex<EdgeLinkInner>>);
+
+#[derive(Debug, Default)]
+struct EdgeLinkInner {
+    current: Option<CoreLinkInfo>,
+    /// Links made per core; every one after the first is a reconnect.
+    links: HashMap<String, u64>,
+}
+
+impl EdgeLinkState {
+    fn linked(&self, info: CoreLinkInfo) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *state.links.entry(info.node.clone()).or_insert(0) += 1;
+        state.current = Some(info);
+    }
+}
+
+/// An edge's mesh metrics: its link to a core, the link's RTT, and reconnects per core.
+fn metrics(state: &EdgeLinkState) -> String {
+    let state = state.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let live = state
+        .current
+        .as_ref()
+        .filter(|info| info.connection.close_reason().is_none());
+    let mut text = MetricsText::new();
+    text.family(
+        "spindle_mesh_links",
+        "Live mesh links to cores (QUIC), by peer and region.",
+        Kind::Gauge,
+    );
+    if let Some(info) = live {
+        text.sample(
+            "spindle_mesh_links",
+            &[("peer", &info.node), ("region", &info.region)],
+            1.0,
+        );
+    }
+    text.family(
+        "spindle_mesh_rtt_seconds",
+        "Round-trip time of the link to the core, as QUIC measures it.",
+        Kind::Gauge,
+    );
+    if let Some(info) = live {
+        text.sample(
+            "spindle_mesh_rtt_seconds",
+            &[("peer", &info.node)],
+            info.connection.rtt().as_secs_f64(),
+        );
+    }
+    text.family(
+        "spindle_mesh_reconnects_total",
+        "Links made to each core after the first one.",
+        Kind::Counter,
+    );
+    for (core, links) in &state.links {
+        text.sample(
+            "spindle_mesh_reconnects_total",
+            &[("peer", core)],
+            links.saturating_sub(1) as f64,
+        );
+    }
+    text.finish()
+}

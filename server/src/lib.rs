@@ -1,0 +1,224 @@
+//! Process plumbing shared by every role's binary (`spindle serve | core | edge`, the slim
+//! `spindle-edge`): reading the configuration from the machine, logging, the HTTP(S) listeners
+//! with their deadlines, `/health`, `/metrics`, signals.
+//!
+//! Must not: hold domain rules (those live in `spindle-hub`) or depend on the edge, the core or
+//! the brokers — the slim edge binary is built from this crate without them.
+//!
+//! Layout:
+//! - [`args`]: the command-line options every role takes.
+//! - [`settings`]: the configuration file and environment, handed to `spindle_hub::config`.
+//! - [`http`]: the accept loop of every HTTP listener (header / idle deadlines, a bound on
+//!   connections without a request); [`tls`]: the HTTPS listener and PEM reading.
+//! - [`mesh`]: a role's mesh name, TLS files and options from `mesh.*`.
+//! - [`output`]: standard output that tolerates a closed pipe.
+//! - this file: logging, insecure-switch warnings, serving a router, `/health`, `/metrics`,
+//!   signals.
+
+pub mod args;
+pub mod http;
+pub mod mesh;
+pub mod output;
+pub mod settings;
+pub mod tls;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::get;
+use spindle_hub::config::Config;
+use std::path::Path;
+use tokio::net::TcpListener;
+
+/// Every switch that turns a protection off is said out loud at start, each time.
+pub fn warn_insecure(config: &Config) {
+    let client = &config.client;
+    let switches = [
+        (
+            "client.insecure",
+            client.insecure,
+            "no authentication or permission checks at all",
+        ),
+        (
+            "client.insecure_skip_token_signature_verify",
+            client.insecure_skip_token_signature_verify,
+            "token signatures are not verified: anyone can forge any user's token",
+        ),
+        (
+            "client.token.insecure_skip_jwks_endpoint_safety_check",
+            client.token.insecure_skip_jwks_endpoint_safety_check,
+            "unverified token claims may choose the JWKS URL",
+        ),
+        (
+            "client.subscription_token.insecure_skip_jwks_endpoint_safety_check",
+            client.subscription_token.enabled
+                && client
+                    .subscription_token
+                    .token
+                    .insecure_skip_jwks_endpoint_safety_check,
+            "unverified token claims may choose the JWKS URL",
+        ),
+        (
+            "http_api.insecure",
+            config.http_api.insecure,
+            "the server API accepts requests without a key",
+        ),
+    ];
+    for (key, on, consequence) in switches {
+        if on {
+            tracing::warn!("INSECURE: {key} is on: {consequence}; never use it in production");
+        }
+    }
+}
+
+pub fn init_logging(config: &Config, json: bool) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let level = config.log.level.as_str();
+    let filter = match level {
+        "none" => EnvFilter::new("off"),
+        level => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match (config.log.file.as_str(), json) {
+        ("", false) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
+        ("", true) => builder.json().with_writer(std::io::stderr).try_init(),
+        (file, json) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Path::new(file))
+                .with_context(|| format!("cannot open log file {file}"))?;
+            let writer = std::sync::Mutex::new(file);
+            if json {
+                builder.json().with_writer(writer).try_init()
+            } else {
+                builder.with_ansi(false).with_writer(writer).try_init()
+            }
+        }
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}
+
+/// Serves `router` on `listener` (HTTPS with `identity`) until `shutdown` resolves, with the
+/// header, idle and pending-connection limits of [`http`].
+pub fn serve_http(
+    listener: TcpListener,
+    identity: Option<&tls::Identity>,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let listener = match identity {
+        Some(identity) => Either::Tls(tls::TlsListener::new(
+            listener,
+            tls::https_config(identity)?,
+        )?),
+        None => Either::Plain(listener),
+    };
+    Ok(async move {
+        match listener {
+            Either::Tls(listener) => http::serve(listener, router, shutdown).await,
+            Either::Plain(listener) => http::serve(listener, router, shutdown).await,
+        }
+    })
+}
+
+/// `health.handler_prefix`: 200 `{}` while `check` passes, 503 `{"error": reason}` otherwise.
+pub fn health_router(
+    config: &Config,
+    check: impl Fn() -> Result<(), String> + Clone + Send + Sync + 'static,
+) -> Router {
+    Router::new().route(
+        &config.health.handler_prefix,
+        get(move || {
+            let check = check.clone();
+            async move {
+                match check() {
+                    Ok(()) => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(serde_json::json!({})),
+                    ),
+                    Err(error) => (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({ "error": error })),
+                    ),
+                }
+            }
+        }),
+    )
+}
+
+/// `GET <prometheus.handler_prefix>` answering with `render()`, when `prometheus.enabled` (as
+/// in Centrifugo, off by default); an empty router otherwise.
+pub fn metrics_router(
+    config: &Config,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Router {
+    if !config.prometheus.enabled {
+        return Router::new();
+    }
+    Router::new().route(
+        &config.prometheus.handler_prefix,
+        get(move || {
+            let render = render.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render(),
+                )
+            }
+        }),
+    )
+}
+
+/// Turns Nagle's algorithm off on an accepted connection, as Go (and so Centrifugo) does for
+/// every TCP socket. The writer already joins what is queued into one frame; holding a small
+/// frame back until the previous one is acknowledged only adds a delayed-ACK wait (~40 ms) to
+/// a publication's delivery.
+pub fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+}
+
+enum Either {
+    Tls(tls::TlsListener),
+    Plain(TcpListener),
+}
+
+pub fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
+}
+
+pub fn bind_address(config: &Config) -> &str {
+    match config.http_server.address.as_str() {
+        "" => "0.0.0.0",
+        address => address,
+    }
+}
+
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
