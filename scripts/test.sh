@@ -27,38 +27,33 @@ step() {
   fi
 }
 
-hub_is_pure() {
-  # spindle-hub is the pure domain: no runtime, no sockets (docs/architecture.md §2).
-  local tree forbidden
-  tree=$(cargo tree -p spindle-hub -e normal --prefix none --format '{p}') || {
+# Fails when `package`'s normal dependency tree lists a package matching `pattern` (or when
+# cargo tree fails or does not list the package at all).
+tree_excludes() {
+  local package=$1 pattern=$2 tree forbidden
+  tree=$(cargo tree -p "$package" -e normal --prefix none --format '{p}') || {
     echo "cargo tree failed"
     return 1
   }
-  echo "$tree" | grep -q '^spindle-hub ' || { echo "cargo tree did not list spindle-hub"; return 1; }
-  forbidden=$(echo "$tree" | grep -E '^(tokio|mio|quinn|quinn-proto|hyper|socket2|async-std|smol) ' | sort -u)
+  echo "$tree" | grep -q "^$package " || { echo "cargo tree did not list $package"; return 1; }
+  forbidden=$(echo "$tree" | grep -E "^($pattern) " | sort -u)
   if [ -n "$forbidden" ]; then
-    echo "spindle-hub must stay pure, but depends on:"
+    echo "$package must not depend on:"
     echo "$forbidden"
     return 1
   fi
-  echo "spindle-hub has no runtime or socket dependency"
+}
+
+hub_is_pure() {
+  # spindle-hub is the pure domain: no runtime, no sockets (docs/architecture.md §2).
+  tree_excludes spindle-hub 'tokio|mio|quinn|quinn-proto|hyper|socket2|async-std|smol' &&
+    echo "spindle-hub has no runtime or socket dependency"
 }
 
 slim_edge() {
   # The slim `spindle-edge` binary carries no core, broker client, backend proxy or server API.
-  local tree forbidden
-  tree=$(cargo tree -p spindle-edge -e normal --prefix none --format '{p}') || {
-    echo "cargo tree failed"
-    return 1
-  }
-  echo "$tree" | grep -q '^spindle-edge ' || { echo "cargo tree did not list spindle-edge"; return 1; }
-  forbidden=$(echo "$tree" | grep -E '^(spindle-core|fred|async-nats|tokio-postgres|hyper-rustls) ' | sort -u)
-  if [ -n "$forbidden" ]; then
-    echo "spindle-edge must stay slim, but depends on:"
-    echo "$forbidden"
-    return 1
-  fi
-  echo "spindle-edge has no core, broker, proxy or server-API dependency"
+  tree_excludes spindle-edge 'spindle-core|fred|async-nats|tokio-postgres|hyper-rustls' &&
+    echo "spindle-edge has no core, broker, proxy or server-API dependency"
 }
 
 one_crypto_provider() {

@@ -184,42 +184,23 @@ async fn start(
     })
 }
 
-/// The edge's control stream: interest and presence to the node, heartbeats to the liveness
-/// check.
+/// The edge's control stream: interest and presence to the node.
 async fn control_up(
-    mut reader: FrameReader,
+    reader: FrameReader,
     to_core: EdgeLink,
     heard: LastHeard,
     connection: quinn::Connection,
 ) {
-    loop {
-        let kind = match reader.next().await {
-            Ok(Some(kind)) => kind,
-            Ok(None) | Err(_) => {
-                connection.close(close::PROTOCOL, b"control stream ended");
-                return;
-            }
-        };
-        heard.heard();
-        let message = match kind {
-            Kind::Heartbeat(_) => continue,
-            Kind::Interest(interest) => Up::Interest(interest),
-            Kind::Presence(update) => Up::Presence(update),
-            Kind::Goodbye(goodbye) => {
-                tracing::info!(reason = goodbye.reason, "mesh: the edge said goodbye");
-                connection.close(close::DONE, b"goodbye");
-                return;
-            }
-            other => {
-                tracing::warn!(?other, "mesh: unexpected frame on the control stream");
-                connection.close(close::PROTOCOL, b"unexpected frame");
-                return;
-            }
-        };
-        if to_core.send(message).await.is_err() {
-            return;
-        }
-    }
+    let accept = |kind| match kind {
+        Kind::Interest(interest) => Some(Up::Interest(interest)),
+        Kind::Presence(update) => Some(Up::Presence(update)),
+        _ => None,
+    };
+    let forward = |message| {
+        let to_core = to_core.clone();
+        async move { to_core.send(message).await.is_ok() }
+    };
+    super::read_control(reader, heard, connection, "edge", accept, forward).await;
 }
 
 /// Requests, each on the stream the edge opened for it; one stopped by the edge is cancelled.

@@ -176,42 +176,23 @@ async fn request(connection: quinn::Connection, pending: Pending<mesh::Request, 
     }
 }
 
-/// The core's control stream: commands and interest acks to the edge, heartbeats to the
-/// liveness check. Any other frame is a protocol error that closes the link.
+/// The core's control stream: commands and interest acks to the edge.
 async fn control_down(
-    mut reader: FrameReader,
+    reader: FrameReader,
     to_edge: CoreLink,
     heard: LastHeard,
     connection: quinn::Connection,
 ) {
-    loop {
-        let kind = match reader.next().await {
-            Ok(Some(kind)) => kind,
-            Ok(None) | Err(_) => {
-                connection.close(close::PROTOCOL, b"control stream ended");
-                return;
-            }
-        };
-        heard.heard();
-        let message = match kind {
-            Kind::Heartbeat(_) => continue,
-            Kind::Control(control) => Down::Control(control),
-            Kind::InterestAck(ack) => Down::InterestAck(ack),
-            Kind::Goodbye(goodbye) => {
-                tracing::info!(reason = goodbye.reason, "mesh: the core said goodbye");
-                connection.close(close::DONE, b"goodbye");
-                return;
-            }
-            other => {
-                tracing::warn!(?other, "mesh: unexpected frame on the control stream");
-                connection.close(close::PROTOCOL, b"unexpected frame");
-                return;
-            }
-        };
-        if to_edge.send(message).await.is_err() {
-            return;
-        }
-    }
+    let accept = |kind| match kind {
+        Kind::Control(control) => Some(Down::Control(control)),
+        Kind::InterestAck(ack) => Some(Down::InterestAck(ack)),
+        _ => None,
+    };
+    let forward = |message| {
+        let to_edge = to_edge.clone();
+        async move { to_edge.send(message).await.is_ok() }
+    };
+    super::read_control(reader, heard, connection, "core", accept, forward).await;
 }
 
 /// Surveys the core opens, each on its own stream, answered by the edge.

@@ -147,6 +147,51 @@ async fn refuse(send: &mut quinn::SendStream, connection: &quinn::Connection, er
     connection.close(close::REFUSED, error.to_string().as_bytes());
 }
 
+/// Reads the peer's control stream until it ends. Every frame marks the peer alive; heartbeats
+/// stop there; a goodbye closes the link; `accept` turns any other frame into this side's
+/// message (`None`: a frame this side never takes, which closes the link as a protocol error)
+/// and `forward` hands it on (`false`: the local end is gone, stop).
+async fn read_control<M, Fut>(
+    mut reader: FrameReader,
+    heard: LastHeard,
+    connection: quinn::Connection,
+    peer: &'static str,
+    accept: impl Fn(Kind) -> Option<M>,
+    mut forward: impl FnMut(M) -> Fut,
+) where
+    Fut: Future<Output = bool>,
+{
+    loop {
+        let kind = match reader.next().await {
+            Ok(Some(kind)) => kind,
+            Ok(None) | Err(_) => {
+                connection.close(close::PROTOCOL, b"control stream ended");
+                return;
+            }
+        };
+        heard.heard();
+        let message = match kind {
+            Kind::Heartbeat(_) => continue,
+            Kind::Goodbye(goodbye) => {
+                tracing::info!(peer, reason = goodbye.reason, "mesh: the peer said goodbye");
+                connection.close(close::DONE, b"goodbye");
+                return;
+            }
+            other => match accept(other) {
+                Some(message) => message,
+                None => {
+                    tracing::warn!(peer, "mesh: unexpected frame on the control stream");
+                    connection.close(close::PROTOCOL, b"unexpected frame");
+                    return;
+                }
+            },
+        };
+        if !forward(message).await {
+            return;
+        }
+    }
+}
+
 /// When a frame last came in on the control stream.
 #[derive(Debug, Clone)]
 struct LastHeard(Arc<std::sync::Mutex<Instant>>);
