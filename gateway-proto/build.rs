@@ -36,7 +36,9 @@ const ALWAYS_PRESENT: &[&str] = &[
     ".centrifugal.centrifugo.api.NodeResult.num_users",
     ".centrifugal.centrifugo.api.NodeResult.num_channels",
     ".centrifugal.centrifugo.api.NodeResult.num_subs",
-    ".centrifugal.centrifugo.api.ChannelInfo.num_clients",
+    // `{"channels":{}}` even with no active channel: Centrifugo's struct tag has no omitempty,
+    // and cent (pycent) cannot decode a ChannelsResult without it.
+    ".centrifugal.centrifugo.api.ChannelsResult.channels",
     // Proxy requests always carry `user` (docs/protocol.md §8), `""` for anonymous connections.
     ".centrifugal.centrifugo.proxy.RefreshRequest.user",
     ".centrifugal.centrifugo.proxy.SubscribeRequest.user",

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import pytest
 from cent import Client as CentClient
-from cent import DisconnectRequest, PublishRequest, UnsubscribeRequest
+from cent import ChannelsRequest, DisconnectRequest, PublishRequest, UnsubscribeRequest
 from centrifuge import (
     Client,
     ClientEventHandler,
@@ -419,5 +419,23 @@ def test_reconnects_after_server_restart_on_same_port(fmt, spindle):
             await wait_for(lambda: sub_rec.count("publication") >= 1, "publication", rec=sub_rec)
             assert w.dec(sub_rec.events["publication"][0].pub.data) == data
             assert rec.count("disconnected") == 0, "never disconnected for good"
+
+    run(scenario())
+
+
+def test_cent_channels_with_and_without_active_channels(fmt, spindle):
+    """cent decodes `channels` when no channel is active too (issue 13: Spindle answered
+    ``{"result":{}}`` and cent raised CentDecodeError)."""
+    server = spindle()
+
+    async def scenario():
+        empty = await cent_call(server, "channels", ChannelsRequest())
+        assert empty.channels == {}
+        async with World(fmt) as w:
+            channel = unique("chat:active")
+            client, _, _ = await w.connected(server, "alice")
+            await w.subscribed(client, channel)
+            active = await cent_call(server, "channels", ChannelsRequest(pattern="chat:*"))
+            assert active.channels[channel].num_clients == 1
 
     run(scenario())
