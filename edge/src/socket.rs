@@ -15,6 +15,9 @@ pub enum Incoming {
     Close,
     /// A message over the size limit (closed with 1009).
     TooBig,
+    /// The client broke the transport's own rules (RFC 6455: a bad frame 1002, a text message
+    /// that is not UTF-8 1007); closed with this close code.
+    Violation(u16),
     /// The transport failed; the connection is gone.
     Failed,
 }

@@ -182,8 +182,15 @@ fn incoming_of(item: Result<Message, axum::Error>) -> Incoming {
         Ok(Message::Ping(_) | Message::Pong(_)) => Incoming::Activity,
         Ok(Message::Close(_)) => Incoming::Close,
         Err(error) => match error.into_inner().downcast::<tungstenite::Error>() {
-            Ok(error) if matches!(*error, tungstenite::Error::Capacity(_)) => Incoming::TooBig,
-            _ => Incoming::Failed,
+            Ok(error) => match *error {
+                tungstenite::Error::Capacity(_) => Incoming::TooBig,
+                // RFC 6455 §7.4.1: 1002 for a protocol error, 1007 for a text message that is
+                // not UTF-8 — the close the client is owed instead of a dropped connection.
+                tungstenite::Error::Protocol(_) => Incoming::Violation(1002),
+                tungstenite::Error::Utf8(_) => Incoming::Violation(1007),
+                _ => Incoming::Failed,
+            },
+            Err(_) => Incoming::Failed,
         },
     }
 }
@@ -267,5 +274,17 @@ mod tests {
         assert_eq!(incoming_of(Err(axum::Error::new(error))), Incoming::TooBig);
         let other = tungstenite::Error::ConnectionClosed;
         assert_eq!(incoming_of(Err(axum::Error::new(other))), Incoming::Failed);
+        let masking = tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::UnmaskedFrameFromClient,
+        );
+        assert_eq!(
+            incoming_of(Err(axum::Error::new(masking))),
+            Incoming::Violation(1002)
+        );
+        let utf8 = tungstenite::Error::Utf8("bad".into());
+        assert_eq!(
+            incoming_of(Err(axum::Error::new(utf8))),
+            Incoming::Violation(1007)
+        );
     }
 }

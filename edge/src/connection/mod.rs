@@ -45,6 +45,19 @@ const MESSAGE_TOO_BIG: Disconnect = Disconnect {
     reason: Cow::Borrowed("message size limit"),
 };
 
+/// The close a transport-level violation gets (RFC 6455 §7.4.1), with the code the transport
+/// named.
+fn transport_violation(code: u16) -> Disconnect {
+    let reason = match code {
+        1007 => "invalid payload data",
+        _ => "protocol error",
+    };
+    Disconnect {
+        code: u32::from(code),
+        reason: Cow::Borrowed(reason),
+    }
+}
+
 /// How a connection was opened.
 #[derive(Clone, Debug)]
 pub(crate) struct Setup {
@@ -143,7 +156,10 @@ where
         // Reading lets the transport flush its reply to a client's close; an error (even one
         // the transport would repeat without waiting, like an oversize message) ends it.
         while let Some(item) = stream.next().await {
-            if matches!(item, Incoming::Failed | Incoming::TooBig) {
+            if matches!(
+                item,
+                Incoming::Failed | Incoming::TooBig | Incoming::Violation(_)
+            ) {
                 break;
             }
         }
@@ -241,6 +257,7 @@ impl Connection {
             Some(Incoming::Data(frame)) => self.on_frame(frame).await,
             Some(Incoming::Activity) => {}
             Some(Incoming::TooBig) => self.close(MESSAGE_TOO_BIG),
+            Some(Incoming::Violation(code)) => self.close(transport_violation(code)),
             Some(Incoming::Close | Incoming::Failed) | None => {
                 self.close(Disconnect::CONNECTION_CLOSED);
             }

@@ -137,3 +137,105 @@ async fn two_pongs_close_3501(format: Format) {
     assert!(observer.client.pings() >= 1, "the observer saw pings too");
     observer.still_receives(&server, "two pongs").await;
 }
+
+/// A raw WebSocket connection after the upgrade (no client library: it would refuse to send
+/// the frames these tests need).
+async fn raw_websocket(server: &Server) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /connection/websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        server.addr()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream
+            .read_exact(&mut byte)
+            .await
+            .expect("upgrade response");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// Reads frames until a close frame; its code.
+async fn close_code(stream: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        loop {
+            let mut header = [0u8; 2];
+            stream
+                .read_exact(&mut header)
+                .await
+                .expect("a frame (not a dropped connection)");
+            let opcode = header[0] & 0x0f;
+            let mut length = u64::from(header[1] & 0x7f);
+            if length == 126 {
+                let mut extended = [0u8; 2];
+                stream.read_exact(&mut extended).await.expect("length");
+                length = u64::from(u16::from_be_bytes(extended));
+            } else if length == 127 {
+                let mut extended = [0u8; 8];
+                stream.read_exact(&mut extended).await.expect("length");
+                length = u64::from_be_bytes(extended);
+            }
+            let mut payload = vec![0u8; usize::try_from(length).expect("small")];
+            stream.read_exact(&mut payload).await.expect("payload");
+            if opcode == 0x8 {
+                assert!(payload.len() >= 2, "a close frame with a code");
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    };
+    tokio::time::timeout(TIMEOUT, read)
+        .await
+        .expect("a close frame in time")
+}
+
+/// A masked client frame (`fin` set) with `opcode` and `payload`.
+fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![
+        0x80 | opcode,
+        0x80 | u8::try_from(payload.len()).expect("short"),
+    ];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+#[tokio::test]
+async fn an_unmasked_frame_is_closed_with_1002() {
+    use tokio::io::AsyncWriteExt;
+    let server = start().await;
+    let mut stream = raw_websocket(&server).await;
+    // RFC 6455 §5.1: a client must mask every frame.
+    stream
+        .write_all(&[0x81, 0x02, b'{', b'}'])
+        .await
+        .expect("write");
+    assert_eq!(close_code(&mut stream).await, 1002);
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_is_closed_with_1007() {
+    use tokio::io::AsyncWriteExt;
+    let server = start().await;
+    let mut stream = raw_websocket(&server).await;
+    stream
+        .write_all(&masked_frame(0x1, &[0xff, 0xfe, b'{']))
+        .await
+        .expect("write");
+    assert_eq!(close_code(&mut stream).await, 1007);
+}
