@@ -23,8 +23,6 @@ use tokio::net::TcpListener;
 
 /// How long the edge waits between dial attempts at most.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How long `spindle edge` waits for connections to close at shutdown.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(6);
 
 /// Runs an edge with `config` until SIGINT / SIGTERM: HTTP listeners, the link to a core and
 /// its re-dialling, `/health`, `/metrics`.
@@ -89,8 +87,10 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
         }
     };
     serve_http(listener, tls_identity.as_ref(), router, shutdown)?.await;
-    if !edge.wait_drained(SHUTDOWN_DRAIN).await {
-        tracing::warn!("some connections did not close within {SHUTDOWN_DRAIN:?}");
+    // `shutdown.timeout` bounds the close handshakes of client connections.
+    let limit = config.shutdown.timeout.as_std();
+    if !edge.wait_drained(limit).await {
+        tracing::warn!("some connections did not close within shutdown.timeout ({limit:?})");
     }
     tracing::info!("stopped");
     Ok(())

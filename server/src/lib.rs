@@ -124,11 +124,15 @@ pub fn serve_http(
     })
 }
 
-/// `health.handler_prefix`: 200 `{}` while `check` passes, 503 `{"error": reason}` otherwise.
+/// `health.handler_prefix`: 200 `{}` while `check` passes, 503 `{"error": reason}` otherwise —
+/// when `health.enabled` (as in Centrifugo, off by default); an empty router otherwise.
 pub fn health_router(
     config: &Config,
     check: impl Fn() -> Result<(), String> + Clone + Send + Sync + 'static,
 ) -> Router {
+    if !config.health.enabled {
+        return Router::new();
+    }
     Router::new().route(
         &config.health.handler_prefix,
         get(move || {

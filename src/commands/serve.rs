@@ -19,9 +19,6 @@ use tokio::net::TcpListener;
 /// Messages that may wait in each direction of the in-process link.
 const LINK_CAPACITY: usize = 4096;
 
-/// How long shutdown waits for client connections to finish their close handshake.
-const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(6);
-
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let path = args.config.clone().or_else(|| {
         let default = PathBuf::from("config.json");
@@ -218,40 +215,60 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     println!("spindle: listening on {local}");
     tracing::info!(%local, scheme, version = spindle_hub::VERSION, "spindle serving");
 
+    // `shutdown.timeout` bounds everything after the signal: the HTTP servers, the close
+    // handshakes of client connections, the other endpoints.
+    let (signalled_tx, mut signalled) = tokio::sync::watch::channel(None);
     let shutdown = {
         let edge = edge.clone();
         async move {
             shutdown_signal().await;
+            let _ = signalled_tx.send(Some(tokio::time::Instant::now()));
             tracing::info!("shutting down: closing client connections with 3001");
             edge.shutdown();
             let _ = stopping_tx.send(true);
         }
     };
-    serve_http(listener, tls_identity.as_ref(), external, shutdown)?.await;
-    if let Some(internal) = internal
-        && tokio::time::timeout(SHUTDOWN_DRAIN, internal)
-            .await
-            .is_err()
-    {
-        tracing::warn!("the internal endpoints did not stop within {SHUTDOWN_DRAIN:?}");
+    let limit = config.shutdown.timeout.as_std();
+    let mut http = std::pin::pin!(serve_http(
+        listener,
+        tls_identity.as_ref(),
+        external,
+        shutdown
+    )?);
+    let mut stopped = false;
+    let signalled_at = tokio::select! {
+        () = &mut http => {
+            stopped = true;
+            tokio::time::Instant::now()
+        }
+        at = signalled.wait_for(Option::is_some) => at
+            .ok()
+            .and_then(|at| *at)
+            .unwrap_or_else(tokio::time::Instant::now),
+    };
+    let deadline = signalled_at + limit;
+    if !stopped && tokio::time::timeout_at(deadline, http).await.is_err() {
+        tracing::warn!("the HTTP server did not stop within shutdown.timeout ({limit:?})");
     }
-    // axum does not wait for upgraded WebSocket connections: let their close frames go out.
-    if !edge.wait_drained(SHUTDOWN_DRAIN).await {
-        tracing::warn!("some connections did not close within {SHUTDOWN_DRAIN:?}");
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    if let Some(internal) = internal
+        && tokio::time::timeout(left(), internal).await.is_err()
+    {
+        tracing::warn!("the internal endpoints did not stop within shutdown.timeout");
+    }
+    // Upgraded WebSocket connections are not the HTTP server's: let their close frames go out.
+    if !edge.wait_drained(left()).await {
+        tracing::warn!("some connections did not close within shutdown.timeout ({limit:?})");
     }
     if let Some(uni_grpc) = uni_grpc
-        && tokio::time::timeout(SHUTDOWN_DRAIN, uni_grpc)
-            .await
-            .is_err()
+        && tokio::time::timeout(left(), uni_grpc).await.is_err()
     {
-        tracing::warn!("the uni_grpc server did not stop within {SHUTDOWN_DRAIN:?}");
+        tracing::warn!("the uni_grpc server did not stop within shutdown.timeout");
     }
     if let Some(webtransport) = webtransport
-        && tokio::time::timeout(SHUTDOWN_DRAIN, webtransport)
-            .await
-            .is_err()
+        && tokio::time::timeout(left(), webtransport).await.is_err()
     {
-        tracing::warn!("the webtransport endpoint did not stop within {SHUTDOWN_DRAIN:?}");
+        tracing::warn!("the webtransport endpoint did not stop within shutdown.timeout");
     }
     tracing::info!("stopped");
     Ok(())

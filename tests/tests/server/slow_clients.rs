@@ -142,3 +142,32 @@ async fn silent_connections_do_not_starve_health_or_upgrades() {
     client.subscribe("slow_clients").await.or_fail();
     drop(silent);
 }
+
+#[tokio::test]
+async fn health_is_served_only_when_enabled() {
+    let off = Server::start_patched(serde_json::json!({"health": {"enabled": false}}))
+        .await
+        .or_fail();
+    assert_eq!(off.get("/health").await.or_fail().status, 404);
+    let on = Server::start().await.or_fail();
+    assert_eq!(on.get("/health").await.or_fail().status, 200);
+}
+
+#[tokio::test]
+async fn shutdown_timeout_bounds_the_drain() {
+    // A client that never answers the server's close: the drain waits for it at most
+    // `shutdown.timeout`, not a built-in time.
+    let server = Server::start_patched(serde_json::json!({"shutdown": {"timeout": "1s"}}))
+        .await
+        .or_fail();
+    let token = fixture::token(&fixture::unique("silent"));
+    let (client, _) = Client::connect(&server.ws_url(), Format::Json, &token)
+        .await
+        .or_fail();
+    let started = Instant::now();
+    let status = server.stop().await.or_fail();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+    drop(client);
+}
