@@ -347,7 +347,12 @@ async fn channels_merges_surveys_and_filters_by_pattern() {
     // No channel: still `channels` (Centrifugo always writes it; cent cannot decode without).
     let none = post(&router, "channels", r#"{"pattern":"x?"}"#).await;
     assert_eq!(none.body, r#"{"result":{"channels":{}}}"#);
-    let batch = post(&router, "batch", r#"{"commands":[{"channels":{"pattern":"x?"}}]}"#).await;
+    let batch = post(
+        &router,
+        "batch",
+        r#"{"commands":[{"channels":{"pattern":"x?"}}]}"#,
+    )
+    .await;
     assert_eq!(batch.body, r#"{"replies":[{"channels":{"channels":{}}}]}"#);
     // Alternatives, as in Centrifugo's patterns.
     let either = post(&router, "channels", r#"{"pattern":"{news,chat:b}"}"#).await;
