@@ -12,6 +12,8 @@
 //!   connections without a request); [`tls`]: the HTTPS listener and PEM reading.
 //! - [`mesh`]: a role's mesh name, TLS files and options from `mesh.*`.
 //! - [`output`]: standard output that tolerates a closed pipe.
+//! - [`preflight`]: what a role refuses to start with beyond the tree's own rules (and
+//!   `checkconfig` checks the same way).
 //! - this file: logging, insecure-switch warnings, serving a router, `/health`, `/metrics`,
 //!   signals.
 
@@ -19,6 +21,7 @@ pub mod args;
 pub mod http;
 pub mod mesh;
 pub mod output;
+pub mod preflight;
 pub mod settings;
 pub mod tls;
 

@@ -21,8 +21,8 @@ pub fn load(path: Option<&Path>, flags: Vec<(String, String)>, strict: bool) -> 
         flags,
         strict,
     })
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .context("invalid configuration")?;
+    // The error names itself ("invalid configuration: …"): no second prefix.
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     for warning in &loaded.warnings {
         report(warning);
     }

@@ -19,6 +19,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = settings::load(args.config.as_deref(), args.config_flags(), false)?.config;
     init_logging(&config, args.log_json)?;
     warn_insecure(&config);
+    for warning in spindle_server::preflight::check(&config)? {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(serve(Arc::new(config)))?;
     Ok(ExitCode::SUCCESS)

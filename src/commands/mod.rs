@@ -24,9 +24,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             gencerts(&out, &nodes).map(|()| ExitCode::SUCCESS)
         }
         Some(Command::Genconfig { config }) => genconfig::run(&config).map(|()| ExitCode::SUCCESS),
-        Some(Command::Checkconfig { config, strict }) => {
-            settings::load(Some(&config), Vec::new(), strict)?;
-            output::line(format_args!("spindle: {} is valid", config.display()))?;
+        Some(Command::Checkconfig {
+            config: path,
+            strict,
+        }) => {
+            let config = settings::load(Some(&path), Vec::new(), strict)?.config;
+            // The checks every role runs at start, the same code.
+            let warnings = spindle_server::preflight::check(&config)?;
+            for warning in &warnings {
+                eprintln!("spindle: config warning: {warning}");
+            }
+            if strict && !warnings.is_empty() {
+                anyhow::bail!("{} warning(s) in strict mode", warnings.len());
+            }
+            output::line(format_args!("spindle: {} is valid", path.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Gentoken(args)) => {

@@ -31,6 +31,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = settings::load(path.as_deref(), flags, false)?.config;
     init_logging(&config, args.log_json)?;
     warn_insecure(&config);
+    for warning in spindle_server::preflight::check(&config)? {
+        tracing::warn!("{warning}");
+    }
     if let Some(path) = &path {
         tracing::info!(config = %path.display(), "configuration loaded");
     }

@@ -35,6 +35,9 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = settings::load(args.config.as_deref(), args.config_flags(), false)?.config;
     init_logging(&config, args.log_json)?;
     warn_insecure(&config);
+    for warning in spindle_server::preflight::check(&config)? {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(spindle_edge::role::run(Arc::new(config)))
 }

@@ -30,3 +30,63 @@ fn a_closed_pipe_ends_output_quietly() {
     run_with_closed_stdout(&["gensubtoken", "-u", "someone", "-s", "news"]);
     run_with_closed_stdout(&["version"]);
 }
+
+/// Runs `spindle checkconfig [args] -c <file holding `config`>`: (exit code, stdout, stderr).
+fn checkconfig(config: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = spindle_tests::TempDir::new("spindle-checkconfig").expect("a temp dir");
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config).expect("write config");
+    let output = Command::new(fixture::binary_path())
+        .arg("checkconfig")
+        .args(args)
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("spindle runs (build it first: cargo build -p spindle --bin spindle)");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    )
+}
+
+#[test]
+fn checkconfig_refuses_what_serve_refuses() {
+    // The tree is fine; the key inside does not parse — serve refuses it, so must checkconfig.
+    let (code, _, stderr) = checkconfig(r#"{"client":{"token":{"rsa_public_key":"nope"}}}"#, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("client.token.rsa_public_key"), "{stderr}");
+    // An unreadable TLS certificate.
+    let tls = r#"{"client":{"token":{"hmac_secret_key":"k"}},
+                  "http_server":{"tls":{"enabled":true,"cert_pem":"/nonexistent.pem","key_pem":"/nonexistent.key"}}}"#;
+    let (code, _, stderr) = checkconfig(tls, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("http_server.tls"), "{stderr}");
+}
+
+#[test]
+fn checkconfig_names_a_bad_key_once() {
+    let (code, _, stderr) = checkconfig(r#"{"channel":{"namespaces":[{"name":"bad name"}]}}"#, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.matches("invalid configuration").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("channel.namespaces[0].name"), "{stderr}");
+}
+
+#[test]
+fn checkconfig_warns_about_a_config_nobody_can_connect_with() {
+    let (code, stdout, stderr) = checkconfig("{}", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("is valid"), "{stdout}");
+    assert!(stderr.contains("no client can connect"), "{stderr}");
+    let (code, _, stderr) = checkconfig("{}", &["--strict"]);
+    assert_eq!(code, 1, "strict mode fails on the warning: {stderr}");
+    let (code, _, stderr) = checkconfig(r#"{"client":{"token":{"hmac_secret_key":"k"}}}"#, &[]);
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("no client can connect"), "{stderr}");
+}
