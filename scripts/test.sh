@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs, then runs every check.
 #   ./scripts/test.sh            everything
-#   FUZZ_SECONDS=60 ./scripts/test.sh   fuzz each target longer (default 10 s; 0 skips fuzzing)
+#   FUZZ_SECONDS=60 ./scripts/test.sh   fuzz each target longer (default 10 s; 0 skips fuzzing
+#                                       and so fails the run: it is not a full one)
 # Exit code is non-zero if any step failed; the last line says how many steps passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,15 +69,22 @@ one_crypto_provider() {
 
 fuzz_briefly() {
   if [ "$FUZZ_SECONDS" = 0 ]; then
-    echo "FUZZ_SECONDS=0: fuzzing not requested"
-    return 0
+    # A skipped step is not a passed one: say so, and let the run fail.
+    echo "FUZZ_SECONDS=0: fuzzing skipped, so this is not a full run"
+    return 1
   fi
   if ! command -v cargo-fuzz >/dev/null; then
     echo "cargo-fuzz not installed, installing it from crates.io"
     cargo install cargo-fuzz --locked || return 1
   fi
+  local targets
+  targets=$(cd gateway-proto/fuzz && cargo fuzz list) || { echo "cargo fuzz list failed"; return 1; }
+  if [ -z "$targets" ]; then
+    echo "cargo fuzz list found no target"
+    return 1
+  fi
   local target
-  for target in $(cd gateway-proto/fuzz && cargo fuzz list); do
+  for target in $targets; do
     echo "--- fuzz $target for ${FUZZ_SECONDS}s"
     # cargo fuzz needs nightly-only rustc flags; RUSTC_BOOTSTRAP allows them on stable, for
     # this build alone. New corpus entries go to a scratch dir, not the checked-in corpus.
@@ -86,6 +94,23 @@ fuzz_briefly() {
       -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -max_len=65536 2>&1 | tail -n 3) || return 1
     rm -rf "$scratch"
   done
+}
+
+# What the tree looks like to git (tracked changes and untracked files): the tests must leave it
+# as they found it (no golden file rewritten, no stray output committed by accident).
+tree_state() {
+  { git status --porcelain=v1 --untracked-files=all; git diff; } | sha256sum
+}
+
+tree_unchanged() {
+  local now
+  now=$(tree_state)
+  if [ "$now" != "$TREE_BEFORE" ]; then
+    echo "the tests changed the working tree:"
+    git status --short
+    return 1
+  fi
+  echo "the working tree is as the tests found it"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -121,6 +146,7 @@ services() {
   [ "$ok" -eq 0 ] && echo "Redis, NATS and PostgreSQL are up"
 }
 
+TREE_BEFORE=$(tree_state)
 step "services (Redis, NATS, PostgreSQL)" services
 step "format" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
@@ -141,6 +167,7 @@ step "golden frames: real SDKs accept our replies" gateway-proto/tests/golden/ca
 step "real SDKs against spindle serve (centrifuge-js, centrifuge-python, cent)" tests/sdk/run.sh --no-build
 step "centrifuge-js in headless Chromium (WebTransport)" tests/browser/run.sh --no-build
 step "fuzz each decoder" fuzz_briefly
+step "the tests left the tree unchanged" tree_unchanged
 
 echo
 if [ "$failed" -gt 0 ]; then
