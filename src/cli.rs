@@ -44,6 +44,10 @@ pub enum Command {
         /// Unknown keys are errors, not warnings.
         #[arg(short, long)]
         strict: bool,
+        /// Validate for one role: `serve` (default), `core` or `edge` (an edge needs no proxy
+        /// endpoint but `mesh.cores`; edges and cores need `mesh.tls` and a mesh name).
+        #[arg(short, long, value_parser = parse_role, default_value = "serve")]
+        role: spindle_hub::config::Role,
     },
     /// Make an HS256 connection token.
     Gentoken(TokenArgs),
@@ -104,4 +108,14 @@ pub struct TokenArgs {
     /// Print only the token.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+fn parse_role(text: &str) -> Result<spindle_hub::config::Role, String> {
+    use spindle_hub::config::Role;
+    match text {
+        "serve" => Ok(Role::Serve),
+        "core" => Ok(Role::Core),
+        "edge" => Ok(Role::Edge),
+        other => Err(format!("{other:?}: want serve, core or edge")),
+    }
 }

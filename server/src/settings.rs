@@ -2,12 +2,20 @@
 //! pure loader in `spindle_hub::config`.
 
 use anyhow::{Context, Result, bail};
-use spindle_hub::config::{self, ConfigFile, ConfigFormat, ConfigSources, ConfigWarning, Loaded};
+use spindle_hub::config::{
+    self, ConfigFile, ConfigFormat, ConfigSources, ConfigWarning, Loaded, Role,
+};
 use std::path::Path;
 
-/// Loads the configuration from `path` (if any), the `SPINDLE_*` / `CENTRIFUGO_*` environment and
-/// `flags`, and reports warnings on stderr.
-pub fn load(path: Option<&Path>, flags: Vec<(String, String)>, strict: bool) -> Result<Loaded> {
+/// Loads the configuration for `role` from `path` (if any), the `SPINDLE_*` / `CENTRIFUGO_*`
+/// environment and `flags` (validated for the role and reduced to what it keeps), and reports
+/// warnings on stderr.
+pub fn load(
+    path: Option<&Path>,
+    flags: Vec<(String, String)>,
+    strict: bool,
+    role: Role,
+) -> Result<Loaded> {
     let file = match path {
         Some(path) => Some(read_file(path)?),
         None => None,
@@ -20,6 +28,7 @@ pub fn load(path: Option<&Path>, flags: Vec<(String, String)>, strict: bool) -> 
         env,
         flags,
         strict,
+        role,
     })
     // The error names itself ("invalid configuration: …"): no second prefix.
     .map_err(|e| anyhow::anyhow!("{e}"))?;

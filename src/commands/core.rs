@@ -16,7 +16,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let config = settings::load(args.config.as_deref(), args.config_flags(), false)?.config;
+    let config = settings::load(
+        args.config.as_deref(),
+        args.config_flags(),
+        false,
+        spindle_hub::config::Role::Core,
+    )?
+    .config;
     init_logging(&config, args.log_json)?;
     warn_insecure(&config);
     for warning in spindle_server::preflight::check(&config)? {

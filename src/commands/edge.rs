@@ -8,7 +8,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let config = settings::load(args.config.as_deref(), args.config_flags(), false)?.config;
+    let config = settings::load(
+        args.config.as_deref(),
+        args.config_flags(),
+        false,
+        spindle_hub::config::Role::Edge,
+    )?
+    .config;
     init_logging(&config, args.log_json)?;
     warn_insecure(&config);
     for warning in spindle_server::preflight::check(&config)? {

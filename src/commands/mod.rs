@@ -10,6 +10,7 @@ mod tokens;
 
 use crate::cli::{Cli, Command, MeshCommand};
 use anyhow::Result;
+use spindle_hub::config::Role;
 use spindle_server::{output, settings};
 use std::path::Path;
 use std::process::ExitCode;
@@ -27,8 +28,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Checkconfig {
             config: path,
             strict,
+            role,
         }) => {
-            let config = settings::load(Some(&path), Vec::new(), strict)?.config;
+            let config = settings::load(Some(&path), Vec::new(), strict, role)?.config;
             // The checks every role runs at start, the same code.
             let warnings = spindle_server::preflight::check(&config)?;
             for warning in &warnings {
@@ -41,23 +43,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Gentoken(args)) => {
-            let config = settings::load(existing(&args.config), Vec::new(), false)?.config;
+            let config =
+                settings::load(existing(&args.config), Vec::new(), false, Role::Serve)?.config;
             tokens::connection(&config, &args).map(|()| ExitCode::SUCCESS)
         }
         Some(Command::Gensubtoken { token, channel }) => {
-            let config = settings::load(existing(&token.config), Vec::new(), false)?.config;
+            let config =
+                settings::load(existing(&token.config), Vec::new(), false, Role::Serve)?.config;
             tokens::subscription(&config, &token, &channel).map(|()| ExitCode::SUCCESS)
         }
         Some(Command::Checktoken { config, token }) => {
-            let config = settings::load(existing(&config), Vec::new(), false)?.config;
+            let config = settings::load(existing(&config), Vec::new(), false, Role::Serve)?.config;
             tokens::check(&config, &token, false)
         }
         Some(Command::Checksubtoken { config, token }) => {
-            let config = settings::load(existing(&config), Vec::new(), false)?.config;
+            let config = settings::load(existing(&config), Vec::new(), false, Role::Serve)?.config;
             tokens::check(&config, &token, true)
         }
         Some(Command::Migrate { config }) => {
-            let config = settings::load(existing(&config), Vec::new(), false)?.config;
+            let config = settings::load(existing(&config), Vec::new(), false, Role::Serve)?.config;
             migrate::run(&config)
         }
         Some(Command::Version) => {

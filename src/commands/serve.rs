@@ -28,7 +28,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if path.is_none() {
         flags.extend(quickstart_secrets());
     }
-    let config = settings::load(path.as_deref(), flags, false)?.config;
+    let config = settings::load(
+        path.as_deref(),
+        flags,
+        false,
+        spindle_hub::config::Role::Serve,
+    )?
+    .config;
     init_logging(&config, args.log_json)?;
     warn_insecure(&config);
     for warning in spindle_server::preflight::check(&config)? {

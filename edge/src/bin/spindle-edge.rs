@@ -32,7 +32,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = settings::load(args.config.as_deref(), args.config_flags(), false)?.config;
+    let config = settings::load(
+        args.config.as_deref(),
+        args.config_flags(),
+        false,
+        spindle_hub::config::Role::Edge,
+    )?
+    .config;
     init_logging(&config, args.log_json)?;
     warn_insecure(&config);
     for warning in spindle_server::preflight::check(&config)? {

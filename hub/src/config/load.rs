@@ -6,12 +6,12 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::Config;
 use super::env::{apply_env, apply_flags, merge};
 use super::error::{ConfigError, ConfigWarning};
 use super::normalize::{advisories, zeros_to_defaults};
 use super::schema::{coerce, config_schema};
 use super::vars::expand_map_vars;
+use super::{Config, Role};
 
 /// Centrifugo sections Spindle does not implement: keys in them are reported as
 /// [`ConfigWarning::UnsupportedKey`] rather than as typos.
@@ -99,6 +99,9 @@ pub struct ConfigSources {
     pub flags: Vec<(String, String)>,
     /// Unknown keys and variables are errors ([`ConfigError::UnknownKeys`]), not warnings.
     pub strict: bool,
+    /// The role the configuration is loaded for: validated for it ([`Config::validate_for`])
+    /// and reduced to what it keeps ([`Config::for_role`]).
+    pub role: Role,
 }
 
 impl fmt::Debug for ConfigSources {
@@ -111,6 +114,7 @@ impl fmt::Debug for ConfigSources {
             .field("env", &env)
             .field("flags", &flags)
             .field("strict", &self.strict)
+            .field("role", &self.role)
             .finish()
     }
 }
@@ -154,9 +158,12 @@ pub fn load(sources: &ConfigSources) -> Result<Loaded, ConfigError> {
         }
     }
     zeros_to_defaults(&mut config, &mut warnings);
-    config.validate()?;
+    config.validate_for(sources.role)?;
     warnings.extend(advisories(&config));
-    Ok(Loaded { config, warnings })
+    Ok(Loaded {
+        config: config.for_role(sources.role),
+        warnings,
+    })
 }
 
 fn parse_file(file: &ConfigFile) -> Result<Value, ConfigError> {

@@ -42,6 +42,7 @@ mod map;
 mod mesh;
 mod normalize;
 mod proxy;
+mod role;
 mod rpc;
 mod schema;
 mod secret;
@@ -76,6 +77,7 @@ pub use proxy::{
     DEFAULT_PROXY_NAME, NamedProxy, Proxy, ProxyGrpc, ProxyHttp, StatusToCodeTransform,
     SwitchedProxy, TransformDisconnect, TransformError,
 };
+pub use role::Role;
 pub use rpc::{Rpc, RpcNamespace, RpcOptions, RpcPing};
 pub use secret::Secret;
 pub use server::{

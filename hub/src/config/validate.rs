@@ -14,7 +14,7 @@ use super::validate_infra::{
     validate_consumers, validate_engine, validate_mesh, validate_transports,
 };
 use super::validate_proxy::{validate_proxies, validate_rpc};
-use super::{Duration, Tls};
+use super::{Duration, Role, Tls};
 
 pub(crate) const KIB: u32 = 1024;
 pub(crate) const MIB: u32 = 1024 * KIB;
@@ -24,9 +24,9 @@ pub(crate) const NAME_RULE: &str = "must match ^[-a-zA-Z0-9_.]{2,}$";
 /// Longest reason / message a transform may carry (WebSocket close frame limit).
 pub(crate) const MAX_REASON_LEN: usize = 123;
 
-/// The problems found so far.
+/// The problems found so far, and the role they are judged for.
 #[derive(Default)]
-pub(crate) struct Problems(pub(crate) Vec<ConfigProblem>);
+pub(crate) struct Problems(pub(crate) Vec<ConfigProblem>, pub(crate) Role);
 
 impl Problems {
     pub(crate) fn add(&mut self, path: impl Into<String>, reason: impl Into<String>) {
@@ -72,10 +72,16 @@ pub(crate) fn check_reason(problems: &mut Problems, path: &str, text: &str) {
 }
 
 impl Config {
-    /// Checks every rule (names, history settings, proxies, token rules, bounds, addresses) and
-    /// returns all problems found as [`ConfigError::Invalid`].
+    /// Checks every rule (names, history settings, proxies, token rules, bounds, addresses) for
+    /// `spindle serve` and returns all problems found as [`ConfigError::Invalid`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Problems::default();
+        self.validate_for(Role::Serve)
+    }
+
+    /// [`Config::validate`] for one role: an edge needs no proxy endpoint (its core calls the
+    /// backend) but needs `mesh.cores`; edges and cores need `mesh.tls` and a mesh name.
+    pub fn validate_for(&self, role: Role) -> Result<(), ConfigError> {
+        let mut problems = Problems(Vec::new(), role);
         validate_server(self, &mut problems);
         validate_client(self, &mut problems);
         let proxy_names = validate_proxies(self, &mut problems);

@@ -2,6 +2,7 @@
 //! mesh, consumers.
 
 use super::Config;
+use super::Role;
 use super::duration::Duration;
 use super::engine::{Redis, check_postgres_dsn, check_redis_address, check_table_prefix};
 use super::enums::{BrokerType, EngineType, PresenceManagerType};
@@ -279,6 +280,33 @@ pub(crate) fn validate_mesh(c: &Config, p: &mut Problems) {
         Duration::from_secs(300),
     );
     p.range("mesh.lanes", mesh.lanes, 1, 64);
+    if p.1 != Role::Serve {
+        let role = p.1.name();
+        if [&tls.cert_file, &tls.key_file, &tls.ca_file]
+            .iter()
+            .any(|f| f.is_empty())
+        {
+            p.add(
+                "mesh.tls",
+                format!(
+                    "spindle {role} needs cert_file, key_file and ca_file (`spindle mesh gencerts` \
+                     writes development ones)"
+                ),
+            );
+        }
+        if mesh.node_name.is_empty() && c.node.name.is_empty() {
+            p.add(
+                "mesh.node_name",
+                format!("spindle {role} needs a mesh name (the DNS name its certificate carries)"),
+            );
+        }
+    }
+    if p.1 == Role::Edge && mesh.cores.is_empty() {
+        p.add(
+            "mesh.cores",
+            "an edge needs at least one core address (host:port)",
+        );
+    }
     if !mesh.node_name.is_empty() && !is_dns_name(&mesh.node_name) {
         p.add(
             "mesh.node_name",

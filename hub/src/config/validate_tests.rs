@@ -437,3 +437,43 @@ fn allowed_origins_must_be_globs() {
     config.client.allowed_origins = vec!["https://{a,b}.example.com".into(), "*".into()];
     assert!(problems(&config).is_empty());
 }
+
+#[test]
+fn each_role_requires_what_it_uses() {
+    use crate::config::Role;
+    // A subscribe proxy switched on without an endpoint: the edge asks its core, which calls
+    // the backend; serve and core call it themselves.
+    let mut config = Config::default();
+    config.channel.without_namespace.subscribe_proxy_enabled = true;
+    config.mesh.node_name = "node-1".into();
+    config.mesh.tls.cert_file = "c.pem".into();
+    config.mesh.tls.key_file = "k.pem".into();
+    config.mesh.tls.ca_file = "ca.pem".into();
+    config.mesh.cores = vec!["core-1:7100".into()];
+    assert!(config.validate_for(Role::Edge).is_ok());
+    let paths = |role| match config.validate_for(role) {
+        Err(ConfigError::Invalid(problems)) => {
+            problems.into_iter().map(|p| p.path).collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    let expected: Vec<String> = vec!["channel.proxy.subscribe.endpoint".into()];
+    assert_eq!(paths(Role::Serve), expected);
+    assert_eq!(paths(Role::Core), expected);
+
+    // The mesh: edges and cores need certificates and a name, an edge a core to dial; serve
+    // needs none of it.
+    let bare = Config::default();
+    assert!(bare.validate_for(Role::Serve).is_ok());
+    let problems = |role| match bare.validate_for(role) {
+        Err(ConfigError::Invalid(problems)) => {
+            problems.into_iter().map(|p| p.path).collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(problems(Role::Core), ["mesh.tls", "mesh.node_name"]);
+    assert_eq!(
+        problems(Role::Edge),
+        ["mesh.tls", "mesh.node_name", "mesh.cores"]
+    );
+}

@@ -90,3 +90,28 @@ fn checkconfig_warns_about_a_config_nobody_can_connect_with() {
     assert_eq!(code, 0);
     assert!(!stderr.contains("no client can connect"), "{stderr}");
 }
+
+#[test]
+fn checkconfig_validates_for_one_role() {
+    // A subscribe proxy without an endpoint: an edge does not call the backend (its core
+    // does), serve does.
+    let config = r#"{"client":{"token":{"hmac_secret_key":"k"}},
+        "channel":{"without_namespace":{"subscribe_proxy_enabled":true}},
+        "mesh":{"node_name":"edge-1","cores":["core-1:7100"],
+                "tls":{"cert_file":"c.pem","key_file":"k.pem","ca_file":"ca.pem"}}}"#;
+    let (code, _, stderr) = checkconfig(config, &["--role", "edge"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = checkconfig(config, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("channel.proxy.subscribe.endpoint"), "{stderr}");
+    // An edge without a core to dial.
+    let lonely = r#"{"client":{"token":{"hmac_secret_key":"k"}}}"#;
+    let (code, _, stderr) = checkconfig(lonely, &["--role", "edge"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("mesh.cores") && stderr.contains("mesh.tls"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = checkconfig(lonely, &["--role", "nonsense"]);
+    assert_eq!(code, 2, "clap refuses an unknown role: {stderr}");
+}
