@@ -130,6 +130,11 @@ async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
                 })
             })
             .map_err(|_| ClientError::INTERNAL),
+        Some(request::Kind::Control(control)) => node
+            .control(control)
+            .await
+            .map(|_| response::Kind::Empty(mesh::Empty {}))
+            .map_err(|_| ClientError::INTERNAL),
         None => Err(ClientError::NOT_AVAILABLE),
     };
     match outcome {

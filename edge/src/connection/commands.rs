@@ -259,7 +259,37 @@ impl Connection {
         for local in &attached {
             self.activate(local).await;
         }
+        if self.shared.rules.personal_single_connection()
+            && self.shared.rules.personal_channel(&grant.user).is_some()
+        {
+            self.disconnect_older_connections(&grant.user).await;
+        }
         Flow::Continue
+    }
+
+    /// `subscribe_to_user_personal_channel.single_connection`: every other connection of
+    /// `user`, on any edge of any node, is closed with 3504 (as Centrifugo's handler does, with
+    /// this connection whitelisted).
+    async fn disconnect_older_connections(&self, user: &str) {
+        let connection_limit = Disconnect::CONNECTION_LIMIT;
+        let control = mesh::Control {
+            user: user.to_owned(),
+            kind: Some(mesh::control::Kind::Disconnect(mesh::DisconnectCommand {
+                code: connection_limit.code,
+                reason: connection_limit.reason.to_string(),
+                whitelist: vec![self.client.to_string()],
+            })),
+            ..Default::default()
+        };
+        let request = mesh::request::Kind::Control(control);
+        if let Err(error) = self
+            .shared
+            .link()
+            .request(Some(request), crate::deadline::CORE)
+            .await
+        {
+            tracing::warn!(client = %self.client, %error, "older connections of the user not disconnected");
+        }
     }
 
     async fn unsubscribe(&mut self, id: u32, request: &client::UnsubscribeRequest) -> Flow {

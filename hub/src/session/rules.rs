@@ -238,8 +238,9 @@ impl SessionRules {
         self.channel_limit
     }
 
-    /// `subscribe_to_user_personal_channel.single_connection`: the edge disconnects a user's
-    /// older connections with 3504 (needs presence in the personal namespace; not done here).
+    /// `subscribe_to_user_personal_channel.single_connection`: after a user's connect, the edge
+    /// has every other connection of that user closed with 3504 (through its core, on every
+    /// node).
     pub fn personal_single_connection(&self) -> bool {
         self.personal_single_connection
     }

@@ -103,7 +103,10 @@ fn checkconfig_validates_for_one_role() {
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = checkconfig(config, &[]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("channel.proxy.subscribe.endpoint"), "{stderr}");
+    assert!(
+        stderr.contains("channel.proxy.subscribe.endpoint"),
+        "{stderr}"
+    );
     // An edge without a core to dial.
     let lonely = r#"{"client":{"token":{"hmac_secret_key":"k"}}}"#;
     let (code, _, stderr) = checkconfig(lonely, &["--role", "edge"]);

@@ -102,3 +102,36 @@ async fn gentoken_token_connects_as_its_user() {
     let close = client.expect_close(TIMEOUT).await.or_fail();
     assert_eq!(close.code, 3503, "{close:?}");
 }
+
+#[tokio::test]
+async fn single_connection_closes_the_users_older_connections_with_3504() {
+    let server = spindle_tests::Server::start_patched(serde_json::json!({
+        "channel": {"without_namespace": {"presence": true}},
+        "client": {"subscribe_to_user_personal_channel": {"enabled": true, "single_connection": true}}
+    }))
+    .await
+    .or_fail();
+    let user = fixture::unique("single");
+    let (mut older, _) = crate::connected(&server, spindle_tests::Format::Json, &user).await;
+    let (mut other_user, _) = crate::connected(
+        &server,
+        spindle_tests::Format::Json,
+        &fixture::unique("other"),
+    )
+    .await;
+    let (mut newer, _) = crate::connected(&server, spindle_tests::Format::Json, &user).await;
+    let close = older
+        .expect_close(std::time::Duration::from_secs(5))
+        .await
+        .or_fail();
+    assert_eq!(close.code, 3504, "{close:?}");
+    // The new connection and other users stay.
+    newer
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await
+        .or_fail();
+    other_user
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await
+        .or_fail();
+}
