@@ -118,3 +118,46 @@ fn checkconfig_validates_for_one_role() {
     let (code, _, stderr) = checkconfig(lonely, &["--role", "nonsense"]);
     assert_eq!(code, 2, "clap refuses an unknown role: {stderr}");
 }
+
+/// Runs `spindle <args>` with the fixture config: (exit code, stdout, stderr).
+fn spindle(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(fixture::binary_path())
+        .args(args)
+        .arg("-c")
+        .arg(fixture::fixture_path())
+        .output()
+        .expect("spindle runs (build it first: cargo build -p spindle --bin spindle)");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tokens_made_by_gentoken_and_gensubtoken_check_out() {
+    let (code, token, stderr) = spindle(&["gentoken", "-u", "alice", "-t", "60", "-q"]);
+    assert_eq!(code, 0, "{stderr}");
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let (code, out, _) = spindle(&["checktoken", token]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("valid token") && out.contains("\"alice\""),
+        "{out}"
+    );
+
+    let (code, sub, stderr) = spindle(&["gensubtoken", "-u", "alice", "-s", "chat:room", "-q"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, out, _) = spindle(&["checksubtoken", sub.trim()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("\"chat:room\"") && out.contains("\"alice\""),
+        "{out}"
+    );
+    // A connection token is not a subscription token, and garbage is neither.
+    let (code, _, _) = spindle(&["checksubtoken", token]);
+    assert_eq!(code, 1);
+    let (code, out, err) = spindle(&["checktoken", "not.a.token"]);
+    assert_eq!(code, 1, "{out}{err}");
+}

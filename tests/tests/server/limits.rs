@@ -119,3 +119,30 @@ async fn connection_rate_limit_answers_503_before_upgrade() {
         "admitted again after a pause"
     );
 }
+
+#[tokio::test]
+async fn user_connection_limit_closes_the_connection_over_it_with_3504() {
+    let server = Server::start_patched(json!({"client": {"user_connection_limit": 2}}))
+        .await
+        .or_fail();
+    let user = fixture::unique("limited");
+    let token = fixture::token(&user);
+    let (_first, _) = Client::connect(&server.ws_url(), Format::Json, &token)
+        .await
+        .or_fail();
+    let (_second, _) = Client::connect(&server.ws_url(), Format::Json, &token)
+        .await
+        .or_fail();
+    let mut third = Client::open(&server.ws_url(), Format::Json).await.or_fail();
+    let _ = third.connect_reply(&token).await;
+    let close = third.expect_close(Duration::from_secs(5)).await.or_fail();
+    assert_eq!(close.code, 3504, "{close:?}");
+    // Another user is not limited by alice's connections.
+    Client::connect(
+        &server.ws_url(),
+        Format::Json,
+        &fixture::token("someone-else"),
+    )
+    .await
+    .or_fail();
+}
