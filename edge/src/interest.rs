@@ -95,9 +95,17 @@ impl InterestTable {
                 // Registered before looking, so an ack between the look and the wait wakes us.
                 acked.as_mut().enable();
                 {
-                    let state = self.state();
-                    if let Some(Told::Ready(position)) = state.told.get(channel) {
-                        return Ok(position.clone());
+                    let mut state = self.state();
+                    match state.told.get(channel) {
+                        Some(Told::Ready(position)) => return Ok(position.clone()),
+                        Some(Told::Added(_)) => {}
+                        // Neither told nor about to be (a subscriber that was not the first,
+                        // on a link that is new): make sure the task looks at it.
+                        None => {
+                            if state.touched.insert(channel.to_owned()) {
+                                self.touched.notify_one();
+                            }
+                        }
                     }
                     if state.closed {
                         return Err(InterestError::Closed);
@@ -149,11 +157,17 @@ impl InterestTable {
         self.acked.notify_waiters();
     }
 
-    /// A new link starts: nothing is told yet and waiters may wait again.
-    pub(crate) fn reopen(&self) {
-        let mut state = self.state();
-        state.closed = false;
-        state.told.clear();
+    /// A new link starts: nothing is told yet, waiters may wait again, and every channel that
+    /// still has local subscribers is touched, so the new core hears of it even if no
+    /// subscriber comes or goes there again.
+    pub(crate) fn reopen(&self, hub: &LocalHub) {
+        {
+            let mut state = self.state();
+            state.closed = false;
+            state.told.clear();
+            state.touched.extend(hub.channel_counts("").into_keys());
+        }
+        self.touched.notify_one();
     }
 
     /// The change to send for the touched channels, as the hub has them now; `None` when
@@ -329,5 +343,34 @@ mod tests {
         tokio::task::yield_now().await;
         table.close();
         assert_eq!(waiter.await.unwrap(), Err(InterestError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_new_link_hears_of_every_channel_that_still_has_subscribers() {
+        // Subscribers that outlive a link (or subscribe while it is replaced) are not the first
+        // in their channel: nothing would touch it again.
+        let table = InterestTable::default();
+        let hub = LocalHub::new();
+        subscriber(&hub, "a", "c1");
+        table.touch("a");
+        let first = table.next_change(&hub).unwrap();
+        table.acknowledged(ack(first.seq, &[]));
+        table.close();
+        subscriber(&hub, "a", "c2");
+        table.reopen(&hub);
+        let change = table.next_change(&hub).expect("the new link is told of a");
+        assert_eq!(change.add, ["a"]);
+
+        // And a subscriber waiting for a channel nobody touched makes the task look at it.
+        let table = Arc::new(InterestTable::default());
+        let waiter = {
+            let table = Arc::clone(&table);
+            tokio::spawn(async move { table.ready("a", Duration::from_secs(5)).await })
+        };
+        tokio::task::yield_now().await;
+        let change = table.next_change(&hub).expect("a touched by the waiter");
+        assert_eq!(change.add, ["a"]);
+        table.acknowledged(ack(change.seq, &[]));
+        assert_eq!(waiter.await.unwrap(), Ok(None));
     }
 }

@@ -374,7 +374,7 @@ impl Edge {
     pub async fn run_link(&self, link: EdgeLink, inbox: EdgeInbox) {
         let shared = &self.shared;
         *shared.link.write().unwrap_or_else(PoisonError::into_inner) = link;
-        shared.interest.reopen();
+        shared.interest.reopen(&shared.hub);
         shared.linked.store(true, Ordering::Release);
         self.run_inbox(inbox).await;
         shared.linked.store(false, Ordering::Release);

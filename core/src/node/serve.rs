@@ -54,8 +54,15 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
                 };
                 let node = node.clone();
                 tokio::spawn(async move {
-                    let answer = answer(&node, pending.question).await;
-                    pending.responder.answer(answer);
+                    let spindle_mesh::Pending {
+                        question,
+                        mut responder,
+                    } = pending;
+                    // An edge that gave up (its deadline passed) frees the slot at once.
+                    tokio::select! {
+                        answer = answer(&node, question) => responder.answer(answer),
+                        () = responder.closed() => {}
+                    }
                     drop(slot);
                 });
             }

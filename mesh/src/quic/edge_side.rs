@@ -11,6 +11,9 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+/// How long a core may take to answer the edge's `Hello` with its own.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a core could not be reached.
 #[derive(Debug, Error)]
 pub enum DialError {
@@ -78,7 +81,13 @@ pub async fn dial(
             source: HelloError::Missing,
         })?;
     let mut reader = FrameReader::new(recv);
-    let hello = match super::check_hello(&mut reader, &connection, Role::Core).await {
+    let hello = tokio::time::timeout(
+        HELLO_TIMEOUT,
+        super::check_hello(&mut reader, &connection, Role::Core),
+    )
+    .await
+    .unwrap_or(Err(HelloError::Missing));
+    let hello = match hello {
         Ok(hello) => hello,
         Err(source) => {
             tracing::warn!(%addr, %source, "mesh: core refused");

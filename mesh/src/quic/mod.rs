@@ -186,8 +186,22 @@ async fn read_control<M, Fut>(
                 }
             },
         };
-        if !forward(message).await {
-            return;
+        // While this side is slow to take the message, the peer is not silent: its frames wait
+        // unread behind this one. Keep it counted as heard, so a local stall does not cut a
+        // healthy link.
+        let forwarding = forward(message);
+        let mut forwarding = std::pin::pin!(forwarding);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                taken = &mut forwarding => {
+                    if !taken {
+                        return;
+                    }
+                    break;
+                }
+                _ = tick.tick() => heard.heard(),
+            }
         }
     }
 }
@@ -262,10 +276,10 @@ fn transport(options: &MeshOptions) -> quinn::TransportConfig {
     // One stream per request: an edge with many connections asks many things at once (the
     // core answers up to 1,024 at a time per edge; quinn's default is 100).
     transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
-    // The lanes, plus room for a lane being replaced.
-    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(
-        u32::try_from(options.lanes.saturating_mul(2)).unwrap_or(u32::MAX),
-    ));
+    // The peer's lanes: as many as the largest `mesh.lanes` allows (64) and room for lanes
+    // being replaced, whatever this side's own setting (a core with more lanes than its edge
+    // must not find lanes that never open).
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(128));
     // A lane carries a busy channel's whole stream: a larger window than quinn's 1.25 MB per
     // stream keeps a loaded lane from stalling on flow control over a long RTT.
     transport.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
