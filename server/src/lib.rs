@@ -29,8 +29,29 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::routing::get;
 use spindle_hub::config::Config;
+use spindle_hub::config::Role;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// What every role does before it serves: load the configuration for `role` (from `path`, the
+/// environment and `flags`), start logging, say out loud every insecure switch and every
+/// warning of the start-up checks (failing on what they refuse), and make the runtime.
+pub fn prepare(
+    path: Option<&Path>,
+    flags: Vec<(String, String)>,
+    json_logs: bool,
+    role: Role,
+) -> Result<(Arc<Config>, tokio::runtime::Runtime)> {
+    let config = settings::load(path, flags, false, role)?.config;
+    init_logging(&config, json_logs)?;
+    warn_insecure(&config);
+    for warning in preflight::check(&config)? {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    Ok((Arc::new(config), runtime))
+}
 
 /// Every switch that turns a protection off is said out loud at start, each time.
 pub fn warn_insecure(config: &Config) {

@@ -6,30 +6,21 @@ use anyhow::{Context, Result};
 use spindle_hub::config::Config;
 use spindle_mesh::quic::MeshListener;
 use spindle_server::mesh as mesh_roles;
-use spindle_server::settings;
 use spindle_server::{
-    bind_address, health_router, init_logging, metrics_router, scheme, serve_http, shutdown_signal,
-    tls, warn_insecure,
+    bind_address, health_router, metrics_router, scheme, serve_http, shutdown_signal, tls,
 };
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let config = settings::load(
+    let (config, runtime) = spindle_server::prepare(
         args.config.as_deref(),
         args.config_flags(),
-        false,
+        args.log_json,
         spindle_hub::config::Role::Core,
-    )?
-    .config;
-    init_logging(&config, args.log_json)?;
-    warn_insecure(&config);
-    for warning in spindle_server::preflight::check(&config)? {
-        tracing::warn!("{warning}");
-    }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(serve(Arc::new(config)))?;
+    )?;
+    runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,12 +2,9 @@
 //! server crates only, with no broker, backend-proxy or server-API code in it (CI checks its
 //! dependency tree). Same options and configuration as `spindle edge`.
 
-use anyhow::Context;
 use clap::Parser;
 use spindle_server::args::ServeArgs;
-use spindle_server::{init_logging, settings, warn_insecure};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,18 +29,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = settings::load(
+    let (config, runtime) = spindle_server::prepare(
         args.config.as_deref(),
         args.config_flags(),
-        false,
+        args.log_json,
         spindle_hub::config::Role::Edge,
-    )?
-    .config;
-    init_logging(&config, args.log_json)?;
-    warn_insecure(&config);
-    for warning in spindle_server::preflight::check(&config)? {
-        tracing::warn!("{warning}");
-    }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(spindle_edge::role::run(Arc::new(config)))
+    )?;
+    runtime.block_on(spindle_edge::role::run(config))
 }

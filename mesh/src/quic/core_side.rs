@@ -255,28 +255,19 @@ async fn down(
     }
 }
 
+/// One survey on its own stream; abandoned when the node gives up on it.
 async fn survey(connection: quinn::Connection, pending: Pending<mesh::Survey, mesh::SurveyReply>) {
-    let Pending {
-        question,
-        mut responder,
-    } = pending;
-    let exchange = async {
-        let (mut send, recv) = connection.open_bi().await.ok()?;
-        framed::send_one(&mut send, Kind::Survey(question))
-            .await
-            .ok()?;
-        match FrameReader::new(recv).next().await {
-            Ok(Some(Kind::SurveyReply(reply))) => Some(reply),
-            _ => None,
-        }
+    let pick = |kind| match kind {
+        Kind::SurveyReply(reply) => Some(reply),
+        _ => None,
     };
-    let reply = tokio::select! {
-        reply = exchange => reply,
-        () = responder.closed() => return,
-    };
-    if let Some(reply) = reply {
-        responder.answer(reply);
-    }
+    super::ask(
+        &connection,
+        Kind::Survey(pending.question),
+        pending.responder,
+        pick,
+    )
+    .await;
 }
 
 /// One event lane: a stream of its own, written in batches of whatever is queued.

@@ -156,33 +156,24 @@ async fn up(
     }
 }
 
-/// One request on its own stream; abandoned (the stream stopped) when the edge gives up.
+/// One request on its own stream; abandoned (the stream reset) when the edge gives up.
 async fn request(connection: quinn::Connection, pending: Pending<mesh::Request, mesh::Response>) {
-    let Pending {
-        question,
-        mut responder,
-    } = pending;
-    let id = question.id;
-    let exchange = async {
-        let (mut send, recv) = connection.open_bi().await.ok()?;
-        framed::send_one(&mut send, Kind::Request(question))
-            .await
-            .ok()?;
-        let mut reader = FrameReader::new(recv);
-        match reader.next().await {
-            Ok(Some(Kind::Response(response))) => Some(response),
-            _ => None,
+    let id = pending.question.id;
+    let pick = |kind| match kind {
+        Kind::Response(mut response) => {
+            // The id is this link's, as the edge numbered it.
+            response.id = id;
+            Some(response)
         }
+        _ => None,
     };
-    let response = tokio::select! {
-        response = exchange => response,
-        // Dropping the exchange drops its streams: quinn resets them.
-        () = responder.closed() => return,
-    };
-    if let Some(mut response) = response {
-        response.id = id;
-        responder.answer(response);
-    }
+    super::ask(
+        &connection,
+        Kind::Request(pending.question),
+        pending.responder,
+        pick,
+    )
+    .await;
 }
 
 /// The core's control stream: commands and interest acks to the edge.

@@ -206,6 +206,30 @@ async fn read_control<M, Fut>(
     }
 }
 
+/// Asks the peer on a bidirectional stream of its own: `question` out, one frame back, which
+/// `pick` turns into the answer (`None`: not the frame this question wants, so no answer: the
+/// asker sees the link fail). Abandoned once the asker gives up: dropping the streams resets
+/// them, and the peer stops working on it.
+async fn ask<A>(
+    connection: &quinn::Connection,
+    question: Kind,
+    mut responder: crate::Responder<A>,
+    pick: impl FnOnce(Kind) -> Option<A>,
+) {
+    let exchange = async {
+        let (mut send, recv) = connection.open_bi().await.ok()?;
+        framed::send_one(&mut send, question).await.ok()?;
+        FrameReader::new(recv).next().await.ok().flatten()
+    };
+    let reply = tokio::select! {
+        reply = exchange => reply,
+        () = responder.closed() => return,
+    };
+    if let Some(answer) = reply.and_then(pick) {
+        responder.answer(answer);
+    }
+}
+
 /// When a frame last came in on the control stream.
 #[derive(Debug, Clone)]
 struct LastHeard(Arc<std::sync::Mutex<Instant>>);
