@@ -34,6 +34,9 @@ pub(crate) enum InterestError {
     /// The core did not acknowledge within the deadline.
     #[error("interest not acknowledged within {0:?}")]
     Timeout(Duration),
+    /// The core could not start delivering the channel (its broker refused).
+    #[error("the core could not start delivering the channel")]
+    Failed,
 }
 
 /// What the core knows of one channel.
@@ -43,6 +46,9 @@ enum Told {
     Added(u64),
     /// In effect; the channel's position when the core acknowledged (`None` without history).
     Ready(Option<StreamPosition>),
+    /// The core could not take it: its waiters fail; the next change about the channel adds it
+    /// again if it still has subscribers (the core does not hold it).
+    Failed,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +104,7 @@ impl InterestTable {
                     let mut state = self.state();
                     match state.told.get(channel) {
                         Some(Told::Ready(position)) => return Ok(position.clone()),
+                        Some(Told::Failed) => return Err(InterestError::Failed),
                         Some(Told::Added(_)) => {}
                         // Neither told nor about to be (a subscriber that was not the first,
                         // on a link that is new): make sure the task looks at it.
@@ -139,7 +146,11 @@ impl InterestTable {
                 if let Told::Added(seq) = told
                     && *seq <= ack.seq
                 {
-                    *told = Told::Ready(positions.remove(channel));
+                    *told = if ack.failed.contains(channel) {
+                        Told::Failed
+                    } else {
+                        Told::Ready(positions.remove(channel))
+                    };
                 }
             }
         }
@@ -180,6 +191,10 @@ impl InterestTable {
         let mut remove = Vec::new();
         for channel in touched {
             let wanted = hub.has_subscribers(&channel);
+            // A failed add is not held by the core: as if never told.
+            if state.told.get(&channel) == Some(&Told::Failed) {
+                state.told.remove(&channel);
+            }
             let told = state.told.contains_key(&channel);
             if wanted && !told {
                 add.push(channel);
@@ -258,6 +273,7 @@ mod tests {
                     epoch: epoch.to_string(),
                 })
                 .collect(),
+            failed: Vec::new(),
         }
     }
 
@@ -372,5 +388,29 @@ mod tests {
         assert_eq!(change.add, ["a"]);
         table.acknowledged(ack(change.seq, &[]));
         assert_eq!(waiter.await.unwrap(), Ok(None));
+    }
+
+    #[tokio::test]
+    async fn a_channel_the_core_could_not_take_fails_its_waiters_and_is_asked_again() {
+        let table = InterestTable::default();
+        let hub = LocalHub::new();
+        subscriber(&hub, "a", "c1");
+        table.touch("a");
+        let change = table.next_change(&hub).unwrap();
+        let mut refused = ack(change.seq, &[]);
+        refused.failed = vec!["a".into()];
+        table.acknowledged(refused);
+        let short = Duration::from_millis(30);
+        assert_eq!(table.ready("a", short).await, Err(InterestError::Failed));
+        // The next touch with subscribers left adds it again; without, nothing is removed.
+        table.touch("a");
+        let again = table.next_change(&hub).expect("asked again");
+        assert_eq!(again.add, ["a"]);
+        let mut refused = ack(again.seq, &[]);
+        refused.failed = vec!["a".into()];
+        table.acknowledged(refused);
+        hub.unsubscribe("a", &ClientId::from("c1"));
+        table.touch("a");
+        assert_eq!(table.next_change(&hub), None, "the core does not hold it");
     }
 }

@@ -59,6 +59,7 @@ fn serve(link: CoreLink, mut inbox: CoreInbox) -> tokio::sync::mpsc::UnboundedRe
                             offset: 7,
                             epoch: "e1".into(),
                         }],
+                        failed: Vec::new(),
                     };
                     link.send(Down::InterestAck(ack)).await.unwrap();
                 }

@@ -482,6 +482,7 @@ impl Node {
     /// from then on publications of the added channels reach the edge, and the positions in
     /// the ack were read after that point, so nothing published after them can be missed.
     async fn apply_interest(&self, serial: u64, interest: mesh::Interest) -> mesh::InterestAck {
+        let mut failed = Vec::new();
         {
             let _gate = self.inner.interest_gate.lock().await;
             let (gained, lost) = if interest.snapshot {
@@ -495,13 +496,17 @@ impl Node {
             };
             for channel in gained {
                 if let Err(error) = self.inner.broker.subscribe(&channel).await {
+                    // Acknowledging it would let subscribers wait for publications that never
+                    // come: the channel is taken back out and the edge told so.
                     tracing::error!(%error, channel, "broker subscribe failed");
+                    failed.push(channel);
                 }
             }
+            self.inner.edges.remove_interest(serial, &failed);
             self.unsubscribe_channels(lost).await;
         }
         let mut positions = Vec::new();
-        for channel in interest.add {
+        for channel in interest.add.into_iter().filter(|c| !failed.contains(c)) {
             if let Some(position) = self.stream_top(&channel).await {
                 positions.push(mesh::ChannelPosition {
                     channel,
@@ -513,6 +518,7 @@ impl Node {
         mesh::InterestAck {
             seq: interest.seq,
             positions,
+            failed,
         }
     }
 

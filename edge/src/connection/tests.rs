@@ -41,6 +41,7 @@ fn edge() -> (Edge, mpsc::UnboundedReceiver<Up>) {
                 let ack = mesh::InterestAck {
                     seq: change.seq,
                     positions: Vec::new(),
+                    failed: Vec::new(),
                 };
                 let _ = core.send(Down::InterestAck(ack)).await;
             }

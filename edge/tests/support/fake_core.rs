@@ -91,6 +91,7 @@ impl FakeCore {
                         let ack = mesh::InterestAck {
                             seq: change.seq,
                             positions,
+                            failed: Vec::new(),
                         };
                         let _ = serving.down.send(Down::InterestAck(ack)).await;
                     }
