@@ -13,7 +13,7 @@ use spindle_hub::metrics::{Kind, MetricsText};
 use spindle_mesh::quic::{self, CoreLinkInfo, MeshIdentity, MeshOptions};
 use spindle_mesh::{EdgeInbox, EdgeLink};
 use spindle_server::mesh as mesh_roles;
-use spindle_server::{bind_address, health_router, scheme, serve_http, shutdown_signal, tls};
+use spindle_server::{bind_address, health_router, scheme, serve_until_signal, tls};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,18 +78,19 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
         }));
     println!("spindle: listening on {local}");
     tracing::info!(%local, scheme = scheme(tls_identity.is_some()), "spindle edge serving");
-    let shutdown = {
+    let limit = config.shutdown.timeout.as_std();
+    let on_signal = {
         let edge = edge.clone();
-        async move {
-            shutdown_signal().await;
+        move || {
             tracing::info!("shutting down: closing client connections with 3001");
             edge.shutdown();
         }
     };
-    serve_http(listener, tls_identity.as_ref(), router, shutdown)?.await;
-    // `shutdown.timeout` bounds the close handshakes of client connections.
-    let limit = config.shutdown.timeout.as_std();
-    if !edge.wait_drained(limit).await {
+    // `shutdown.timeout` bounds everything after the signal.
+    let deadline =
+        serve_until_signal(listener, tls_identity.as_ref(), router, on_signal, limit).await?;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !edge.wait_drained(left).await {
         tracing::warn!("some connections did not close within shutdown.timeout ({limit:?})");
     }
     tracing::info!("stopped");

@@ -148,6 +148,42 @@ pub fn serve_http(
     })
 }
 
+/// Serves `router` on `listener` (HTTPS with `identity`) until SIGINT / SIGTERM, calls
+/// `on_signal` then, and returns once the server has stopped or `limit` (`shutdown.timeout`)
+/// after the signal has passed, whichever comes first. Returns the deadline the rest of the
+/// shutdown (connection drains, other endpoints) must keep.
+pub async fn serve_until_signal(
+    listener: TcpListener,
+    identity: Option<&tls::Identity>,
+    router: Router,
+    on_signal: impl FnOnce() + Send + 'static,
+    limit: std::time::Duration,
+) -> Result<tokio::time::Instant> {
+    let (signalled_tx, mut signalled) = tokio::sync::watch::channel(None);
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(Some(tokio::time::Instant::now()));
+        on_signal();
+    };
+    let mut http = std::pin::pin!(serve_http(listener, identity, router, shutdown)?);
+    let mut stopped = false;
+    let signalled_at = tokio::select! {
+        () = &mut http => {
+            stopped = true;
+            tokio::time::Instant::now()
+        }
+        at = signalled.wait_for(Option::is_some) => at
+            .ok()
+            .and_then(|at| *at)
+            .unwrap_or_else(tokio::time::Instant::now),
+    };
+    let deadline = signalled_at + limit;
+    if !stopped && tokio::time::timeout_at(deadline, http).await.is_err() {
+        tracing::warn!("the HTTP server did not stop within shutdown.timeout ({limit:?})");
+    }
+    Ok(deadline)
+}
+
 /// `health.handler_prefix`: 200 `{}` while `check` passes, 503 `{"error": reason}` otherwise —
 /// when `health.enabled` (as in Centrifugo, off by default); an empty router otherwise.
 pub fn health_router(

@@ -7,7 +7,7 @@ use spindle_hub::config::Config;
 use spindle_mesh::quic::MeshListener;
 use spindle_server::mesh as mesh_roles;
 use spindle_server::{
-    bind_address, health_router, metrics_router, scheme, serve_http, shutdown_signal, tls,
+    bind_address, health_router, metrics_router, scheme, serve_until_signal, tls,
 };
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -79,7 +79,8 @@ async fn serve(config: Arc<Config>) -> Result<()> {
         }));
     println!("spindle: listening on {local}");
     tracing::info!(%local, scheme = scheme(tls_identity.is_some()), mesh = %mesh_local, "spindle core serving");
-    serve_http(listener, tls_identity.as_ref(), router, shutdown_signal())?.await;
+    let limit = config.shutdown.timeout.as_std();
+    serve_until_signal(listener, tls_identity.as_ref(), router, || {}, limit).await?;
     let _ = closing.send(());
     // Let the close frames leave before the process ends.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use spindle_hub::config::Config;
 use spindle_server::settings;
 use spindle_server::{
-    bind_address, health_router, init_logging, metrics_router, scheme, serve_http, shutdown_signal,
-    tls, warn_insecure,
+    bind_address, health_router, init_logging, metrics_router, scheme, serve_http,
+    serve_until_signal, tls, warn_insecure,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -226,39 +226,17 @@ async fn serve(config: Arc<Config>) -> Result<()> {
 
     // `shutdown.timeout` bounds everything after the signal: the HTTP servers, the close
     // handshakes of client connections, the other endpoints.
-    let (signalled_tx, mut signalled) = tokio::sync::watch::channel(None);
-    let shutdown = {
+    let limit = config.shutdown.timeout.as_std();
+    let on_signal = {
         let edge = edge.clone();
-        async move {
-            shutdown_signal().await;
-            let _ = signalled_tx.send(Some(tokio::time::Instant::now()));
+        move || {
             tracing::info!("shutting down: closing client connections with 3001");
             edge.shutdown();
             let _ = stopping_tx.send(true);
         }
     };
-    let limit = config.shutdown.timeout.as_std();
-    let mut http = std::pin::pin!(serve_http(
-        listener,
-        tls_identity.as_ref(),
-        external,
-        shutdown
-    )?);
-    let mut stopped = false;
-    let signalled_at = tokio::select! {
-        () = &mut http => {
-            stopped = true;
-            tokio::time::Instant::now()
-        }
-        at = signalled.wait_for(Option::is_some) => at
-            .ok()
-            .and_then(|at| *at)
-            .unwrap_or_else(tokio::time::Instant::now),
-    };
-    let deadline = signalled_at + limit;
-    if !stopped && tokio::time::timeout_at(deadline, http).await.is_err() {
-        tracing::warn!("the HTTP server did not stop within shutdown.timeout ({limit:?})");
-    }
+    let deadline =
+        serve_until_signal(listener, tls_identity.as_ref(), external, on_signal, limit).await?;
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     if let Some(internal) = internal
         && tokio::time::timeout(left(), internal).await.is_err()
