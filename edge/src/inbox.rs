@@ -13,27 +13,29 @@ use spindle_mesh::{Down, EdgeInbox, Lane, mesh};
 use std::sync::Arc;
 
 /// Applies the control stream until the link closes.
-pub(crate) async fn run(shared: &Shared, mut inbox: EdgeInbox) {
+pub(crate) async fn run(shared: &Arc<Shared>, mut inbox: EdgeInbox) {
     while let Some(message) = inbox.recv().await {
         apply(shared, message);
     }
     tracing::info!("edge inbox closed: the link to the core is gone");
 }
 
-/// Fans out one event lane until the link closes. Each lane is drained by its own task, so a
-/// busy channel delays only the channels sharing its lane.
+/// Fans out one event lane until the link closes, through the stream table (duplicates
+/// dropped, gaps repaired: `crate::repair`). Each lane is drained by its own task, so a busy
+/// channel delays only the channels sharing its lane.
 pub(crate) async fn drain_lane(shared: Arc<Shared>, mut lane: Lane) {
     while let Some(event) = lane.recv().await {
-        // Usually the only holder by now (the core let go once it was queued); a copy of the
-        // event otherwise (its payloads are shared bytes).
-        let event = Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone());
-        shared.hub.broadcast(event);
+        crate::repair::admit(&shared, event);
     }
 }
 
-pub(crate) fn apply(shared: &Shared, message: Down) {
+pub(crate) fn apply(shared: &Arc<Shared>, message: Down) {
     match message {
-        Down::InterestAck(ack) => shared.interest.acknowledged(ack),
+        Down::InterestAck(ack) => {
+            for (channel, top) in shared.interest.acknowledged(ack) {
+                crate::repair::top(shared, &channel, top);
+            }
+        }
         Down::Control(control) => {
             for target in shared.hub.control_targets(&control) {
                 target.deliver(control.clone());

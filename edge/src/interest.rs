@@ -17,6 +17,7 @@
 //! after it makes the task look again.
 
 use crate::local_hub::LocalHub;
+use crate::streams::Streams;
 use spindle_hub::history::StreamPosition;
 use spindle_mesh::{EdgeLink, LinkError, Up, mesh};
 use std::collections::{BTreeSet, HashMap};
@@ -61,6 +62,8 @@ struct State {
     seq: u64,
     /// The link is gone: nothing will be acknowledged any more.
     closed: bool,
+    /// A new link: the next change is the whole set, as one snapshot.
+    snapshot: bool,
 }
 
 /// The interest table of one link.
@@ -127,8 +130,12 @@ impl InterestTable {
     }
 
     /// The core acknowledged change `ack.seq`: the channels added by it (and by any earlier
-    /// change, whose acks came before on the same ordered stream) are ready.
-    pub(crate) fn acknowledged(&self, ack: mesh::InterestAck) {
+    /// change, whose acks came before on the same ordered stream) are ready. Returns them,
+    /// with their stream tops (`None`: no history).
+    pub(crate) fn acknowledged(
+        &self,
+        ack: mesh::InterestAck,
+    ) -> Vec<(String, Option<StreamPosition>)> {
         let mut positions: HashMap<String, StreamPosition> = ack
             .positions
             .into_iter()
@@ -140,6 +147,7 @@ impl InterestTable {
                 (p.channel, position)
             })
             .collect();
+        let mut ready = Vec::new();
         {
             let mut state = self.state();
             for (channel, told) in state.told.iter_mut() {
@@ -149,12 +157,15 @@ impl InterestTable {
                     *told = if ack.failed.contains(channel) {
                         Told::Failed
                     } else {
-                        Told::Ready(positions.remove(channel))
+                        let position = positions.remove(channel);
+                        ready.push((channel.clone(), position.clone()));
+                        Told::Ready(position)
                     };
                 }
             }
         }
         self.acked.notify_waiters();
+        ready
     }
 
     /// The link is gone: waiters fail, and nothing is considered told any more (a new link
@@ -168,14 +179,16 @@ impl InterestTable {
         self.acked.notify_waiters();
     }
 
-    /// A new link starts: nothing is told yet, waiters may wait again, and every channel that
-    /// still has local subscribers is touched, so the new core hears of it even if no
-    /// subscriber comes or goes there again.
+    /// A new link starts: nothing is told yet, waiters may wait again, and the first change
+    /// is a snapshot of every channel that has local subscribers by then (numbered like any
+    /// change: its number is the snapshot's generation), so the new core holds exactly the
+    /// edge's set even if no subscriber comes or goes there again.
     pub(crate) fn reopen(&self, hub: &LocalHub) {
         {
             let mut state = self.state();
             state.closed = false;
             state.told.clear();
+            state.snapshot = true;
             state.touched.extend(hub.channel_counts("").into_keys());
         }
         self.touched.notify_one();
@@ -187,6 +200,23 @@ impl InterestTable {
     fn next_change(&self, hub: &LocalHub) -> Option<mesh::Interest> {
         let mut state = self.state();
         let touched = std::mem::take(&mut state.touched);
+        if std::mem::take(&mut state.snapshot) {
+            // The whole set: what the hub has now (touched channels without subscribers are
+            // simply not in it).
+            let add: Vec<String> = hub.channel_counts("").into_keys().collect();
+            state.seq += 1;
+            let seq = state.seq;
+            state.told = add
+                .iter()
+                .map(|channel| (channel.clone(), Told::Added(seq)))
+                .collect();
+            return Some(mesh::Interest {
+                add,
+                remove: Vec::new(),
+                seq,
+                snapshot: true,
+            });
+        }
         let mut add = Vec::new();
         let mut remove = Vec::new();
         for channel in touched {
@@ -222,12 +252,21 @@ impl InterestTable {
 
 /// Sends the interest changes of one link, in order, until the link closes. Changes made
 /// while one is being sent go out together in the next.
-pub(crate) async fn run(table: &InterestTable, hub: &LocalHub, link: &EdgeLink) -> LinkError {
+/// A channel the core is told to drop is forgotten by the stream table too.
+pub(crate) async fn run(
+    table: &InterestTable,
+    hub: &LocalHub,
+    streams: &Streams,
+    link: &EdgeLink,
+) -> LinkError {
     loop {
         let touched = table.touched.notified();
         let mut touched = std::pin::pin!(touched);
         touched.as_mut().enable();
         while let Some(change) = table.next_change(hub) {
+            for channel in &change.remove {
+                streams.forget(channel);
+            }
             if let Err(error) = link.send(Up::Interest(change)).await {
                 return error;
             }

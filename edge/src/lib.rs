@@ -61,6 +61,8 @@ mod inbox;
 mod interest;
 mod limits;
 mod presence;
+mod repair;
+mod streams;
 mod uni_grpc;
 mod unidirectional;
 mod websocket;
@@ -114,6 +116,12 @@ pub struct EdgeStats {
     pub events: u64,
     /// Encodes those events cost: at most one per format per event.
     pub encodes: u64,
+    /// Gap repairs started (one per channel and gap).
+    pub repairs: u64,
+    /// Publications fanned out from core history by repairs.
+    pub repaired_publications: u64,
+    /// Times a channel's subscribers were signalled a gap nothing could repair.
+    pub signalled_channels: u64,
 }
 
 /// The client transport a connection came in on.
@@ -177,6 +185,10 @@ pub(crate) struct Limits {
     pub max_time_lag: Duration,
     /// How long a proxy request to the core may take ([`deadline::proxy`]).
     pub proxy_deadline: Duration,
+    /// `mesh.repair`.
+    pub repair: repair::RepairLimits,
+    /// `mesh.unlinked_grace`.
+    pub unlinked_grace: Duration,
 }
 
 #[derive(Debug)]
@@ -192,6 +204,14 @@ pub(crate) struct Shared {
     pub hub: LocalHub,
     /// What the core has been told of the channels with local subscribers.
     pub interest: interest::InterestTable,
+    /// Where the edge is in each channel's stream, and the repairs running.
+    pub streams: streams::Streams,
+    /// `mesh.repair.concurrency` permits.
+    pub repair_slots: tokio::sync::Semaphore,
+    pub repair_counters: repair::RepairCounters,
+    /// Links made so far: a grace timer started at a link loss acts only if no link came
+    /// after it.
+    pub links: std::sync::atomic::AtomicU64,
     pub origins: OriginPolicy,
     pub limits: Limits,
     pub started: Instant,
@@ -315,7 +335,18 @@ impl Edge {
             ),
             max_time_lag: client.channel_position_max_time_lag.as_std(),
             proxy_deadline: deadline::proxy(&config),
+            repair: repair::RepairLimits {
+                max_publications: config.mesh.repair.max_publications.max(1) as usize,
+                timeout: nonzero(config.mesh.repair.timeout.as_std(), Duration::from_secs(5)),
+            },
+            unlinked_grace: nonzero(config.mesh.unlinked_grace.as_std(), Duration::from_secs(30)),
         };
+        let streams = streams::Streams::new(streams::RepairBounds {
+            publications: limits.repair.max_publications,
+            held_bytes: limits.queue_max_size,
+        });
+        let repair_slots =
+            tokio::sync::Semaphore::new(config.mesh.repair.concurrency.max(1) as usize);
         let origins = OriginPolicy::lenient(&client.allowed_origins);
         let connection_rate =
             limits::ConnectionRate::new(client.connection_rate_limit, Instant::now());
@@ -328,6 +359,10 @@ impl Edge {
                 node,
                 hub: LocalHub::with_max_time_lag(limits.max_time_lag),
                 interest: interest::InterestTable::default(),
+                streams,
+                repair_slots,
+                repair_counters: repair::RepairCounters::default(),
+                links: std::sync::atomic::AtomicU64::new(0),
                 origins,
                 limits,
                 started: Instant::now(),
@@ -350,8 +385,9 @@ impl Edge {
     }
 
     /// Applies what the core sends until the link closes. Spawn it once per link.
-    /// Also sends the interest changes of local subscriptions, and refreshes the presence of
-    /// local connections every `client.presence_update_interval`, while the link is up.
+    /// Also sends the interest changes of local subscriptions, refreshes the presence of
+    /// local connections every `client.presence_update_interval` and checks idle channels'
+    /// positions every `client.channel_position_check_delay`, while the link is up.
     pub async fn run_inbox(&self, mut inbox: EdgeInbox) {
         let shared = &self.shared;
         for lane in inbox.take_lanes() {
@@ -360,27 +396,47 @@ impl Edge {
         let link = shared.link();
         tokio::select! {
             () = inbox::run(shared, inbox) => {}
-            _ = interest::run(&shared.interest, &shared.hub, &link) => {}
+            _ = interest::run(&shared.interest, &shared.hub, &shared.streams, &link) => {}
             () = presence::refresh(shared) => {}
+            () = repair::check_idle(Arc::clone(shared)) => {}
         }
         shared.interest.close();
     }
 
-    /// Serves a (new) link to a core until it is lost, then closes every client connection
-    /// with 3010 (insufficient state): nothing reaches local subscribers without a core, so
-    /// each SDK reconnects — to this edge once it has a link again, or to another — and
-    /// recovers from history (or learns it cannot). While unlinked, new connections are
-    /// refused (503) and `/health` says why.
+    /// Serves a (new) link to a core until it is lost. Client connections stay open across
+    /// a loss: the next link (to this core or another) is told the whole interest set as one
+    /// snapshot, and every channel is repaired from core history or, where nothing can repair
+    /// it, signalled to its subscribers (channels without history at once). While unlinked,
+    /// new connections are refused (503) and `/health` says why; past `mesh.unlinked_grace`
+    /// without a link the open connections are closed with 3010 (insufficient state), so
+    /// their SDKs reconnect to an edge that has a core.
     pub async fn run_link(&self, link: EdgeLink, inbox: EdgeInbox) {
         let shared = &self.shared;
         *shared.link.write().unwrap_or_else(PoisonError::into_inner) = link;
+        let generation = shared.links.fetch_add(1, Ordering::AcqRel) + 1;
         shared.interest.reopen(&shared.hub);
         shared.linked.store(true, Ordering::Release);
         self.run_inbox(inbox).await;
         shared.linked.store(false, Ordering::Release);
-        for connection in shared.hub.all_connections() {
-            connection.close(Disconnect::INSUFFICIENT_STATE);
-        }
+        repair::link_lost(shared);
+        let grace = shared.limits.unlinked_grace;
+        let edge = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let shared = &edge.shared;
+            if shared.linked.load(Ordering::Acquire)
+                || shared.links.load(Ordering::Acquire) != generation
+            {
+                return;
+            }
+            tracing::warn!(
+                ?grace,
+                "no core link within mesh.unlinked_grace: client connections closed (3010)"
+            );
+            for connection in shared.hub.all_connections() {
+                connection.close(Disconnect::INSUFFICIENT_STATE);
+            }
+        });
     }
 
     /// `Ok` while a link to a core is up; the reason otherwise.
@@ -530,6 +586,17 @@ impl Edge {
             subscriptions: counts.subscriptions,
             events,
             encodes,
+            repairs: self.shared.repair_counters.started.load(Ordering::Relaxed),
+            repaired_publications: self
+                .shared
+                .repair_counters
+                .publications
+                .load(Ordering::Relaxed),
+            signalled_channels: self
+                .shared
+                .repair_counters
+                .signalled
+                .load(Ordering::Relaxed),
         }
     }
 

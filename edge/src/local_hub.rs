@@ -217,6 +217,15 @@ impl LocalHub {
         }
     }
 
+    /// Signals every subscriber of `channel` that its stream has a gap nothing could repair
+    /// (each loses its position and its connection is told). Returns how many were told.
+    pub fn lose_channel(&self, channel: &str) -> usize {
+        let Some(subscribers) = self.subscriptions.subscribers(channel) else {
+            return 0;
+        };
+        subscribers.iter().filter(|s| s.lose()).count()
+    }
+
     /// Live local subscriptions in presence, by channel: the client ids a presence refresh
     /// names.
     pub fn presence_members(&self) -> BTreeMap<String, Vec<String>> {

@@ -9,7 +9,9 @@ use spindle_mesh::{Up, mesh};
 /// Refreshes until the link is gone.
 pub(crate) async fn refresh(shared: &Shared) {
     let interval = shared.limits.presence_interval;
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // The first refresh at once: a new link may lead to a core that never heard of these
+    // connections (its predecessor was lost).
+    let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

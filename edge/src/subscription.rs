@@ -96,17 +96,6 @@ pub struct BufferLimits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PositionLost;
 
-/// What a position check against the stream top found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PositionCheck {
-    /// At the top (or not checkable now).
-    Valid,
-    /// Behind the top: publications may still be on their way; check again soon.
-    Behind,
-    /// Lost (another epoch, or still behind the top seen by the previous check).
-    Lost,
-}
-
 /// One local subscription (see the module doc).
 #[derive(Debug)]
 pub struct LocalSub {
@@ -126,8 +115,6 @@ struct Track {
     epoch: String,
     /// The full data the client decoded last, and its offset: the base of the next delta.
     base: Option<(u64, Bytes)>,
-    /// The stream top a previous check saw ahead of `offset`.
-    behind_top: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -175,7 +162,6 @@ impl LocalSub {
                 offset: 0,
                 epoch: String::new(),
                 base: None,
-                behind_top: None,
             }),
         })
     }
@@ -289,32 +275,23 @@ impl LocalSub {
         self.filter.is_some()
     }
 
+    /// The channel's stream has a gap nothing could repair (`crate::repair`): nothing more is
+    /// sent, and the connection is told (unsubscribe 2500, or disconnect 3010). Returns
+    /// whether it was live or still being set up (not already lost or closed).
+    pub fn lose(self: &Arc<Self>) -> bool {
+        let mut track = self.lock();
+        if matches!(track.phase, Phase::Lost | Phase::Closed) {
+            return false;
+        }
+        track.phase = Phase::Lost;
+        drop(track);
+        self.connection.position_lost(Arc::clone(self));
+        true
+    }
+
     /// No more deliveries (unsubscribed, or the connection is closing).
     pub fn close(&self) {
         self.lock().phase = Phase::Closed;
-    }
-
-    /// Compares the tracked position with the stream top (docs/protocol.md §4.2). Being behind once
-    /// is allowed (publications on their way); still being behind the top seen then, at the
-    /// next check, is a loss. A lost position stops deliveries.
-    pub fn check_position(&self, top_offset: u64, top_epoch: &str) -> PositionCheck {
-        let mut track = self.lock();
-        if !matches!(track.phase, Phase::Live) {
-            return PositionCheck::Valid;
-        }
-        let lost = (!track.epoch.is_empty() && track.epoch != top_epoch)
-            || track.behind_top.is_some_and(|top| track.offset < top);
-        if lost {
-            track.phase = Phase::Lost;
-            return PositionCheck::Lost;
-        }
-        if track.offset < top_offset {
-            track.behind_top = Some(top_offset);
-            PositionCheck::Behind
-        } else {
-            track.behind_top = None;
-            PositionCheck::Valid
-        }
     }
 
     /// Decides and queues one publication for a live subscription.

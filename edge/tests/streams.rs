@@ -176,32 +176,44 @@ async fn history_command_caps_the_limit_and_maps_errors() {
 }
 
 #[tokio::test]
-async fn positioned_subscription_detects_a_gap_and_recovers() {
+async fn a_gap_is_repaired_at_the_edge_and_signalled_only_when_history_cannot() {
     let server = server().await;
-    let epoch = publish_n(&server, "rec:g", 3).await;
+    publish_n(&server, "rec:g", 3).await;
     let mut client = connected(&server, "u1", Format::Protobuf).await;
     let reply = client.subscribe("rec:g").await;
     let result = reply.subscribe.unwrap();
     assert!(result.positioned && result.recoverable);
-    assert_eq!((result.offset, result.epoch.as_str()), (3, epoch.as_str()));
-    assert!(!result.was_recovering);
+    assert_eq!(result.offset, 3);
 
     publish_n(&server, "rec:g", 1).await;
     assert_eq!(client.push().await.r#pub.unwrap().offset, 4);
-    // The core loses offset 5 on its way: 6 shows the gap.
+    // The core loses offset 5 on its way: 6 shows the gap, and the edge repairs it from core
+    // history before 6 goes out. The client sees nothing of it.
     server.fake.drop_events(1);
     publish_n(&server, "rec:g", 2).await;
+    assert_eq!(client.push().await.r#pub.unwrap().offset, 5);
+    assert_eq!(client.push().await.r#pub.unwrap().offset, 6);
+    let stats = server.edge.stats();
+    assert_eq!((stats.repairs, stats.repaired_publications), (1, 2));
+    assert_eq!(stats.signalled_channels, 0);
+
+    // `short:` keeps 5 publications: 7 lost in a row cannot be repaired, and the subscriber
+    // is told (2500); the SDK resubscribes, recovering what history still has.
+    let epoch = publish_n(&server, "short:g", 1).await;
+    let result = client.subscribe("short:g").await.subscribe.unwrap();
+    assert_eq!(result.offset, 1);
+    server.fake.drop_events(7);
+    publish_n(&server, "short:g", 8).await;
     let push = client.push().await;
     let unsubscribe = push.unsubscribe.expect("unsubscribe 2500");
-    assert_eq!((push.channel.as_str(), unsubscribe.code), ("rec:g", 2500));
+    assert_eq!((push.channel.as_str(), unsubscribe.code), ("short:g", 2500));
     assert_eq!(unsubscribe.reason, "insufficient state");
-
-    // The SDK resubscribes recovering from what it has.
-    let reply = client.subscribe_with(recover("rec:g", 4, &epoch)).await;
+    assert_eq!(server.edge.stats().signalled_channels, 1);
+    let reply = client.subscribe_with(recover("short:g", 1, &epoch)).await;
     let result = reply.subscribe.unwrap();
-    assert!(result.was_recovering && result.recovered);
-    assert_eq!(offsets(&result.publications), [5, 6]);
-    assert_eq!(result.offset, 4, "the client's own offset on success");
+    assert!(result.was_recovering && !result.recovered);
+    assert_eq!(result.offset, 9);
+    // `rec:g` was never disturbed.
     publish_n(&server, "rec:g", 1).await;
     assert_eq!(client.push().await.r#pub.unwrap().offset, 7);
 }
@@ -603,14 +615,19 @@ async fn server_side_subscriptions_recover_through_connect() {
     assert!(sub.was_recovering && sub.recovered);
     assert_eq!(offsets(&sub.publications), [5, 6]);
     assert_eq!(sub.offset, 4);
-    // A gap on a server-side subscription disconnects with 3010.
+    // A gap is repaired at the edge; one history no longer covers disconnects a server-side
+    // subscription with 3010.
     server.fake.drop_events(1);
     publish_n(&server, "rec:srv", 2).await;
+    assert_eq!(client.push().await.r#pub.unwrap().offset, 7);
+    assert_eq!(client.push().await.r#pub.unwrap().offset, 8);
+    server.fake.drop_events(101);
+    publish_n(&server, "rec:srv", 102).await;
     assert_eq!(client.closed().await.0, 3010);
 }
 
 #[tokio::test]
-async fn position_check_finds_a_lost_last_publication() {
+async fn position_check_repairs_a_lost_last_publication() {
     let server = server().await;
     publish_n(&server, "rec:quiet", 2).await;
     let mut client = connected(&server, "u1", Format::Json).await;
@@ -618,9 +635,12 @@ async fn position_check_finds_a_lost_last_publication() {
     server.fake.drop_events(1);
     publish_n(&server, "rec:quiet", 1).await;
     let started = Instant::now();
+    // Nothing follows the lost publication: the channel's periodic position check (1 s here)
+    // finds the core ahead and repairs.
     let push = client.push().await;
-    assert_eq!(push.unsubscribe.expect("unsubscribe").code, 2500);
-    assert!(started.elapsed() < Duration::from_secs(6));
+    assert_eq!(push.r#pub.expect("the lost publication").offset, 3);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(server.edge.stats().repairs, 1);
 }
 
 /// One randomized client's view of a channel: its position and the signals that allow a gap.

@@ -80,16 +80,25 @@ async fn a_late_publication_unsubscribes_positioned_subscribers_only() {
     let publication = plain.push().await.r#pub.expect("still delivered");
     assert_eq!((publication.offset, publication.time), (1, 0));
 
-    // Resubscribed: a fresh publication reaches both.
+    // Resubscribed (as the SDK does): the same stream.
     let result = tracked
         .subscribe_with(positioned("lag:a"))
         .await
         .subscribe
         .unwrap();
     assert_eq!(result.epoch, epoch);
+    // A fresh publication reaches both (offset 1 of `lag:a` was fanned out already: another
+    // channel).
+    let fresh = tracked
+        .subscribe_with(positioned("lag:b"))
+        .await
+        .subscribe
+        .unwrap()
+        .epoch;
+    plain.subscribe("lag:b").await.subscribe.unwrap();
     server
         .fake
-        .send_event(event("lag:a", 1, &epoch, now_ms()))
+        .send_event(event("lag:b", 1, &fresh, now_ms()))
         .await;
     assert_eq!(tracked.push().await.r#pub.unwrap().offset, 1);
     assert_eq!(plain.push().await.r#pub.unwrap().offset, 1);

@@ -107,10 +107,6 @@ impl Connection {
 
     pub(super) async fn on_timer(&mut self) {
         let now = Now::system();
-        self.check_positions(now.mono).await;
-        if self.outbox.closing().is_some() {
-            return;
-        }
         if let Some(deadline) = self.read_deadline()
             && deadline <= now.mono
         {

@@ -13,7 +13,6 @@
 mod api;
 mod commands;
 mod jwks;
-mod position;
 mod proxy;
 mod query;
 mod subscribe;
@@ -136,7 +135,6 @@ where
         last_read: now.mono,
         subs: HashMap::new(),
         joined: HashSet::new(),
-        next_position_check: None,
         emulated_headers: BTreeMap::new(),
     };
     connection.run(&mut stream, &mut mailbox).await;
@@ -205,8 +203,6 @@ struct Connection {
     subs: HashMap<String, Arc<LocalSub>>,
     /// Channels whose presence join was sent (a leave is sent only for those).
     joined: HashSet<String>,
-    /// When positioned subscriptions are next compared with their stream tops.
-    next_position_check: Option<Instant>,
     /// `ConnectRequest.headers` (lower-case names), for the proxies' `emulated_headers`.
     emulated_headers: BTreeMap<String, String>,
 }
@@ -264,17 +260,12 @@ impl Connection {
         }
     }
 
-    /// The earliest of the session's next deadline, the native-ping read deadline and the
-    /// next position check.
+    /// The earlier of the session's next deadline and the native-ping read deadline.
     fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.session.next_deadline(),
-            self.read_deadline(),
-            self.next_position_check,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.session.next_deadline(), self.read_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// With native pings, a connected client must send something (a pong at least) within

@@ -182,9 +182,6 @@ impl Connection {
     pub(super) fn commit(&mut self, grant: &SubscribeGrant, sub: &Arc<LocalSub>) {
         self.session.add_subscription(grant);
         self.subs.insert(grant.channel.clone(), Arc::clone(sub));
-        if grant.options.positioned && self.next_position_check.is_none() {
-            self.next_position_check = Some(std::time::Instant::now() + self.check_delay());
-        }
     }
 
     /// Step 4, after the reply or push is queued: the buffered rest, live delivery, presence.

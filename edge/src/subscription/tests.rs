@@ -335,36 +335,6 @@ fn a_publication_without_previous_data_goes_full() {
 }
 
 #[test]
-fn position_checks_allow_one_lag_only() {
-    let p = probe(Format::Json, POSITIONED, None);
-    assert_eq!(
-        p.sub.check_position(5, "e1"),
-        PositionCheck::Valid,
-        "not live yet"
-    );
-    p.sub.set_position(5, "e1");
-    p.sub.go_live().unwrap();
-    assert_eq!(p.sub.check_position(5, "e1"), PositionCheck::Valid);
-    assert_eq!(p.sub.check_position(7, "e1"), PositionCheck::Behind);
-    offer(&[&p.sub], &event(6, "e1", "{}", ""));
-    offer(&[&p.sub], &event(7, "e1", "{}", ""));
-    assert_eq!(
-        p.sub.check_position(8, "e1"),
-        PositionCheck::Behind,
-        "caught up with 7"
-    );
-    assert_eq!(
-        p.sub.check_position(8, "e1"),
-        PositionCheck::Lost,
-        "still behind 8"
-    );
-    let q = probe(Format::Json, POSITIONED, None);
-    q.sub.set_position(5, "e1");
-    q.sub.go_live().unwrap();
-    assert_eq!(q.sub.check_position(5, "e2"), PositionCheck::Lost);
-}
-
-#[test]
 fn closed_subscriptions_get_nothing() {
     let p = probe(Format::Json, SubFlags::default(), None);
     p.sub.go_live().unwrap();

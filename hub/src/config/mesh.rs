@@ -35,6 +35,38 @@ pub struct Mesh {
     /// The link is dropped after this long without any frame from the peer. Default `1.5s`;
     /// at least twice `heartbeat_interval`, at most `5m`.
     pub link_timeout: Duration,
+    /// How an edge repairs a gap in a channel's stream from core history.
+    pub repair: MeshRepair,
+    /// How long an edge keeps its client connections open while it has no link to any core
+    /// (they see nothing meanwhile; on relink every channel is repaired or signalled). After
+    /// it, they are closed with 3010 so that their SDKs try another edge. Default `30s`;
+    /// between `1s` and `1h`.
+    pub unlinked_grace: Duration,
+}
+
+/// `mesh.repair` (edge): one repair per channel, bounded (docs/architecture.md §6).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default)]
+pub struct MeshRepair {
+    /// Most publications one repair may fetch; a channel further behind is signalled to its
+    /// subscribers instead (2500 / 3010). Default `1000`; between 1 and 100000.
+    pub max_publications: u32,
+    /// Repairs running at once on an edge; others wait their turn. Default `16`; between 1
+    /// and 1024.
+    pub concurrency: u32,
+    /// Deadline of one repair, history reads included; missing it signals the channel's
+    /// subscribers. Default `5s`; between `100ms` and `1m`.
+    pub timeout: Duration,
+}
+
+impl Default for MeshRepair {
+    fn default() -> Self {
+        MeshRepair {
+            max_publications: 1000,
+            concurrency: 16,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for Mesh {
@@ -48,6 +80,8 @@ impl Default for Mesh {
             tls: MeshTls::default(),
             heartbeat_interval: Duration::from_millis(500),
             link_timeout: Duration::from_millis(1500),
+            repair: MeshRepair::default(),
+            unlinked_grace: Duration::from_secs(30),
         }
     }
 }

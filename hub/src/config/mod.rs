@@ -72,7 +72,7 @@ pub use enums::{
 pub use error::{ConfigError, ConfigProblem, ConfigWarning};
 pub use load::{ConfigFile, ConfigFormat, ConfigSources, Loaded, load};
 pub use map::{MapOptions, SharedPollOptions};
-pub use mesh::{Mesh, MeshTls};
+pub use mesh::{Mesh, MeshRepair, MeshTls};
 pub use proxy::{
     DEFAULT_PROXY_NAME, NamedProxy, Proxy, ProxyGrpc, ProxyHttp, StatusToCodeTransform,
     SwitchedProxy, TransformDisconnect, TransformError,

@@ -280,6 +280,25 @@ pub(crate) fn validate_mesh(c: &Config, p: &mut Problems) {
         Duration::from_secs(300),
     );
     p.range("mesh.lanes", mesh.lanes, 1, 64);
+    p.range(
+        "mesh.repair.max_publications",
+        mesh.repair.max_publications,
+        1,
+        100_000,
+    );
+    p.range("mesh.repair.concurrency", mesh.repair.concurrency, 1, 1024);
+    p.range(
+        "mesh.repair.timeout",
+        mesh.repair.timeout,
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    );
+    p.range(
+        "mesh.unlinked_grace",
+        mesh.unlinked_grace,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    );
     if p.1 != Role::Serve {
         let role = p.1.name();
         if [&tls.cert_file, &tls.key_file, &tls.ca_file]

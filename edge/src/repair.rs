@@ -1,0 +1,232 @@
+//! Gap repair, as the edge runs it (the decisions are `crate::streams`'): lane events go
+//! through the stream table on their way to fan-out, a gap or a core ahead of the edge starts
+//! one repair task for the channel, and what cannot be repaired is signalled to the channel's
+//! subscribers (unsubscribe 2500, or disconnect 3010 for server-side ones).
+//!
+//! A repair reads history since the channel's position (at most `mesh.repair.max_publications`
+//! per read), fans out what it read, then the live events held meanwhile, and reads again
+//! while a gap remains — all within `mesh.repair.timeout`, at most `mesh.repair.concurrency`
+//! at once. A link lost mid-repair leaves the position as it is: the next link's
+//! acknowledgement repairs from there.
+
+use crate::Shared;
+use crate::streams::{Admit, Drain, RepairId, Repaired, TopCheck, Unrepairable};
+use spindle_hub::history::StreamPosition;
+use spindle_mesh::mesh::{self, request, response};
+use spindle_mesh::{Event, RequestError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::time::Instant;
+
+/// Core error code of a history read whose `since` epoch is not the stream's (docs/protocol.md
+/// §8.1, "unrecoverable position").
+const UNRECOVERABLE_POSITION: u32 = 112;
+
+/// One event from a lane: fanned out, held for a repair, dropped as a duplicate, or the start
+/// of a repair.
+pub(crate) fn admit(shared: &Arc<Shared>, event: Event) {
+    let admitted = shared
+        .streams
+        .admit(event, |channel| shared.hub.has_subscribers(channel));
+    match admitted {
+        Admit::Deliver(event) => deliver(shared, event),
+        Admit::Hold => {}
+        Admit::Repair(channel, id) => start(shared, channel, id),
+        Admit::EpochChanged(event) => {
+            lose_subscribers(shared, &event.channel, Unrepairable::EpochChanged);
+            deliver(shared, event);
+        }
+    }
+}
+
+/// The core reported the channel's top (an acknowledgement, `None` without history, or a
+/// position check): a repair starts if the core is ahead.
+pub(crate) fn top(shared: &Arc<Shared>, channel: &str, top: Option<StreamPosition>) {
+    match shared.streams.top(channel, top) {
+        TopCheck::Current => {}
+        TopCheck::Repair(id) => start(shared, channel.to_owned(), id),
+        TopCheck::Lost => lose_subscribers(shared, channel, Unrepairable::EpochChanged),
+    }
+}
+
+/// The link is lost: the subscribers of channels without history are signalled now (nothing
+/// can repair them); the others wait for the next link's acknowledgement.
+pub(crate) fn link_lost(shared: &Arc<Shared>) {
+    for channel in shared.streams.link_lost() {
+        lose_subscribers(shared, &channel, Unrepairable::NoHistory);
+    }
+}
+
+/// Every `client.channel_position_check_delay`, each idle positioned channel is compared
+/// with its top at the core, which catches a lost last publication. Returns when the link is
+/// gone.
+pub(crate) async fn check_idle(shared: Arc<Shared>) {
+    let every = shared.limits.position_check_delay;
+    let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let idle = shared
+            .streams
+            .idle(|channel| shared.hub.has_subscribers(channel));
+        for (channel, _) in idle {
+            let read = read_history(&shared, &channel, None, 0, crate::deadline::CORE).await;
+            match read {
+                Ok(Ok(history)) => {
+                    let position = StreamPosition {
+                        offset: history.offset,
+                        epoch: history.epoch,
+                    };
+                    top(&shared, &channel, Some(position));
+                }
+                Err(RequestError::Closed) => return,
+                // Not answerable now: checked again next time.
+                Ok(Err(_)) | Err(RequestError::Timeout(_)) => {}
+            }
+        }
+    }
+}
+
+fn start(shared: &Arc<Shared>, channel: String, id: RepairId) {
+    tokio::spawn(run(Arc::clone(shared), channel, id));
+}
+
+/// Runs repair `id` of `channel` to its end: repaired, signalled, or abandoned with the link.
+async fn run(shared: Arc<Shared>, channel: String, id: RepairId) {
+    let bounds = shared.limits.repair;
+    let deadline = Instant::now() + bounds.timeout;
+    let slot = tokio::time::timeout_at(deadline, shared.repair_slots.acquire()).await;
+    let Ok(Ok(_slot)) = slot else {
+        lose(&shared, &channel, id, Unrepairable::Deadline);
+        return;
+    };
+    shared
+        .repair_counters
+        .started
+        .fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    loop {
+        let Some(since) = shared.streams.repair_since(&channel, id) else {
+            return;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let limit = bounds.max_publications;
+        let read = read_history(&shared, &channel, Some(&since), limit, left).await;
+        let step = match read {
+            Ok(Ok(history)) => shared.streams.repaired(&channel, id, &since, history),
+            Ok(Err(error)) if error.code == UNRECOVERABLE_POSITION => {
+                Repaired::Lost(Unrepairable::EpochChanged)
+            }
+            Ok(Err(_)) => Repaired::Lost(Unrepairable::Refused),
+            Err(RequestError::Timeout(_)) => Repaired::Lost(Unrepairable::Deadline),
+            Err(RequestError::Closed) => {
+                shared.streams.abandon(&channel, id);
+                return;
+            }
+        };
+        let events = match step {
+            Repaired::Deliver(events) => events,
+            Repaired::Lost(why) => {
+                lose(&shared, &channel, id, why);
+                return;
+            }
+        };
+        shared
+            .repair_counters
+            .publications
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        events.into_iter().for_each(|event| deliver(&shared, event));
+        loop {
+            match shared.streams.drain(&channel, id) {
+                Drain::Done => {
+                    tracing::debug!(channel, elapsed = ?started.elapsed(), "channel repaired");
+                    return;
+                }
+                Drain::Deliver(events) => events.into_iter().for_each(|e| deliver(&shared, e)),
+                Drain::Gap => break,
+            }
+        }
+        if Instant::now() >= deadline {
+            lose(&shared, &channel, id, Unrepairable::Deadline);
+            return;
+        }
+    }
+}
+
+/// A repair failed: the channel's subscribers are signalled, and its state starts again.
+fn lose(shared: &Arc<Shared>, channel: &str, id: RepairId, why: Unrepairable) {
+    if shared.streams.repair_since(channel, id).is_none() {
+        // Replaced or forgotten meanwhile: not this task's to signal.
+        return;
+    }
+    lose_subscribers(shared, channel, why);
+    shared.streams.reset(channel);
+}
+
+/// Signals every subscriber of `channel` that its stream has a gap nothing can repair.
+fn lose_subscribers(shared: &Shared, channel: &str, why: Unrepairable) {
+    let signalled = shared.hub.lose_channel(channel);
+    shared
+        .repair_counters
+        .signalled
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::info!(channel, %why, signalled, "gap not repairable: subscribers signalled");
+}
+
+/// One history read at the core: `Ok(Err(..))` is the core's refusal.
+async fn read_history(
+    shared: &Shared,
+    channel: &str,
+    since: Option<&StreamPosition>,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Result<spindle_proto::client::HistoryResult, spindle_proto::client::Error>, RequestError>
+{
+    let request = mesh::HistoryRequest {
+        channel: channel.to_owned(),
+        limit: i32::try_from(limit).unwrap_or(i32::MAX),
+        since: since.cloned().map(Into::into),
+        reverse: false,
+    };
+    let response = shared
+        .link()
+        .request(Some(request::Kind::History(request)), deadline)
+        .await?;
+    Ok(match (response.error, response.kind) {
+        (Some(error), _) => Err(error),
+        (None, Some(response::Kind::History(history))) => Ok(history),
+        (None, _) => Err(spindle_proto::client::Error {
+            code: 100,
+            message: "unexpected answer to a history read".into(),
+            temporary: true,
+        }),
+    })
+}
+
+/// Fans one event out to the channel's local subscribers.
+fn deliver(shared: &Shared, event: Event) {
+    // Usually the only holder by now (the core let go once it was queued); a copy of the
+    // event otherwise (its payloads are shared bytes).
+    let event = Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone());
+    shared.hub.broadcast(event);
+}
+
+/// Bounds of one repair, from `mesh.repair`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RepairLimits {
+    /// Most publications one history read fetches (and one repair may be behind).
+    pub max_publications: usize,
+    /// Deadline of one repair, from the gap to its end.
+    pub timeout: std::time::Duration,
+}
+
+/// What repairs did, for stats and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct RepairCounters {
+    /// Repairs started.
+    pub started: std::sync::atomic::AtomicU64,
+    /// Publications fanned out from history by repairs.
+    pub publications: std::sync::atomic::AtomicU64,
+    /// Channels whose subscribers were signalled (a gap nothing could repair).
+    pub signalled: std::sync::atomic::AtomicU64,
+}

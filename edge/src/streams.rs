@@ -1,0 +1,478 @@
+//! Where the edge is in each channel's stream, and the decisions of gap repair
+//! (docs/architecture.md §6, DESIGN §4 and §6).
+//!
+//! For every channel with local subscribers the edge keeps the position `(epoch, offset)` of
+//! the last publication it fanned out (from the interest acknowledgement, then from each
+//! event). An event that continues the stream is fanned out; one already fanned out (a
+//! duplicate) is dropped; one that jumps ahead shows a gap, and the channel is **repaired
+//! once, for all its subscribers**: live events are held (merged by offset) while the missing
+//! publications are read from core history, then both go out in order (`crate::repair` does
+//! the reading). A top position from the core (an acknowledgement after a relink, or the
+//! periodic check of idle channels) ahead of the edge starts a repair the same way.
+//!
+//! Only what cannot be repaired is signalled to the channel's subscribers (unsubscribe 2500,
+//! disconnect 3010 for server-side ones): another epoch, history trimmed past the position, a
+//! channel too far behind, a repair past its deadline, and any link loss in a channel without
+//! history (nothing to repair from). Never a silent gap (DESIGN §6).
+//!
+//! Everything here decides under a shard lock and never waits; fan-out happens after the lock
+//! is released. While a repair runs only the repair task fans the channel out, so the order of
+//! a channel's publications holds whichever task delivers them.
+
+use spindle_hub::history::StreamPosition;
+use spindle_mesh::{Event, mesh};
+use spindle_proto::client;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Shards of the stream table.
+const SHARDS: usize = 64;
+
+/// What the edge knows of one channel's stream.
+#[derive(Debug)]
+enum Stream {
+    /// Publications carry no offsets: a gap cannot be seen, nor repaired.
+    NoHistory,
+    Positioned {
+        /// The last publication fanned out (or the top the core reported).
+        position: StreamPosition,
+        /// Some while a repair runs.
+        repair: Option<Held>,
+    },
+}
+
+/// Which repair of a channel a task runs: a task whose repair was replaced (the link was lost
+/// and a new one started another) stops at its next step.
+pub(crate) type RepairId = u64;
+
+/// Live events held while a repair runs, by offset.
+#[derive(Debug, Default)]
+struct Held {
+    id: RepairId,
+    events: BTreeMap<u64, Event>,
+    bytes: usize,
+    /// The highest offset seen live (held or not): the repair is not done below it.
+    highest: u64,
+}
+
+/// Bounds of what a repair may hold and fetch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RepairBounds {
+    /// Most publications one repair may fetch (`mesh.repair.max_publications`); also the most
+    /// live events it holds.
+    pub publications: usize,
+    /// Most bytes of live events held per channel; beyond it they are dropped and read back
+    /// from history.
+    pub held_bytes: usize,
+}
+
+/// What to do with one event from a lane.
+#[derive(Debug)]
+pub(crate) enum Admit {
+    /// Fan it out now.
+    Deliver(Event),
+    /// Nothing now: a duplicate, or held for a running repair.
+    Hold,
+    /// It opened a gap and is held: start this repair of the channel.
+    Repair(String, RepairId),
+    /// The stream moved to another epoch: signal the channel's subscribers, then fan it out.
+    EpochChanged(Event),
+}
+
+/// What a top position reported by the core means for a channel.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TopCheck {
+    /// Nothing to do.
+    Current,
+    /// The core is ahead: start this repair.
+    Repair(RepairId),
+    /// Another epoch: signal the channel's subscribers (the stream now starts at the top).
+    Lost,
+}
+
+/// One step of a running repair, after a history read.
+#[derive(Debug)]
+pub(crate) enum Repaired {
+    /// Fan these out in order, then [`Streams::drain`].
+    Deliver(Vec<Event>),
+    /// Cannot be repaired: signal the channel's subscribers.
+    Lost(Unrepairable),
+}
+
+/// Why a gap cannot be repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Unrepairable {
+    #[error("the stream moved to another epoch")]
+    EpochChanged,
+    #[error("history no longer holds the missing publications")]
+    Trimmed,
+    #[error("more publications missing than mesh.repair.max_publications")]
+    TooFarBehind,
+    #[error("the core refused the history read")]
+    Refused,
+    #[error("the repair missed its deadline")]
+    Deadline,
+    #[error("the link was lost and the channel keeps no history")]
+    NoHistory,
+}
+
+/// What is left of a repair after the publications read were fanned out.
+#[derive(Debug)]
+pub(crate) enum Drain {
+    /// Done: the channel is live again.
+    Done,
+    /// Held events that now continue the stream: fan them out, then drain again.
+    Deliver(Vec<Event>),
+    /// Still a gap (held events ahead, or some dropped): read history again.
+    Gap,
+}
+
+/// The stream table of an edge.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    shards: Box<[Mutex<HashMap<String, Stream>>]>,
+    bounds: RepairBounds,
+    next_repair: AtomicU64,
+}
+
+impl Streams {
+    pub(crate) fn new(bounds: RepairBounds) -> Streams {
+        Streams {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            bounds,
+            next_repair: AtomicU64::new(1),
+        }
+    }
+
+    fn held(&self, highest: u64) -> Held {
+        Held {
+            id: self.next_repair.fetch_add(1, Ordering::Relaxed),
+            highest,
+            ..Held::default()
+        }
+    }
+
+    fn shard(&self, channel: &str) -> MutexGuard<'_, HashMap<String, Stream>> {
+        let mut hasher = DefaultHasher::new();
+        channel.hash(&mut hasher);
+        let index = (hasher.finish() as usize) % self.shards.len();
+        // No invariant spans a panic point inside the lock.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Decides what to do with an event from a lane. `subscribed` says whether the channel
+    /// has local subscribers (a channel without any keeps no state).
+    pub(crate) fn admit(&self, event: Event, subscribed: impl FnOnce(&str) -> bool) -> Admit {
+        let Some(offset) = stream_offset(&event) else {
+            return Admit::Deliver(event);
+        };
+        let mut shard = self.shard(&event.channel);
+        let Some(stream) = shard.get_mut(&event.channel) else {
+            if subscribed(&event.channel) {
+                let position = position_of(&event, offset);
+                shard.insert(event.channel.clone(), positioned(position));
+            }
+            return Admit::Deliver(event);
+        };
+        let Stream::Positioned { position, repair } = stream else {
+            *stream = positioned(position_of(&event, offset));
+            return Admit::Deliver(event);
+        };
+        if event.epoch != position.epoch {
+            if let Some(held) = repair {
+                // The repair's history read will find the epoch changed.
+                held.highest = u64::MAX;
+                return Admit::Hold;
+            }
+            *position = position_of(&event, offset);
+            return Admit::EpochChanged(event);
+        }
+        if offset <= position.offset {
+            return Admit::Hold;
+        }
+        if let Some(held) = repair {
+            held.hold(event, offset, &self.bounds);
+            return Admit::Hold;
+        }
+        if offset == position.offset + 1 {
+            position.offset = offset;
+            return Admit::Deliver(event);
+        }
+        let mut held = self.held(0);
+        let channel = event.channel.clone();
+        held.hold(event, offset, &self.bounds);
+        let id = held.id;
+        *repair = Some(held);
+        Admit::Repair(channel, id)
+    }
+
+    /// The core reported the channel's top: from an interest acknowledgement (`None`: the
+    /// channel keeps no history) or a position check.
+    pub(crate) fn top(&self, channel: &str, top: Option<StreamPosition>) -> TopCheck {
+        let mut shard = self.shard(channel);
+        let Some(top) = top else {
+            shard.entry(channel.to_owned()).or_insert(Stream::NoHistory);
+            return TopCheck::Current;
+        };
+        let stream = shard
+            .entry(channel.to_owned())
+            .or_insert_with(|| positioned(top.clone()));
+        let Stream::Positioned { position, repair } = stream else {
+            *stream = positioned(top);
+            return TopCheck::Current;
+        };
+        if top.epoch != position.epoch {
+            *stream = positioned(top);
+            return TopCheck::Lost;
+        }
+        match repair {
+            Some(held) => {
+                held.highest = held.highest.max(top.offset);
+                TopCheck::Current
+            }
+            None if top.offset > position.offset => {
+                let held = self.held(top.offset);
+                let id = held.id;
+                *repair = Some(held);
+                TopCheck::Repair(id)
+            }
+            None => TopCheck::Current,
+        }
+    }
+
+    /// Where repair `id` reads history from: the position fanned out last. `None` when the
+    /// channel is gone or that repair is no longer the channel's.
+    pub(crate) fn repair_since(&self, channel: &str, id: RepairId) -> Option<StreamPosition> {
+        match self.shard(channel).get(channel) {
+            Some(Stream::Positioned {
+                position,
+                repair: Some(held),
+            }) if held.id == id => Some(position.clone()),
+            _ => None,
+        }
+    }
+
+    /// A history read since `since` answered: the publications continuing the stream (the
+    /// position moves past them), or why the gap cannot be repaired.
+    pub(crate) fn repaired(
+        &self,
+        channel: &str,
+        id: RepairId,
+        since: &StreamPosition,
+        read: client::HistoryResult,
+    ) -> Repaired {
+        if read.epoch != since.epoch {
+            return Repaired::Lost(Unrepairable::EpochChanged);
+        }
+        let missing = read.offset.saturating_sub(since.offset);
+        if missing > self.bounds.publications as u64 {
+            return Repaired::Lost(Unrepairable::TooFarBehind);
+        }
+        let mut expected = since.offset + 1;
+        let mut events = Vec::with_capacity(read.publications.len());
+        for publication in read.publications {
+            if publication.offset < expected {
+                continue;
+            }
+            if publication.offset > expected {
+                return Repaired::Lost(Unrepairable::Trimmed);
+            }
+            expected += 1;
+            events.push(event_of(channel, &read.epoch, publication));
+        }
+        if expected <= read.offset {
+            // The read stopped short of the top it reported.
+            return Repaired::Lost(Unrepairable::Trimmed);
+        }
+        let mut shard = self.shard(channel);
+        match shard.get_mut(channel) {
+            Some(Stream::Positioned {
+                position,
+                repair: Some(held),
+            }) if held.id == id && position == since => {
+                position.offset = expected - 1;
+                Repaired::Deliver(events)
+            }
+            // Forgotten (no subscribers left) or reset meanwhile: nothing to deliver.
+            _ => Repaired::Deliver(Vec::new()),
+        }
+    }
+
+    /// After a step of a repair was fanned out: the held events that continue the stream, a
+    /// gap still open, or done (the channel goes live again: only then may a lane deliver).
+    pub(crate) fn drain(&self, channel: &str, id: RepairId) -> Drain {
+        let mut shard = self.shard(channel);
+        let Some(Stream::Positioned { position, repair }) = shard.get_mut(channel) else {
+            return Drain::Done;
+        };
+        let Some(held) = repair.as_mut().filter(|held| held.id == id) else {
+            return Drain::Done;
+        };
+        let mut out = Vec::new();
+        while let Some(entry) = held.events.first_entry() {
+            let offset = *entry.key();
+            if offset <= position.offset {
+                entry.remove();
+                continue;
+            }
+            if offset != position.offset + 1 {
+                break;
+            }
+            let event = entry.remove();
+            held.bytes = held.bytes.saturating_sub(weight(&event));
+            position.offset = offset;
+            out.push(event);
+        }
+        if !out.is_empty() {
+            return Drain::Deliver(out);
+        }
+        if held.events.is_empty() && held.highest <= position.offset {
+            *repair = None;
+            return Drain::Done;
+        }
+        Drain::Gap
+    }
+
+    /// The repair could not reach the core (the link is gone): held events are dropped and
+    /// the position kept, so the next link's acknowledgement repairs from it.
+    pub(crate) fn abandon(&self, channel: &str, id: RepairId) {
+        if let Some(Stream::Positioned { repair, .. }) = self.shard(channel).get_mut(channel)
+            && repair.as_ref().is_some_and(|held| held.id == id)
+        {
+            *repair = None;
+        }
+    }
+
+    /// The channel's subscribers were signalled: its state starts again from the next event
+    /// or acknowledgement.
+    pub(crate) fn reset(&self, channel: &str) {
+        self.shard(channel).remove(channel);
+    }
+
+    /// The channel has no local subscribers any more.
+    pub(crate) fn forget(&self, channel: &str) {
+        self.shard(channel).remove(channel);
+    }
+
+    /// The link is lost: channels without history cannot be repaired, and are returned (their
+    /// subscribers must be signalled) and forgotten; running repairs are abandoned.
+    pub(crate) fn link_lost(&self) -> Vec<String> {
+        let mut unrepairable = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.retain(|channel, stream| match stream {
+                Stream::NoHistory => {
+                    unrepairable.push(channel.clone());
+                    false
+                }
+                Stream::Positioned { repair, .. } => {
+                    *repair = None;
+                    true
+                }
+            });
+        }
+        unrepairable
+    }
+
+    /// Positioned channels not being repaired, for the periodic check; channels without local
+    /// subscribers (per `subscribed`) are forgotten on the way.
+    pub(crate) fn idle(&self, subscribed: impl Fn(&str) -> bool) -> Vec<(String, StreamPosition)> {
+        let mut idle = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.retain(|channel, _| subscribed(channel));
+            for (channel, stream) in shard.iter() {
+                if let Stream::Positioned {
+                    position,
+                    repair: None,
+                } = stream
+                {
+                    idle.push((channel.clone(), position.clone()));
+                }
+            }
+        }
+        idle
+    }
+
+    /// Channels with state.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+}
+
+impl Held {
+    /// Holds a live event, within the bounds; beyond them it is dropped (the repair reads it
+    /// back from history: `highest` remembers it was there).
+    fn hold(&mut self, event: Event, offset: u64, bounds: &RepairBounds) {
+        self.highest = self.highest.max(offset);
+        let size = weight(&event);
+        if self.events.len() >= bounds.publications || self.bytes + size > bounds.held_bytes {
+            return;
+        }
+        if self.events.insert(offset, event).is_none() {
+            self.bytes += size;
+        }
+    }
+}
+
+fn positioned(position: StreamPosition) -> Stream {
+    Stream::Positioned {
+        position,
+        repair: None,
+    }
+}
+
+/// The offset of a publication that is part of a stream (`None`: a join, a leave, or a
+/// publication without history or with `skip_history`).
+fn stream_offset(event: &mesh::ChannelEvent) -> Option<u64> {
+    match &event.kind {
+        Some(mesh::channel_event::Kind::Publication(p))
+            if p.offset > 0 && !event.epoch.is_empty() =>
+        {
+            Some(p.offset)
+        }
+        _ => None,
+    }
+}
+
+fn position_of(event: &mesh::ChannelEvent, offset: u64) -> StreamPosition {
+    StreamPosition {
+        offset,
+        epoch: event.epoch.clone(),
+    }
+}
+
+/// Bytes an event holds, roughly.
+fn weight(event: &mesh::ChannelEvent) -> usize {
+    let data = match &event.kind {
+        Some(mesh::channel_event::Kind::Publication(p)) => p.data.len(),
+        _ => 0,
+    };
+    data + event.prev_data.len() + 64
+}
+
+/// A publication read from history as a lane would have carried it, without previous data
+/// (delta subscribers get it in full) and without publish time (it is late by nature, and
+/// that must not cost anyone their position).
+fn event_of(channel: &str, epoch: &str, mut publication: client::Publication) -> Event {
+    publication.time = 0;
+    publication.prev_data = Default::default();
+    Event::new(mesh::ChannelEvent {
+        channel: channel.to_owned(),
+        kind: Some(mesh::channel_event::Kind::Publication(publication)),
+        epoch: epoch.to_owned(),
+        prev_data: Default::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
