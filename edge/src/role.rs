@@ -2,10 +2,11 @@
 //! fan-out, linked to a core over the QUIC mesh (`mesh.cores`). It holds no history, presence,
 //! API key or broker credentials of its own.
 //!
-//! The link: dialled in the background (503 until the first core answers); when it is lost, the
-//! edge closes its client connections
-//! with 3010 (they reconnect and recover), refuses new ones and reports 503 on `/health` until
-//! it has dialled a core again (the next address of `mesh.cores`, with backoff).
+//! The link: dialled in the background (503 until the first core answers). When it is lost,
+//! client connections stay open (the next link repairs their channels: docs/architecture.md
+//! §9); new ones are refused and `/health` reports 503 until the edge has dialled a core again:
+//! every address of `mesh.cores` (a DNS name may have several) is tried in turn, the lost one
+//! last, each dial bounded by [`DIAL_TIMEOUT`], with backoff between rounds.
 
 use anyhow::{Context, Result, bail};
 use spindle_hub::config::Config;
@@ -21,8 +22,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How long the edge waits between dial attempts at most.
+/// How long the edge waits between dial rounds at most.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one dial may take: a QUIC handshake to an address where nothing answers would
+/// otherwise wait for the idle timeout (10 s) before the next core is tried.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs an edge with `config` until SIGINT / SIGTERM: HTTP listeners, the link to a core and
 /// its re-dialling, `/health`, `/metrics`.
@@ -54,12 +58,16 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
         let config = Arc::clone(&config);
         let link_state = link_state.clone();
         async move {
+            let mut lost = None;
             loop {
                 let (link, inbox, info) =
-                    dial_until_linked(&config, &mesh_identity, &options).await;
+                    dial_until_linked(&config, &mesh_identity, &options, lost).await;
+                lost = Some(info.connection.remote_address());
                 link_state.linked(info);
                 edge.run_link(link, inbox).await;
-                tracing::warn!("mesh link to the core lost: client connections closed (3010)");
+                tracing::warn!(
+                    "mesh link to the core lost: client connections kept, dialling a core again"
+                );
             }
         }
     });
@@ -97,25 +105,26 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
     Ok(())
 }
 
-/// Dials the cores of `mesh.cores` in turn until one links, backing off between rounds.
+/// Dials the addresses of `mesh.cores` in turn until one links, the `lost` one last, backing
+/// off between rounds.
 async fn dial_until_linked(
     config: &Config,
     identity: &MeshIdentity,
     options: &MeshOptions,
+    lost: Option<SocketAddr>,
 ) -> (EdgeLink, EdgeInbox, CoreLinkInfo) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        for core in &config.mesh.cores {
-            let Some(addr) = resolve(core).await else {
-                tracing::warn!(core, "mesh: cannot resolve the core's address");
-                continue;
-            };
-            match quic::dial(addr, identity, options.clone()).await {
-                Ok(((link, inbox), info)) => {
+        for addr in candidates(&config.mesh.cores, lost).await {
+            match tokio::time::timeout(DIAL_TIMEOUT, quic::dial(addr, identity, options.clone()))
+                .await
+            {
+                Ok(Ok(((link, inbox), info))) => {
                     println!("spindle: linked to core {} at {addr}", info.node);
                     return (link, inbox, info);
                 }
-                Err(error) => tracing::warn!(core, %error, "mesh: cannot link to the core"),
+                Ok(Err(error)) => tracing::warn!(%addr, %error, "mesh: cannot link to the core"),
+                Err(_) => tracing::warn!(%addr, ?DIAL_TIMEOUT, "mesh: the core did not answer"),
             }
         }
         tokio::time::sleep(backoff).await;
@@ -123,8 +132,28 @@ async fn dial_until_linked(
     }
 }
 
-async fn resolve(core: &str) -> Option<SocketAddr> {
-    tokio::net::lookup_host(core).await.ok()?.next()
+/// Every address of `cores` in order (each name resolved to all its addresses), `lost` last.
+async fn candidates(cores: &[String], lost: Option<SocketAddr>) -> Vec<SocketAddr> {
+    let mut addrs = Vec::new();
+    for core in cores {
+        match tokio::net::lookup_host(core).await {
+            Ok(found) => {
+                for addr in found {
+                    if !addrs.contains(&addr) {
+                        addrs.push(addr);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(core, %error, "mesh: cannot resolve the core's address"),
+        }
+    }
+    if let Some(lost) = lost
+        && let Some(at) = addrs.iter().position(|addr| *addr == lost)
+    {
+        let lost = addrs.remove(at);
+        addrs.push(lost);
+    }
+    addrs
 }
 
 /// An edge's link to its core, for `/metrics`.

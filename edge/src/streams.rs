@@ -1,5 +1,5 @@
 //! Where the edge is in each channel's stream, and the decisions of gap repair
-//! (docs/architecture.md §6, DESIGN §4 and §6).
+//! (docs/architecture.md §9).
 //!
 //! For every channel with local subscribers the edge keeps the position `(epoch, offset)` of
 //! the last publication it fanned out (from the interest acknowledgement, then from each

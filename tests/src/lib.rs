@@ -54,7 +54,7 @@ pub use client::{Client, CloseInfo, Event};
 pub use server::{Server, ServerOptions, TempDir};
 pub use spindle_proto::Format;
 pub use spindle_proto::client as proto;
-pub use split::Split;
+pub use split::{Split, SplitOptions};
 pub use tokio_tungstenite::tungstenite;
 
 use std::fmt;

@@ -325,6 +325,17 @@ impl Server {
         http::get(self.addr, path).await
     }
 
+    /// Kills the process (SIGKILL) and waits for it to be gone.
+    pub async fn kill(mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Err(Error::new("spindle was already stopped"));
+        };
+        child
+            .kill()
+            .await
+            .map_err(|e| Error::new(format!("killing spindle: {e}")))
+    }
+
     /// Sends SIGTERM without waiting.
     pub async fn terminate(&self) -> Result<()> {
         signal(self.pid, "TERM").await

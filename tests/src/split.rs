@@ -1,5 +1,6 @@
-//! A split deployment for one test: development certificates from `spindle mesh gencerts`, one
-//! `spindle core` and some `spindle edge` processes on 127.0.0.1, joined by real QUIC.
+//! A split deployment for one test: development certificates from `spindle mesh gencerts`,
+//! some `spindle core` and some `spindle edge` processes on 127.0.0.1, joined by real QUIC.
+//! Every edge knows every core (`mesh.cores`, in order) and links to the first that answers.
 
 use std::time::{Duration, Instant};
 
@@ -11,37 +12,59 @@ use crate::{Error, Result, fixture};
 /// How long an edge may take to link to its core.
 pub const LINK_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A core and its edges.
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct SplitOptions {
+    pub cores: usize,
+    pub edges: usize,
+    /// Merged into every node's configuration (cores and edges), e.g. a Redis engine.
+    pub patch: Value,
+}
+
+/// Cores and their edges.
 #[derive(Debug)]
 pub struct Split {
-    core: Option<Server>,
+    /// `None` once stopped or killed.
+    cores: Vec<Option<Server>>,
     pub edges: Vec<Server>,
     certs: TempDir,
-    mesh_port: u16,
+    mesh_ports: Vec<u16>,
+    patch: Value,
 }
 
 impl Split {
-    /// `spindle mesh gencerts` for core1 and edge1..edgeN, the core, then the edges, each
-    /// linked (its `/health` 200). Even-numbered edges run the slim `spindle-edge` binary, the
-    /// others `spindle edge`: both must behave the same.
+    /// One core with the memory broker and `edges` edges (see [`Split::start_with`]).
     pub async fn start(edges: usize) -> Result<Split> {
-        let certs = TempDir::new("spindle-certs").map_err(|e| Error::new(e.to_string()))?;
-        let mut nodes = vec!["core1".to_owned()];
-        nodes.extend((1..=edges).map(|i| format!("edge{i}")));
-        gencerts(&certs, &nodes).await?;
-        let mesh_port = free_udp_port()?;
-        let core = Server::start_with(ServerOptions {
-            role: "core",
-            ..ServerOptions::patched(core_patch(&certs, mesh_port, "core1"))
+        Split::start_with(SplitOptions {
+            cores: 1,
+            edges,
+            patch: json!({}),
         })
-        .await?;
+        .await
+    }
+
+    /// `spindle mesh gencerts` for core1..coreN and edge1..edgeM, the cores, then the edges,
+    /// each linked (its `/health` 200). Even-numbered edges run the slim `spindle-edge`
+    /// binary, the others `spindle edge`: both must behave the same.
+    pub async fn start_with(options: SplitOptions) -> Result<Split> {
+        let certs = TempDir::new("spindle-certs").map_err(|e| Error::new(e.to_string()))?;
+        let mut nodes: Vec<String> = (1..=options.cores).map(|i| format!("core{i}")).collect();
+        nodes.extend((1..=options.edges).map(|i| format!("edge{i}")));
+        gencerts(&certs, &nodes).await?;
         let mut split = Split {
-            core: Some(core),
+            cores: Vec::new(),
             edges: Vec::new(),
             certs,
-            mesh_port,
+            mesh_ports: Vec::new(),
+            patch: options.patch,
         };
-        for i in 1..=edges {
+        for i in 0..options.cores {
+            let mesh_port = free_udp_port()?;
+            split.mesh_ports.push(mesh_port);
+            let core = split.start_core(i, 0).await?;
+            split.cores.push(Some(core));
+        }
+        for i in 1..=options.edges {
             let binary = if i % 2 == 0 { "spindle-edge" } else { "edge" };
             let edge = split
                 .start_edge_with(binary, &format!("edge{i}"), None)
@@ -50,6 +73,22 @@ impl Split {
             split.edges.push(edge);
         }
         Ok(split)
+    }
+
+    /// Core `index` (0-based) on its mesh port, on HTTP `port` (0: a free one).
+    async fn start_core(&self, index: usize, port: u16) -> Result<Server> {
+        let node = format!("core{}", index + 1);
+        let mut patch = self.patch.clone();
+        merge(
+            &mut patch,
+            core_patch(&self.certs, self.mesh_ports[index], &node),
+        );
+        Server::start_with(ServerOptions {
+            role: "core",
+            port,
+            ..ServerOptions::patched(patch)
+        })
+        .await
     }
 
     /// An edge named `node` (certificate `certs/<node>`, or `certificate` from another
@@ -71,7 +110,8 @@ impl Split {
         certificate: Option<(&TempDir, &str)>,
     ) -> Result<Server> {
         let (dir, cert_node) = certificate.unwrap_or((&self.certs, node));
-        let mut patch = edge_patch(dir, self.mesh_port, cert_node);
+        let mut patch = self.patch.clone();
+        merge(&mut patch, edge_patch(dir, &self.mesh_ports, cert_node));
         patch["mesh"]["node_name"] = json!(node);
         if certificate.is_some() {
             // The edge's own certificate and CA, not the cluster's.
@@ -84,34 +124,60 @@ impl Split {
         .await
     }
 
-    /// Stops the core (SIGTERM), waits `down`, and starts it again on the same ports.
+    /// Stops the first core (SIGTERM), waits `down`, and starts it again on the same ports.
     pub async fn restart_core(&mut self, down: Duration) -> Result<()> {
         let core = self
-            .core
-            .take()
+            .cores
+            .first_mut()
+            .and_then(Option::take)
             .ok_or_else(|| Error::new("no core running"))?;
         let port = core.addr().port();
         core.stop().await?;
         tokio::time::sleep(down).await;
-        self.core = Some(
-            Server::start_with(ServerOptions {
-                role: "core",
-                port,
-                ..ServerOptions::patched(core_patch(&self.certs, self.mesh_port, "core1"))
-            })
-            .await?,
-        );
+        let core = self.start_core(0, port).await?;
+        self.cores[0] = Some(core);
         Ok(())
     }
 
-    /// The running core.
+    /// Kills core `index` (SIGKILL): no goodbye, its edges notice by the silence.
+    pub async fn kill_core(&mut self, index: usize) -> Result<()> {
+        let core = self
+            .cores
+            .get_mut(index)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::new(format!("core {index} is not running")))?;
+        core.kill().await
+    }
+
+    /// The first running core.
     pub fn core(&self) -> &Server {
-        self.core.as_ref().expect("the core is running")
+        self.cores
+            .iter()
+            .flatten()
+            .next()
+            .expect("a core is running")
+    }
+
+    /// Core `index`, if running.
+    pub fn core_at(&self, index: usize) -> Option<&Server> {
+        self.cores.get(index).and_then(Option::as_ref)
     }
 
     /// The certificates directory.
     pub fn certs(&self) -> &TempDir {
         &self.certs
+    }
+}
+
+/// Merges `patch` into `base`, objects key by key.
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch,
     }
 }
 
@@ -123,9 +189,13 @@ fn core_patch(certs: &TempDir, mesh_port: u16, node: &str) -> Value {
     }})
 }
 
-fn edge_patch(certs: &TempDir, mesh_port: u16, node: &str) -> Value {
+fn edge_patch(certs: &TempDir, mesh_ports: &[u16], node: &str) -> Value {
+    let cores: Vec<String> = mesh_ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
     json!({"prometheus": {"enabled": true}, "mesh": {
-        "cores": [format!("127.0.0.1:{mesh_port}")],
+        "cores": cores,
         "node_name": node,
         "tls": tls(certs, node),
     }})

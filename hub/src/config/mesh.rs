@@ -44,7 +44,7 @@ pub struct Mesh {
     pub unlinked_grace: Duration,
 }
 
-/// `mesh.repair` (edge): one repair per channel, bounded (docs/architecture.md §6).
+/// `mesh.repair` (edge): one repair per channel, bounded (docs/architecture.md §9).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default)]
 pub struct MeshRepair {

@@ -35,6 +35,7 @@ mod api_control;
 mod bad_input;
 mod cli;
 mod connect;
+mod continuity;
 mod emulation;
 mod jwks;
 mod limits;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use spindle_tests::proto::{Command, HistoryRequest};
-use spindle_tests::split::{gencerts, wait_linked};
+use spindle_tests::split::gencerts;
 use spindle_tests::{Client, Format, OrFail, Split, TempDir, fixture};
 
 async fn client_on(edge: &spindle_tests::Server, user: &str) -> Client {
@@ -70,33 +70,6 @@ async fn clients_on_two_edges_get_api_publications_history_and_each_others_publi
     let history = reply.history.clone().unwrap_or_else(|| panic!("{reply:?}"));
     let offsets: Vec<u64> = history.publications.iter().map(|p| p.offset).collect();
     assert_eq!(offsets, [1, 2, 3]);
-}
-
-#[tokio::test]
-async fn a_core_restart_is_signalled_and_the_edge_links_again() {
-    let mut split = Split::start(1).await.or_fail();
-    let channel = fixture::unique("rec:restart");
-    let mut client = client_on(&split.edges[0], "carol").await;
-    client.subscribe_ok(&channel).await.or_fail();
-
-    split
-        .restart_core(Duration::from_millis(500))
-        .await
-        .or_fail();
-    // Nothing reaches the client while the edge has no core: it is told so (3010, the SDK
-    // reconnects and recovers), never left waiting in silence.
-    let close = client.expect_close(Duration::from_secs(5)).await.or_fail();
-    assert_eq!(close.code, 3010, "{close:?}");
-    wait_linked(&split.edges[0]).await.or_fail();
-    let mut again = client_on(&split.edges[0], "carol").await;
-    again.subscribe_ok(&channel).await.or_fail();
-    split
-        .core()
-        .publish(&channel, json!({"after": true}))
-        .await
-        .or_fail();
-    let publication = again.next_publication(&channel).await.or_fail();
-    assert_eq!(&publication.data[..], br#"{"after":true}"#);
 }
 
 #[tokio::test]
