@@ -408,7 +408,7 @@ impl Client {
 }
 
 /// Prefix of the error [`Client::next_event`] returns on silence.
-const SILENCE: &str = "nothing received within";
+pub(crate) const SILENCE: &str = "nothing received within";
 
 /// A `connect` command (id 0: [`Client::request`] assigns one; set it yourself for
 /// [`Client::send`]).

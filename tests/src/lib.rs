@@ -41,6 +41,7 @@
 pub mod backend;
 pub mod client;
 pub mod fixture;
+pub mod gaps;
 pub mod grpc_backend;
 pub mod http;
 pub mod keys;

@@ -126,16 +126,22 @@ impl Split {
 
     /// Stops the first core (SIGTERM), waits `down`, and starts it again on the same ports.
     pub async fn restart_core(&mut self, down: Duration) -> Result<()> {
+        self.restart_core_at(0, down).await
+    }
+
+    /// Stops core `index` (SIGTERM, it closes its links), waits `down`, and starts it again on
+    /// the same ports.
+    pub async fn restart_core_at(&mut self, index: usize, down: Duration) -> Result<()> {
         let core = self
             .cores
-            .first_mut()
+            .get_mut(index)
             .and_then(Option::take)
-            .ok_or_else(|| Error::new("no core running"))?;
+            .ok_or_else(|| Error::new(format!("core {index} is not running")))?;
         let port = core.addr().port();
         core.stop().await?;
         tokio::time::sleep(down).await;
-        let core = self.start_core(0, port).await?;
-        self.cores[0] = Some(core);
+        let core = self.start_core(index, port).await?;
+        self.cores[index] = Some(core);
         Ok(())
     }
 

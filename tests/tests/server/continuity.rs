@@ -3,10 +3,10 @@
 //! connected to their edges. What history can repair never reaches the clients; what it cannot
 //! is signalled (2500 / 3010), never silent.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use spindle_tests::client::Event;
+use spindle_tests::gaps::{Ledger, Recorder, Seen, Verdict, judge};
 use spindle_tests::split::wait_linked;
 use spindle_tests::{Client, Format, OrFail, Split, SplitOptions, fixture};
 
@@ -17,93 +17,133 @@ async fn client_on(edge: &spindle_tests::Server, user: &str) -> Client {
         .0
 }
 
-/// What one client saw of one channel.
-#[derive(Debug, Default)]
-struct Seen {
-    offsets: Vec<u64>,
-    /// The longest wait between two publications.
-    longest_pause: Duration,
-    last: Option<Instant>,
-}
-
-impl Seen {
-    fn publication(&mut self, offset: u64) {
-        let now = Instant::now();
-        if let Some(last) = self.last {
-            self.longest_pause = self.longest_pause.max(now - last);
-        }
-        self.last = Some(now);
-        self.offsets.push(offset);
-    }
-}
-
-/// Reads `client` until it has `count` publications of `channel`; any other push (an
-/// unsubscribe, a disconnect) or a close fails the test: the client must not notice anything.
-async fn read_all(mut client: Client, channel: String, count: usize) -> Seen {
-    let mut seen = Seen::default();
-    while seen.offsets.len() < count {
-        let event = client.next_event(Duration::from_secs(15)).await;
-        match event.or_fail() {
-            Event::Ping => {}
-            Event::Reply(reply) => match reply.push {
-                Some(push) if push.channel == channel && push.r#pub.is_some() => {
-                    seen.publication(push.r#pub.map(|p| p.offset).unwrap_or_default());
-                }
-                _ => panic!("the client noticed the fault: {reply:?} (after {seen:?})"),
-            },
-            Event::Closed(close) => panic!("the client was disconnected: {close:?} ({seen:?})"),
-        }
-    }
-    seen
-}
-
-#[tokio::test]
-async fn a_killed_core_is_invisible_to_the_clients_of_two_cores_on_redis() {
-    let prefix = format!("spindle-failover-{}", fixture::unique("p"));
-    let mut split = Split::start_with(SplitOptions {
+/// Two cores on one Redis (a prefix of their own) and two edges knowing both, core1 first.
+async fn two_cores_on_redis() -> Split {
+    let prefix = format!("spindle-continuity-{}", fixture::unique("p"));
+    Split::start_with(SplitOptions {
         cores: 2,
         edges: 2,
         patch: json!({"engine": {"type": "redis", "redis": {
             "address": "redis://127.0.0.1:6379", "prefix": prefix}}}),
     })
     .await
-    .or_fail();
-    let channel = fixture::unique("rec:failover");
+    .or_fail()
+}
+
+/// A fault for [`publish_through_a_fault`] to inject.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL core1.
+    KillCore,
+    /// SIGTERM core1, then SIGTERM core2 after core1 is back (a rolling restart).
+    RollingRestart,
+}
+
+/// Recorders on every edge in two channels; `count` publications per channel through the API
+/// of a core that stays up at the time, `fault` injected a third of the way; the checker's
+/// verdict, and the recorders.
+async fn publish_through_a_fault(
+    split: &mut Split,
+    fault: Fault,
+    count: u32,
+) -> (Verdict, Vec<Recorder>) {
+    let channels = vec![
+        fixture::unique("rec:continuity-a"),
+        fixture::unique("rec:continuity-b"),
+    ];
+    let listen = Duration::from_millis(40) * count + Duration::from_secs(8);
     let mut readers = Vec::new();
     for (i, edge) in split.edges.iter().enumerate() {
-        let mut client = client_on(edge, &format!("reader{i}")).await;
-        client.subscribe_ok(&channel).await.or_fail();
-        readers.push(tokio::spawn(read_all(client, channel.clone(), 120)));
+        let mut recorder = Recorder::start(&edge.ws_url(), &format!("reader{i}"), &channels)
+            .await
+            .or_fail();
+        readers.push(tokio::spawn(async move {
+            recorder.run_for(listen).await.map(|()| recorder)
+        }));
     }
-    // Both edges dialled core1 first; the backend publishes through core2 all along.
-    let started = Instant::now();
-    for n in 1..=120u32 {
-        if n == 40 {
-            split.kill_core(0).await.or_fail();
+    let mut ledger = Ledger::default();
+    for n in 1..=count {
+        if n == count / 3 {
+            match fault {
+                Fault::KillCore => split.kill_core(0).await.or_fail(),
+                Fault::RollingRestart => {
+                    split.restart_core_at(0, Duration::ZERO).await.or_fail();
+                }
+            }
         }
+        if fault_is_rolling(fault) && n == 2 * count / 3 {
+            split.restart_core_at(1, Duration::ZERO).await.or_fail();
+        }
+        // Through whichever core is up (core2 unless it is the one restarting).
         let publisher = split
             .core_at(1)
-            .unwrap_or_else(|| panic!("core2 is not running"));
-        publisher.publish(&channel, json!({"n": n})).await.or_fail();
+            .or(split.core_at(0))
+            .unwrap_or_else(|| panic!("no core is running"));
+        for channel in &channels {
+            let data = json!({"n": n});
+            let answer = publisher.publish(channel, data.clone()).await.or_fail();
+            ledger.published_by_api(channel, &answer, data.to_string().as_bytes());
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let mut recorders = Vec::new();
     for reader in readers {
-        let seen = reader.await.unwrap_or_else(|e| panic!("reader: {e}"));
-        let expected: Vec<u64> = (1..=120).collect();
-        assert_eq!(seen.offsets, expected, "every publication, once, in order");
+        recorders.push(
+            reader
+                .await
+                .unwrap_or_else(|e| panic!("reader: {e}"))
+                .or_fail(),
+        );
+    }
+    let logs: Vec<(&str, &str, &[Seen])> = recorders
+        .iter()
+        .flat_map(|r| r.logs().map(move |(channel, log)| (r.user(), channel, log)))
+        .collect();
+    (judge(&ledger, logs), recorders)
+}
+
+fn fault_is_rolling(fault: Fault) -> bool {
+    matches!(fault, Fault::RollingRestart)
+}
+
+#[tokio::test]
+async fn a_killed_core_is_invisible_to_the_clients_of_two_cores_on_redis() {
+    let mut split = two_cores_on_redis().await;
+    let (verdict, recorders) = publish_through_a_fault(&mut split, Fault::KillCore, 120).await;
+    eprintln!("core kill: {verdict}");
+    assert!(verdict.is_clean(), "{verdict}");
+    assert_eq!(
+        verdict.deliveries,
+        2 * 2 * 120,
+        "every publication at every client"
+    );
+    for recorder in &recorders {
+        assert_eq!(recorder.signals(), 0, "the clients noticed nothing");
         eprintln!(
-            "failover: longest delivery pause {:?} (run took {:?})",
-            seen.longest_pause,
-            started.elapsed()
+            "core kill: longest delivery pause {:?}",
+            recorder.longest_pause
         );
         assert!(
-            seen.longest_pause <= Duration::from_secs(3),
+            recorder.longest_pause <= Duration::from_secs(3),
             "delivery paused {:?} (at most 3 s)",
-            seen.longest_pause
+            recorder.longest_pause
         );
     }
     for edge in &split.edges {
         wait_linked(edge).await.or_fail();
+    }
+}
+
+#[tokio::test]
+async fn a_rolling_restart_of_the_cores_is_invisible_to_clients() {
+    let mut split = two_cores_on_redis().await;
+    let (verdict, recorders) =
+        publish_through_a_fault(&mut split, Fault::RollingRestart, 150).await;
+    eprintln!("rolling restart: {verdict}");
+    assert!(verdict.is_clean(), "{verdict}");
+    assert_eq!(verdict.deliveries, 2 * 2 * 150);
+    for recorder in &recorders {
+        assert_eq!(recorder.signals(), 0, "the clients noticed nothing");
     }
 }
 
