@@ -3,7 +3,7 @@
 
 use spindle_proto::mesh;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -111,6 +111,7 @@ pub struct EdgeInbox {
 #[derive(Debug)]
 pub struct Lane {
     events: mpsc::Receiver<Event>,
+    backlog: Arc<Backlog>,
 }
 
 /// The core's end of a link to one edge.
@@ -118,7 +119,47 @@ pub struct Lane {
 pub struct CoreLink {
     down: mpsc::Sender<Down>,
     lanes: Arc<[mpsc::Sender<Event>]>,
+    backlog: Arc<Backlog>,
 }
+
+/// The bytes of events queued on a link's lanes and not yet taken by its reader: bounded, so
+/// an edge that stops reading costs the core at most `limit` bytes (DESIGN §4: the core's
+/// queue towards each edge is byte-bounded; an edge that cannot keep up is cut).
+#[derive(Debug)]
+struct Backlog {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// Set once the bound was hit: the link's carrier closes it ([`CoreLink::cut`]).
+    cut: tokio::sync::Notify,
+    is_cut: std::sync::atomic::AtomicBool,
+}
+
+impl Backlog {
+    fn new(limit: usize) -> Arc<Backlog> {
+        Arc::new(Backlog {
+            bytes: AtomicUsize::new(0),
+            limit: limit.max(1),
+            cut: tokio::sync::Notify::new(),
+            is_cut: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn taken(&self, event: &Event) {
+        self.bytes.fetch_sub(weight(event), Ordering::Relaxed);
+    }
+}
+
+/// Bytes an event holds in a backlog, roughly: its payloads, its channel, and overhead.
+fn weight(event: &mesh::ChannelEvent) -> usize {
+    let data = match &event.kind {
+        Some(mesh::channel_event::Kind::Publication(p)) => p.data.len() + p.tags.len() * 32,
+        _ => 0,
+    };
+    data + event.prev_data.len() + event.channel.len() + 64
+}
+
+/// Bytes of events that may wait for one edge unless configured (`mesh.edge_queue_max_size`).
+pub const DEFAULT_BACKLOG_BYTES: usize = 64 << 20;
 
 /// An event the link did not take.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +168,10 @@ pub enum EventRefused {
     /// edge only (it sees the gap by the event's offset and repairs it).
     #[error("event lane full")]
     Full,
+    /// The link's backlog is over its byte bound: the edge stopped reading. The link is cut
+    /// ([`CoreLink::cut_requested`] resolves); the edge links again and repairs from history.
+    #[error("the edge's backlog is over its byte bound")]
+    Backlog,
     #[error("mesh link closed")]
     Closed,
 }
@@ -198,12 +243,16 @@ impl EdgeInbox {
 impl Lane {
     /// The lane's next event; `None` once the link is closed.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.events.recv().await
+        let event = self.events.recv().await?;
+        self.backlog.taken(&event);
+        Some(event)
     }
 
     /// The next event if one is queued now (a writer batching what is there).
     pub fn try_recv(&mut self) -> Option<Event> {
-        self.events.try_recv().ok()
+        let event = self.events.try_recv().ok()?;
+        self.backlog.taken(&event);
+        Some(event)
     }
 }
 
@@ -215,19 +264,65 @@ impl CoreLink {
 
     /// Queues an event on its channel's lane without waiting: a full lane refuses it, so a
     /// slow edge never holds up a publisher or the other edges.
+    ///
+    /// The link's backlog is bounded in bytes: an event that would take it over the bound is
+    /// refused with [`EventRefused::Backlog`], and the link is marked cut.
     pub fn try_send_event(&self, event: Event) -> Result<(), EventRefused> {
+        let backlog = &self.backlog;
+        if backlog.is_cut.load(Ordering::Relaxed) {
+            return Err(EventRefused::Backlog);
+        }
+        let size = weight(&event);
+        if backlog.bytes.load(Ordering::Relaxed).saturating_add(size) > backlog.limit {
+            self.cut();
+            return Err(EventRefused::Backlog);
+        }
         let lane = &self.lanes[lane_of(&event.channel, self.lanes.len())];
-        lane.try_send(event).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => EventRefused::Full,
-            mpsc::error::TrySendError::Closed(_) => EventRefused::Closed,
+        backlog.bytes.fetch_add(size, Ordering::Relaxed);
+        lane.try_send(event).map_err(|error| {
+            backlog.bytes.fetch_sub(size, Ordering::Relaxed);
+            match error {
+                mpsc::error::TrySendError::Full(_) => EventRefused::Full,
+                mpsc::error::TrySendError::Closed(_) => EventRefused::Closed,
+            }
         })
+    }
+
+    /// Marks the link cut: its carrier closes it (over QUIC, the connection), and no event is
+    /// taken any more.
+    pub fn cut(&self) {
+        if !self.backlog.is_cut.swap(true, Ordering::AcqRel) {
+            self.backlog.cut.notify_waiters();
+            self.backlog.cut.notify_one();
+        }
+    }
+
+    /// Resolves once the link was cut (its backlog went over the bound, or [`CoreLink::cut`]).
+    pub async fn cut_requested(&self) {
+        loop {
+            let notified = self.backlog.cut.notified();
+            if self.backlog.is_cut.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Bytes of events queued and not yet taken by the link's reader.
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog.bytes.load(Ordering::Relaxed)
     }
 
     /// Queues an event on its channel's lane, waiting while the lane is full (for tests and
     /// tools that want every event through).
     pub async fn send_event(&self, event: Event) -> Result<(), LinkError> {
         let lane = &self.lanes[lane_of(&event.channel, self.lanes.len())];
-        lane.send(event).await.map_err(|_| LinkError)
+        let size = weight(&event);
+        self.backlog.bytes.fetch_add(size, Ordering::Relaxed);
+        lane.send(event).await.map_err(|_| {
+            self.backlog.bytes.fetch_sub(size, Ordering::Relaxed);
+            LinkError
+        })
     }
 
     /// Asks the edge a survey question and waits for its answer.
@@ -260,13 +355,29 @@ pub fn in_process_with_lanes(
     capacity: usize,
     lanes: usize,
 ) -> ((EdgeLink, EdgeInbox), (CoreLink, CoreInbox)) {
+    // In one process the edge reads as fast as the core writes, or the whole process is
+    // stuck: the lanes' message bound is enough, and a cut would have no one to act on it.
+    in_process_bounded(capacity, lanes, usize::MAX)
+}
+
+/// [`in_process_with_lanes`] whose events may hold at most `backlog_bytes` while queued.
+pub fn in_process_bounded(
+    capacity: usize,
+    lanes: usize,
+    backlog_bytes: usize,
+) -> ((EdgeLink, EdgeInbox), (CoreLink, CoreInbox)) {
     let capacity = capacity.max(1);
     let (up_tx, up_rx) = mpsc::channel(capacity);
     let (down_tx, down_rx) = mpsc::channel(capacity);
+    let backlog = Backlog::new(backlog_bytes);
     let (lane_tx, lane_rx): (Vec<_>, Vec<_>) = (0..lanes.max(1))
         .map(|_| {
             let (tx, rx) = mpsc::channel(capacity);
-            (tx, Lane { events: rx })
+            let lane = Lane {
+                events: rx,
+                backlog: Arc::clone(&backlog),
+            };
+            (tx, lane)
         })
         .unzip();
     (
@@ -284,6 +395,7 @@ pub fn in_process_with_lanes(
             CoreLink {
                 down: down_tx,
                 lanes: lane_tx.into(),
+                backlog,
             },
             CoreInbox { up: up_rx },
         ),
@@ -383,6 +495,43 @@ mod tests {
         core.try_send_event(event(one, 2)).unwrap();
         assert_eq!(core.try_send_event(event(one, 3)), Err(EventRefused::Full));
         core.try_send_event(event(&other, 1)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_backlog_over_its_byte_bound_cuts_the_link() {
+        let ((_edge, mut inbox), (core, _core_inbox)) = in_process_bounded(1024, 1, 1000);
+        let big = |n: u64| {
+            Arc::new(mesh::ChannelEvent {
+                channel: "a".into(),
+                kind: Some(mesh::channel_event::Kind::Publication(
+                    spindle_proto::client::Publication {
+                        data: vec![0u8; 300].into(),
+                        offset: n,
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            })
+        };
+        core.try_send_event(big(1)).unwrap();
+        core.try_send_event(big(2)).unwrap();
+        assert!(core.backlog_bytes() > 600);
+        // Taken events leave the backlog.
+        let mut lane = inbox.take_lanes().remove(0);
+        lane.recv().await.unwrap();
+        core.try_send_event(big(3)).unwrap();
+        assert_eq!(core.try_send_event(big(4)), Err(EventRefused::Backlog));
+        tokio::time::timeout(Duration::from_secs(1), core.cut_requested())
+            .await
+            .expect("the link is cut");
+        lane.recv().await.unwrap();
+        lane.recv().await.unwrap();
+        assert_eq!(core.backlog_bytes(), 0);
+        assert_eq!(
+            core.try_send_event(big(5)),
+            Err(EventRefused::Backlog),
+            "a cut link takes nothing more"
+        );
     }
 
     #[test]

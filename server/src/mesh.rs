@@ -47,6 +47,7 @@ pub fn options(config: &Config, node_name: String) -> MeshOptions {
         lanes: mesh.lanes as usize,
         heartbeat_interval: mesh.heartbeat_interval.as_std(),
         link_timeout: mesh.link_timeout.as_std(),
+        backlog_bytes: usize::try_from(mesh.edge_queue_max_size).unwrap_or(usize::MAX),
         ..MeshOptions::default()
     }
 }

@@ -253,6 +253,9 @@ fn hash_of(data: &[u8]) -> u64 {
     hasher.finish()
 }
 
+/// Where a client is in a channel: `(offset, epoch)`.
+type Position = (u64, String);
+
 /// A client that behaves like an SDK with recovery on, logging what it sees in each channel.
 #[derive(Debug)]
 pub struct Recorder {
@@ -261,7 +264,7 @@ pub struct Recorder {
     channels: Vec<String>,
     client: Option<Client>,
     /// Per channel: the log, and the position to recover from.
-    logs: BTreeMap<String, (Vec<Seen>, Option<(u64, String)>)>,
+    logs: BTreeMap<String, (Vec<Seen>, Option<Position>)>,
     /// Disconnects seen (each also logged as a signal in every channel).
     pub disconnects: usize,
     /// The longest wait between two publications (any channel).

@@ -30,6 +30,9 @@
 //! - [`tls_front`]: [`tls_front::TlsFront`] — TLS in front of a test backend (fixture
 //!   certificate signed by a test CA), for HTTPS and gRPC-over-TLS proxies.
 //! - [`http`]: a tiny HTTP/1.1 client over a tokio `TcpStream` (the API, `/health`, plain GETs).
+//! - [`impair`]: [`impair::Proxy`] — a seeded UDP proxy between an edge and a core that
+//!   delays, loses, duplicates, reorders, blackholes, stalls one way and rebinds ports, set at
+//!   run time through [`impair::Control`], per direction, with counters.
 //! - [`sockets`]: the socket options of the server's end of a connection, read from outside
 //!   (`pidfd_getfd`).
 //!
@@ -44,6 +47,7 @@ pub mod fixture;
 pub mod gaps;
 pub mod grpc_backend;
 pub mod http;
+pub mod impair;
 pub mod keys;
 pub mod server;
 #[cfg(target_os = "linux")]

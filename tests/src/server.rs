@@ -336,6 +336,17 @@ impl Server {
             .map_err(|e| Error::new(format!("killing spindle: {e}")))
     }
 
+    /// Stops the process where it is (SIGSTOP): it reads, writes and answers nothing until
+    /// [`Server::resume`].
+    pub async fn pause(&self) -> Result<()> {
+        signal(self.pid, "STOP").await
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub async fn resume(&self) -> Result<()> {
+        signal(self.pid, "CONT").await
+    }
+
     /// Sends SIGTERM without waiting.
     pub async fn terminate(&self) -> Result<()> {
         signal(self.pid, "TERM").await

@@ -7,7 +7,9 @@
 //! for an edge, and one event is shared by all of them. In channels with history a drop is a
 //! gap the edge sees (events carry their offset and epoch): it repairs it from history or
 //! tells its clients to recover. In channels without history it is the at-most-once delivery
-//! those channels promise. Control messages (API commands, interest acks) are rarer and must
+//! those channels promise. An edge whose link holds more than `mesh.edge_queue_max_size` bytes
+//! of events it has not taken stopped reading: its link is cut (`EventRefused::Backlog`); it
+//! links again and repairs from history. Control messages (API commands, interest acks) are rarer and must
 //! not vanish: they go through the edge's bounded control queue ([`EDGE_QUEUE_CAPACITY`]
 //! messages, drained into the link's control stream by a forwarder task), waiting for room up
 //! to [`CONTROL_SEND_TIMEOUT`], then failing the API call.
@@ -251,7 +253,11 @@ impl Edges {
                         );
                     }
                 }
-                // The link is gone: the edge is detaching.
+                // The edge stopped reading and its link is being cut (counted once per
+                // event, logged by the link's carrier); the link is gone, or going.
+                Err(EventRefused::Backlog) => {
+                    self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(EventRefused::Closed) => {}
             }
         }

@@ -35,6 +35,10 @@ pub struct Mesh {
     /// The link is dropped after this long without any frame from the peer. Default `1.5s`;
     /// at least twice `heartbeat_interval`, at most `5m`.
     pub link_timeout: Duration,
+    /// Bytes of events a core lets wait for one edge (queued, not yet taken by the link). An
+    /// edge that stops reading and reaches it is cut; it links again and repairs from history.
+    /// Default `67108864` (64 MiB); between 1 MiB and 4 GiB.
+    pub edge_queue_max_size: u64,
     /// How an edge repairs a gap in a channel's stream from core history.
     pub repair: MeshRepair,
     /// How long an edge keeps its client connections open while it has no link to any core
@@ -80,6 +84,7 @@ impl Default for Mesh {
             tls: MeshTls::default(),
             heartbeat_interval: Duration::from_millis(500),
             link_timeout: Duration::from_millis(1500),
+            edge_queue_max_size: 64 << 20,
             repair: MeshRepair::default(),
             unlinked_grace: Duration::from_secs(30),
         }

@@ -86,6 +86,7 @@ pub(crate) fn zeros_to_defaults(config: &mut Config, warnings: &mut Vec<ConfigWa
         mesh.heartbeat_interval,
         mesh.link_timeout,
         mesh.lanes,
+        mesh.edge_queue_max_size,
         mesh.repair.max_publications,
         mesh.repair.concurrency,
         mesh.repair.timeout,

@@ -288,6 +288,12 @@ pub(crate) fn validate_mesh(c: &Config, p: &mut Problems) {
     );
     p.range("mesh.repair.concurrency", mesh.repair.concurrency, 1, 1024);
     p.range(
+        "mesh.edge_queue_max_size",
+        mesh.edge_queue_max_size,
+        1 << 20,
+        4 << 30,
+    );
+    p.range(
         "mesh.repair.timeout",
         mesh.repair.timeout,
         Duration::from_millis(100),

@@ -3,9 +3,7 @@
 
 use super::framed::{self, FrameReader};
 use super::{LastHeard, MeshOptions, close, tls};
-use crate::link::{
-    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Lane, Up, in_process_with_lanes,
-};
+use crate::link::{CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Lane, Up, in_process_bounded};
 use crate::{Pending, mesh};
 use bytes::BytesMut;
 use spindle_proto::mesh::{Role, mesh_frame::Kind};
@@ -150,7 +148,8 @@ async fn start(
     tracing::info!(%addr, edge = hello.node_id, region = hello.region, "mesh link up");
 
     let ((to_core, mut from_core), (link, inbox)) =
-        in_process_with_lanes(options.capacity, options.lanes);
+        in_process_bounded(options.capacity, options.lanes, options.backlog_bytes);
+    tokio::spawn(cut_when_too_slow(link.clone(), connection.clone(), addr));
     let (control, control_queue) = mpsc::channel(1024);
     let heard = LastHeard::new();
     tokio::spawn(framed::write_frames(send, control_queue));
@@ -182,6 +181,18 @@ async fn start(
         connection,
         stats,
     })
+}
+
+/// Closes the connection once the node cut the link: the edge's backlog went over its bound
+/// (it stopped reading). The edge links again and repairs its channels from history.
+async fn cut_when_too_slow(link: CoreLink, connection: quinn::Connection, addr: SocketAddr) {
+    tokio::select! {
+        () = link.cut_requested() => {
+            tracing::warn!(%addr, "mesh: edge cut, its backlog went over mesh.edge_queue_max_size");
+            connection.close(close::SLOW, b"backlog over mesh.edge_queue_max_size");
+        }
+        _ = connection.closed() => {}
+    }
 }
 
 /// The edge's control stream: interest and presence to the node.

@@ -56,6 +56,9 @@ pub struct MeshOptions {
     pub link_timeout: Duration,
     /// Messages that may wait in each direction and lane of the in-process side.
     pub capacity: usize,
+    /// Bytes of events that may wait for one edge (`mesh.edge_queue_max_size`); beyond it the
+    /// core cuts the link.
+    pub backlog_bytes: usize,
 }
 
 impl Default for MeshOptions {
@@ -67,6 +70,7 @@ impl Default for MeshOptions {
             heartbeat_interval: Duration::from_millis(500),
             link_timeout: Duration::from_millis(1500),
             capacity: 4096,
+            backlog_bytes: crate::DEFAULT_BACKLOG_BYTES,
         }
     }
 }
@@ -97,6 +101,8 @@ pub(crate) mod close {
     pub const SILENT: VarInt = VarInt::from_u32(2);
     /// The peer broke the mesh protocol.
     pub const PROTOCOL: VarInt = VarInt::from_u32(3);
+    /// The edge did not read its events: its backlog went over `mesh.edge_queue_max_size`.
+    pub const SLOW: VarInt = VarInt::from_u32(4);
 }
 
 fn hello(options: &MeshOptions, role: Role) -> Kind {
@@ -308,7 +314,10 @@ fn transport(options: &MeshOptions) -> quinn::TransportConfig {
     // stream keeps a loaded lane from stalling on flow control over a long RTT.
     transport.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
     transport.receive_window(quinn::VarInt::from_u32(64 << 20));
-    transport.send_window(64 << 20);
+    // What QUIC itself holds unacknowledged for a peer counts towards the byte bound of the
+    // peer's backlog (`mesh.edge_queue_max_size`): a stalled edge costs the core at most twice
+    // that bound (this window, then the lanes' backlog, which cuts the link when full).
+    transport.send_window(options.backlog_bytes.clamp(1 << 20, 64 << 20) as u64);
     // Backstops behind the heartbeats: keep NAT bindings warm, give up after 10 s of nothing.
     transport.keep_alive_interval(Some(
         options.heartbeat_interval.max(Duration::from_millis(100)),

@@ -189,3 +189,89 @@ async fn a_core_restart_keeps_clients_and_signals_only_what_history_lost() {
         assert_eq!(&publication.data[..], br#"{"after":true}"#);
     }
 }
+
+#[tokio::test]
+async fn a_stalled_edge_is_cut_at_its_byte_bound_and_repairs_when_it_comes_back() {
+    // Liveness would cut the stalled edge after `link_timeout`: long here, so that only the
+    // byte bound of its backlog can.
+    let split = Split::start_with(SplitOptions {
+        cores: 1,
+        edges: 2,
+        patch: json!({
+            "mesh": {"link_timeout": "30s", "edge_queue_max_size": 1 << 20},
+            "client": {"queue_max_size": 32 << 20},
+        }),
+    })
+    .await
+    .or_fail();
+    let channels = vec![fixture::unique("rec:stall")];
+    let mut readers = Vec::new();
+    for (i, edge) in split.edges.iter().enumerate() {
+        let mut recorder = Recorder::start(&edge.ws_url(), &format!("reader{i}"), &channels)
+            .await
+            .or_fail();
+        readers.push(tokio::spawn(async move {
+            recorder
+                .run_for(Duration::from_secs(15))
+                .await
+                .map(|()| recorder)
+        }));
+    }
+    let channel = &channels[0];
+    let mut ledger = Ledger::default();
+    let core = split.core();
+    let mut publish = async |data: serde_json::Value| {
+        let answer = core.publish(channel, data.clone()).await.or_fail();
+        ledger.published_by_api(channel, &answer, data.to_string().as_bytes());
+    };
+    publish(json!({"n": 0})).await;
+    publish(json!({"n": 1})).await;
+    // edge2 stops reading; ~10 MB more than QUIC's 8 MB stream window will hold for it.
+    split.edges[1].pause().await.or_fail();
+    let filler = "x".repeat(110_000);
+    for n in 2..97 {
+        publish(json!({"n": n, "filler": filler})).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !split.core().stderr().contains("edge cut") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled edge was not cut; core log:\n{}",
+            split.core().stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    split.edges[1].resume().await.or_fail();
+    wait_linked(&split.edges[1]).await.or_fail();
+    publish(json!({"n": 97})).await;
+    publish(json!({"n": 98})).await;
+    let mut recorders = Vec::new();
+    for reader in readers {
+        recorders.push(
+            reader
+                .await
+                .unwrap_or_else(|e| panic!("reader: {e}"))
+                .or_fail(),
+        );
+    }
+    let logs: Vec<(&str, &str, &[Seen])> = recorders
+        .iter()
+        .flat_map(|r| r.logs().map(move |(channel, log)| (r.user(), channel, log)))
+        .collect();
+    let verdict = judge(&ledger, logs);
+    eprintln!("stalled edge: {verdict}");
+    assert!(verdict.is_clean(), "{verdict}");
+    assert_eq!(verdict.deliveries, 2 * 99, "both edges, every publication");
+    for recorder in &recorders {
+        assert_eq!(
+            recorder.signals(),
+            0,
+            "{} noticed the stall",
+            recorder.user()
+        );
+    }
+    eprintln!(
+        "stalled edge: longest pause at the other edge {:?}",
+        recorders[0].longest_pause
+    );
+}
