@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::impair::Proxy;
 use crate::server::{Server, ServerOptions, TempDir};
 use crate::{Error, Result, fixture};
+use std::net::SocketAddr;
 
 /// How long an edge may take to link to its core.
 pub const LINK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -19,6 +21,20 @@ pub struct SplitOptions {
     pub edges: usize,
     /// Merged into every node's configuration (cores and edges), e.g. a Redis engine.
     pub patch: Value,
+    /// With a seed, every core is reached through an impairment proxy of its own
+    /// ([`crate::impair::Proxy`], seeded with it): edges dial the proxies.
+    pub impaired: Option<u64>,
+}
+
+impl Default for SplitOptions {
+    fn default() -> Self {
+        SplitOptions {
+            cores: 1,
+            edges: 1,
+            patch: json!({}),
+            impaired: None,
+        }
+    }
 }
 
 /// Cores and their edges.
@@ -30,15 +46,16 @@ pub struct Split {
     certs: TempDir,
     mesh_ports: Vec<u16>,
     patch: Value,
+    /// One per core when impaired: what edges dial instead of the core.
+    proxies: Vec<Proxy>,
 }
 
 impl Split {
     /// One core with the memory broker and `edges` edges (see [`Split::start_with`]).
     pub async fn start(edges: usize) -> Result<Split> {
         Split::start_with(SplitOptions {
-            cores: 1,
             edges,
-            patch: json!({}),
+            ..SplitOptions::default()
         })
         .await
     }
@@ -57,12 +74,20 @@ impl Split {
             certs,
             mesh_ports: Vec::new(),
             patch: options.patch,
+            proxies: Vec::new(),
         };
         for i in 0..options.cores {
             let mesh_port = free_udp_port()?;
             split.mesh_ports.push(mesh_port);
             let core = split.start_core(i, 0).await?;
             split.cores.push(Some(core));
+            if let Some(seed) = options.impaired {
+                let core_addr = SocketAddr::from(([127, 0, 0, 1], mesh_port));
+                let proxy = Proxy::start(core_addr, seed.wrapping_add(i as u64))
+                    .await
+                    .map_err(|e| Error::new(format!("impairment proxy: {e}")))?;
+                split.proxies.push(proxy);
+            }
         }
         for i in 1..=options.edges {
             let binary = if i % 2 == 0 { "spindle-edge" } else { "edge" };
@@ -111,7 +136,15 @@ impl Split {
     ) -> Result<Server> {
         let (dir, cert_node) = certificate.unwrap_or((&self.certs, node));
         let mut patch = self.patch.clone();
-        merge(&mut patch, edge_patch(dir, &self.mesh_ports, cert_node));
+        let cores: Vec<SocketAddr> = if self.proxies.is_empty() {
+            self.mesh_ports
+                .iter()
+                .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
+                .collect()
+        } else {
+            self.proxies.iter().map(Proxy::addr).collect()
+        };
+        merge(&mut patch, edge_patch(dir, &cores, cert_node));
         patch["mesh"]["node_name"] = json!(node);
         if certificate.is_some() {
             // The edge's own certificate and CA, not the cluster's.
@@ -173,6 +206,11 @@ impl Split {
     pub fn certs(&self) -> &TempDir {
         &self.certs
     }
+
+    /// The impairment proxy in front of core `index` (when started impaired).
+    pub fn proxy(&self, index: usize) -> Option<&Proxy> {
+        self.proxies.get(index)
+    }
 }
 
 /// Merges `patch` into `base`, objects key by key.
@@ -195,11 +233,8 @@ fn core_patch(certs: &TempDir, mesh_port: u16, node: &str) -> Value {
     }})
 }
 
-fn edge_patch(certs: &TempDir, mesh_ports: &[u16], node: &str) -> Value {
-    let cores: Vec<String> = mesh_ports
-        .iter()
-        .map(|port| format!("127.0.0.1:{port}"))
-        .collect();
+fn edge_patch(certs: &TempDir, cores: &[SocketAddr], node: &str) -> Value {
+    let cores: Vec<String> = cores.iter().map(SocketAddr::to_string).collect();
     json!({"prometheus": {"enabled": true}, "mesh": {
         "cores": cores,
         "node_name": node,

@@ -37,6 +37,7 @@ mod cli;
 mod connect;
 mod continuity;
 mod emulation;
+mod impairment;
 mod jwks;
 mod limits;
 mod proxy;

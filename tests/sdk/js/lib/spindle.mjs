@@ -260,26 +260,32 @@ async function freeUdpPort() {
 
 // `spindle core` and `edges` × `spindle edge` (certificates from `spindle mesh gencerts`), each
 // edge linked (its /health 200). Returns { core, edges, stop() }.
-export async function startSplit({ edges = 2, patch } = {}) {
+export async function startSplit({ cores = 1, edges = 2, patch } = {}) {
   const { execFileSync } = await import('node:child_process');
   const certs = fs.mkdtempSync(path.join(os.tmpdir(), 'spindle-js-certs-'));
-  const names = ['core1', ...Array.from({ length: edges }, (_, i) => `edge${i + 1}`)];
+  const coreNames = Array.from({ length: cores }, (_, i) => `core${i + 1}`);
+  const names = [...coreNames, ...Array.from({ length: edges }, (_, i) => `edge${i + 1}`)];
   execFileSync(binaryPath(), ['mesh', 'gencerts', '--out', certs, '--nodes', names.join(',')]);
   const tls = (node) => ({
     cert_file: path.join(certs, `${node}.pem`),
     key_file: path.join(certs, `${node}.key`),
     ca_file: path.join(certs, 'ca.pem'),
   });
-  const meshPort = await freeUdpPort();
-  const core = await startServer({
-    role: 'core',
-    patch: merge(patch, { mesh: { listen: `127.0.0.1:${meshPort}`, node_name: 'core1', tls: tls('core1') } }),
-  });
+  const meshPorts = [];
+  const startedCores = [];
+  for (const name of coreNames) {
+    const meshPort = await freeUdpPort();
+    meshPorts.push(meshPort);
+    startedCores.push(await startServer({
+      role: 'core',
+      patch: merge(patch, { mesh: { listen: `127.0.0.1:${meshPort}`, node_name: name, tls: tls(name) } }),
+    }));
+  }
   const started = [];
   for (let i = 1; i <= edges; i++) {
     const edge = await startServer({
       role: 'edge',
-      patch: merge(patch, { mesh: { cores: [`127.0.0.1:${meshPort}`], node_name: `edge${i}`, tls: tls(`edge${i}`) } }),
+      patch: merge(patch, { mesh: { cores: meshPorts.map((p) => `127.0.0.1:${p}`), node_name: `edge${i}`, tls: tls(`edge${i}`) } }),
     });
     const deadline = Date.now() + 15000;
     for (;;) {
@@ -291,10 +297,11 @@ export async function startSplit({ edges = 2, patch } = {}) {
     started.push(edge);
   }
   return {
-    core,
+    core: startedCores[0],
+    cores: startedCores,
     edges: started,
     async stop() {
-      for (const s of [...started, core]) {
+      for (const s of [...started, ...startedCores]) {
         try { await s.stop(); } catch { s.kill(); }
       }
       fs.rmSync(certs, { recursive: true, force: true });

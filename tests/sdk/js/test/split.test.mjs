@@ -93,5 +93,54 @@ for (const format of ['json', 'protobuf']) {
       await waitFor(() => rec.count('publication') >= 3, 'the missed publications', WAIT_MS, rec);
       assert.deepEqual(rec.events.publication.map((p) => dec(p.data).n), [1, 2, 3]);
     });
+
+    // Issue 15: two cores on one Redis, both edges linked to core1, the backend publishing
+    // through core2; core1 is killed (SIGKILL) mid-stream. The SDKs must see nothing: no
+    // disconnect, no resubscribe, every publication once and in order.
+    test('a killed core is invisible to clients on two edges', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const prefix = unique('spindle-js-failover');
+      const split = await startSplit({
+        cores: 2,
+        edges: 2,
+        patch: { engine: { type: 'redis', redis: { address: 'redis://127.0.0.1:6379', prefix } } },
+      });
+      const clients = [];
+      t.after(async () => {
+        for (const c of clients) c.disconnect();
+        await split.stop();
+      });
+      const channel = unique('rec:failover');
+      const watched = [];
+      for (const [i, edge] of split.edges.entries()) {
+        const c = new Impl(edge.url, { websocket: WebSocket, token: token(`reader${i}`) });
+        clients.push(c);
+        const conn = record(c, ['connecting', 'connected', 'disconnected', 'error']);
+        const connected = new Promise((resolve) => c.once('connected', resolve));
+        c.connect();
+        await connected;
+        const sub = c.newSubscription(channel);
+        const rec = record(sub, SUB_EVENTS);
+        sub.subscribe();
+        await waitFor(() => rec.count('subscribed') >= 1, `subscribed to ${channel}`, WAIT_MS, rec);
+        watched.push({ conn, rec });
+      }
+      const total = 90;
+      for (let n = 1; n <= total; n++) {
+        if (n === 30) split.cores[0].kill();
+        await split.cores[1].apiOk('publish', { channel, data: { n } });
+        await sleep(25);
+      }
+      for (const [i, { conn, rec }] of watched.entries()) {
+        await waitFor(() => rec.count('publication') >= total, `reader${i}: every publication`, 10000, rec);
+        assert.deepEqual(rec.events.publication.map((p) => dec(p.data).n), Array.from({ length: total }, (_, k) => k + 1));
+        assert.deepEqual(rec.events.publication.map((p) => p.offset), Array.from({ length: total }, (_, k) => k + 1));
+        assert.equal(conn.count('disconnected'), 0, `reader${i} was disconnected: ${inspect(conn.events)}`);
+        assert.equal(conn.count('connecting'), 1, `reader${i} reconnected: ${inspect(conn.events)}`);
+        assert.equal(rec.count('unsubscribed'), 0, inspect(rec.events.unsubscribed));
+        assert.equal(rec.count('subscribed'), 1, 'never resubscribed');
+      }
+      await sleep(300);
+      for (const { rec } of watched) assert.equal(rec.count('publication'), total, 'each once');
+    });
   });
 }

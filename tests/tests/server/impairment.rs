@@ -1,0 +1,238 @@
+//! The impairment matrix (issue 15): edges reach their core through the seeded UDP impairment
+//! proxy (`spindle_tests::impair`), which goes through latency with loss, heavy loss,
+//! reordering, duplication, a short and a long blackhole, a one-way stall and a source-port
+//! rebinding while the backend publishes. Every client is judged by the no-silent-gap checker
+//! (`spindle_tests::gaps`): nothing missing without a signal, nothing twice, nothing out of
+//! order; in channels with history, not even a signal. During the long blackhole each edge's
+//! `/health` must turn 503 within 2 s (the dead link seen within `mesh.link_timeout`, 1.5 s).
+//!
+//! Seeds: `SPINDLE_IMPAIR_SEEDS` — a count (`100`: seeds 1..=100, the long mode in
+//! tests/README.md) or a comma-separated list; three seeds by default.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use spindle_tests::gaps::{Ledger, Recorder, Seen, judge};
+use spindle_tests::impair::{Control, Direction, Impairments, Link};
+use spindle_tests::{OrFail, Split, SplitOptions, fixture};
+
+/// Publications per channel in each scenario, one every [`PACE`].
+const PER_SCENARIO: u32 = 60;
+const PACE: Duration = Duration::from_millis(25);
+/// How long clients keep listening after the last publication.
+const SETTLE: Duration = Duration::from_secs(6);
+
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    LossAt40msRtt,
+    HeavyLoss,
+    Reorder,
+    Duplicates,
+    ShortBlackhole,
+    LongBlackhole,
+    OneWayStall,
+    Rebind,
+}
+
+const SCENARIOS: [Scenario; 8] = [
+    Scenario::LossAt40msRtt,
+    Scenario::HeavyLoss,
+    Scenario::Reorder,
+    Scenario::Duplicates,
+    Scenario::ShortBlackhole,
+    Scenario::LongBlackhole,
+    Scenario::OneWayStall,
+    Scenario::Rebind,
+];
+
+impl Scenario {
+    /// Starts the impairment; returns how long it lasts at most, beyond the publications.
+    async fn apply(self, net: &Control) -> Duration {
+        match self {
+            Scenario::LossAt40msRtt => {
+                net.set(Impairments::rtt_loss(Duration::from_millis(40), 0.01));
+            }
+            Scenario::HeavyLoss => {
+                net.set(Impairments::symmetric(Link::CLEAN.with_loss(0.10)));
+            }
+            Scenario::Reorder => net.set(Impairments::symmetric(
+                Link::CLEAN.with_reorder(0.2, Duration::from_millis(20)),
+            )),
+            Scenario::Duplicates => {
+                net.set(Impairments::symmetric(Link::CLEAN.with_duplicate(0.1)));
+            }
+            Scenario::ShortBlackhole => {
+                net.blackhole(Duration::from_millis(800));
+                return Duration::from_millis(800);
+            }
+            Scenario::LongBlackhole => {
+                net.blackhole(Duration::from_secs(3));
+                return Duration::from_secs(3);
+            }
+            Scenario::OneWayStall => {
+                net.stall_for(Direction::Down, Duration::from_secs(2));
+                return Duration::from_secs(2);
+            }
+            Scenario::Rebind => {
+                net.rebind().await.or_fail_io();
+            }
+        }
+        Duration::ZERO
+    }
+}
+
+trait OrFailIo<T> {
+    fn or_fail_io(self) -> T;
+}
+
+impl<T> OrFailIo<T> for std::io::Result<T> {
+    #[track_caller]
+    fn or_fail_io(self) -> T {
+        self.unwrap_or_else(|e| panic!("impairment proxy: {e}"))
+    }
+}
+
+fn seeds() -> Vec<u64> {
+    match std::env::var("SPINDLE_IMPAIR_SEEDS") {
+        Ok(text) if text.contains(',') => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap_or_else(|_| panic!("bad seed {s:?}")))
+            .collect(),
+        Ok(text) if !text.trim().is_empty() => {
+            let count: u64 = text
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("SPINDLE_IMPAIR_SEEDS={text:?}"));
+            (1..=count).collect()
+        }
+        _ => vec![1, 2, 3],
+    }
+}
+
+/// Polls `/health` of every edge until each has said 503, or `limit` passes; the time each
+/// took (`None`: never).
+async fn time_to_unhealthy(split: &Split, limit: Duration) -> Vec<Option<Duration>> {
+    let started = Instant::now();
+    let mut seen = vec![None; split.edges.len()];
+    while started.elapsed() < limit && seen.iter().any(Option::is_none) {
+        for (i, edge) in split.edges.iter().enumerate() {
+            if seen[i].is_none()
+                && let Ok(response) = edge.get("/health").await
+                && response.status == 503
+            {
+                seen[i] = Some(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen
+}
+
+async fn run(seed: u64) {
+    let split = Split::start_with(SplitOptions {
+        cores: 1,
+        edges: 2,
+        impaired: Some(seed),
+        ..SplitOptions::default()
+    })
+    .await
+    .or_fail();
+    let net = split
+        .proxy(0)
+        .unwrap_or_else(|| panic!("started impaired"))
+        .control();
+    let channels = vec![
+        fixture::unique("rec:impair-a"),
+        fixture::unique("rec:impair-b"),
+    ];
+    let listen = (PACE + Duration::from_millis(10)) * PER_SCENARIO * SCENARIOS.len() as u32
+        + Duration::from_secs(8)
+        + SETTLE;
+    let mut readers = Vec::new();
+    for (i, edge) in split.edges.iter().enumerate() {
+        let mut recorder = Recorder::start(&edge.ws_url(), &format!("reader{i}"), &channels)
+            .await
+            .or_fail();
+        readers.push(tokio::spawn(async move {
+            recorder.run_for(listen).await.map(|()| recorder)
+        }));
+    }
+    let mut ledger = Ledger::default();
+    let mut n = 0u32;
+    for scenario in SCENARIOS {
+        let lasts = scenario.apply(&net).await;
+        let health = matches!(scenario, Scenario::LongBlackhole)
+            .then(|| time_to_unhealthy(&split, Duration::from_secs(3)));
+        let publish = async {
+            for _ in 0..PER_SCENARIO {
+                n += 1;
+                for channel in &channels {
+                    let data = json!({"n": n, "seed": seed});
+                    let answer = split.core().publish(channel, data.clone()).await.or_fail();
+                    ledger.published_by_api(channel, &answer, data.to_string().as_bytes());
+                }
+                tokio::time::sleep(PACE).await;
+            }
+        };
+        match health {
+            Some(health) => {
+                let (times, ()) = tokio::join!(health, publish);
+                for (edge, time) in times.iter().enumerate() {
+                    let time = time.unwrap_or_else(|| {
+                        panic!(
+                            "seed {seed}: edge{} kept /health 200 in a 3 s blackhole",
+                            edge + 1
+                        )
+                    });
+                    assert!(
+                        time <= Duration::from_secs(2),
+                        "seed {seed}: edge{} took {time:?} to report the dead link",
+                        edge + 1
+                    );
+                }
+            }
+            None => publish.await,
+        }
+        tokio::time::sleep(lasts).await;
+        net.set(Impairments::default());
+        net.heal();
+    }
+    let mut recorders = Vec::new();
+    for reader in readers {
+        recorders.push(
+            reader
+                .await
+                .unwrap_or_else(|e| panic!("reader: {e}"))
+                .or_fail(),
+        );
+    }
+    let logs: Vec<(&str, &str, &[Seen])> = recorders
+        .iter()
+        .flat_map(|r| r.logs().map(move |(channel, log)| (r.user(), channel, log)))
+        .collect();
+    let verdict = judge(&ledger, logs);
+    eprintln!(
+        "impairment seed {seed}: {verdict}; proxy up {:?}, down {:?}",
+        net.counters(Direction::Up),
+        net.counters(Direction::Down)
+    );
+    assert!(verdict.is_clean(), "seed {seed}: {verdict}");
+    assert_eq!(
+        verdict.deliveries,
+        2 * ledger.len(),
+        "seed {seed}: every publication at every client"
+    );
+    assert_eq!(
+        verdict.signals, 0,
+        "seed {seed}: history repaired every gap"
+    );
+}
+
+#[tokio::test]
+async fn the_impairment_matrix_leaves_no_silent_gap() {
+    for seed in seeds() {
+        run(seed).await;
+    }
+}
