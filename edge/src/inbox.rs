@@ -32,8 +32,18 @@ pub(crate) async fn drain_lane(shared: Arc<Shared>, mut lane: Lane) {
 pub(crate) fn apply(shared: &Arc<Shared>, message: Down) {
     match message {
         Down::InterestAck(ack) => {
-            for (channel, top) in shared.interest.acknowledged(ack) {
+            let acked = shared.interest.acknowledged(ack);
+            for (channel, top) in acked.ready {
                 crate::repair::top(shared, &channel, top);
+            }
+            // Subscribers already live there would wait for publications that never come:
+            // told (2500 / 3010), their SDKs subscribe again, and the core is asked again.
+            for channel in acked.failed {
+                crate::repair::lose_subscribers(
+                    shared,
+                    &channel,
+                    crate::streams::Unrepairable::NotDelivered,
+                );
             }
         }
         Down::Control(control) => {

@@ -40,6 +40,15 @@ pub(crate) enum InterestError {
     Failed,
 }
 
+/// Channels an acknowledgement settled.
+#[derive(Debug, Default)]
+pub(crate) struct Acked {
+    /// In effect, with the channel's stream top (`None`: no history).
+    pub ready: Vec<(String, Option<StreamPosition>)>,
+    /// Refused by the core: their subscribers get nothing until asked again.
+    pub failed: Vec<String>,
+}
+
 /// What the core knows of one channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Told {
@@ -107,7 +116,14 @@ impl InterestTable {
                     let mut state = self.state();
                     match state.told.get(channel) {
                         Some(Told::Ready(position)) => return Ok(position.clone()),
-                        Some(Told::Failed) => return Err(InterestError::Failed),
+                        Some(Told::Failed) => {
+                            // The next change asks the core again (if the channel still has
+                            // subscribers by then).
+                            if state.touched.insert(channel.to_owned()) {
+                                self.touched.notify_one();
+                            }
+                            return Err(InterestError::Failed);
+                        }
                         Some(Told::Added(_)) => {}
                         // Neither told nor about to be (a subscriber that was not the first,
                         // on a link that is new): make sure the task looks at it.
@@ -130,12 +146,9 @@ impl InterestTable {
     }
 
     /// The core acknowledged change `ack.seq`: the channels added by it (and by any earlier
-    /// change, whose acks came before on the same ordered stream) are ready. Returns them,
-    /// with their stream tops (`None`: no history).
-    pub(crate) fn acknowledged(
-        &self,
-        ack: mesh::InterestAck,
-    ) -> Vec<(String, Option<StreamPosition>)> {
+    /// change, whose acks came before on the same ordered stream) are ready, with their
+    /// stream tops (`None`: no history), or failed (the core could not deliver them).
+    pub(crate) fn acknowledged(&self, ack: mesh::InterestAck) -> Acked {
         let mut positions: HashMap<String, StreamPosition> = ack
             .positions
             .into_iter()
@@ -148,6 +161,7 @@ impl InterestTable {
             })
             .collect();
         let mut ready = Vec::new();
+        let mut failed = Vec::new();
         {
             let mut state = self.state();
             for (channel, told) in state.told.iter_mut() {
@@ -155,6 +169,7 @@ impl InterestTable {
                     && *seq <= ack.seq
                 {
                     *told = if ack.failed.contains(channel) {
+                        failed.push(channel.clone());
                         Told::Failed
                     } else {
                         let position = positions.remove(channel);
@@ -165,7 +180,7 @@ impl InterestTable {
             }
         }
         self.acked.notify_waiters();
-        ready
+        Acked { ready, failed }
     }
 
     /// The link is gone: waiters fail, and nothing is considered told any more (a new link
@@ -266,6 +281,10 @@ pub(crate) async fn run(
         while let Some(change) = table.next_change(hub) {
             for channel in &change.remove {
                 streams.forget(channel);
+            }
+            if change.snapshot {
+                // Channels that lost their subscribers while no core was linked.
+                streams.forget_unsubscribed(|channel| hub.has_subscribers(channel));
             }
             if let Err(error) = link.send(Up::Interest(change)).await {
                 return error;

@@ -122,6 +122,10 @@ pub struct EdgeStats {
     pub repaired_publications: u64,
     /// Times a channel's subscribers were signalled a gap nothing could repair.
     pub signalled_channels: u64,
+    /// Repairs that ended with their channel live again; their total and longest time.
+    pub repaired_channels: u64,
+    pub repair_time: Duration,
+    pub longest_repair: Duration,
 }
 
 /// The client transport a connection came in on.
@@ -344,6 +348,7 @@ impl Edge {
         let streams = streams::Streams::new(streams::RepairBounds {
             publications: limits.repair.max_publications,
             held_bytes: limits.queue_max_size,
+            total_bytes: HELD_TOTAL_BYTES,
         });
         let repair_slots =
             tokio::sync::Semaphore::new(config.mesh.repair.concurrency.max(1) as usize);
@@ -390,9 +395,11 @@ impl Edge {
     /// positions every `client.channel_position_check_delay`, while the link is up.
     pub async fn run_inbox(&self, mut inbox: EdgeInbox) {
         let shared = &self.shared;
-        for lane in inbox.take_lanes() {
-            tokio::spawn(inbox::drain_lane(Arc::clone(shared), lane));
-        }
+        let mut lanes: tokio::task::JoinSet<()> = inbox
+            .take_lanes()
+            .into_iter()
+            .map(|lane| inbox::drain_lane(Arc::clone(shared), lane))
+            .collect();
         let link = shared.link();
         tokio::select! {
             () = inbox::run(shared, inbox) => {}
@@ -401,6 +408,15 @@ impl Edge {
             () = repair::check_idle(Arc::clone(shared)) => {}
         }
         shared.interest.close();
+        // What the lanes still hold is fanned out before the next link's lanes start, so a
+        // channel's events never come from two links at once (its order would not hold).
+        let drained = tokio::time::timeout(LANE_DRAIN, async {
+            while lanes.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
+            tracing::warn!("event lanes not drained within {LANE_DRAIN:?} after the link closed");
+            lanes.abort_all();
+        }
     }
 
     /// Serves a (new) link to a core until it is lost. Client connections stay open across
@@ -597,6 +613,19 @@ impl Edge {
                 .repair_counters
                 .signalled
                 .load(Ordering::Relaxed),
+            repaired_channels: self.shared.repair_counters.repaired.load(Ordering::Relaxed),
+            repair_time: Duration::from_micros(
+                self.shared
+                    .repair_counters
+                    .repair_micros
+                    .load(Ordering::Relaxed),
+            ),
+            longest_repair: Duration::from_micros(
+                self.shared
+                    .repair_counters
+                    .longest_micros
+                    .load(Ordering::Relaxed),
+            ),
         }
     }
 
@@ -604,6 +633,13 @@ impl Edge {
         &self.shared.node
     }
 }
+
+/// How long a closed link's event lanes may take to fan out what they still hold.
+const LANE_DRAIN: Duration = Duration::from_secs(2);
+
+/// Bytes of live events all running repairs may hold together; beyond it they are dropped and
+/// read back from history (costing a history read, never a publication).
+const HELD_TOTAL_BYTES: usize = 64 << 20;
 
 /// Publications a subscribing connection may have buffered beyond its recovery limit.
 const BUFFER_PUBLICATIONS: usize = 4096;

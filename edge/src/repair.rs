@@ -42,7 +42,8 @@ pub(crate) fn admit(shared: &Arc<Shared>, event: Event) {
 /// The core reported the channel's top (an acknowledgement, `None` without history, or a
 /// position check): a repair starts if the core is ahead.
 pub(crate) fn top(shared: &Arc<Shared>, channel: &str, top: Option<StreamPosition>) {
-    match shared.streams.top(channel, top) {
+    let subscribed = |channel: &str| shared.hub.has_subscribers(channel);
+    match shared.streams.top(channel, top, subscribed) {
         TopCheck::Current => {}
         TopCheck::Repair(id) => start(shared, channel.to_owned(), id),
         TopCheck::Lost => lose_subscribers(shared, channel, Unrepairable::EpochChanged),
@@ -92,19 +93,24 @@ fn start(shared: &Arc<Shared>, channel: String, id: RepairId) {
 }
 
 /// Runs repair `id` of `channel` to its end: repaired, signalled, or abandoned with the link.
+///
+/// The wait for one of the `mesh.repair.concurrency` slots is not part of the deadline: it is
+/// bounded by the repairs ahead (each within its own deadline), and history still holds what
+/// a waiting channel misses — counting it would signal channels a little later in the queue
+/// that could be repaired.
 async fn run(shared: Arc<Shared>, channel: String, id: RepairId) {
+    let seen = Instant::now();
     let bounds = shared.limits.repair;
-    let deadline = Instant::now() + bounds.timeout;
-    let slot = tokio::time::timeout_at(deadline, shared.repair_slots.acquire()).await;
-    let Ok(Ok(_slot)) = slot else {
-        lose(&shared, &channel, id, Unrepairable::Deadline);
-        return;
-    };
     shared
         .repair_counters
         .started
         .fetch_add(1, Ordering::Relaxed);
-    let started = Instant::now();
+    let Ok(_slot) = shared.repair_slots.acquire().await else {
+        // Never closed; if it were, nothing could repair.
+        lose(&shared, &channel, id, Unrepairable::Deadline, None);
+        return;
+    };
+    let deadline = Instant::now() + bounds.timeout;
     loop {
         let Some(since) = shared.streams.repair_since(&channel, id) else {
             return;
@@ -115,10 +121,10 @@ async fn run(shared: Arc<Shared>, channel: String, id: RepairId) {
         let step = match read {
             Ok(Ok(history)) => shared.streams.repaired(&channel, id, &since, history),
             Ok(Err(error)) if error.code == UNRECOVERABLE_POSITION => {
-                Repaired::Lost(Unrepairable::EpochChanged)
+                Repaired::Lost(Unrepairable::EpochChanged, None)
             }
-            Ok(Err(_)) => Repaired::Lost(Unrepairable::Refused),
-            Err(RequestError::Timeout(_)) => Repaired::Lost(Unrepairable::Deadline),
+            Ok(Err(_)) => Repaired::Lost(Unrepairable::Refused, None),
+            Err(RequestError::Timeout(_)) => Repaired::Lost(Unrepairable::Deadline, None),
             Err(RequestError::Closed) => {
                 shared.streams.abandon(&channel, id);
                 return;
@@ -126,8 +132,8 @@ async fn run(shared: Arc<Shared>, channel: String, id: RepairId) {
         };
         let events = match step {
             Repaired::Deliver(events) => events,
-            Repaired::Lost(why) => {
-                lose(&shared, &channel, id, why);
+            Repaired::Lost(why, top) => {
+                lose(&shared, &channel, id, why, top);
                 return;
             }
         };
@@ -139,7 +145,9 @@ async fn run(shared: Arc<Shared>, channel: String, id: RepairId) {
         loop {
             match shared.streams.drain(&channel, id) {
                 Drain::Done => {
-                    tracing::debug!(channel, elapsed = ?started.elapsed(), "channel repaired");
+                    let took = seen.elapsed();
+                    shared.repair_counters.completed(took);
+                    tracing::debug!(channel, ?took, "channel repaired");
                     return;
                 }
                 Drain::Deliver(events) => events.into_iter().for_each(|e| deliver(&shared, e)),
@@ -147,24 +155,33 @@ async fn run(shared: Arc<Shared>, channel: String, id: RepairId) {
             }
         }
         if Instant::now() >= deadline {
-            lose(&shared, &channel, id, Unrepairable::Deadline);
+            lose(&shared, &channel, id, Unrepairable::Deadline, None);
             return;
         }
     }
 }
 
-/// A repair failed: the channel's subscribers are signalled, and its state starts again.
-fn lose(shared: &Arc<Shared>, channel: &str, id: RepairId, why: Unrepairable) {
-    if shared.streams.repair_since(channel, id).is_none() {
+/// A repair failed: the channel's subscribers are signalled, and its stream goes on from the
+/// newest top known (`top`, from the failed read, if any: [`Streams::give_up`]).
+///
+/// [`Streams::give_up`]: crate::streams::Streams::give_up
+fn lose(
+    shared: &Arc<Shared>,
+    channel: &str,
+    id: RepairId,
+    why: Unrepairable,
+    top: Option<StreamPosition>,
+) {
+    if !shared.streams.is_current(channel, id) {
         // Replaced or forgotten meanwhile: not this task's to signal.
         return;
     }
     lose_subscribers(shared, channel, why);
-    shared.streams.reset(channel);
+    shared.streams.give_up(channel, id, top);
 }
 
 /// Signals every subscriber of `channel` that its stream has a gap nothing can repair.
-fn lose_subscribers(shared: &Shared, channel: &str, why: Unrepairable) {
+pub(crate) fn lose_subscribers(shared: &Shared, channel: &str, why: Unrepairable) {
     let signalled = shared.hub.lose_channel(channel);
     shared
         .repair_counters
@@ -229,4 +246,18 @@ pub(crate) struct RepairCounters {
     pub publications: std::sync::atomic::AtomicU64,
     /// Channels whose subscribers were signalled (a gap nothing could repair).
     pub signalled: std::sync::atomic::AtomicU64,
+    /// Repairs that ended with the channel live again, and their total and longest time
+    /// (microseconds, from the gap seen to the last publication fanned out).
+    pub repaired: std::sync::atomic::AtomicU64,
+    pub repair_micros: std::sync::atomic::AtomicU64,
+    pub longest_micros: std::sync::atomic::AtomicU64,
+}
+
+impl RepairCounters {
+    fn completed(&self, took: std::time::Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.repaired.fetch_add(1, Ordering::Relaxed);
+        self.repair_micros.fetch_add(micros, Ordering::Relaxed);
+        self.longest_micros.fetch_max(micros, Ordering::Relaxed);
+    }
 }

@@ -81,8 +81,9 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
     let router = edge
         .router()
         .merge(health_router(&config, move || health_edge.health()))
-        .merge(spindle_server::metrics_router(&config, move || {
-            metrics(&link_state)
+        .merge(spindle_server::metrics_router(&config, {
+            let edge = edge.clone();
+            move || metrics(&link_state, &edge.stats())
         }));
     println!("spindle: listening on {local}");
     tracing::info!(%local, scheme = scheme(tls_identity.is_some()), "spindle edge serving");
@@ -175,8 +176,9 @@ impl EdgeLinkState {
     }
 }
 
-/// An edge's mesh metrics: its link to a core, the link's RTT, and reconnects per core.
-fn metrics(state: &EdgeLinkState) -> String {
+/// An edge's mesh metrics: its link to a core, the link's RTT, reconnects per core, and the
+/// gap repairs of its channels (docs/architecture.md §9).
+fn metrics(state: &EdgeLinkState, stats: &crate::EdgeStats) -> String {
     let state = state.0.lock().unwrap_or_else(PoisonError::into_inner);
     let live = state
         .current
@@ -219,5 +221,46 @@ fn metrics(state: &EdgeLinkState) -> String {
             links.saturating_sub(1) as f64,
         );
     }
+    let counters = [
+        (
+            "spindle_edge_repairs_total",
+            "Gap repairs started (one per channel and gap, whatever its subscribers).",
+            stats.repairs as f64,
+        ),
+        (
+            "spindle_edge_repaired_publications_total",
+            "Publications fanned out from core history by repairs.",
+            stats.repaired_publications as f64,
+        ),
+        (
+            "spindle_edge_signalled_channels_total",
+            "Times a channel's subscribers were told of a gap nothing could repair (2500 / 3010).",
+            stats.signalled_channels as f64,
+        ),
+        (
+            "spindle_edge_repairs_completed_total",
+            "Repairs that ended with their channel live again.",
+            stats.repaired_channels as f64,
+        ),
+        (
+            "spindle_edge_repair_seconds_total",
+            "Time those repairs took in all, from the gap seen to the last publication fanned out.",
+            stats.repair_time.as_secs_f64(),
+        ),
+    ];
+    for (name, help, value) in counters {
+        text.family(name, help, Kind::Counter);
+        text.sample(name, &[], value);
+    }
+    text.family(
+        "spindle_edge_repair_seconds_max",
+        "The longest of those repairs.",
+        Kind::Gauge,
+    );
+    text.sample(
+        "spindle_edge_repair_seconds_max",
+        &[],
+        stats.longest_repair.as_secs_f64(),
+    );
     text.finish()
 }

@@ -25,7 +25,8 @@ use spindle_proto::client;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Shards of the stream table.
@@ -67,6 +68,8 @@ pub(crate) struct RepairBounds {
     /// Most bytes of live events held per channel; beyond it they are dropped and read back
     /// from history.
     pub held_bytes: usize,
+    /// Most bytes of live events held by all repairs of the edge together (the same rule).
+    pub total_bytes: usize,
 }
 
 /// What to do with one event from a lane.
@@ -98,8 +101,8 @@ pub(crate) enum TopCheck {
 pub(crate) enum Repaired {
     /// Fan these out in order, then [`Streams::drain`].
     Deliver(Vec<Event>),
-    /// Cannot be repaired: signal the channel's subscribers.
-    Lost(Unrepairable),
+    /// Cannot be repaired: signal the channel's subscribers. With the top the read reported.
+    Lost(Unrepairable, Option<StreamPosition>),
 }
 
 /// Why a gap cannot be repaired.
@@ -117,6 +120,8 @@ pub(crate) enum Unrepairable {
     Deadline,
     #[error("the link was lost and the channel keeps no history")]
     NoHistory,
+    #[error("the core could not deliver the channel (its broker refused)")]
+    NotDelivered,
 }
 
 /// What is left of a repair after the publications read were fanned out.
@@ -136,6 +141,8 @@ pub(crate) struct Streams {
     shards: Box<[Mutex<HashMap<String, Stream>>]>,
     bounds: RepairBounds,
     next_repair: AtomicU64,
+    /// Bytes held by all repairs.
+    held_total: AtomicUsize,
 }
 
 impl Streams {
@@ -144,7 +151,34 @@ impl Streams {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             bounds,
             next_repair: AtomicU64::new(1),
+            held_total: AtomicUsize::new(0),
         }
+    }
+
+    /// A repair ends (or its channel goes): what it held no longer counts.
+    fn release(&self, repair: &mut Option<Held>) {
+        if let Some(held) = repair.take() {
+            self.held_total.fetch_sub(held.bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Holds a live event for a running repair, within the channel's and the edge's bounds;
+    /// beyond them it is dropped (the repair reads it back from history: `highest`
+    /// remembers it was there).
+    fn hold(&self, held: &mut Held, event: Event, offset: u64) {
+        held.highest = held.highest.max(offset);
+        let size = weight(&event);
+        let total = self.held_total.load(Ordering::Relaxed);
+        if held.events.len() >= self.bounds.publications
+            || held.bytes + size > self.bounds.held_bytes
+            || total + size > self.bounds.total_bytes
+            || held.events.contains_key(&offset)
+        {
+            return;
+        }
+        held.events.insert(offset, event);
+        held.bytes += size;
+        self.held_total.fetch_add(size, Ordering::Relaxed);
     }
 
     fn held(&self, highest: u64) -> Held {
@@ -196,37 +230,50 @@ impl Streams {
             return Admit::Hold;
         }
         if let Some(held) = repair {
-            held.hold(event, offset, &self.bounds);
+            self.hold(held, event, offset);
             return Admit::Hold;
         }
-        if offset == position.offset + 1 {
+        if offset == position.offset.saturating_add(1) {
             position.offset = offset;
             return Admit::Deliver(event);
         }
         let mut held = self.held(0);
         let channel = event.channel.clone();
-        held.hold(event, offset, &self.bounds);
+        self.hold(&mut held, event, offset);
         let id = held.id;
         *repair = Some(held);
         Admit::Repair(channel, id)
     }
 
     /// The core reported the channel's top: from an interest acknowledgement (`None`: the
-    /// channel keeps no history) or a position check.
-    pub(crate) fn top(&self, channel: &str, top: Option<StreamPosition>) -> TopCheck {
+    /// channel keeps no history) or a position check. A channel without local subscribers
+    /// (per `subscribed`) gets no state.
+    pub(crate) fn top(
+        &self,
+        channel: &str,
+        top: Option<StreamPosition>,
+        subscribed: impl FnOnce(&str) -> bool,
+    ) -> TopCheck {
         let mut shard = self.shard(channel);
+        if !shard.contains_key(channel) {
+            if subscribed(channel) {
+                let stream = top.map_or(Stream::NoHistory, positioned);
+                shard.insert(channel.to_owned(), stream);
+            }
+            return TopCheck::Current;
+        }
         let Some(top) = top else {
-            shard.entry(channel.to_owned()).or_insert(Stream::NoHistory);
             return TopCheck::Current;
         };
-        let stream = shard
-            .entry(channel.to_owned())
-            .or_insert_with(|| positioned(top.clone()));
+        let Some(stream) = shard.get_mut(channel) else {
+            return TopCheck::Current;
+        };
         let Stream::Positioned { position, repair } = stream else {
             *stream = positioned(top);
             return TopCheck::Current;
         };
         if top.epoch != position.epoch {
+            self.release(repair);
             *stream = positioned(top);
             return TopCheck::Lost;
         }
@@ -258,7 +305,8 @@ impl Streams {
     }
 
     /// A history read since `since` answered: the publications continuing the stream (the
-    /// position moves past them), or why the gap cannot be repaired.
+    /// position moves past them), or why the gap cannot be repaired (with the top the read
+    /// reported).
     pub(crate) fn repaired(
         &self,
         channel: &str,
@@ -266,28 +314,33 @@ impl Streams {
         since: &StreamPosition,
         read: client::HistoryResult,
     ) -> Repaired {
+        let top = StreamPosition {
+            offset: read.offset,
+            epoch: read.epoch.clone(),
+        };
+        let lost = |why| Repaired::Lost(why, Some(top.clone()));
         if read.epoch != since.epoch {
-            return Repaired::Lost(Unrepairable::EpochChanged);
+            return lost(Unrepairable::EpochChanged);
         }
         let missing = read.offset.saturating_sub(since.offset);
         if missing > self.bounds.publications as u64 {
-            return Repaired::Lost(Unrepairable::TooFarBehind);
+            return lost(Unrepairable::TooFarBehind);
         }
-        let mut expected = since.offset + 1;
+        let mut expected = since.offset.saturating_add(1);
         let mut events = Vec::with_capacity(read.publications.len());
         for publication in read.publications {
             if publication.offset < expected {
                 continue;
             }
             if publication.offset > expected {
-                return Repaired::Lost(Unrepairable::Trimmed);
+                return lost(Unrepairable::Trimmed);
             }
-            expected += 1;
+            expected = expected.saturating_add(1);
             events.push(event_of(channel, &read.epoch, publication));
         }
         if expected <= read.offset {
             // The read stopped short of the top it reported.
-            return Repaired::Lost(Unrepairable::Trimmed);
+            return lost(Unrepairable::Trimmed);
         }
         let mut shard = self.shard(channel);
         match shard.get_mut(channel) {
@@ -314,25 +367,27 @@ impl Streams {
             return Drain::Done;
         };
         let mut out = Vec::new();
+        let mut freed = 0;
         while let Some(entry) = held.events.first_entry() {
             let offset = *entry.key();
-            if offset <= position.offset {
-                entry.remove();
-                continue;
-            }
-            if offset != position.offset + 1 {
+            if offset > position.offset.saturating_add(1) {
                 break;
             }
             let event = entry.remove();
-            held.bytes = held.bytes.saturating_sub(weight(&event));
+            freed += weight(&event);
+            if offset <= position.offset {
+                continue;
+            }
             position.offset = offset;
-            out.push(event);
+            out.push(without_time(event));
         }
+        held.bytes = held.bytes.saturating_sub(freed);
+        self.held_total.fetch_sub(freed, Ordering::Relaxed);
         if !out.is_empty() {
             return Drain::Deliver(out);
         }
         if held.events.is_empty() && held.highest <= position.offset {
-            *repair = None;
+            self.release(repair);
             return Drain::Done;
         }
         Drain::Gap
@@ -344,19 +399,59 @@ impl Streams {
         if let Some(Stream::Positioned { repair, .. }) = self.shard(channel).get_mut(channel)
             && repair.as_ref().is_some_and(|held| held.id == id)
         {
-            *repair = None;
+            self.release(repair);
         }
     }
 
-    /// The channel's subscribers were signalled: its state starts again from the next event
-    /// or acknowledgement.
-    pub(crate) fn reset(&self, channel: &str) {
-        self.shard(channel).remove(channel);
+    /// Repair `id` failed and the channel's subscribers are being signalled: the stream goes
+    /// on from the newest top known — the failed read's `top`, else the highest offset seen
+    /// live — which no later subscriber can be behind (each reads its own top after this).
+    /// Returns whether `id` was still the channel's repair (else nothing changes).
+    pub(crate) fn give_up(&self, channel: &str, id: RepairId, top: Option<StreamPosition>) -> bool {
+        let mut shard = self.shard(channel);
+        let Some(Stream::Positioned { position, repair }) = shard.get_mut(channel) else {
+            return false;
+        };
+        let Some(held) = repair.as_ref().filter(|held| held.id == id) else {
+            return false;
+        };
+        match top {
+            Some(top) => *position = top,
+            // `u64::MAX`: another epoch was seen live; the next event sets it.
+            None if held.highest == u64::MAX => {}
+            None => position.offset = position.offset.max(held.highest),
+        }
+        self.release(repair);
+        true
+    }
+
+    /// Whether repair `id` is still the channel's.
+    pub(crate) fn is_current(&self, channel: &str, id: RepairId) -> bool {
+        matches!(
+            self.shard(channel).get(channel),
+            Some(Stream::Positioned { repair: Some(held), .. }) if held.id == id
+        )
     }
 
     /// The channel has no local subscribers any more.
     pub(crate) fn forget(&self, channel: &str) {
-        self.shard(channel).remove(channel);
+        if let Some(Stream::Positioned { mut repair, .. }) = self.shard(channel).remove(channel) {
+            self.release(&mut repair);
+        }
+    }
+
+    /// Forgets every channel without local subscribers (per `subscribed`).
+    pub(crate) fn forget_unsubscribed(&self, subscribed: impl Fn(&str) -> bool) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.retain(|channel, stream| {
+                let keep = subscribed(channel);
+                if !keep && let Stream::Positioned { repair, .. } = stream {
+                    self.release(repair);
+                }
+                keep
+            });
+        }
     }
 
     /// The link is lost: channels without history cannot be repaired, and are returned (their
@@ -371,7 +466,7 @@ impl Streams {
                     false
                 }
                 Stream::Positioned { repair, .. } => {
-                    *repair = None;
+                    self.release(repair);
                     true
                 }
             });
@@ -382,10 +477,10 @@ impl Streams {
     /// Positioned channels not being repaired, for the periodic check; channels without local
     /// subscribers (per `subscribed`) are forgotten on the way.
     pub(crate) fn idle(&self, subscribed: impl Fn(&str) -> bool) -> Vec<(String, StreamPosition)> {
+        self.forget_unsubscribed(subscribed);
         let mut idle = Vec::new();
         for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            shard.retain(|channel, _| subscribed(channel));
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             for (channel, stream) in shard.iter() {
                 if let Stream::Positioned {
                     position,
@@ -399,6 +494,12 @@ impl Streams {
         idle
     }
 
+    /// Bytes held by all repairs now.
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
+        self.held_total.load(Ordering::Relaxed)
+    }
+
     /// Channels with state.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -406,21 +507,6 @@ impl Streams {
             .iter()
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
-    }
-}
-
-impl Held {
-    /// Holds a live event, within the bounds; beyond them it is dropped (the repair reads it
-    /// back from history: `highest` remembers it was there).
-    fn hold(&mut self, event: Event, offset: u64, bounds: &RepairBounds) {
-        self.highest = self.highest.max(offset);
-        let size = weight(&event);
-        if self.events.len() >= bounds.publications || self.bytes + size > bounds.held_bytes {
-            return;
-        }
-        if self.events.insert(offset, event).is_none() {
-            self.bytes += size;
-        }
     }
 }
 
@@ -458,6 +544,16 @@ fn weight(event: &mesh::ChannelEvent) -> usize {
         _ => 0,
     };
     data + event.prev_data.len() + 64
+}
+
+/// A held live event as it goes out after a repair: without its publish time, which would
+/// make it late by now (and cost positioned subscribers their position).
+fn without_time(event: Event) -> Event {
+    let mut event = Arc::unwrap_or_clone(event);
+    if let Some(mesh::channel_event::Kind::Publication(p)) = &mut event.kind {
+        p.time = 0;
+    }
+    Event::new(event)
 }
 
 /// A publication read from history as a lane would have carried it, without previous data

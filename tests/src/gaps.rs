@@ -362,55 +362,114 @@ impl Recorder {
 
     /// Reads and reacts for `duration`.
     pub async fn run_for(&mut self, duration: Duration) -> Result<()> {
+        self.run_churning(duration, None).await
+    }
+
+    /// Reads and reacts for `duration`; with `churn`, every so often unsubscribes from one of
+    /// its channels (in turn) and at once subscribes again, recovering from its position —
+    /// interest withdrawn and re-added while publications flow.
+    pub async fn run_churning(
+        &mut self,
+        duration: Duration,
+        churn: Option<Duration>,
+    ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + duration;
+        let mut next_churn = churn.map(|every| tokio::time::Instant::now() + every);
+        let mut turn = 0;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(());
             }
+            if let (Some(at), Some(every)) = (next_churn, churn)
+                && now >= at
+            {
+                let channel = self.channels[turn % self.channels.len()].clone();
+                turn += 1;
+                self.churn(&channel).await?;
+                next_churn = Some(tokio::time::Instant::now() + every);
+                continue;
+            }
+            let until = next_churn.map_or(deadline, |at| at.min(deadline));
             let client = self
                 .client
                 .as_mut()
                 .ok_or_else(|| Error::new("not connected"))?;
-            let event = match client.next_event(left).await {
-                Ok(event) => event,
-                Err(e) if e.0.starts_with(crate::client::SILENCE) => return Ok(()),
+            match client.next_event(until - now).await {
+                Ok(event) => self.handle(event).await?,
+                Err(e) if e.0.starts_with(crate::client::SILENCE) => {}
                 Err(e) => return Err(e),
-            };
-            match event {
-                Event::Ping => {}
-                Event::Reply(reply) => {
-                    let Some(push) = reply.push else { continue };
-                    let Some((log, position)) = self.logs.get_mut(&push.channel) else {
-                        continue;
-                    };
-                    if let Some(publication) = &push.r#pub {
-                        let now = Instant::now();
-                        if let Some(last) = self.last_arrival {
-                            self.longest_pause = self.longest_pause.max(now - last);
-                        }
-                        self.last_arrival = Some(now);
-                        log.push(Seen::publication(publication));
-                        if let Some((offset, _)) = position {
-                            *offset = publication.offset;
-                        }
-                    } else if let Some(unsubscribe) = &push.unsubscribe {
-                        log.push(Seen::Signal(unsubscribe.code));
-                        let channel = push.channel.clone();
-                        let patience = tokio::time::Instant::now() + Duration::from_secs(30);
-                        self.subscribe(&channel, patience).await?;
-                    }
-                }
-                Event::Closed(close) => {
-                    self.disconnects += 1;
-                    for (log, _) in self.logs.values_mut() {
-                        log.push(Seen::Signal(u32::from(close.code)));
-                    }
-                    self.client = None;
-                    self.reconnect(Duration::from_secs(30)).await?;
-                }
             }
         }
+    }
+
+    /// Unsubscribes from `channel`, handles what arrived before the reply, and subscribes
+    /// again recovering from the position it has.
+    async fn churn(&mut self, channel: &str) -> Result<()> {
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| Error::new("not connected"))?;
+        client.unsubscribe_ok(channel).await?;
+        loop {
+            let client = self
+                .client
+                .as_mut()
+                .ok_or_else(|| Error::new("not connected"))?;
+            match client.next_event(Duration::ZERO).await {
+                Ok(event) => self.handle(event).await?,
+                Err(e) if e.0.starts_with(crate::client::SILENCE) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let patience = tokio::time::Instant::now() + Duration::from_secs(30);
+        self.subscribe(channel, patience).await
+    }
+
+    /// One event from the server: a publication is logged, an unsubscribe is answered by
+    /// subscribing again (recovering), a disconnect by reconnecting.
+    async fn handle(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Ping => {}
+            Event::Reply(reply) => {
+                let Some(push) = reply.push else {
+                    return Ok(());
+                };
+                let Some((log, position)) = self.logs.get_mut(&push.channel) else {
+                    return Ok(());
+                };
+                if let Some(publication) = &push.r#pub {
+                    let now = Instant::now();
+                    if let Some(last) = self.last_arrival {
+                        self.longest_pause = self.longest_pause.max(now - last);
+                    }
+                    self.last_arrival = Some(now);
+                    log.push(Seen::publication(publication));
+                    if let Some((offset, _)) = position {
+                        *offset = publication.offset;
+                    }
+                } else if let Some(unsubscribe) = &push.unsubscribe {
+                    log.push(Seen::Signal(unsubscribe.code));
+                    let channel = push.channel.clone();
+                    let patience = tokio::time::Instant::now() + Duration::from_secs(30);
+                    self.subscribe(&channel, patience).await?;
+                }
+            }
+            Event::Closed(close) => {
+                self.disconnects += 1;
+                for (log, _) in self.logs.values_mut() {
+                    log.push(Seen::Signal(u32::from(close.code)));
+                }
+                self.client = None;
+                self.reconnect(Duration::from_secs(30)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When the last publication arrived.
+    pub fn last_arrival(&self) -> Option<Instant> {
+        self.last_arrival
     }
 
     /// The logs, by channel.

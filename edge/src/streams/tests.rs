@@ -5,6 +5,7 @@ fn streams(publications: usize) -> Streams {
     Streams::new(RepairBounds {
         publications,
         held_bytes: 1 << 20,
+        total_bytes: 4 << 20,
     })
 }
 
@@ -72,7 +73,7 @@ fn repair_of(admit: Admit) -> RepairId {
 fn deliver_all(repaired: Repaired) -> Vec<u64> {
     match repaired {
         Repaired::Deliver(events) => offsets(&events),
-        Repaired::Lost(why) => panic!("expected publications, lost: {why}"),
+        Repaired::Lost(why, _) => panic!("expected publications, lost: {why}"),
     }
 }
 
@@ -95,7 +96,7 @@ fn a_continuing_stream_goes_out_and_duplicates_do_not() {
 #[test]
 fn a_gap_is_repaired_once_then_held_events_follow_in_order() {
     let s = streams(100);
-    s.top("c", Some(position(2, "e")));
+    s.top("c", Some(position(2, "e")), |_| true);
     assert_eq!(delivered(s.admit(event("c", 3, "e"), |_| true)), 3);
     // 4 and 5 are lost on the way: 6 opens the gap, 8 and 7 arrive (reordered) meanwhile.
     let id = repair_of(s.admit(event("c", 6, "e"), |_| true));
@@ -118,7 +119,7 @@ fn a_gap_is_repaired_once_then_held_events_follow_in_order() {
 #[test]
 fn repaired_publications_carry_no_publish_time() {
     let s = streams(100);
-    s.top("c", Some(position(1, "e")));
+    s.top("c", Some(position(1, "e")), |_| true);
     let id = repair_of(s.admit(event("c", 3, "e"), |_| true));
     let since = s.repair_since("c", id).unwrap();
     let Repaired::Deliver(events) = s.repaired("c", id, &since, history("e", 3, 2..=3)) else {
@@ -137,15 +138,15 @@ fn what_history_cannot_give_is_unrepairable() {
     let s = streams(10);
     let since = position(3, "e");
     let setup = |s: &Streams| {
-        s.reset("c");
-        s.top("c", Some(since.clone()));
-        match s.top("c", Some(position(5, "e"))) {
+        s.forget("c");
+        s.top("c", Some(since.clone()), |_| true);
+        match s.top("c", Some(position(5, "e")), |_| true) {
             TopCheck::Repair(id) => id,
             other => panic!("{other:?}"),
         }
     };
     let lost = |r: Repaired| match r {
-        Repaired::Lost(why) => why,
+        Repaired::Lost(why, _) => why,
         Repaired::Deliver(events) => panic!("delivered {:?}", offsets(&events)),
     };
     let id = setup(&s);
@@ -175,13 +176,22 @@ fn what_history_cannot_give_is_unrepairable() {
 #[test]
 fn a_core_ahead_starts_a_repair_and_another_epoch_is_lost() {
     let s = streams(100);
-    assert_eq!(s.top("c", Some(position(5, "e"))), TopCheck::Current);
-    assert_eq!(s.top("c", Some(position(5, "e"))), TopCheck::Current);
-    let TopCheck::Repair(id) = s.top("c", Some(position(7, "e"))) else {
+    assert_eq!(
+        s.top("c", Some(position(5, "e")), |_| true),
+        TopCheck::Current
+    );
+    assert_eq!(
+        s.top("c", Some(position(5, "e")), |_| true),
+        TopCheck::Current
+    );
+    let TopCheck::Repair(id) = s.top("c", Some(position(7, "e")), |_| true) else {
         panic!("expected a repair")
     };
     // While it runs, further tops only raise its target.
-    assert_eq!(s.top("c", Some(position(8, "e"))), TopCheck::Current);
+    assert_eq!(
+        s.top("c", Some(position(8, "e")), |_| true),
+        TopCheck::Current
+    );
     let since = s.repair_since("c", id).unwrap();
     assert_eq!(
         deliver_all(s.repaired("c", id, &since, history("e", 7, 6..=7))),
@@ -197,14 +207,14 @@ fn a_core_ahead_starts_a_repair_and_another_epoch_is_lost() {
         [8]
     );
     assert!(matches!(s.drain("c", id), Drain::Done));
-    assert_eq!(s.top("c", Some(position(1, "f"))), TopCheck::Lost);
+    assert_eq!(s.top("c", Some(position(1, "f")), |_| true), TopCheck::Lost);
     assert_eq!(delivered(s.admit(event("c", 2, "f"), |_| true)), 2);
 }
 
 #[test]
 fn another_epoch_seen_live_is_reported() {
     let s = streams(100);
-    s.top("c", Some(position(5, "e")));
+    s.top("c", Some(position(5, "e")), |_| true);
     assert!(matches!(
         s.admit(event("c", 1, "f"), |_| true),
         Admit::EpochChanged(_)
@@ -215,7 +225,7 @@ fn another_epoch_seen_live_is_reported() {
 #[test]
 fn events_beyond_the_hold_bound_are_read_back_from_history() {
     let s = streams(2);
-    s.top("c", Some(position(1, "e")));
+    s.top("c", Some(position(1, "e")), |_| true);
     let id = repair_of(s.admit(event("c", 3, "e"), |_| true));
     for offset in 4..=6 {
         assert!(matches!(
@@ -247,12 +257,12 @@ fn events_beyond_the_hold_bound_are_read_back_from_history() {
 #[test]
 fn a_replaced_repair_does_nothing_more() {
     let s = streams(100);
-    s.top("c", Some(position(1, "e")));
+    s.top("c", Some(position(1, "e")), |_| true);
     let old = repair_of(s.admit(event("c", 3, "e"), |_| true));
     let since = s.repair_since("c", old).unwrap();
     // The link is lost and a new one starts another repair of the channel.
     assert!(s.link_lost().is_empty());
-    let TopCheck::Repair(new) = s.top("c", Some(position(4, "e"))) else {
+    let TopCheck::Repair(new) = s.top("c", Some(position(4, "e")), |_| true) else {
         panic!("expected a repair")
     };
     assert_ne!(old, new);
@@ -269,11 +279,84 @@ fn a_replaced_repair_does_nothing_more() {
 #[test]
 fn a_link_loss_names_the_channels_without_history() {
     let s = streams(100);
-    s.top("plain", None);
-    s.top("kept", Some(position(1, "e")));
+    s.top("plain", None, |_| true);
+    s.top("kept", Some(position(1, "e")), |_| true);
     assert_eq!(s.link_lost(), ["plain"]);
     assert_eq!(s.len(), 1);
     assert_eq!(s.idle(|_| true), [("kept".to_owned(), position(1, "e"))]);
     assert!(s.idle(|_| false).is_empty());
     assert_eq!(s.len(), 0, "channels without subscribers are forgotten");
+}
+
+#[test]
+fn a_failed_repair_leaves_the_channel_positioned_so_later_gaps_are_still_seen() {
+    let s = streams(100);
+    s.top("c", Some(position(3, "e")), |_| true);
+    let id = repair_of(s.admit(event("c", 9, "e"), |_| true));
+    // Trimmed history: the subscribers are signalled, the stream goes on from the read's top.
+    assert!(s.give_up("c", id, Some(position(20, "e"))));
+    assert!(!s.give_up("c", id, None), "only once");
+    assert!(
+        matches!(s.admit(event("c", 22, "e"), |_| true), Admit::Repair(..)),
+        "21 is missing: a gap, not a new start"
+    );
+    // Without a read (a deadline), from the highest offset seen live.
+    let s = streams(100);
+    s.top("c", Some(position(3, "e")), |_| true);
+    let id = repair_of(s.admit(event("c", 9, "e"), |_| true));
+    assert!(s.give_up("c", id, None));
+    assert_eq!(delivered(s.admit(event("c", 10, "e"), |_| true)), 10);
+}
+
+#[test]
+fn held_events_are_bounded_for_the_whole_edge_and_released_whatever_ends_a_repair() {
+    let s = Streams::new(RepairBounds {
+        publications: 100,
+        held_bytes: 1 << 20,
+        total_bytes: 400,
+    });
+    s.top("a", Some(position(1, "e")), |_| true);
+    s.top("b", Some(position(1, "e")), |_| true);
+    let a = repair_of(s.admit(event("a", 3, "e"), |_| true));
+    let b = repair_of(s.admit(event("b", 3, "e"), |_| true));
+    for offset in 4..20 {
+        s.admit(event("a", offset, "e"), |_| true);
+        s.admit(event("b", offset, "e"), |_| true);
+    }
+    assert!(s.held_bytes() <= 400, "{}", s.held_bytes());
+    s.abandon("a", a);
+    s.forget("b");
+    assert_eq!(s.held_bytes(), 0);
+    let _ = b;
+}
+
+#[test]
+fn held_events_go_out_without_their_publish_time() {
+    let s = streams(100);
+    s.top("c", Some(position(1, "e")), |_| true);
+    let id = repair_of(s.admit(event("c", 3, "e"), |_| true));
+    let since = s.repair_since("c", id).unwrap();
+    deliver_all(s.repaired("c", id, &since, history("e", 2, 2..=2)));
+    let Drain::Deliver(events) = s.drain("c", id) else {
+        panic!("the held event")
+    };
+    let Some(mesh::channel_event::Kind::Publication(p)) = &events[0].kind else {
+        panic!("not a publication")
+    };
+    assert_eq!((p.offset, p.time), (3, 0));
+    assert_eq!(s.held_bytes(), 0);
+}
+
+#[test]
+fn a_top_for_a_channel_without_subscribers_keeps_no_state() {
+    let s = streams(100);
+    assert_eq!(
+        s.top("gone", Some(position(5, "e")), |_| false),
+        TopCheck::Current
+    );
+    assert_eq!(s.len(), 0);
+    s.top("kept", None, |_| true);
+    s.top("other", Some(position(1, "e")), |_| true);
+    s.forget_unsubscribed(|channel| channel == "kept");
+    assert_eq!(s.len(), 1);
 }

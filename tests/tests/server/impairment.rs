@@ -236,3 +236,119 @@ async fn the_impairment_matrix_leaves_no_silent_gap() {
         run(seed).await;
     }
 }
+
+/// Publication counts of the repair figure: `SPINDLE_REPAIR_COUNTS` (comma-separated, the
+/// figure in docs/benchmarks.md uses 1,10,100,1000), else 10 and 100.
+fn repair_counts() -> Vec<u32> {
+    std::env::var("SPINDLE_REPAIR_COUNTS")
+        .ok()
+        .map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap_or_else(|_| panic!("bad count {s:?}")))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![10, 100])
+}
+
+/// Polls the edge's `/health` until it is `status`; when it was.
+async fn health_becomes(edge: &spindle_tests::Server, status: u16, limit: Duration) -> Instant {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = edge.get("/health").await
+            && response.status == status
+        {
+            return Instant::now();
+        }
+        assert!(started.elapsed() < limit, "/health never became {status}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_link_lost_under_publications_is_repaired_after_it_comes_back() {
+    for count in repair_counts() {
+        // History deep enough for the largest count of the figure.
+        let split = Split::start_with(SplitOptions {
+            cores: 1,
+            edges: 1,
+            impaired: Some(u64::from(count)),
+            patch: json!({
+                "channel": {"namespaces": [{"name": "rec", "allow_subscribe_for_client": true,
+                    "history_size": 5000, "history_ttl": "300s", "force_recovery": true}]},
+                "mesh": {"repair": {"max_publications": 5000}},
+                "client": {"queue_max_size": 64 << 20},
+            }),
+        })
+        .await
+        .or_fail();
+        let net = split
+            .proxy(0)
+            .unwrap_or_else(|| panic!("started impaired"))
+            .control();
+        let channels = vec![fixture::unique("rec:repair")];
+        let mut recorder = Recorder::start(&split.edges[0].ws_url(), "reader", &channels)
+            .await
+            .or_fail();
+        let reader = tokio::spawn(async move {
+            recorder
+                .run_for(Duration::from_secs(12))
+                .await
+                .map(|()| recorder)
+        });
+        let mut ledger = Ledger::default();
+        let channel = &channels[0];
+        // Nothing reaches the edge any more; the backend goes on publishing.
+        net.stall(Direction::Down);
+        for n in 1..=count {
+            let data = json!({"n": n});
+            let answer = split.core().publish(channel, data.clone()).await.or_fail();
+            ledger.published_by_api(channel, &answer, data.to_string().as_bytes());
+        }
+        health_becomes(&split.edges[0], 503, Duration::from_secs(5)).await;
+        net.lift(Direction::Down);
+        let linked = health_becomes(&split.edges[0], 200, Duration::from_secs(10)).await;
+        let recorder = reader
+            .await
+            .unwrap_or_else(|e| panic!("reader: {e}"))
+            .or_fail();
+        let verdict = judge(
+            &ledger,
+            recorder
+                .logs()
+                .map(|(channel, log)| (recorder.user(), channel, log)),
+        );
+        assert!(verdict.is_clean(), "{count} missed: {verdict}");
+        assert_eq!(verdict.deliveries, count as usize);
+        assert_eq!(
+            verdict.signals, 0,
+            "{count} missed: repaired, not signalled"
+        );
+        let last = recorder
+            .last_arrival()
+            .unwrap_or_else(|| panic!("nothing arrived"));
+        let at_client = last.saturating_duration_since(linked);
+        // The edge's own measure: from the gap seen (the new link's acknowledgement) to the
+        // last publication fanned out.
+        let metrics = split.edges[0].get("/metrics").await.or_fail();
+        let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+        let value = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{name} not in the edge's metrics:\n{metrics}"))
+        };
+        assert_eq!(value("spindle_edge_repairs_completed_total"), 1.0);
+        assert_eq!(
+            value("spindle_edge_repaired_publications_total"),
+            f64::from(count)
+        );
+        let took = Duration::from_secs_f64(value("spindle_edge_repair_seconds_total"));
+        eprintln!(
+            "repair of {count} missed publications: {took:?} at the edge; the last one reached \
+             the client {at_client:?} after /health said linked"
+        );
+    }
+}
