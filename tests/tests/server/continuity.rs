@@ -324,6 +324,16 @@ async fn a_stalled_edge_is_cut_at_its_byte_bound_and_repairs_when_it_comes_back(
         "stalled edge: longest pause at the other edge {:?}",
         recorders[0].longest_pause
     );
+    // Cut once, linked again once: no flapping.
+    let metrics = split.edges[1].get("/metrics").await.or_fail();
+    let reconnects = String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("spindle_mesh_reconnects_total{peer=\"core1\"} ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no reconnect count"));
+    assert_eq!(reconnects.trim(), "1", "edge2 linked again once");
 }
 
 /// The core's `spindle_mesh_interest_channels` for `edge` (0 when the edge is not listed).

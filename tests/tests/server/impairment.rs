@@ -352,3 +352,68 @@ async fn a_link_lost_under_publications_is_repaired_after_it_comes_back() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_link_lost_longer_than_history_keeps_is_signalled_within_a_second_of_the_new_link() {
+    let split = Split::start_with(SplitOptions {
+        cores: 1,
+        edges: 1,
+        impaired: Some(11),
+        patch: json!({"channel": {"namespaces": [
+            {"name": "rec", "allow_subscribe_for_client": true, "history_size": 100,
+             "history_ttl": "300s", "force_recovery": true},
+            {"name": "brief", "allow_subscribe_for_client": true, "history_size": 100,
+             "history_ttl": "1s", "force_recovery": true},
+        ]}}),
+    })
+    .await
+    .or_fail();
+    let net = split
+        .proxy(0)
+        .unwrap_or_else(|| panic!("started impaired"))
+        .control();
+    let kept = fixture::unique("rec:retention");
+    let brief = fixture::unique("brief:retention");
+    let edge = &split.edges[0];
+    let (mut client, _) = spindle_tests::Client::connect(
+        &edge.ws_url(),
+        spindle_tests::Format::Json,
+        &fixture::token("dora"),
+    )
+    .await
+    .or_fail();
+    client.subscribe_ok(&kept).await.or_fail();
+    client.subscribe_ok(&brief).await.or_fail();
+    // The edge is cut off for 3 s; what is published meanwhile outlives it in `rec:` (300 s
+    // of history) but not in `brief:` (1 s).
+    net.blackhole(Duration::from_secs(3));
+    for channel in [&kept, &brief] {
+        split
+            .core()
+            .publish(channel, json!({"n": 1}))
+            .await
+            .or_fail();
+    }
+    health_becomes(edge, 503, Duration::from_secs(3)).await;
+    let linked = health_becomes(edge, 200, Duration::from_secs(15)).await;
+    let mut repaired = false;
+    let mut signalled = None;
+    while !(repaired && signalled.is_some()) {
+        let push = client.next_push(Duration::from_secs(5)).await.or_fail();
+        if push.channel == kept && push.r#pub.is_some() {
+            repaired = true;
+        } else if push.channel == brief
+            && let Some(unsubscribe) = &push.unsubscribe
+        {
+            assert_eq!(unsubscribe.code, 2500, "{unsubscribe:?}");
+            signalled = Some(Instant::now());
+        } else {
+            panic!("unexpected push {push:?}");
+        }
+    }
+    let after = signalled
+        .unwrap_or_else(|| panic!("not signalled"))
+        .saturating_duration_since(linked);
+    eprintln!("history outlived: signalled {after:?} after the new link");
+    assert!(after <= Duration::from_secs(1), "{after:?}");
+}
