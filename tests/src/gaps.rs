@@ -265,6 +265,9 @@ pub struct Recorder {
     client: Option<Client>,
     /// Per channel: the log, and the position to recover from.
     logs: BTreeMap<String, (Vec<Seen>, Option<Position>)>,
+    /// Its channels are server-side subscriptions (the token's `channels` claim), recovered
+    /// through connect's `subs` when it connects again.
+    server_side: bool,
     /// Disconnects seen (each also logged as a signal in every channel).
     pub disconnects: usize,
     /// The longest wait between two publications (any channel).
@@ -279,7 +282,23 @@ impl Recorder {
     /// Connects to the edge at `url` as `user` and subscribes to `channels` (each must keep
     /// history with recovery on).
     pub async fn start(url: &str, user: &str, channels: &[String]) -> Result<Recorder> {
+        Recorder::start_as(url, user, channels, false).await
+    }
+
+    /// Connects to the edge at `url` as `user` with `channels` as server-side subscriptions
+    /// (the token's `channels` claim). Churning reconnects it, recovering through connect.
+    pub async fn start_server_side(url: &str, user: &str, channels: &[String]) -> Result<Recorder> {
+        Recorder::start_as(url, user, channels, true).await
+    }
+
+    async fn start_as(
+        url: &str,
+        user: &str,
+        channels: &[String],
+        server_side: bool,
+    ) -> Result<Recorder> {
         let mut recorder = Recorder {
+            server_side,
             url: url.to_owned(),
             user: user.to_owned(),
             channels: channels.to_vec(),
@@ -299,6 +318,9 @@ impl Recorder {
     /// Connects (retrying within `patience`) and subscribes to every channel, recovering.
     async fn reconnect(&mut self, patience: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + patience;
+        if self.server_side {
+            return self.connect_server_side(deadline).await;
+        }
         loop {
             let token = fixture::token(&self.user);
             match Client::connect(&self.url, Format::Protobuf, &token).await {
@@ -313,6 +335,74 @@ impl Recorder {
         for channel in self.channels.clone() {
             self.subscribe(&channel, deadline).await?;
         }
+        Ok(())
+    }
+
+    /// Connects with the channels as server-side subscriptions, recovering each from its
+    /// position through connect's `subs` (as the SDKs do), retrying until `deadline`.
+    async fn connect_server_side(&mut self, deadline: tokio::time::Instant) -> Result<()> {
+        let token = fixture::token_with(serde_json::json!({
+            "sub": self.user,
+            "channels": self.channels,
+        }));
+        loop {
+            let mut command = crate::client::connect_command(&token);
+            if let Some(connect) = command.connect.as_mut() {
+                for (channel, (_, position)) in &self.logs {
+                    if let Some((offset, epoch)) = position {
+                        let request = SubscribeRequest {
+                            recover: true,
+                            offset: *offset,
+                            epoch: epoch.clone(),
+                            ..Default::default()
+                        };
+                        connect.subs.insert(channel.clone(), request);
+                    }
+                }
+            }
+            let attempt = async {
+                let mut client = Client::open(&self.url, Format::Protobuf).await?;
+                let reply = client.request(command).await?;
+                Ok::<_, Error>((client, reply))
+            };
+            let (client, reply) = match attempt.await {
+                Ok(done) => done,
+                Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
+                Err(_) => {
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            };
+            let Some(result) = reply.connect else {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::new(format!("connect: {reply:?}")));
+                }
+                tokio::time::sleep(RETRY).await;
+                continue;
+            };
+            self.client = Some(client);
+            for entry in &result.subs {
+                if let Some(sub) = &entry.value {
+                    self.subscribed(&entry.key, sub)?;
+                }
+            }
+            return Ok(());
+        }
+    }
+
+    /// Logs a subscribe result (with its recovered publications) and keeps the position.
+    fn subscribed(&mut self, channel: &str, result: &SubscribeResult) -> Result<()> {
+        let (log, position) = self
+            .logs
+            .get_mut(channel)
+            .ok_or_else(|| Error::new(format!("unknown channel {channel}")))?;
+        log.push(Seen::subscribed(result));
+        let mut last = (result.offset, result.epoch.clone());
+        for publication in &result.publications {
+            log.push(Seen::publication(publication));
+            last.0 = publication.offset;
+        }
+        *position = Some(last);
         Ok(())
     }
 
@@ -339,18 +429,7 @@ impl Recorder {
                 })
                 .await?;
             if let Some(result) = reply.subscribe {
-                let (log, position) = self
-                    .logs
-                    .get_mut(channel)
-                    .ok_or_else(|| Error::new("unknown channel"))?;
-                log.push(Seen::subscribed(&result));
-                let mut last = (result.offset, result.epoch.clone());
-                for publication in &result.publications {
-                    log.push(Seen::publication(publication));
-                    last.0 = publication.offset;
-                }
-                *position = Some(last);
-                return Ok(());
+                return self.subscribed(channel, &result);
             }
             let temporary = reply.error.as_ref().is_some_and(|e| e.temporary);
             if !temporary || tokio::time::Instant::now() >= deadline {
@@ -404,8 +483,31 @@ impl Recorder {
     }
 
     /// Unsubscribes from `channel`, handles what arrived before the reply, and subscribes
-    /// again recovering from the position it has.
+    /// again recovering from the position it has. Server-side subscriptions cannot be left:
+    /// the connection is closed and made again, recovering every channel through connect.
     async fn churn(&mut self, channel: &str) -> Result<()> {
+        if self.server_side {
+            if let Some(client) = self.client.take() {
+                let mut client = client;
+                // What arrived before the close is handled first, in order.
+                loop {
+                    match client.next_event(Duration::ZERO).await {
+                        Ok(event) => {
+                            self.client = Some(client);
+                            self.handle(event).await?;
+                            client = self
+                                .client
+                                .take()
+                                .ok_or_else(|| Error::new("not connected"))?;
+                        }
+                        Err(e) if e.0.starts_with(crate::client::SILENCE) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                client.close().await;
+            }
+            return self.reconnect(Duration::from_secs(30)).await;
+        }
         let client = self
             .client
             .as_mut()

@@ -442,7 +442,7 @@ async fn an_edge_failing_over_with_10000_channels_restores_its_interest_within_a
 #[tokio::test]
 async fn interest_withdrawn_and_added_again_under_publications_loses_nothing_silently() {
     // Clients on two edges unsubscribe and at once resubscribe (recovering) every few tens of
-    // milliseconds while the backend publishes: each churn withdraws and re-adds the channel's
+    // milliseconds, or reconnect with server-side subscriptions, while the backend publishes: each churn withdraws and re-adds the channel's
     // interest at the core when the client is its edge's only subscriber, and races the
     // recovery read against live publications.
     let split = Split::start(2).await.or_fail();
@@ -453,11 +453,24 @@ async fn interest_withdrawn_and_added_again_under_publications_loses_nothing_sil
     let duration = Duration::from_secs(8);
     let mut readers = Vec::new();
     for (i, edge) in split.edges.iter().enumerate() {
-        for (k, churn) in [Some(37), Some(53), None].into_iter().enumerate() {
+        // Client-side subscriptions churned by unsubscribe + subscribe, server-side ones
+        // (the token's `channels`) by reconnecting with recovery through connect.
+        let kinds = [
+            (false, Some(37)),
+            (false, Some(53)),
+            (false, None),
+            (true, Some(97)),
+            (true, None),
+        ];
+        for (k, (server_side, churn)) in kinds.into_iter().enumerate() {
             let user = format!("churner{i}-{k}");
-            let mut recorder = Recorder::start(&edge.ws_url(), &user, &channels)
-                .await
-                .or_fail();
+            let url = edge.ws_url();
+            let mut recorder = if server_side {
+                Recorder::start_server_side(&url, &user, &channels).await
+            } else {
+                Recorder::start(&url, &user, &channels).await
+            }
+            .or_fail();
             readers.push(tokio::spawn(async move {
                 recorder
                     .run_churning(duration, churn.map(Duration::from_millis))
