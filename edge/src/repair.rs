@@ -29,12 +29,16 @@ pub(crate) fn admit(shared: &Arc<Shared>, event: Event) {
         .streams
         .admit(event, |channel| shared.hub.has_subscribers(channel));
     match admitted {
-        Admit::Deliver(event) => deliver(shared, event),
+        Admit::Deliver(event, fanning) => {
+            deliver(shared, event);
+            drop(fanning);
+        }
         Admit::Hold => {}
         Admit::Repair(channel, id) => start(shared, channel, id),
-        Admit::EpochChanged(event) => {
+        Admit::EpochChanged(event, fanning) => {
             lose_subscribers(shared, &event.channel, Unrepairable::EpochChanged);
             deliver(shared, event);
+            drop(fanning);
         }
     }
 }
@@ -141,6 +145,8 @@ async fn run(shared: Arc<Shared>, channel: String, id: RepairId) {
             .repair_counters
             .publications
             .fetch_add(events.len() as u64, Ordering::Relaxed);
+        // A lane may still be fanning out the publication just before these.
+        shared.streams.settled(&channel).await;
         events.into_iter().for_each(|event| deliver(&shared, event));
         loop {
             match shared.streams.drain(&channel, id) {

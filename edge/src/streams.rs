@@ -16,8 +16,11 @@
 //! history (nothing to repair from). Never a silent gap (DESIGN §6).
 //!
 //! Everything here decides under a shard lock and never waits; fan-out happens after the lock
-//! is released. While a repair runs only the repair task fans the channel out, so the order of
-//! a channel's publications holds whichever task delivers them.
+//! is released. While a repair runs only the repair task fans the channel out, and its first
+//! fan-out waits for a lane delivery admitted before the repair began ([`Fanning`]), so the
+//! order of a channel's publications holds whichever task delivers them. A stream that moved
+//! to another epoch remembers the one it left: a top read, or an event sent, before the move
+//! is stale and cannot move it back.
 
 use spindle_hub::history::StreamPosition;
 use spindle_mesh::{Event, mesh};
@@ -42,7 +45,40 @@ enum Stream {
         position: StreamPosition,
         /// Some while a repair runs.
         repair: Option<Held>,
+        /// Lane deliveries admitted and not yet fanned out ([`Fanning`]).
+        fanning: Arc<AtomicUsize>,
+        /// The epoch the stream left last: a top or an event still carrying it is stale (it
+        /// was read or sent before the change) and must not move the stream back.
+        retired: Option<String>,
     },
+}
+
+/// A lane's fan-out of one admitted event, in flight until dropped. A repair of the channel
+/// waits for none to be left ([`Streams::settled`]) before it fans out, so a publication read
+/// from history never overtakes an earlier one a lane task is still handing to subscribers
+/// (a repair can start from another task: an acknowledgement, the idle check).
+#[derive(Debug)]
+#[must_use = "dropped once the event is fanned out"]
+pub(crate) struct Fanning(Option<Arc<AtomicUsize>>);
+
+impl Fanning {
+    fn of(count: &Arc<AtomicUsize>) -> Fanning {
+        count.fetch_add(1, Ordering::AcqRel);
+        Fanning(Some(Arc::clone(count)))
+    }
+
+    /// An event outside any stream (no offset): nothing waits for it.
+    fn untracked() -> Fanning {
+        Fanning(None)
+    }
+}
+
+impl Drop for Fanning {
+    fn drop(&mut self) {
+        if let Some(count) = &self.0 {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Which repair of a channel a task runs: a task whose repair was replaced (the link was lost
@@ -75,14 +111,15 @@ pub(crate) struct RepairBounds {
 /// What to do with one event from a lane.
 #[derive(Debug)]
 pub(crate) enum Admit {
-    /// Fan it out now.
-    Deliver(Event),
+    /// Fan it out now; drop the [`Fanning`] once it is.
+    Deliver(Event, Fanning),
     /// Nothing now: a duplicate, or held for a running repair.
     Hold,
     /// It opened a gap and is held: start this repair of the channel.
     Repair(String, RepairId),
-    /// The stream moved to another epoch: signal the channel's subscribers, then fan it out.
-    EpochChanged(Event),
+    /// The stream moved to another epoch: signal the channel's subscribers, then fan it out
+    /// (dropping the [`Fanning`] once it is).
+    EpochChanged(Event, Fanning),
 }
 
 /// What a top position reported by the core means for a channel.
@@ -203,28 +240,42 @@ impl Streams {
     /// has local subscribers (a channel without any keeps no state).
     pub(crate) fn admit(&self, event: Event, subscribed: impl FnOnce(&str) -> bool) -> Admit {
         let Some(offset) = stream_offset(&event) else {
-            return Admit::Deliver(event);
+            return Admit::Deliver(event, Fanning::untracked());
         };
         let mut shard = self.shard(&event.channel);
         let Some(stream) = shard.get_mut(&event.channel) else {
-            if subscribed(&event.channel) {
-                let position = position_of(&event, offset);
-                shard.insert(event.channel.clone(), positioned(position));
+            if !subscribed(&event.channel) {
+                return Admit::Deliver(event, Fanning::untracked());
             }
-            return Admit::Deliver(event);
+            let stream = positioned(position_of(&event, offset));
+            let fanning = stream.fanning();
+            shard.insert(event.channel.clone(), stream);
+            return Admit::Deliver(event, fanning);
         };
-        let Stream::Positioned { position, repair } = stream else {
+        let Stream::Positioned {
+            position,
+            repair,
+            fanning,
+            retired,
+        } = stream
+        else {
             *stream = positioned(position_of(&event, offset));
-            return Admit::Deliver(event);
+            let fanning = stream.fanning();
+            return Admit::Deliver(event, fanning);
         };
         if event.epoch != position.epoch {
+            if retired.as_ref() == Some(&event.epoch) {
+                // Sent before the stream moved on (its subscribers were signalled then).
+                return Admit::Hold;
+            }
             if let Some(held) = repair {
                 // The repair's history read will find the epoch changed.
                 held.highest = u64::MAX;
                 return Admit::Hold;
             }
-            *position = position_of(&event, offset);
-            return Admit::EpochChanged(event);
+            let left = std::mem::replace(position, position_of(&event, offset));
+            *retired = Some(left.epoch);
+            return Admit::EpochChanged(event, Fanning::of(fanning));
         }
         if offset <= position.offset {
             return Admit::Hold;
@@ -235,7 +286,7 @@ impl Streams {
         }
         if offset == position.offset.saturating_add(1) {
             position.offset = offset;
-            return Admit::Deliver(event);
+            return Admit::Deliver(event, Fanning::of(fanning));
         }
         let mut held = self.held(0);
         let channel = event.channel.clone();
@@ -268,13 +319,24 @@ impl Streams {
         let Some(stream) = shard.get_mut(channel) else {
             return TopCheck::Current;
         };
-        let Stream::Positioned { position, repair } = stream else {
+        let Stream::Positioned {
+            position,
+            repair,
+            retired,
+            ..
+        } = stream
+        else {
             *stream = positioned(top);
             return TopCheck::Current;
         };
         if top.epoch != position.epoch {
+            if retired.as_ref() == Some(&top.epoch) {
+                // Read before the stream moved on: stale.
+                return TopCheck::Current;
+            }
             self.release(repair);
-            *stream = positioned(top);
+            let left = std::mem::replace(position, top);
+            *retired = Some(left.epoch);
             return TopCheck::Lost;
         }
         match repair {
@@ -299,6 +361,7 @@ impl Streams {
             Some(Stream::Positioned {
                 position,
                 repair: Some(held),
+                ..
             }) if held.id == id => Some(position.clone()),
             _ => None,
         }
@@ -347,6 +410,7 @@ impl Streams {
             Some(Stream::Positioned {
                 position,
                 repair: Some(held),
+                ..
             }) if held.id == id && position == since => {
                 position.offset = expected - 1;
                 Repaired::Deliver(events)
@@ -360,7 +424,10 @@ impl Streams {
     /// gap still open, or done (the channel goes live again: only then may a lane deliver).
     pub(crate) fn drain(&self, channel: &str, id: RepairId) -> Drain {
         let mut shard = self.shard(channel);
-        let Some(Stream::Positioned { position, repair }) = shard.get_mut(channel) else {
+        let Some(Stream::Positioned {
+            position, repair, ..
+        }) = shard.get_mut(channel)
+        else {
             return Drain::Done;
         };
         let Some(held) = repair.as_mut().filter(|held| held.id == id) else {
@@ -409,13 +476,23 @@ impl Streams {
     /// Returns whether `id` was still the channel's repair (else nothing changes).
     pub(crate) fn give_up(&self, channel: &str, id: RepairId, top: Option<StreamPosition>) -> bool {
         let mut shard = self.shard(channel);
-        let Some(Stream::Positioned { position, repair }) = shard.get_mut(channel) else {
+        let Some(Stream::Positioned {
+            position,
+            repair,
+            retired,
+            ..
+        }) = shard.get_mut(channel)
+        else {
             return false;
         };
         let Some(held) = repair.as_ref().filter(|held| held.id == id) else {
             return false;
         };
         match top {
+            Some(top) if top.epoch != position.epoch => {
+                let left = std::mem::replace(position, top);
+                *retired = Some(left.epoch);
+            }
             Some(top) => *position = top,
             // `u64::MAX`: another epoch was seen live; the next event sets it.
             None if held.highest == u64::MAX => {}
@@ -423,6 +500,19 @@ impl Streams {
         }
         self.release(repair);
         true
+    }
+
+    /// Resolves once no lane delivery admitted before now is still being fanned out in
+    /// `channel` (a repair's first fan-out waits for it: [`Fanning`]). Lane deliveries stop
+    /// being admitted while a repair runs, so this takes at most one fan-out.
+    pub(crate) async fn settled(&self, channel: &str) {
+        let fanning = match self.shard(channel).get(channel) {
+            Some(Stream::Positioned { fanning, .. }) => Arc::clone(fanning),
+            _ => return,
+        };
+        while fanning.load(Ordering::Acquire) > 0 {
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Whether repair `id` is still the channel's.
@@ -485,6 +575,7 @@ impl Streams {
                 if let Stream::Positioned {
                     position,
                     repair: None,
+                    ..
                 } = stream
                 {
                     idle.push((channel.clone(), position.clone()));
@@ -514,6 +605,18 @@ fn positioned(position: StreamPosition) -> Stream {
     Stream::Positioned {
         position,
         repair: None,
+        fanning: Arc::default(),
+        retired: None,
+    }
+}
+
+impl Stream {
+    /// A lane delivery of this (positioned) stream begins.
+    fn fanning(&self) -> Fanning {
+        match self {
+            Stream::Positioned { fanning, .. } => Fanning::of(fanning),
+            Stream::NoHistory => Fanning::untracked(),
+        }
     }
 }
 

@@ -58,7 +58,7 @@ fn offsets(events: &[Event]) -> Vec<u64> {
 
 fn delivered(admit: Admit) -> u64 {
     match admit {
-        Admit::Deliver(event) => offsets(&[event])[0],
+        Admit::Deliver(event, _) => offsets(&[event])[0],
         other => panic!("expected a delivery, got {other:?}"),
     }
 }
@@ -217,9 +217,50 @@ fn another_epoch_seen_live_is_reported() {
     s.top("c", Some(position(5, "e")), |_| true);
     assert!(matches!(
         s.admit(event("c", 1, "f"), |_| true),
-        Admit::EpochChanged(_)
+        Admit::EpochChanged(..)
     ));
     assert_eq!(delivered(s.admit(event("c", 2, "f"), |_| true)), 2);
+}
+
+#[test]
+fn a_top_or_an_event_of_the_epoch_left_behind_is_stale() {
+    let s = streams(100);
+    s.top("c", Some(position(5, "e")), |_| true);
+    assert!(matches!(
+        s.admit(event("c", 1, "f"), |_| true),
+        Admit::EpochChanged(..)
+    ));
+    // An idle check read "e" before the change; a lane still carried an "e" event.
+    assert_eq!(
+        s.top("c", Some(position(9, "e")), |_| true),
+        TopCheck::Current
+    );
+    assert!(matches!(s.admit(event("c", 6, "e"), |_| true), Admit::Hold));
+    assert_eq!(delivered(s.admit(event("c", 2, "f"), |_| true)), 2);
+    // A third epoch is a real change again.
+    assert_eq!(s.top("c", Some(position(1, "g")), |_| true), TopCheck::Lost);
+}
+
+#[test]
+fn a_repair_fans_out_only_after_the_lane_delivery_before_it() {
+    use futures_util::FutureExt;
+    let s = streams(100);
+    s.top("c", Some(position(5, "e")), |_| true);
+    let Admit::Deliver(_, fanning) = s.admit(event("c", 6, "e"), |_| true) else {
+        panic!("6 continues the stream");
+    };
+    // The idle check finds 7 at the core while the lane is still handing 6 out.
+    let TopCheck::Repair(id) = s.top("c", Some(position(7, "e")), |_| true) else {
+        panic!("the core is ahead");
+    };
+    assert!(s.settled("c").now_or_never().is_none(), "6 is in flight");
+    drop(fanning);
+    assert!(s.settled("c").now_or_never().is_some(), "6 is out");
+    let since = s.repair_since("c", id).unwrap();
+    assert_eq!(
+        deliver_all(s.repaired("c", id, &since, history("e", 7, 7..=7))),
+        [7]
+    );
 }
 
 #[test]
