@@ -35,8 +35,9 @@ pub struct Mesh {
     /// The link is dropped after this long without any frame from the peer. Default `1.5s`;
     /// at least twice `heartbeat_interval`, at most `5m`.
     pub link_timeout: Duration,
-    /// Bytes of events a core lets wait for one edge (queued, not yet taken by the link). An
-    /// edge that stops reading and reaches it is cut; it links again and repairs from history.
+    /// Bytes of events a core lets wait for one edge (queued for its lanes or unacknowledged
+    /// by QUIC). An edge that stops reading and reaches it is cut; it links again and repairs
+    /// from history.
     /// Default `67108864` (64 MiB); between 1 MiB and 4 GiB.
     pub edge_queue_max_size: u64,
     /// How an edge repairs a gap in a channel's stream from core history.

@@ -147,8 +147,11 @@ async fn start(
         .ok()?;
     tracing::info!(%addr, edge = hello.node_id, region = hello.region, "mesh link up");
 
-    let ((to_core, mut from_core), (link, inbox)) =
-        in_process_bounded(options.capacity, options.lanes, options.backlog_bytes);
+    let ((to_core, mut from_core), (link, inbox)) = in_process_bounded(
+        options.capacity,
+        options.lanes,
+        super::BoundSplit::of(options.backlog_bytes).backlog,
+    );
     tokio::spawn(cut_when_too_slow(link.clone(), connection.clone(), addr));
     let (control, control_queue) = mpsc::channel(1024);
     let heard = LastHeard::new();

@@ -56,8 +56,8 @@ pub struct MeshOptions {
     pub link_timeout: Duration,
     /// Messages that may wait in each direction and lane of the in-process side.
     pub capacity: usize,
-    /// Bytes of events that may wait for one edge (`mesh.edge_queue_max_size`); beyond it the
-    /// core cuts the link.
+    /// Bytes of events that may wait for one edge (`mesh.edge_queue_max_size`), QUIC's send
+    /// window included ([`BoundSplit`]); beyond it the core cuts the link.
     pub backlog_bytes: usize,
 }
 
@@ -71,6 +71,27 @@ impl Default for MeshOptions {
             link_timeout: Duration::from_millis(1500),
             capacity: 4096,
             backlog_bytes: crate::DEFAULT_BACKLOG_BYTES,
+        }
+    }
+}
+
+/// How one edge's byte bound (`mesh.edge_queue_max_size`) is shared between what QUIC holds
+/// unacknowledged (its send window) and the lanes' backlog, so that the two together never
+/// hold more than the bound for a stalled edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundSplit {
+    pub send_window: usize,
+    pub backlog: usize,
+}
+
+impl BoundSplit {
+    /// Half each; the window at least 256 KiB (QUIC needs some to move at all) and at most
+    /// 32 MiB (more does not speed up a link, the backlog can use it).
+    pub fn of(bound: usize) -> BoundSplit {
+        let send_window = (bound / 2).clamp(256 << 10, 32 << 20).min(bound);
+        BoundSplit {
+            send_window,
+            backlog: bound - send_window,
         }
     }
 }
@@ -314,14 +335,28 @@ fn transport(options: &MeshOptions) -> quinn::TransportConfig {
     // stream keeps a loaded lane from stalling on flow control over a long RTT.
     transport.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
     transport.receive_window(quinn::VarInt::from_u32(64 << 20));
-    // What QUIC itself holds unacknowledged for a peer counts towards the byte bound of the
-    // peer's backlog (`mesh.edge_queue_max_size`): a stalled edge costs the core at most twice
-    // that bound (this window, then the lanes' backlog, which cuts the link when full).
-    transport.send_window(options.backlog_bytes.clamp(1 << 20, 64 << 20) as u64);
+    // What QUIC itself holds unacknowledged for a peer is part of the peer's byte bound
+    // (`mesh.edge_queue_max_size`): a stalled edge costs the core at most that bound.
+    transport.send_window(BoundSplit::of(options.backlog_bytes).send_window as u64);
     // Backstops behind the heartbeats: keep NAT bindings warm, give up after 10 s of nothing.
     transport.keep_alive_interval(Some(
         options.heartbeat_interval.max(Duration::from_millis(100)),
     ));
     transport.max_idle_timeout(quinn::IdleTimeout::try_from(Duration::from_secs(10)).ok());
     transport
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BoundSplit;
+
+    #[test]
+    fn the_window_and_the_backlog_together_never_exceed_the_bound() {
+        for bound in [1 << 20, 3 << 20, 64 << 20, 1 << 30, 4 << 30] {
+            let split = BoundSplit::of(bound);
+            assert_eq!(split.send_window + split.backlog, bound, "{bound}");
+            assert!(split.send_window >= 256 << 10 && split.send_window <= 32 << 20);
+        }
+        assert_eq!(BoundSplit::of(1 << 20).backlog, 512 << 10);
+    }
 }

@@ -48,6 +48,8 @@ mod slow_clients;
 #[cfg(target_os = "linux")]
 mod sockets;
 mod split;
+#[cfg(target_os = "linux")]
+mod stalled_edge;
 mod two_nodes;
 mod uni_grpc;
 mod unidirectional;
