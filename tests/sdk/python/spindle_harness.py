@@ -269,12 +269,16 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def start_split(edges: int = 2) -> tuple[Server, list[Server], str]:
-    """``spindle core`` and ``edges`` x ``spindle edge`` joined by QUIC (certificates from
-    ``spindle mesh gencerts``), each edge linked (its /health 200). Returns (core, edges,
-    certs dir); stop the servers and remove the dir afterwards."""
+def start_split(
+    edges: int = 2, cores: int = 1, patch: Optional[dict] = None
+) -> tuple[list[Server], list[Server], str]:
+    """``cores`` x ``spindle core`` and ``edges`` x ``spindle edge`` joined by QUIC (certificates
+    from ``spindle mesh gencerts``), ``patch`` merged into every node's config, each edge
+    knowing every core (the first one first) and linked (its /health 200). Returns (cores,
+    edges, certs dir); stop the servers and remove the dir afterwards."""
     certs = tempfile.mkdtemp(prefix="spindle-py-certs-")
-    names = ["core1"] + [f"edge{i}" for i in range(1, edges + 1)]
+    core_names = [f"core{i}" for i in range(1, cores + 1)]
+    names = core_names + [f"edge{i}" for i in range(1, edges + 1)]
     subprocess.run(
         [binary_path(), "mesh", "gencerts", "--out", certs, "--nodes", ",".join(names)],
         check=True,
@@ -288,23 +292,21 @@ def start_split(edges: int = 2) -> tuple[Server, list[Server], str]:
             "ca_file": os.path.join(certs, "ca.pem"),
         }
 
-    mesh_port = _free_udp_port()
-    core = start_server(
-        {"mesh": {"listen": f"127.0.0.1:{mesh_port}", "node_name": "core1", "tls": tls("core1")}},
-        role="core",
-    )
+    mesh_ports = [_free_udp_port() for _ in core_names]
+    started_cores = []
+    for name, mesh_port in zip(core_names, mesh_ports):
+        node = {"mesh": {"listen": f"127.0.0.1:{mesh_port}", "node_name": name, "tls": tls(name)}}
+        started_cores.append(start_server(merge(patch or {}, node), role="core"))
     started = []
     for i in range(1, edges + 1):
-        edge = start_server(
-            {
-                "mesh": {
-                    "cores": [f"127.0.0.1:{mesh_port}"],
-                    "node_name": f"edge{i}",
-                    "tls": tls(f"edge{i}"),
-                }
-            },
-            role="edge",
-        )
+        node = {
+            "mesh": {
+                "cores": [f"127.0.0.1:{port}" for port in mesh_ports],
+                "node_name": f"edge{i}",
+                "tls": tls(f"edge{i}"),
+            }
+        }
+        edge = start_server(merge(patch or {}, node), role="edge")
         started.append(edge)
         deadline = time.monotonic() + 15
         while True:
@@ -317,4 +319,4 @@ def start_split(edges: int = 2) -> tuple[Server, list[Server], str]:
             if time.monotonic() > deadline:
                 raise SpindleStartError(f"edge{i} not linked within 15 s:\n{edge.stderr}")
             time.sleep(0.05)
-    return core, started, certs
+    return started_cores, started, certs

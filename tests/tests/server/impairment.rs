@@ -238,7 +238,7 @@ async fn the_impairment_matrix_leaves_no_silent_gap() {
 }
 
 /// Publication counts of the repair figure: `SPINDLE_REPAIR_COUNTS` (comma-separated, the
-/// figure in docs/benchmarks.md uses 1,10,100,1000), else 10 and 100.
+/// figure in docs/benchmarks.md uses 1,10,100,1000,5000), else 10 and 100.
 fn repair_counts() -> Vec<u32> {
     std::env::var("SPINDLE_REPAIR_COUNTS")
         .ok()
