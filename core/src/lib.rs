@@ -41,7 +41,7 @@ pub mod tls;
 
 pub use node::{
     CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EMULATION_TIMEOUT, EdgeCounts, EdgeId,
-    EmulationError, HistoryError, NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError,
+    EdgeInfo, EmulationError, HistoryError, NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError,
     NodeIdentity, NodeInfo, NodeStats, PresenceError, PublishError, REMOTE_SURVEY_TIMEOUT,
     SURVEY_TIMEOUT, SWEEP_INTERVAL, SweepReport, VERSION,
 };

@@ -60,7 +60,7 @@ async fn serve(config: Arc<Config>) -> Result<()> {
             let Some(edge) = edge else { return };
             tracing::info!(edge = edge.node, region = edge.region, addr = %edge.addr, "edge attached");
             registering.add(&edge);
-            attaching.attach_edge(edge.node, edge.link, edge.inbox);
+            attaching.attach_remote_edge(edge.node, edge.region, edge.link, edge.inbox);
         }
     });
 

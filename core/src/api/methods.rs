@@ -339,6 +339,18 @@ pub(super) async fn info(
             metrics: None,
             process: None,
             num_subs: info.num_subs,
+            region: info.region,
+            edges: info
+                .edges
+                .into_iter()
+                .map(|edge| api::EdgeResult {
+                    name: edge.name,
+                    region: edge.region,
+                    num_clients: edge.num_clients,
+                    num_users: edge.num_users,
+                    num_subs: edge.num_subs,
+                })
+                .collect(),
         })
         .collect();
     Ok(api::InfoResult { nodes })

@@ -22,7 +22,7 @@
 //!
 //! The memory engine has no control channel: one node, nothing to carry.
 
-use super::{Inner, Node, NodeInfo};
+use super::{EdgeInfo, Inner, Node, NodeInfo};
 use bytes::Bytes;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,11 @@ struct Announcement {
     num_channels: u32,
     num_subs: u32,
     uptime: u32,
+    /// Absent from nodes before these fields existed.
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    edges: Vec<EdgeInfo>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -161,6 +166,8 @@ impl Node {
             num_channels: info.num_channels,
             num_subs: info.num_subs,
             uptime: info.uptime_seconds,
+            region: info.region,
+            edges: info.edges,
         });
         self.publish_cluster(INFO, &body).await.ok();
     }
@@ -217,6 +224,8 @@ impl Node {
                     num_channels: a.num_channels,
                     num_subs: a.num_subs,
                     uptime_seconds: a.uptime,
+                    region: a.region,
+                    edges: a.edges,
                 });
             }
             ASK => {

@@ -54,6 +54,8 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 struct Attached {
     id: EdgeId,
+    /// `Some` for an edge in another process (its `mesh.region`), listed by `info`.
+    region: Option<String>,
     queue: mpsc::Sender<Down>,
     link: CoreLink,
     /// The edge's interest set (one entry per channel, never a count: the edge says "I have
@@ -118,7 +120,7 @@ impl Edges {
     }
 
     /// Registers an edge; an edge already attached under the same id is replaced.
-    pub fn attach(&self, id: EdgeId, link: CoreLink) -> Attachment {
+    pub fn attach(&self, id: EdgeId, region: Option<String>, link: CoreLink) -> Attachment {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(EDGE_QUEUE_CAPACITY);
         let mut state = self.write();
@@ -131,6 +133,7 @@ impl Edges {
             serial,
             Attached {
                 id,
+                region,
                 queue: tx,
                 link,
                 channels: HashSet::new(),
@@ -307,11 +310,11 @@ impl Edges {
     }
 
     /// The links of every attached edge, for surveys.
-    pub fn links(&self) -> Vec<(EdgeId, CoreLink)> {
+    pub fn links(&self) -> Vec<(EdgeId, Option<String>, CoreLink)> {
         self.read()
             .edges
             .values()
-            .map(|e| (e.id.clone(), e.link.clone()))
+            .map(|e| (e.id.clone(), e.region.clone(), e.link.clone()))
             .collect()
     }
 

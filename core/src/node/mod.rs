@@ -16,7 +16,7 @@ pub use emulation::{EMULATION_TIMEOUT, EmulationError};
 pub use history::HistoryError;
 pub use presence::PresenceError;
 pub use publish::PublishError;
-pub use survey::{NodeInfo, SURVEY_TIMEOUT};
+pub use survey::{EdgeInfo, NodeInfo, SURVEY_TIMEOUT};
 pub use sweep::{SWEEP_INTERVAL, SweepReport};
 
 use crate::broker::{
@@ -407,9 +407,30 @@ impl Node {
         link: CoreLink,
         inbox: CoreInbox,
     ) -> JoinHandle<()> {
+        self.attach(edge_id.into(), None, link, inbox)
+    }
+
+    /// [`Node::attach_edge`] for an edge in another process (a QUIC link), from `region`
+    /// (`mesh.region` of its config, as its `Hello` said): `info` lists it.
+    pub fn attach_remote_edge(
+        &self,
+        edge_id: impl Into<EdgeId>,
+        region: String,
+        link: CoreLink,
+        inbox: CoreInbox,
+    ) -> JoinHandle<()> {
+        self.attach(edge_id.into(), Some(region), link, inbox)
+    }
+
+    fn attach(
+        &self,
+        id: EdgeId,
+        region: Option<String>,
+        link: CoreLink,
+        inbox: CoreInbox,
+    ) -> JoinHandle<()> {
         self.start_sweeping();
-        let id = edge_id.into();
-        let attachment = self.inner.edges.attach(id.clone(), link.clone());
+        let attachment = self.inner.edges.attach(id.clone(), region, link.clone());
         tokio::spawn(serve::forward(attachment.queue, link));
         let node = self.clone();
         let released = attachment.released;

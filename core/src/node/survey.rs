@@ -1,7 +1,7 @@
 //! Questions to every attached edge about its local state (`channels` and `info`), answered
 //! with [`mesh::SurveyReply`]s and merged here.
 
-use super::Node;
+use super::{EdgeId, Node};
 use futures_util::future::join_all;
 use spindle_hub::glob::ChannelPattern;
 use spindle_mesh::mesh::{self, survey};
@@ -28,28 +28,61 @@ pub struct NodeInfo {
     pub num_subs: u32,
     /// Seconds since the node was built.
     pub uptime_seconds: u32,
+    /// `mesh.region` of this node ("" when unset).
+    pub region: String,
+    /// The edges in other processes attached to it, by name (none for `spindle serve`).
+    pub edges: Vec<EdgeInfo>,
+}
+
+/// An edge attached to a core over the mesh, as `info` lists it (Spindle's addition to
+/// Centrifugo's `NodeResult`, docs/protocol.md §6.2 "info").
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct EdgeInfo {
+    pub name: String,
+    pub region: String,
+    pub num_clients: u32,
+    pub num_users: u32,
+    pub num_subs: u32,
 }
 
 impl Node {
     pub(super) async fn survey(&self, kind: survey::Kind) -> Vec<mesh::SurveyReply> {
+        self.survey_edges(kind)
+            .await
+            .into_iter()
+            .map(|(_, _, reply)| reply)
+            .collect()
+    }
+
+    /// A survey's replies with who gave them: the edge, and its region when it is in another
+    /// process.
+    async fn survey_edges(
+        &self,
+        kind: survey::Kind,
+    ) -> Vec<(EdgeId, Option<String>, mesh::SurveyReply)> {
         let id = self.next_survey_id();
-        let asks = self.inner.edges.links().into_iter().map(|(edge, link)| {
-            let question = mesh::Survey {
-                id,
-                kind: Some(kind.clone()),
-            };
-            async move {
-                match tokio::time::timeout(SURVEY_TIMEOUT, link.survey(question)).await {
-                    Ok(Ok(reply)) => Some(reply),
-                    // The edge went away while we asked.
-                    Ok(Err(_)) => None,
-                    Err(_) => {
-                        tracing::warn!(%edge, "edge did not answer a survey in time");
-                        None
+        let asks = self
+            .inner
+            .edges
+            .links()
+            .into_iter()
+            .map(|(edge, region, link)| {
+                let question = mesh::Survey {
+                    id,
+                    kind: Some(kind.clone()),
+                };
+                async move {
+                    match tokio::time::timeout(SURVEY_TIMEOUT, link.survey(question)).await {
+                        Ok(Ok(reply)) => Some((edge, region, reply)),
+                        // The edge went away while we asked.
+                        Ok(Err(_)) => None,
+                        Err(_) => {
+                            tracing::warn!(%edge, "edge did not answer a survey in time");
+                            None
+                        }
                     }
                 }
-            }
-        });
+            });
         join_all(asks).await.into_iter().flatten().collect()
     }
 
@@ -106,14 +139,26 @@ impl Node {
             version: identity.version.clone(),
             num_channels: saturating_u32(self.inner.edges.sizes().1),
             uptime_seconds: saturating_u32(self.inner.started.elapsed().as_secs()),
+            region: self.inner.config.mesh.region.clone(),
             ..NodeInfo::default()
         };
-        for reply in self.survey(survey::Kind::Node(mesh::NodeSurvey {})).await {
+        let survey = survey::Kind::Node(mesh::NodeSurvey {});
+        for (edge, region, reply) in self.survey_edges(survey).await {
             let Some(stats) = reply.node else { continue };
             info.num_clients = info.num_clients.saturating_add(stats.num_clients);
             info.num_users = info.num_users.saturating_add(stats.num_users);
             info.num_subs = info.num_subs.saturating_add(stats.num_subs);
+            if let Some(region) = region {
+                info.edges.push(EdgeInfo {
+                    name: edge.as_str().to_owned(),
+                    region,
+                    num_clients: stats.num_clients,
+                    num_users: stats.num_users,
+                    num_subs: stats.num_subs,
+                });
+            }
         }
+        info.edges.sort_by(|a, b| a.name.cmp(&b.name));
         info
     }
 }

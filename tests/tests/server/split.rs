@@ -196,3 +196,40 @@ async fn metrics_are_served_only_when_prometheus_is_enabled() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn info_lists_the_edges_of_a_core_with_their_region_and_serve_answers_as_centrifugo() {
+    let split = Split::start_with(spindle_tests::SplitOptions {
+        edges: 2,
+        patch: json!({"mesh": {"region": "eu-west"}}),
+        ..spindle_tests::SplitOptions::default()
+    })
+    .await
+    .or_fail();
+    let _alice = client_on(&split.edges[0], "alice").await;
+    let _bob = client_on(&split.edges[0], "bob").await;
+    let _carol = client_on(&split.edges[1], "carol").await;
+    let info = split.core().api_ok("info", json!({})).await.or_fail();
+    let node = &info["nodes"][0];
+    assert_eq!(node["region"], "eu-west", "{info}");
+    assert_eq!(node["num_clients"], 3, "{info}");
+    assert_eq!(
+        node["edges"],
+        json!([
+            {"name": "edge1", "region": "eu-west", "num_clients": 2, "num_users": 2},
+            {"name": "edge2", "region": "eu-west", "num_clients": 1, "num_users": 1},
+        ]),
+        "{info}"
+    );
+
+    // `spindle serve`'s edge is in-process: its reply carries none of Spindle's additions.
+    let serve = spindle_tests::Server::start().await.or_fail();
+    let info = serve.api_ok("info", json!({})).await.or_fail();
+    let node = info["nodes"][0]
+        .as_object()
+        .unwrap_or_else(|| panic!("no node in {info}"));
+    assert!(
+        !node.contains_key("edges") && !node.contains_key("region"),
+        "{info}"
+    );
+}
