@@ -83,6 +83,9 @@ pub struct Server {
     config_path: PathBuf,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// Panic reports seen on stderr, kept whole whatever the log's tail holds: a server that
+    /// panicked in a background task fails the test when it is dropped ([`Drop`]).
+    panics: Arc<Mutex<Vec<String>>>,
     _dir: TempDir,
 }
 
@@ -158,12 +161,13 @@ impl Server {
         let pid = child.id().unwrap_or_default();
         let stdout_log = Arc::new(Mutex::new(String::new()));
         let stderr_log = Arc::new(Mutex::new(String::new()));
+        let panics = Arc::new(Mutex::new(Vec::new()));
         let (line_tx, line_rx) = oneshot::channel();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(drain(out, stdout_log.clone(), Some(line_tx)));
+            tokio::spawn(drain(out, stdout_log.clone(), Some(line_tx), None));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(drain(err, stderr_log.clone(), None));
+            tokio::spawn(drain(err, stderr_log.clone(), None, Some(panics.clone())));
         }
 
         let logs = |reason: &str| {
@@ -217,6 +221,7 @@ impl Server {
             config_path,
             stdout: stdout_log,
             stderr: stderr_log,
+            panics,
             _dir: dir,
         })
     }
@@ -393,6 +398,16 @@ impl Drop for Server {
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
         }
+        // Whatever the test saw, a panic in the server is a failure (unless the test is
+        // already failing: a second panic would abort and hide the first).
+        let panics = self.panics.lock().map(|p| p.join("\n")).unwrap_or_default();
+        if !panics.is_empty() && !std::thread::panicking() {
+            panic!(
+                "spindle (pid {}) panicked during the test:\n{panics}\n--- spindle stderr ---\n{}",
+                self.pid,
+                self.stderr()
+            );
+        }
     }
 }
 
@@ -470,9 +485,19 @@ async fn drain(
     stream: impl AsyncRead + Unpin,
     log: Arc<Mutex<String>>,
     mut listening: Option<oneshot::Sender<String>>,
+    panics: Option<Arc<Mutex<Vec<String>>>>,
 ) {
     let mut lines = BufReader::new(stream).lines();
+    // The line after "thread '…' panicked at <file>:" holds the message.
+    let mut message_follows = false;
     while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(panics) = &panics
+            && (message_follows || line.contains(" panicked at "))
+            && let Ok(mut panics) = panics.lock()
+        {
+            message_follows = !message_follows && line.trim_end().ends_with(':');
+            panics.push(line.clone());
+        }
         if line.starts_with(LISTENING_PREFIX)
             && let Some(tx) = listening.take()
         {
@@ -558,5 +583,22 @@ mod tests {
             Some("[::1]:9".parse().unwrap())
         );
         assert_eq!(parse_listening("listening on 127.0.0.1:1"), None);
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_stderr_is_kept_with_its_message() {
+        let stderr: &[u8] = b"INFO started\nthread 'tokio-runtime-worker' panicked at \
+            core/src/x.rs:1:2:\nboom\nINFO still serving\n";
+        let log = Arc::new(Mutex::new(String::new()));
+        let panics = Arc::new(Mutex::new(Vec::new()));
+        drain(stderr, log, None, Some(panics.clone())).await;
+        let panics = panics.lock().unwrap().clone();
+        assert_eq!(
+            panics,
+            [
+                "thread 'tokio-runtime-worker' panicked at core/src/x.rs:1:2:",
+                "boom"
+            ]
+        );
     }
 }

@@ -4,7 +4,7 @@ starts spindle inside the test (so a start failure is a test failure saying
 
 import pytest
 
-from spindle_harness import Server, start_server
+from spindle_harness import Server, start_server, stop_all
 
 
 @pytest.fixture(params=["json", "protobuf"])
@@ -22,8 +22,5 @@ def spindle():
         return server
 
     yield start
-    for server in started:
-        try:
-            server.stop()
-        except Exception:  # noqa: BLE001 - cleanup must not mask the test's own failure
-            server.kill()
+    # A server that panicked or did not stop fails the test (at teardown).
+    stop_all(started)

@@ -145,8 +145,27 @@ class Server:
     def stderr(self) -> str:
         return "".join(self._logs["stderr"])
 
+    def panics(self) -> list[str]:
+        """Panic reports on stderr (the line naming the place, and the message after it)."""
+        lines = self._logs["stderr"]
+        found = []
+        for i, line in enumerate(lines):
+            if " panicked at " in line:
+                found.append(line.rstrip())
+                if line.rstrip().endswith(":") and i + 1 < len(lines):
+                    found.append(lines[i + 1].rstrip())
+        return found
+
+    def check_no_panic(self) -> None:
+        """A server that panicked (in a background task, say) fails the test that ran it."""
+        panics = self.panics()
+        if panics:
+            joined = "\n".join(panics)
+            raise AssertionError(f"spindle panicked during the test:\n{joined}")
+
     def stop(self) -> int:
-        """SIGTERM, wait; the exit code (negative = killed by that signal)."""
+        """SIGTERM, wait; the exit code (negative = killed by that signal). Raises if the
+        server panicked at any time."""
         try:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)
@@ -159,15 +178,31 @@ class Server:
                         f"spindle did not exit within {STOP_TIMEOUT} s after SIGTERM (killed)\n"
                         f"--- spindle stderr ---\n{self.stderr}"
                     )
+            self.check_no_panic()
             return self.proc.returncode
         finally:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def kill(self) -> None:
+        """SIGKILL (a test's fault injection or a cleanup); does not judge the server."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+def stop_all(servers) -> None:
+    """Stops every server (SIGTERM, or SIGKILL when that fails), then raises the first failure:
+    a server that did not stop or that panicked fails the test."""
+    failures = []
+    for server in servers:
+        try:
+            server.stop()
+        except Exception as e:  # noqa: BLE001 - every server is stopped before reporting
+            server.kill()
+            failures.append(e)
+    if failures:
+        raise failures[0]
 
 
 def start_server(patch: Optional[dict] = None, port: int = 0, role: str = "serve") -> Server:

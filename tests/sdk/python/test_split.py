@@ -14,24 +14,22 @@ import shutil
 import pytest
 from cent import PublishRequest
 
-from spindle_harness import start_split, unique
+from spindle_harness import start_split, stop_all, unique
 from test_sdk import QUIET, World, cent_call, run, wait_for
 
 
-def stop_all(servers, certs: str) -> None:
-    for server in servers:
-        try:
-            server.stop()
-        except Exception:  # noqa: BLE001 - cleanup must not mask the test's own failure
-            server.kill()
-    shutil.rmtree(certs, ignore_errors=True)
+def stop_split(servers, certs: str) -> None:
+    try:
+        stop_all(servers)
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
 
 
 @pytest.fixture
 def split():
     cores, edges, certs = start_split(edges=2)
     yield cores[0], edges
-    stop_all([*edges, *cores], certs)
+    stop_split([*edges, *cores], certs)
 
 
 def test_clients_on_two_edges_publish_to_each_other_and_get_cent_publications(fmt, split):
@@ -109,4 +107,4 @@ def test_a_killed_core_is_invisible_to_clients_on_two_edges(fmt):
     try:
         run(scenario())
     finally:
-        stop_all([*edges, *cores], certs)
+        stop_split([*edges, *cores], certs)

@@ -139,9 +139,21 @@ export class Server {
     return reply.result;
   }
 
-  // SIGTERM and wait for the exit; resolves to { code, signal }.
+  // A server that panicked (in a background task, say) fails the test that ran it: throws with
+  // the panic's report.
+  checkNoPanic() {
+    const at = this.stderr.indexOf(' panicked at ');
+    if (at < 0) return;
+    const from = this.stderr.lastIndexOf('\n', at) + 1;
+    throw new Error(`spindle panicked during the test:\n${this.stderr.slice(from, from + 2000)}`);
+  }
+
+  // SIGTERM and wait for the exit; resolves to { code, signal }. Throws if the server panicked.
   async stop() {
-    if (this.exited) return this.exited;
+    if (this.exited) {
+      this.checkNoPanic();
+      return this.exited;
+    }
     const done = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
     this.child.kill('SIGTERM');
     let timer;
@@ -151,17 +163,22 @@ export class Server {
         reject(new Error(`spindle did not exit within ${STOP_TIMEOUT_MS} ms after SIGTERM (killed)\n--- spindle stderr ---\n${this.stderr}`));
       }, STOP_TIMEOUT_MS);
     });
+    let status;
     try {
-      return await Promise.race([done, timeout]);
+      status = await Promise.race([done, timeout]);
     } finally {
       clearTimeout(timer);
       this._cleanup();
     }
+    this.checkNoPanic();
+    return status;
   }
 
+  // SIGKILL (a test's fault injection, or cleanup). Throws if the server had panicked.
   kill() {
     if (!this.exited) this.child.kill('SIGKILL');
     this._cleanup();
+    this.checkNoPanic();
   }
 
   _cleanup() {
@@ -300,11 +317,19 @@ export async function startSplit({ cores = 1, edges = 2, patch } = {}) {
     core: startedCores[0],
     cores: startedCores,
     edges: started,
+    // Stops every process, then throws the first failure (one that panicked or did not stop).
     async stop() {
+      const failures = [];
       for (const s of [...started, ...startedCores]) {
-        try { await s.stop(); } catch { s.kill(); }
+        try {
+          await s.stop();
+        } catch (error) {
+          failures.push(error);
+          try { s.kill(); } catch { /* the same failure, reported once */ }
+        }
       }
       fs.rmSync(certs, { recursive: true, force: true });
+      if (failures.length > 0) throw failures[0];
     },
   };
 }
