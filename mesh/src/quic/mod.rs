@@ -283,6 +283,10 @@ impl LastHeard {
 
 /// Sends heartbeats on the control queue and closes the connection once the peer has been
 /// silent for the link timeout. Ends when the control queue closes.
+///
+/// Silence is watched to its deadline (the last frame heard + the timeout), not at heartbeat
+/// ticks: a check per tick would see a dead link up to one heartbeat interval late, and a
+/// blackholed link must be down within `link_timeout` of its last frame.
 async fn keep_alive(
     control: tokio::sync::mpsc::Sender<bytes::Bytes>,
     connection: quinn::Connection,
@@ -290,27 +294,39 @@ async fn keep_alive(
     options: MeshOptions,
     peer: String,
 ) {
-    let mut seq = 0;
-    let mut tick = tokio::time::interval(options.heartbeat_interval);
-    loop {
-        tick.tick().await;
-        if heard.silence() > options.link_timeout {
-            tracing::warn!(
-                peer,
-                timeout = ?options.link_timeout,
-                "mesh link down: no frame from the peer within the link timeout"
-            );
-            connection.close(close::SILENT, b"link timeout");
-            return;
+    let heartbeats = async {
+        let mut seq = 0;
+        let mut tick = tokio::time::interval(options.heartbeat_interval);
+        loop {
+            tick.tick().await;
+            seq += 1;
+            let heartbeat = Kind::Heartbeat(mesh::Heartbeat {
+                seq,
+                sent_at_ms: unix_ms(),
+            });
+            if control.send(framed::frame(heartbeat)).await.is_err() {
+                return;
+            }
         }
-        seq += 1;
-        let heartbeat = Kind::Heartbeat(mesh::Heartbeat {
-            seq,
-            sent_at_ms: unix_ms(),
-        });
-        if control.send(framed::frame(heartbeat)).await.is_err() {
-            return;
+    };
+    let watchdog = async {
+        loop {
+            let silence = heard.silence();
+            if silence >= options.link_timeout {
+                tracing::warn!(
+                    peer,
+                    timeout = ?options.link_timeout,
+                    "mesh link down: no frame from the peer within the link timeout"
+                );
+                connection.close(close::SILENT, b"link timeout");
+                return;
+            }
+            tokio::time::sleep(options.link_timeout - silence).await;
         }
+    };
+    tokio::select! {
+        () = heartbeats => {}
+        () = watchdog => {}
     }
 }
 

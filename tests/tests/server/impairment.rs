@@ -179,6 +179,7 @@ async fn run(seed: u64) {
         match health {
             Some(health) => {
                 let (times, ()) = tokio::join!(health, publish);
+                eprintln!("impairment seed {seed}: /health 503 after {times:?} of a blackhole");
                 for (edge, time) in times.iter().enumerate() {
                     let time = time.unwrap_or_else(|| {
                         panic!(
