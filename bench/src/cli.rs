@@ -68,6 +68,14 @@ pub struct TargetArgs {
     /// Server binary to start (default: <CARGO_TARGET_DIR or target>/release/spindle).
     #[arg(long, global = true)]
     pub server_bin: Option<PathBuf>,
+    /// Start a split deployment instead of `spindle serve`: a `spindle core` (the API) and this
+    /// many `spindle edge`s joined by QUIC, the clients dealt round-robin over the edges.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub split: usize,
+    /// CPUs for the started server processes (a `taskset -c` list, e.g. `0`); run the
+    /// generator itself under `taskset -c 1` to keep the two apart.
+    #[arg(long, global = true)]
+    pub server_cpus: Option<String>,
     /// log.level of a started server.
     #[arg(long, global = true, default_value = "error")]
     pub server_log_level: String,

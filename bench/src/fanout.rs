@@ -48,11 +48,11 @@ pub async fn run(endpoints: &Endpoints, options: &FanoutOptions) -> Result<Table
         "fanout: connecting {} {} subscribers to {}",
         options.subscribers,
         options.format.as_str(),
-        endpoints.ws_url
+        endpoints.ws_urls_text()
     );
     let swarm = Swarm::connect(
         &SwarmPlan {
-            ws_url: endpoints.ws_url.clone(),
+            ws_urls: endpoints.ws_urls.clone().into(),
             hmac_secret: endpoints.hmac_secret.clone(),
             format: options.format,
             connections: options.subscribers,
@@ -70,13 +70,13 @@ pub async fn run(endpoints: &Endpoints, options: &FanoutOptions) -> Result<Table
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let before = Samples::take(endpoints.pid)?;
+    let before = Samples::take(&endpoints.processes)?;
     let start_micros = shared.now_micros();
     eprintln!(
         "fanout: publishing {total} × {} B at {}/s for {:?}",
         options.size, options.rate, options.duration
     );
-    let progress = tokio::spawn(progress(shared.clone(), endpoints.pid));
+    let progress = tokio::spawn(progress(shared.clone(), endpoints.pids()));
     let plan = PublishPlan {
         api: endpoints.api.clone(),
         api_addr: endpoints.api_addr,
@@ -103,7 +103,7 @@ pub async fn run(endpoints: &Endpoints, options: &FanoutOptions) -> Result<Table
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let after = Samples::take(endpoints.pid)?;
+    let after = Samples::take(&endpoints.processes)?;
     progress.abort();
     let setup_time = swarm.setup_time;
     let tallies = swarm.stop().await;
@@ -300,20 +300,21 @@ pub fn check_deliveries(
     check
 }
 
-/// Prints deliveries/s and server CPU once a second while publishing.
-async fn progress(shared: Arc<Shared>, pid: Option<u32>) {
+/// Prints deliveries/s and server CPU (its processes `pids` summed) once a second while
+/// publishing.
+async fn progress(shared: Arc<Shared>, pids: Vec<u32>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let mut last = (
         shared.delivered.load(Ordering::Relaxed),
-        pid.and_then(|p| ProcessSample::take(p).ok()),
+        ProcessSample::take_all(&pids).ok().flatten(),
     );
     let mut second = 0;
     loop {
         ticker.tick().await;
         second += 1;
         let delivered = shared.delivered.load(Ordering::Relaxed);
-        let server = pid.and_then(|p| ProcessSample::take(p).ok());
+        let server = ProcessSample::take_all(&pids).ok().flatten();
         let cpu = match (&last.1, &server) {
             (Some(b), Some(a)) => format!(", server CPU {:.0} %", b.cpu_percent_until(a)),
             _ => String::new(),

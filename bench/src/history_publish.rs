@@ -82,13 +82,13 @@ pub async fn run(endpoints: &Endpoints, options: &HistoryPublishOptions) -> Resu
     let latency = Arc::new(Histogram::new());
     let next = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
-    let before = Samples::take(endpoints.pid)?;
+    let before = Samples::take(&endpoints.processes)?;
     let started = Instant::now();
     let deadline = started + options.duration;
     let ticker = tokio::spawn(progress(
         "publishes answered",
         answered.clone(),
-        endpoints.pid,
+        endpoints.pids(),
     ));
     let workers: Vec<_> = publishers
         .into_iter()
@@ -121,7 +121,7 @@ pub async fn run(endpoints: &Endpoints, options: &HistoryPublishOptions) -> Resu
         tally.merge(worker.await?);
     }
     let elapsed = started.elapsed();
-    let after = Samples::take(endpoints.pid)?;
+    let after = Samples::take(&endpoints.processes)?;
     ticker.abort();
     let issued = next.load(Ordering::Relaxed);
 

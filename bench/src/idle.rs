@@ -35,21 +35,21 @@ pub async fn run(endpoints: &Endpoints, options: &IdleOptions) -> Result<Table> 
         .collect();
     // Let a freshly started server finish starting before the baseline.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = Samples::take(endpoints.pid)?;
+    let before = Samples::take(&endpoints.processes)?;
     let socket_before = procfs::tcp_socket_memory()?;
     let slab_before = procfs::kernel_slab_memory()?;
-    let fds_before = endpoints.pid.and_then(open_fds);
+    let fds_before = open_fds(&endpoints.pids());
 
     eprintln!(
         "idle: connecting {} {} clients to {}",
         options.clients,
         options.format.as_str(),
-        endpoints.ws_url
+        endpoints.ws_urls_text()
     );
     let shared = Arc::new(Shared::new(Instant::now(), 0));
     let swarm = Swarm::connect(
         &SwarmPlan {
-            ws_url: endpoints.ws_url.clone(),
+            ws_urls: endpoints.ws_urls.clone().into(),
             hmac_secret: endpoints.hmac_secret.clone(),
             format: options.format,
             connections: options.clients,
@@ -66,12 +66,12 @@ pub async fn run(endpoints: &Endpoints, options: &IdleOptions) -> Result<Table> 
         swarm.setup_time.as_secs_f64(),
         options.wait
     );
-    let connected = Samples::take(endpoints.pid)?;
+    let connected = Samples::take(&endpoints.processes)?;
     tokio::time::sleep(options.wait).await;
-    let after = Samples::take(endpoints.pid)?;
+    let after = Samples::take(&endpoints.processes)?;
     let socket_after = procfs::tcp_socket_memory()?;
     let slab_after = procfs::kernel_slab_memory()?;
-    let fds_after = endpoints.pid.and_then(open_fds);
+    let fds_after = open_fds(&endpoints.pids());
     let setup_time = swarm.setup_time;
     let tallies = swarm.stop().await;
     let pings: u64 = tallies.iter().map(|t| t.pings).sum();
@@ -171,7 +171,12 @@ fn idle_cpu(from: Option<ProcessSample>, to: Option<ProcessSample>) -> String {
     }
 }
 
-/// Entries of `/proc/<pid>/fd`.
-fn open_fds(pid: u32) -> Option<usize> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+/// Entries of `/proc/<pid>/fd`, over the server's processes (`None` without any).
+fn open_fds(pids: &[u32]) -> Option<usize> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|pid| Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count()))
+        .sum()
 }

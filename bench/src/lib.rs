@@ -1,5 +1,5 @@
 //! The load generator: many client connections speaking the real client protocol against a
-//! real `spindle serve`, and the figures that come out of it.
+//! real `spindle serve` (or a core and its edges), and the figures that come out of it.
 //!
 //! Owns: benchmark scenarios that print figures — `fanout` (deliveries per second, every
 //! message delivered, end-to-end latency percentiles, server CPU and RSS), `idle` (server
@@ -19,7 +19,8 @@
 //! ([`histogram`]), buffers reused by the publisher ([`http`], [`publisher`]).
 //!
 //! Layout:
-//! - [`cli`]: arguments; [`server`]: start `spindle serve` with a temp config or attach by URL.
+//! - [`cli`]: arguments; [`server`]: start a server process with a temp config or attach by
+//!   URL; [`deployment`]: `spindle serve`, or a core and edges (`--split N`).
 //! - [`client`]: one connection (connect, subscribe, count, pong); [`swarm`]: N of them.
 //! - [`publisher`]: fixed-rate publishing over kept-alive API connections ([`http`]).
 //! - [`api_publish`]: publishing with every reply checked ([`api_replies`]) into a [`ledger`]
@@ -34,6 +35,7 @@ pub mod api_publish;
 pub mod api_replies;
 pub mod cli;
 pub mod client;
+pub mod deployment;
 pub mod fanout;
 pub mod histogram;
 pub mod history_check;

@@ -4,13 +4,14 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use spindle_bench::cli::{Cli, PublishModeArg, Scenario, TargetArgs};
+use spindle_bench::deployment::Deployment;
 use spindle_bench::fanout::{self, FanoutOptions};
 use spindle_bench::history_publish::{self, HistoryPublishOptions, Mode};
 use spindle_bench::http::ApiEndpoint;
 use spindle_bench::idle::{self, IdleOptions};
 use spindle_bench::procfs;
 use spindle_bench::reconnect_storm::{self, StormOptions};
-use spindle_bench::server::{self, Endpoints, ManagedServer, StartOptions};
+use spindle_bench::server::{self, Endpoints, ServerProcess, StartOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -144,12 +145,16 @@ fn scenario_patch(scenario: &Scenario) -> Option<serde_json::Value> {
     }
 }
 
-/// Starts a server unless `--url` points at a running one.
+/// Starts a server (or a split deployment: `--split`) unless `--url` points at a running one.
 async fn target(
     args: &TargetArgs,
     scenario_patch: Option<serde_json::Value>,
-) -> Result<(Option<ManagedServer>, Endpoints)> {
+) -> Result<(Option<Deployment>, Endpoints)> {
     if let Some(url) = &args.url {
+        anyhow::ensure!(
+            args.split == 0,
+            "--split starts its own servers; it does not go with --url"
+        );
         let api_url = match &args.api_url {
             Some(api) => api.clone(),
             None => server::api_url_for(url)?,
@@ -160,12 +165,19 @@ async fn target(
         return Ok((
             None,
             Endpoints {
-                ws_url: url.clone(),
+                ws_urls: vec![url.clone()],
                 api,
                 api_addr,
                 api_key: args.api_key.clone(),
                 hmac_secret: args.hmac_secret.clone(),
-                pid: args.server_pid,
+                processes: args
+                    .server_pid
+                    .map(|pid| ServerProcess {
+                        name: "server".into(),
+                        pid,
+                    })
+                    .into_iter()
+                    .collect(),
             },
         ));
     }
@@ -177,6 +189,7 @@ async fn target(
         api_key: args.api_key.clone(),
         hmac_secret: args.hmac_secret.clone(),
         log_level: args.server_log_level.clone(),
+        cpus: args.server_cpus.clone(),
         config_patch: patch_with(
             scenario_patch,
             args.server_config
@@ -186,16 +199,22 @@ async fn target(
                 .context("--server-config is not JSON")?,
         ),
     };
-    let managed = ManagedServer::start(&options).await?;
+    let managed = Deployment::start(&options, args.split).await?;
     let endpoints = managed.endpoints(&options);
     if let Some(patch) = &options.config_patch {
         eprintln!("server config patch: {patch}");
     }
+    let processes: Vec<String> = endpoints
+        .processes
+        .iter()
+        .map(|p| format!("{} pid {}", p.name, p.pid))
+        .collect();
     eprintln!(
-        "started {} (pid {}) at {}",
+        "started {} ({}); clients at {}, API at {}",
         options.binary.display(),
-        endpoints.pid.unwrap_or_default(),
-        endpoints.ws_url
+        processes.join(", "),
+        endpoints.ws_urls_text(),
+        endpoints.api_addr
     );
     Ok((Some(managed), endpoints))
 }

@@ -139,7 +139,7 @@ pub async fn run(endpoints: &Endpoints, options: &StormOptions) -> Result<Table>
         setup_time.as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let subscribed = Samples::take(endpoints.pid)?;
+    let subscribed = Samples::take(&endpoints.processes)?;
 
     let _ = clients.phase.send(Phase::Drop);
     let dropping = Instant::now();
@@ -170,16 +170,16 @@ pub async fn run(endpoints: &Endpoints, options: &StormOptions) -> Result<Table>
     let ticker = tokio::spawn(progress(
         "recovered",
         recovered_count.clone(),
-        endpoints.pid,
+        endpoints.pids(),
     ));
-    let before = Samples::take(endpoints.pid)?;
+    let before = Samples::take(&endpoints.processes)?;
     let storm = Instant::now();
     let _ = clients.phase.send(Phase::Reconnect(storm));
     let reconnect_errors = clients
         .wait(options.clients, Some(&recovered_count))
         .await?;
     let storm_time = storm.elapsed();
-    let after = Samples::take(endpoints.pid)?;
+    let after = Samples::take(&endpoints.processes)?;
     ticker.abort();
     eprintln!(
         "reconnect-storm: all replied {:.2} s after the first reconnect ({} failed); \
@@ -236,7 +236,7 @@ pub async fn run(endpoints: &Endpoints, options: &StormOptions) -> Result<Table>
 
 fn spawn(endpoints: &Endpoints, options: &StormOptions, channels: &Arc<[String]>) -> Clients {
     let plan = StormPlan {
-        ws_url: endpoints.ws_url.clone(),
+        ws_urls: endpoints.ws_urls.clone().into(),
         hmac_secret: endpoints.hmac_secret.clone(),
         format: options.format,
         channels: channels.clone(),

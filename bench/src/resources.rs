@@ -3,24 +3,37 @@
 
 use crate::procfs::{MachineSample, ProcessSample};
 use crate::report::{self, Table};
+use crate::server::ServerProcess;
 use anyhow::Result;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// CPU and memory over the measured window, for the server (if its pid is known), this load
-/// generator and the whole machine.
-#[derive(Debug, Clone, Copy)]
+/// CPU and memory over the measured window, for the server (if its pid is known; a split
+/// deployment's processes summed), this load generator and the whole machine.
+#[derive(Debug, Clone)]
 pub struct Samples {
     pub server: Option<ProcessSample>,
+    /// Each server process on its own, when there are several (a core and its edges).
+    pub parts: Vec<(String, ProcessSample)>,
     pub bench: ProcessSample,
     pub machine: MachineSample,
 }
 
 impl Samples {
-    pub fn take(server_pid: Option<u32>) -> Result<Samples> {
+    pub fn take(servers: &[ServerProcess]) -> Result<Samples> {
+        let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
+        let parts = if servers.len() > 1 {
+            servers
+                .iter()
+                .map(|s| Ok((s.name.clone(), ProcessSample::take(s.pid)?)))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Samples {
-            server: server_pid.map(ProcessSample::take).transpose()?,
+            server: ProcessSample::take_all(&pids)?,
+            parts,
             bench: ProcessSample::take(std::process::id())?,
             machine: MachineSample::take()?,
         })
@@ -52,6 +65,16 @@ pub fn resource_rows(table: &mut Table, before: &Samples, after: &Samples, busy_
             table.row("server CPU / RSS", "n/a (pass --server-pid)");
         }
     }
+    for ((name, b), (_, a)) in before.parts.iter().zip(&after.parts) {
+        table.row(
+            format!("  {name} CPU / RSS after"),
+            format!(
+                "{} / {}",
+                b.cpu_summary_until(a),
+                report::bytes(a.rss_kib as f64 * 1024.0)
+            ),
+        );
+    }
     table
         .row(
             "load generator CPU",
@@ -81,14 +104,15 @@ pub fn resource_rows(table: &mut Table, before: &Samples, after: &Samples, busy_
 }
 
 /// Prints, once a second until aborted, how much `counter` grew (as `<n> <what>/s`), the
-/// server's CPU and the machine's, so a disturbed run shows while it happens.
-pub async fn progress(what: &'static str, counter: Arc<AtomicU64>, pid: Option<u32>) {
+/// server's CPU (its processes `pids` summed) and the machine's, so a disturbed run shows
+/// while it happens.
+pub async fn progress(what: &'static str, counter: Arc<AtomicU64>, pids: Vec<u32>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let sample = || {
         (
             counter.load(Ordering::Relaxed),
-            pid.and_then(|p| ProcessSample::take(p).ok()),
+            ProcessSample::take_all(&pids).ok().flatten(),
             MachineSample::take().ok(),
         )
     };

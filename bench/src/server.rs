@@ -1,5 +1,6 @@
-//! The server under test: either a `spindle serve` we start with a throw-away config, or one
-//! already running that we attach to by URL.
+//! The server under test: either one we start (`spindle serve`, or a core and edges:
+//! [`crate::deployment`]) with a throw-away config, or one already running that we attach to
+//! by URL.
 
 use crate::http::ApiEndpoint;
 use anyhow::{Context, Result, bail};
@@ -24,14 +25,49 @@ const LOG_KEEP: usize = 16 * 1024;
 /// Where the server is and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    /// `ws://…/connection/websocket`.
-    pub ws_url: String,
+    /// `ws://…/connection/websocket` of each process serving clients (one, or every edge of a
+    /// split deployment: connection `k` goes to `ws_urls[k % len]`).
+    pub ws_urls: Vec<String>,
     pub api: ApiEndpoint,
     pub api_addr: SocketAddr,
     pub api_key: String,
     pub hmac_secret: String,
-    /// Known when we started it or were told (`--server-pid`): enables CPU and RSS figures.
-    pub pid: Option<u32>,
+    /// Known when we started them or were told (`--server-pid`): enables CPU and RSS figures.
+    pub processes: Vec<ServerProcess>,
+}
+
+impl Endpoints {
+    /// The WebSocket URL of connection `k`.
+    pub fn ws_url(&self, k: usize) -> &str {
+        &self.ws_urls[k % self.ws_urls.len()]
+    }
+
+    /// The URLs clients are dealt over, for messages.
+    pub fn ws_urls_text(&self) -> String {
+        self.ws_urls.join(", ")
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|p| p.pid).collect()
+    }
+}
+
+/// One server process: `serve`, or `core1` / `edge1` … of a split deployment.
+#[derive(Debug, Clone)]
+pub struct ServerProcess {
+    pub name: String,
+    pub pid: u32,
+}
+
+/// Which process of a deployment to start, and what its config adds.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// `serve`, `core1`, `edge1`, …: names its temp dir and its figures.
+    pub name: String,
+    /// The subcommand: `serve`, `core` or `edge`.
+    pub role: &'static str,
+    /// Merged over the run's config (mesh settings of a split node).
+    pub patch: Option<serde_json::Value>,
 }
 
 /// How to start a server.
@@ -44,11 +80,14 @@ pub struct StartOptions {
     pub log_level: String,
     /// Merged into the config last (objects merge key by key, anything else replaces).
     pub config_patch: Option<serde_json::Value>,
+    /// Pins the processes to these CPUs (`taskset -c`), threads included.
+    pub cpus: Option<String>,
 }
 
-/// A `spindle serve` process we started; SIGTERM on [`ManagedServer::stop`], SIGKILL on drop.
+/// A server process we started; SIGTERM on [`ManagedServer::stop`], SIGKILL on drop.
 #[derive(Debug)]
 pub struct ManagedServer {
+    name: String,
     child: Child,
     pid: u32,
     addr: SocketAddr,
@@ -57,8 +96,8 @@ pub struct ManagedServer {
 }
 
 impl ManagedServer {
-    /// Writes a config into a temp dir and runs `spindle serve -c <cfg> -p 0`.
-    pub async fn start(options: &StartOptions) -> Result<ManagedServer> {
+    /// Writes a config into a temp dir and runs `spindle <role> -c <cfg> -p 0`.
+    pub async fn start(options: &StartOptions, node: &Node) -> Result<ManagedServer> {
         // Absolute, because the child runs in the temp dir.
         let binary = &std::path::absolute(&options.binary).unwrap_or(options.binary.clone());
         if !binary.is_file() {
@@ -68,18 +107,31 @@ impl ManagedServer {
                 binary.display()
             );
         }
-        let dir = std::env::temp_dir().join(format!("spindle-bench-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "spindle-bench-{}-{}",
+            std::process::id(),
+            node.name
+        ));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let config_path = dir.join("config.json");
         let mut config = server_config(&options.hmac_secret, &options.api_key, &options.log_level);
-        if let Some(patch) = &options.config_patch {
+        for patch in [&options.config_patch, &node.patch].into_iter().flatten() {
             merge(&mut config, patch);
         }
         std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)
             .with_context(|| format!("writing {}", config_path.display()))?;
 
-        let mut child = Command::new(binary)
-            .arg("serve")
+        // taskset execs the server: the pid is the server's.
+        let mut command = match &options.cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.arg("-c").arg(cpus).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
+            .arg(node.role)
             .arg("-c")
             .arg(&config_path)
             .arg("-p")
@@ -106,8 +158,9 @@ impl ManagedServer {
                 let _ = child.start_kill();
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 bail!(
-                    "{} did not print `{LISTENING_PREFIX}<ip>:<port>`\n--- server stderr ---\n{}",
+                    "{} {} did not print `{LISTENING_PREFIX}<ip>:<port>`\n--- stderr ---\n{}",
                     binary.display(),
+                    node.role,
                     tail(&stderr)
                 );
             }
@@ -115,6 +168,7 @@ impl ManagedServer {
         let addr = parse_listening(&line)
             .with_context(|| format!("cannot parse the listening line {line:?}"))?;
         Ok(ManagedServer {
+            name: node.name.clone(),
             child,
             pid,
             addr,
@@ -123,17 +177,19 @@ impl ManagedServer {
         })
     }
 
-    pub fn endpoints(&self, options: &StartOptions) -> Endpoints {
-        Endpoints {
-            ws_url: format!("ws://{}/connection/websocket", self.addr),
-            api: ApiEndpoint {
-                authority: self.addr.to_string(),
-                prefix: "/api".into(),
-            },
-            api_addr: self.addr,
-            api_key: options.api_key.clone(),
-            hmac_secret: options.hmac_secret.clone(),
-            pid: Some(self.pid),
+    /// Where it listens for HTTP (clients, the API, `/health`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.addr)
+    }
+
+    pub fn process(&self) -> ServerProcess {
+        ServerProcess {
+            name: self.name.clone(),
+            pid: self.pid,
         }
     }
 

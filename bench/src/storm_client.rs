@@ -38,7 +38,8 @@ impl Phase {
 /// What the clients share.
 #[derive(Debug, Clone)]
 pub struct StormPlan {
-    pub ws_url: String,
+    /// Client `k` connects to `ws_urls[k % ws_urls.len()]`.
+    pub ws_urls: Arc<[String]>,
     pub hmac_secret: String,
     pub format: Format,
     /// Client `k` subscribes to `channels[k % channels.len()]`.
@@ -101,10 +102,11 @@ pub async fn run(
         ..ClientOutcome::default()
     };
     let user = format!("bench-{k}");
+    let ws_url = plan.ws_urls[k % plan.ws_urls.len()].clone();
     let first = async {
         let _permit = plan.setup_gate.acquire().await?;
         let token = token(&user, &plan.hmac_secret)?;
-        let mut subscriber = Subscriber::connect(&plan.ws_url, plan.format, &token).await?;
+        let mut subscriber = Subscriber::connect(&ws_url, plan.format, &token).await?;
         let result = subscriber
             .subscribe(SubscribeRequest {
                 channel: channel.clone(),
@@ -154,7 +156,7 @@ pub async fn run(
             None => None,
         };
         let token = token(&user, &plan.hmac_secret)?;
-        let mut subscriber = Subscriber::connect(&plan.ws_url, plan.format, &token).await?;
+        let mut subscriber = Subscriber::connect(&ws_url, plan.format, &token).await?;
         let connected = storm.elapsed();
         let result = subscriber
             .subscribe(SubscribeRequest {

@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 /// What the connections of a swarm do.
 #[derive(Debug, Clone)]
 pub struct SwarmPlan {
-    pub ws_url: String,
+    /// Connection `k` connects to `ws_urls[k % ws_urls.len()]`.
+    pub ws_urls: Arc<[String]>,
     pub hmac_secret: String,
     pub format: Format,
     pub connections: usize,
@@ -55,7 +56,8 @@ impl Swarm {
                     let token = token(&format!("bench-{k}"), &plan.hmac_secret)
                         .map_err(|e| format!("{e:#}"))?;
                     let channel = &plan.channels[k % plan.channels.len()];
-                    Subscriber::open(&plan.ws_url, plan.format, &token, channel)
+                    let ws_url = &plan.ws_urls[k % plan.ws_urls.len()];
+                    Subscriber::open(ws_url, plan.format, &token, channel)
                         .await
                         .map_err(|e| format!("connection {k}: {e:#}"))
                 };
