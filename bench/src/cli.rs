@@ -72,6 +72,9 @@ pub struct TargetArgs {
     /// many `spindle edge`s joined by QUIC, the clients dealt round-robin over the edges.
     #[arg(long, global = true, default_value_t = 0)]
     pub split: usize,
+    /// With --split: run the edges as the slim `spindle-edge` binary (next to the server binary).
+    #[arg(long, global = true)]
+    pub slim_edges: bool,
     /// CPUs for the started server processes (a `taskset -c` list, e.g. `0`); run the
     /// generator itself under `taskset -c 1` to keep the two apart.
     #[arg(long, global = true)]

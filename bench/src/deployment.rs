@@ -22,8 +22,9 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// `spindle serve` when `edges` is 0, else a core and `edges` edges.
-    pub async fn start(options: &StartOptions, edges: usize) -> Result<Deployment> {
+    /// `spindle serve` when `edges` is 0, else a core and `edges` edges (`spindle edge`, or
+    /// the slim `spindle-edge` binary when `slim`).
+    pub async fn start(options: &StartOptions, edges: usize, slim: bool) -> Result<Deployment> {
         if edges == 0 {
             let serve = Node {
                 name: "serve".into(),
@@ -60,12 +61,16 @@ impl Deployment {
         for name in edge_names {
             let edge = Node {
                 name: name.clone(),
-                role: "edge",
-                patch: Some(json!({"mesh": {
-                    "cores": [format!("127.0.0.1:{mesh_port}")],
-                    "node_name": name,
-                    "tls": tls(&certs, &name),
-                }})),
+                role: if slim { "spindle-edge" } else { "edge" },
+                // `/health` tells when the edge is linked (it is off by default).
+                patch: Some(json!({
+                    "mesh": {
+                        "cores": [format!("127.0.0.1:{mesh_port}")],
+                        "node_name": name,
+                        "tls": tls(&certs, &name),
+                    },
+                    "health": {"enabled": true},
+                })),
             };
             let node = ManagedServer::start(options, &edge).await?;
             wait_linked(&node).await?;

@@ -199,7 +199,7 @@ async fn target(
                 .context("--server-config is not JSON")?,
         ),
     };
-    let managed = Deployment::start(&options, args.split).await?;
+    let managed = Deployment::start(&options, args.split, args.slim_edges).await?;
     let endpoints = managed.endpoints(&options);
     if let Some(patch) = &options.config_patch {
         eprintln!("server config patch: {patch}");
@@ -243,7 +243,9 @@ fn machine_busy_for(window: Duration) -> Result<f64> {
 fn print_environment(threads: usize, fd: procfs::FdLimit, connections: usize) {
     let show = |v: Option<u64>| v.map_or_else(|| "unlimited".into(), |v| v.to_string());
     eprintln!(
-        "machine: {} cores; load generator: {threads} worker threads; fd limit {} → {}",
+        "machine: {} cores ({} for this process); load generator: {threads} worker threads; \
+         fd limit {} → {}",
+        procfs::machine_cores(),
         procfs::cores(),
         show(fd.before),
         show(fd.after)

@@ -161,6 +161,22 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// CPUs of the machine, whatever this process is pinned to (`cpuN` lines of `/proc/stat`):
+/// the scale of the machine-wide figures.
+pub fn machine_cores() -> usize {
+    std::fs::read_to_string("/proc/stat")
+        .map(|stat| {
+            stat.lines()
+                .filter(|line| {
+                    line.strip_prefix("cpu")
+                        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+        .max(1)
+}
+
 /// The file-descriptor limit before and after [`raise_fd_limit`].
 #[derive(Debug, Clone, Copy)]
 pub struct FdLimit {

@@ -43,7 +43,7 @@ impl Samples {
 /// The resource section of a report: server CPU and RSS, generator CPU, machine CPU (and what
 /// of it went to neither process: other work that disturbed the figures).
 pub fn resource_rows(table: &mut Table, before: &Samples, after: &Samples, busy_before: f64) {
-    let cores = crate::procfs::cores();
+    let cores = crate::procfs::machine_cores();
     table.section(format!(
         "CPU over the run (% of one core; {cores} cores = {}%) and memory",
         cores * 100

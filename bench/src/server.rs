@@ -64,7 +64,8 @@ pub struct ServerProcess {
 pub struct Node {
     /// `serve`, `core1`, `edge1`, …: names its temp dir and its figures.
     pub name: String,
-    /// The subcommand: `serve`, `core` or `edge`.
+    /// The subcommand: `serve`, `core` or `edge`; `spindle-edge` runs the slim edge binary
+    /// (next to `spindle`).
     pub role: &'static str,
     /// Merged over the run's config (mesh settings of a split node).
     pub patch: Option<serde_json::Value>,
@@ -100,6 +101,11 @@ impl ManagedServer {
     pub async fn start(options: &StartOptions, node: &Node) -> Result<ManagedServer> {
         // Absolute, because the child runs in the temp dir.
         let binary = &std::path::absolute(&options.binary).unwrap_or(options.binary.clone());
+        // The slim edge is a binary of its own, next to `spindle`, without a subcommand.
+        let (binary, subcommand) = match node.role {
+            "spindle-edge" => (&binary.with_file_name("spindle-edge"), None),
+            role => (binary, Some(role)),
+        };
         if !binary.is_file() {
             bail!(
                 "no server binary at {}: build it with `cargo build --release -p spindle` \
@@ -131,7 +137,7 @@ impl ManagedServer {
             None => Command::new(binary),
         };
         let mut child = command
-            .arg(node.role)
+            .args(subcommand)
             .arg("-c")
             .arg(&config_path)
             .arg("-p")
