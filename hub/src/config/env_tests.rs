@@ -345,7 +345,7 @@ fn unknown_variables_are_warnings_and_others_are_ignored() {
         names,
         ["SPINDLE_CLIENT_TOKEN_HMAC", "CENTRIFUGO_GRAPHITE_ENABLED"]
     );
-    assert!(loaded.warnings.iter().all(ConfigWarning::is_unknown));
+    assert!(loaded.warnings.iter().all(ConfigWarning::fails_strict));
     assert_eq!(loaded.config.http_server.port, 8000);
 }
 

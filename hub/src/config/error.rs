@@ -29,8 +29,12 @@ pub enum ConfigError {
     /// The configuration parsed but breaks rules; every problem found is listed.
     #[error("invalid configuration:{}", list(.0))]
     Invalid(Vec<ConfigProblem>),
-    /// Strict mode: unknown keys or variables were present.
-    #[error("unknown configuration keys (strict mode): {}", .0.join(", "))]
+    /// Strict mode: keys or variables that would be ignored or have no effect were present
+    /// (unknown, unsupported, not served yet, without effect).
+    #[error(
+        "strict mode: these keys would be ignored or have no effect: {}",
+        .0.join(", ")
+    )]
     UnknownKeys(Vec<String>),
 }
 
@@ -85,15 +89,20 @@ pub enum ConfigWarning {
         /// Why.
         reason: String,
     },
+    /// A key Spindle reads but does not act on yet, set to something other than its default.
+    NotServed {
+        /// Dotted key path.
+        path: String,
+        /// What is missing.
+        reason: String,
+    },
 }
 
 impl ConfigWarning {
-    /// True for the warnings that strict mode turns into [`ConfigError::UnknownKeys`].
-    pub fn is_unknown(&self) -> bool {
-        matches!(
-            self,
-            ConfigWarning::UnknownKey { .. } | ConfigWarning::UnknownEnv { .. }
-        )
+    /// True for the warnings that strict mode turns into [`ConfigError::UnknownKeys`]: every
+    /// key that would be ignored or do nothing (a replaced zero acts, with the default).
+    pub fn fails_strict(&self) -> bool {
+        !matches!(self, ConfigWarning::ZeroMeansDefault { .. })
     }
 
     /// The key path or variable name the warning is about.
@@ -102,7 +111,8 @@ impl ConfigWarning {
             ConfigWarning::UnknownKey { path }
             | ConfigWarning::UnsupportedKey { path }
             | ConfigWarning::ZeroMeansDefault { path, .. }
-            | ConfigWarning::NoEffect { path, .. } => path,
+            | ConfigWarning::NoEffect { path, .. }
+            | ConfigWarning::NotServed { path, .. } => path,
             ConfigWarning::UnknownEnv { name } => name,
         }
     }
@@ -130,6 +140,9 @@ impl fmt::Display for ConfigWarning {
                  {default}"
             ),
             ConfigWarning::NoEffect { path, reason } => write!(f, "{path}: no effect: {reason}"),
+            ConfigWarning::NotServed { path, reason } => {
+                write!(f, "{path}: not served by Spindle yet, no effect: {reason}")
+            }
         }
     }
 }
@@ -166,12 +179,19 @@ mod tests {
             w.to_string(),
             "channel.namespaces[1].histroy_size: unknown key, ignored"
         );
-        assert!(w.is_unknown());
+        assert!(w.fails_strict());
         assert!(
-            !ConfigWarning::UnsupportedKey {
+            ConfigWarning::UnsupportedKey {
                 path: "graphite".into()
             }
-            .is_unknown()
+            .fails_strict()
+        );
+        assert!(
+            !ConfigWarning::ZeroMeansDefault {
+                path: "client.queue_max_size".into(),
+                default: "1048576".into()
+            }
+            .fails_strict()
         );
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::env::{apply_env, apply_flags, merge};
 use super::error::{ConfigError, ConfigWarning};
 use super::normalize::{advisories, zeros_to_defaults};
+use super::not_served::not_served_warnings;
 use super::schema::{coerce, config_schema};
 use super::vars::expand_map_vars;
 use super::{Config, Role};
@@ -97,7 +98,8 @@ pub struct ConfigSources {
     pub env: Vec<(String, String)>,
     /// Command-line settings as `(dotted key path, value)`, e.g. `("http_server.port", "9000")`.
     pub flags: Vec<(String, String)>,
-    /// Unknown keys and variables are errors ([`ConfigError::UnknownKeys`]), not warnings.
+    /// Every key that would be ignored or have no effect is an error
+    /// ([`ConfigError::UnknownKeys`]), not a warning.
     pub strict: bool,
     /// The role the configuration is loaded for: validated for it ([`Config::validate_for`])
     /// and reduced to what it keeps ([`Config::for_role`]).
@@ -147,19 +149,20 @@ pub fn load(sources: &ConfigSources) -> Result<Loaded, ConfigError> {
     apply_flags(&mut tree, &schema, &sources.flags)?;
     expand_map_vars(&schema, &mut tree, &sources.env, "")?;
     let mut config = deserialize(&tree, &mut warnings)?;
-    if sources.strict {
-        let unknown: Vec<String> = warnings
-            .iter()
-            .filter(|w| w.is_unknown())
-            .map(|w| w.subject().to_owned())
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ConfigError::UnknownKeys(unknown));
-        }
-    }
     zeros_to_defaults(&mut config, &mut warnings);
     config.validate_for(sources.role)?;
+    warnings.extend(not_served_warnings(&config));
     warnings.extend(advisories(&config));
+    if sources.strict {
+        let ignored: Vec<String> = warnings
+            .iter()
+            .filter(|w| w.fails_strict())
+            .map(|w| w.subject().to_owned())
+            .collect();
+        if !ignored.is_empty() {
+            return Err(ConfigError::UnknownKeys(ignored));
+        }
+    }
     Ok(Loaded {
         config: config.for_role(sources.role),
         warnings,

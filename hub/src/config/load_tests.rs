@@ -110,7 +110,7 @@ fn unknown_keys_are_reported_by_full_path() {
 }
 
 #[test]
-fn strict_mode_turns_unknown_keys_into_an_error() {
+fn strict_mode_turns_ignored_keys_into_an_error() {
     let mut sources = json(r#"{"client": {"insecure": true, "insecur": true}, "graphite": {}}"#);
     sources.env = vec![("SPINDLE_NOT_A_KEY".into(), "1".into())];
     assert_eq!(load(&sources).unwrap().warnings.len(), 3);
@@ -119,7 +119,8 @@ fn strict_mode_turns_unknown_keys_into_an_error() {
         load(&sources),
         Err(ConfigError::UnknownKeys(vec![
             "SPINDLE_NOT_A_KEY".into(),
-            "client.insecur".into()
+            "client.insecur".into(),
+            "graphite".into()
         ]))
     );
 }

@@ -41,6 +41,7 @@ mod load;
 mod map;
 mod mesh;
 mod normalize;
+mod not_served;
 mod proxy;
 mod role;
 mod rpc;

@@ -40,7 +40,7 @@ pub(crate) enum Kind {
 }
 
 /// The lists whose entries are objects with a `name`, with the default of one entry.
-fn named_list_template(path: &str) -> Option<Result<Value, serde_json::Error>> {
+pub(crate) fn named_list_template(path: &str) -> Option<Result<Value, serde_json::Error>> {
     match path {
         "channel.namespaces" => Some(serde_json::to_value(Namespace::default())),
         "rpc.namespaces" => Some(serde_json::to_value(RpcNamespace::default())),

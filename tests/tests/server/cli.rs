@@ -92,6 +92,29 @@ fn checkconfig_warns_about_a_config_nobody_can_connect_with() {
 }
 
 #[test]
+fn a_feature_spindle_does_not_serve_is_named_and_fails_strict_mode() {
+    let config = r#"{"client":{"token":{"hmac_secret_key":"k"}},
+        "grpc_api":{"enabled":true},"websocket":{"compression":true},
+        "admin":{"enabled":false,"password":"off, so nothing is missed"}}"#;
+    let (code, stdout, stderr) = checkconfig(config, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("is valid"), "{stdout}");
+    for key in ["grpc_api.enabled", "websocket.compression"] {
+        assert!(
+            stderr.contains(&format!("{key}: not served by Spindle yet")),
+            "{key}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("admin"), "{stderr}");
+    let (code, _, stderr) = checkconfig(config, &["--strict"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("grpc_api.enabled, websocket.compression"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn checkconfig_validates_for_one_role() {
     // A subscribe proxy without an endpoint: an edge does not call the backend (its core
     // does), serve does.
