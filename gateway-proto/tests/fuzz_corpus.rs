@@ -73,6 +73,40 @@ fn checked_in_corpus_replays_through_every_harness() {
     }
 }
 
+/// Each fuzz target (`fuzz/fuzz_targets/<name>.rs`, a `[[bin]]` of `fuzz/Cargo.toml`) runs
+/// the harness of its own name, and every harness has a target: a renamed harness cannot
+/// quietly turn a fuzz binary into one that tests nothing.
+#[test]
+fn every_fuzz_target_runs_the_harness_of_its_name() {
+    let fuzz_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut files: Vec<String> = std::fs::read_dir(fuzz_dir.join("fuzz_targets"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut targets: Vec<&str> = fuzz::TARGETS.to_vec();
+    targets.sort_unstable();
+    assert_eq!(files, targets, "fuzz_targets/*.rs against fuzz::TARGETS");
+    let manifest = std::fs::read_to_string(fuzz_dir.join("Cargo.toml")).unwrap();
+    for target in targets {
+        let source =
+            std::fs::read_to_string(fuzz_dir.join(format!("fuzz_targets/{target}.rs"))).unwrap();
+        assert!(
+            source.contains(&format!("by_name(\"{target}\")")),
+            "fuzz_targets/{target}.rs does not run the harness {target}"
+        );
+        assert!(
+            manifest.contains(&format!(
+                "name = \"{target}\"\npath = \"fuzz_targets/{target}.rs\""
+            )),
+            "fuzz/Cargo.toml has no [[bin]] {target}"
+        );
+        assert!(fuzz::by_name(target).is_some(), "no harness {target}");
+    }
+}
+
 fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     let len = seed.len();
     prop::collection::vec((0..len.max(1), any::<u8>(), 0u8..3), 1..8).prop_map(move |edits| {

@@ -1,6 +1,9 @@
 #![no_main]
+// A harness missing from spindle_proto::fuzz::by_name must crash the run, not fuzz nothing
+// (gateway-proto/tests/fuzz_corpus.rs ties these files to fuzz::TARGETS).
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Some(harness) = spindle_proto::fuzz::by_name("json_reply") {
-        harness(data);
+    match spindle_proto::fuzz::by_name("json_reply") {
+        Some(harness) => harness(data),
+        None => panic!("no fuzz harness named json_reply"),
     }
 });
