@@ -41,21 +41,23 @@ impl ProcessSample {
     /// The processes `pids` together (ticks and memory summed): a split deployment's core and
     /// edges as one server. `None` without any pid.
     pub fn take_all(pids: &[u32]) -> Result<Option<ProcessSample>> {
-        let mut total: Option<ProcessSample> = None;
-        for &pid in pids {
-            let one = ProcessSample::take(pid)?;
-            total = Some(match total {
-                None => one,
-                Some(sum) => ProcessSample {
-                    at: sum.at,
-                    user_ticks: sum.user_ticks + one.user_ticks,
-                    system_ticks: sum.system_ticks + one.system_ticks,
-                    rss_kib: sum.rss_kib + one.rss_kib,
-                    peak_rss_kib: sum.peak_rss_kib + one.peak_rss_kib,
-                },
-            });
-        }
-        Ok(total)
+        let samples = pids
+            .iter()
+            .map(|&pid| ProcessSample::take(pid))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ProcessSample::sum(&samples))
+    }
+
+    /// Samples of several processes as one (ticks and memory summed, the first one's time).
+    pub fn sum(samples: &[ProcessSample]) -> Option<ProcessSample> {
+        let (first, rest) = samples.split_first()?;
+        Some(rest.iter().fold(*first, |sum, one| ProcessSample {
+            at: sum.at,
+            user_ticks: sum.user_ticks + one.user_ticks,
+            system_ticks: sum.system_ticks + one.system_ticks,
+            rss_kib: sum.rss_kib + one.rss_kib,
+            peak_rss_kib: sum.peak_rss_kib + one.peak_rss_kib,
+        }))
     }
 
     /// CPU used between `self` and `later`, in percent of one core (200 = two full cores).

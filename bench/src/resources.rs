@@ -22,17 +22,18 @@ pub struct Samples {
 
 impl Samples {
     pub fn take(servers: &[ServerProcess]) -> Result<Samples> {
-        let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
-        let parts = if servers.len() > 1 {
-            servers
-                .iter()
-                .map(|s| Ok((s.name.clone(), ProcessSample::take(s.pid)?)))
-                .collect::<Result<_>>()?
-        } else {
-            Vec::new()
-        };
+        // Each process sampled once; the server is their sum.
+        let mut parts = servers
+            .iter()
+            .map(|s| Ok((s.name.clone(), ProcessSample::take(s.pid)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let samples: Vec<ProcessSample> = parts.iter().map(|(_, sample)| *sample).collect();
+        let server = ProcessSample::sum(&samples);
+        if parts.len() == 1 {
+            parts.clear();
+        }
         Ok(Samples {
-            server: ProcessSample::take_all(&pids)?,
+            server,
             parts,
             bench: ProcessSample::take(std::process::id())?,
             machine: MachineSample::take()?,
