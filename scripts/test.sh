@@ -3,11 +3,16 @@
 #   ./scripts/test.sh            everything
 #   FUZZ_SECONDS=60 ./scripts/test.sh   fuzz each target longer (default 10 s; 0 skips fuzzing
 #                                       and so fails the run: it is not a full one)
+#   SPINDLE_TEST_DEADLINE=300 ./scripts/test.sh   a test running longer fails (default 600 s)
 # Exit code is non-zero if any step failed; the last line says how many steps passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+# Per-test deadline (seconds) for the Rust tests (scripts/test_deadline.py), the JS suites
+# (node --test-timeout) and the Python suite (pytest-timeout): a deadlock fails its test
+# instead of hanging the run.
+export SPINDLE_TEST_DEADLINE=${SPINDLE_TEST_DEADLINE:-600}
 passed=0
 failed=0
 failures=()
@@ -98,6 +103,18 @@ fuzz_briefly() {
 
 # What the tree looks like to git (tracked changes and untracked files): the tests must leave it
 # as they found it (no golden file rewritten, no stray output committed by accident).
+# The per-test deadline itself: a test that never ends is killed and named, and fails the run.
+deadline_kills_a_hung_test() {
+  local out rc
+  out=$(scripts/test_deadline.py 65 -- \
+    cargo test -q -p spindle-tests --test deadline_probe -- --ignored 2>&1)
+  rc=$?
+  echo "$out" | tail -n 4
+  [ "$rc" -eq 124 ] || { echo "expected exit status 124, got $rc"; return 1; }
+  echo "$out" | grep -q "over the 65 s per-test deadline: deadline_probe_never_ends" ||
+    { echo "the hung test was not named"; return 1; }
+}
+
 tree_state() {
   { git status --porcelain=v1 --untracked-files=all; git diff; } | sha256sum
 }
@@ -156,11 +173,14 @@ step "one crypto provider" one_crypto_provider
 # The integration tests in tests/ start the real binary: build it first.
 step "build the server" cargo build -p spindle --bin spindle -p spindle-edge --bin spindle-edge
 # --no-fail-fast: one failing test binary must not hide what the others would report.
-step "unit and integration tests" cargo test --workspace --no-fail-fast
+step "the per-test deadline kills a hung test" deadline_kills_a_hung_test
+step "unit and integration tests" \
+  scripts/test_deadline.py "$SPINDLE_TEST_DEADLINE" -- cargo test --workspace --no-fail-fast
 # The edge's and the core's suites again over a link that encodes every message, delays it by
 # a seeded random time and reorders across lanes and streams (spindle_mesh::network): nothing
 # may depend on one in-process queue happening to be FIFO.
 step "edge and core over the network-like link" \
+  scripts/test_deadline.py "$SPINDLE_TEST_DEADLINE" -- \
   env SPINDLE_TEST_LINK=network cargo test -p spindle-edge -p spindle-core --no-fail-fast
 step "benches build" cargo bench --workspace --no-run
 step "golden frames: real SDKs accept our replies" gateway-proto/tests/golden/capture/replay.sh

@@ -18,6 +18,8 @@ JS="$HERE/js"
 PY="$HERE/python"
 
 build=1
+# Per-test deadline in seconds: a test that hangs fails instead of stalling the run.
+deadline=${SPINDLE_TEST_DEADLINE:-600}
 suites=()
 for arg in "$@"; do
   case "$arg" in
@@ -107,7 +109,8 @@ fi
 if wants js && [[ -z "${result[js]:-}" ]]; then
   echo
   echo "==> centrifuge-js $(node -p "require('$JS/node_modules/centrifuge/package.json').version") (node --test)"
-  (cd "$JS" && node --test --test-concurrency=1 test/*.test.mjs)
+  # A test running past the deadline fails (scripts/test.sh sets it for the whole run).
+  (cd "$JS" && node --test --test-concurrency=1 --test-timeout="$((deadline * 1000))" test/*.test.mjs)
   rc=$?
   if [[ $rc -eq 0 ]]; then result[js]="passed"; else result[js]="FAILED (exit $rc)"; failed=1; fi
 fi
@@ -116,7 +119,7 @@ if wants python && [[ -z "${result[python]:-}" ]]; then
   echo
   echo "==> centrifuge-python $("$PY/.venv/bin/python" -c "import importlib.metadata as m; print(m.version('centrifuge-python'))") + cent (pytest)"
   # A wide terminal keeps "could not start spindle" visible in pytest's one-line summaries.
-  (cd "$PY" && COLUMNS="${COLUMNS:-200}" .venv/bin/python -m pytest)
+  (cd "$PY" && COLUMNS="${COLUMNS:-200}" .venv/bin/python -m pytest --timeout="$deadline")
   rc=$?
   if [[ $rc -eq 0 ]]; then result[python]="passed"; else result[python]="FAILED (exit $rc)"; failed=1; fi
 fi
