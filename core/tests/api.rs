@@ -219,7 +219,7 @@ async fn subscribe_sends_a_control_to_every_edge() {
     );
     let bad_info = r#"{"channel":"chat:a","b64info":"*"}"#;
     assert_eq!(post(&router, "subscribe", bad_info).await.body, BAD_REQUEST);
-    assert!(e1.is_quiet());
+    e1.assert_quiet().await;
 }
 
 #[tokio::test]

@@ -96,10 +96,14 @@ async fn a_client_certificate_is_presented_when_configured() {
         server_ca_pem: tls.ca.clone(),
         ..RedisTls::default()
     };
+    // Refused for the missing client certificate, not for some other reason.
+    let refused = RedisConnection::connect(&options_for(tls.port, without))
+        .await
+        .err()
+        .expect("a client without a certificate is refused");
     assert!(
-        RedisConnection::connect(&options_for(tls.port, without))
-            .await
-            .is_err()
+        refused.to_string().contains("CertificateRequired"),
+        "refused by the TLS handshake: {refused}"
     );
 }
 

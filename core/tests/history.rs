@@ -278,7 +278,7 @@ async fn idempotency_keys_and_versions_suppress_publications() {
         .collect();
     assert_eq!(seen, expected);
     edge.barrier().await;
-    assert!(edge.is_quiet());
+    edge.assert_quiet().await;
     let stats = node.stats();
     assert_eq!((stats.publications, stats.suppressed), (4, 4));
 }

@@ -68,9 +68,8 @@ async fn two_nodes_share_publications_controls_info_and_channels() {
     api(&router_a, "disconnect", json!({"user": "u1"})).await;
     assert_eq!(edge_a.next_control().await.user, "u1");
     assert_eq!(edge_b.next_control().await.user, "u1");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(edge_a.is_quiet());
-    assert!(edge_b.is_quiet());
+    edge_a.assert_quiet().await;
+    edge_b.assert_quiet().await;
 
     let channels = api(&router_a, "channels", json!({})).await;
     assert_eq!(

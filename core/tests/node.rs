@@ -54,7 +54,8 @@ async fn each_interested_edge_gets_each_publication_once_in_order() {
         publication(&e2.next_event().await),
         ("news", &b"marker"[..])
     );
-    assert!(e1.is_quiet() && e2.is_quiet());
+    e1.assert_quiet().await;
+    e2.assert_quiet().await;
 
     let stats = node.stats();
     assert_eq!(stats.publications, 8);

@@ -288,8 +288,8 @@ async fn join_and_leave_reach_edges_with_interest() {
     );
 
     listener.barrier().await;
-    assert!(listener.is_quiet());
-    assert!(other.is_quiet());
+    listener.assert_quiet().await;
+    other.assert_quiet().await;
     assert!(
         reporter
             .link
@@ -298,5 +298,5 @@ async fn join_and_leave_reach_edges_with_interest() {
             .is_ok()
     );
     reporter.barrier().await;
-    assert!(other.is_quiet());
+    other.assert_quiet().await;
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::json;
 use spindle_mesh::{Down, mesh};
 use spindle_proto::{Format, client};
+use std::time::Duration;
 use support::{Client, Server, config, http_status, publication, start, upgrade_status};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -334,13 +335,44 @@ async fn uni_websocket_refuses_non_upgrades_and_foreign_origins() {
     );
 }
 
+/// `?format=protobuf` picks Protobuf without the subprotocol; `cf_ws_frame_ping_pong=true`
+/// swaps application pings for WebSocket ping frames, answered by the WebSocket library's pongs,
+/// and a client that stops answering is closed with 3012.
 #[tokio::test]
 async fn protobuf_by_query_and_native_pings() {
-    let server = start(config(json!({}))).await;
+    let server = start(config(json!({
+        "client": { "ping_interval": "1s", "pong_timeout": "500ms" }
+    })))
+    .await;
     let url = server.url("?format=protobuf&cf_ws_frame_ping_pong=true");
     let mut client = Client::open(&url, Format::Protobuf, None).await;
     let result = client.connect("native").await;
     assert_eq!((result.ping, result.pong), (0, false));
+
+    // Reading answers each ping: three in a row keep the connection open, and none of them is
+    // an application ping (an empty reply).
+    let mut pings = 0;
+    while pings < 3 {
+        match client.raw_frame_within(Duration::from_secs(3)).await {
+            Some(Message::Ping(_)) => pings += 1,
+            Some(other) => panic!("a native ping, not {other:?}"),
+            None => panic!("no ping within 3 s (ping_interval 1s)"),
+        }
+    }
+
+    // Not reading means no pong: after ping_interval + pong_timeout the server closes.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    loop {
+        match client.raw_frame_within(Duration::from_secs(3)).await {
+            Some(Message::Ping(_)) => continue,
+            Some(Message::Close(Some(frame))) => {
+                assert_eq!(u16::from(frame.code), 3012, "{frame:?}");
+                assert_eq!(frame.reason.as_str(), "no pong");
+                break;
+            }
+            other => panic!("a close 3012, not {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -315,9 +315,16 @@ impl FakeEdge {
         .await
     }
 
-    /// True when nothing was received so far.
-    pub fn is_quiet(&mut self) -> bool {
-        self.stash.is_empty() && self.received.try_recv().is_err()
+    /// Nothing arrives within 300 ms, and the link is still there: a detached edge (its
+    /// channel closed) is a failure, not silence.
+    pub async fn assert_quiet(&mut self) {
+        assert!(self.stash.is_empty(), "not quiet: {:?}", self.stash);
+        let settle = std::time::Duration::from_millis(300);
+        match tokio::time::timeout(settle, self.received.recv()).await {
+            Err(_) => {}
+            Ok(None) => panic!("the edge's link closed: detached, not quiet"),
+            Ok(Some(message)) => panic!("not quiet: {message:?}"),
+        }
     }
 }
 

@@ -126,9 +126,8 @@ pub async fn control_commands_reach_every_edge_once(a: &Node, b: &Node) {
         }
     }
     // Exactly once per node: nothing more arrives at either edge.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(edge_a.is_quiet());
-    assert!(edge_b.is_quiet());
+    edge_a.assert_quiet().await;
+    edge_b.assert_quiet().await;
 
     // The other direction.
     api(&b.api_router(), "disconnect", json!({"user": "u2"})).await;

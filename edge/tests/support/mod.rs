@@ -270,6 +270,15 @@ impl Client {
         }
     }
 
+    /// The next WebSocket message as it came (pings and closes included), or `None` when
+    /// nothing arrives within `wait`. Reading also lets tungstenite answer a ping.
+    pub async fn raw_frame_within(&mut self, wait: Duration) -> Option<Message> {
+        match tokio::time::timeout(wait, self.ws.next()).await {
+            Err(_) => None,
+            Ok(message) => Some(message.expect("connection ended").expect("read failed")),
+        }
+    }
+
     /// The next frame as raw JSON text.
     pub async fn recv_text(&mut self) -> String {
         loop {

@@ -29,10 +29,10 @@ fn no_connect_within_stale_close_delay_is_3502() {
 fn a_failed_connect_still_goes_stale() {
     let rules = rules();
     let mut session = session(&rules);
-    assert!(
-        session
-            .connect(&rules, &connect_request(""), at(1))
-            .is_err()
+    // No token and no header user: no credentials (3501).
+    assert_eq!(
+        err(session.connect(&rules, &connect_request(""), at(1))),
+        3501
     );
     assert_eq!(session.next_deadline(), Some(at(10).mono));
     assert_eq!(session.on_timer(at(10)), disconnect(Disconnect::STALE));

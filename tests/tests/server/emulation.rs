@@ -499,7 +499,11 @@ async fn bad_requests_get_clear_statuses() {
     let push = stream.next_push().await;
     assert_eq!(push.disconnect.expect("disconnect").code, 3501);
     assert!(stream.next().await.is_none());
-    assert!(server.get("/health").await.is_ok(), "server still up");
+    assert_eq!(
+        server.get("/health").await.or_fail().status,
+        200,
+        "server still up"
+    );
 }
 
 #[tokio::test]

@@ -60,9 +60,9 @@ async fn phase(
                 .await
                 .unwrap_or_else(|_| panic!("probe {i} never reached edge1"))
                 .unwrap_or_else(|| panic!("edge1's reader stopped"));
-            if n == i {
-                break at;
-            }
+            // One probe at a time, each once: the next arrival is this one.
+            assert_eq!(n, i, "probes arrive in order, once each");
+            break at;
         };
         latencies.push(arrived.saturating_duration_since(sent));
         highest = highest.max(rss(core.pid()));
