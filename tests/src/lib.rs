@@ -29,6 +29,8 @@
 //!   request counted) and RS256 signing with two test keys.
 //! - [`tls_front`]: [`tls_front::TlsFront`] — TLS in front of a test backend (fixture
 //!   certificate signed by a test CA), for HTTPS and gRPC-over-TLS proxies.
+//! - [`h3_status`]: the `:status` a WebTransport server answers an extended CONNECT with
+//!   (wtransport's own client hides it).
 //! - [`http`]: a tiny HTTP/1.1 client over a tokio `TcpStream` (the API, `/health`, plain GETs).
 //! - [`impair`]: [`impair::Proxy`] — a seeded UDP proxy between an edge and a core that
 //!   delays, loses, duplicates, reorders, blackholes, stalls one way and rebinds ports, set at
@@ -46,6 +48,7 @@ pub mod client;
 pub mod fixture;
 pub mod gaps;
 pub mod grpc_backend;
+pub mod h3_status;
 pub mod http;
 pub mod impair;
 pub mod keys;

@@ -16,7 +16,7 @@ use spindle_tests::client::{connect_command, encode_commands, payload_json, subs
 use spindle_tests::proto::{Command, Reply};
 use spindle_tests::server::free_port;
 use spindle_tests::tungstenite::Message;
-use spindle_tests::{Format, OrFail, Server, ServerOptions, TIMEOUT, fixture, http};
+use spindle_tests::{Format, OrFail, Server, ServerOptions, TIMEOUT, fixture, h3_status, http};
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Endpoint, Identity, RecvStream, SendStream};
 
@@ -29,6 +29,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub hash: Sha256Digest,
+    /// The certificate itself (DER), for clients that pin it.
+    pub der: Vec<u8>,
 }
 
 impl TlsFiles {
@@ -48,6 +50,7 @@ impl TlsFiles {
             cert,
             key,
             hash: certificate.hash(),
+            der: certificate.der().to_vec(),
         }
     }
 }
@@ -60,6 +63,11 @@ impl Drop for TlsFiles {
 
 /// A server with WebTransport on, and where its plain internal endpoints (the API) are.
 async fn start(tls: &TlsFiles) -> (Server, SocketAddr) {
+    start_with_client(tls, json!({})).await
+}
+
+/// As [`start`], with `client` as the config's `client` section.
+async fn start_with_client(tls: &TlsFiles, client: Value) -> (Server, SocketAddr) {
     let internal = free_port().or_fail();
     let patch = json!({
         "http_server": {
@@ -68,7 +76,8 @@ async fn start(tls: &TlsFiles) -> (Server, SocketAddr) {
             "internal_port": internal,
             "tls_external": true
         },
-        "webtransport": {"enabled": true, "message_size_limit": LIMIT}
+        "webtransport": {"enabled": true, "message_size_limit": LIMIT},
+        "client": client
     });
     let server = Server::start_with(ServerOptions::patched(patch))
         .await
@@ -287,25 +296,57 @@ async fn oversize_message_disconnects(format: Format) {
 
 both_formats!(receives_and_is_disconnected, oversize_message_disconnects);
 
+/// The status of an extended CONNECT to `path` with `headers` (wtransport's own client hides
+/// it: every refusal is one `SessionRejected`).
+async fn status_of(server: &Server, tls: &TlsFiles, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let url = format!("https://127.0.0.1:{}{path}", server.addr().port());
+    h3_status::webtransport_status(server.addr(), &url, headers, &tls.der)
+        .await
+        .or_fail()
+}
+
 #[tokio::test]
 async fn other_paths_are_not_found() {
     let tls = TlsFiles::generate();
     let (server, _internal) = start(&tls).await;
-    let config = ClientConfig::builder()
-        .with_bind_default()
-        .with_server_certificate_hashes([tls.hash.clone()])
-        .build();
-    let endpoint = Endpoint::client(config).expect("client endpoint");
-    let url = format!("https://127.0.0.1:{}/connection/nope", server.addr().port());
-    let result = tokio::time::timeout(TIMEOUT, endpoint.connect(&url))
-        .await
-        .expect("answer within the timeout");
-    // wtransport reports the refusal (404 here) without its status code.
-    let Err(error) = result else {
-        panic!("a session at {url} was accepted");
-    };
-    let error = error.to_string();
-    assert!(error.contains("rejected"), "{error}");
+    assert_eq!(status_of(&server, &tls, "/connection/nope", &[]).await, 404);
+    // The probe client gets a session where one is served.
+    assert_eq!(
+        status_of(&server, &tls, "/connection/webtransport", &[]).await,
+        200
+    );
+}
+
+/// `client.allowed_origins` applies to WebTransport sessions as to WebSocket upgrades: 403.
+#[tokio::test]
+async fn a_foreign_origin_is_forbidden() {
+    let tls = TlsFiles::generate();
+    let client = json!({"allowed_origins": ["https://app.example"]});
+    let (server, _internal) = start_with_client(&tls, client).await;
+    let path = "/connection/webtransport";
+    assert_eq!(
+        status_of(&server, &tls, path, &[("origin", "https://evil.example")]).await,
+        403
+    );
+    assert_eq!(
+        status_of(&server, &tls, path, &[("origin", "https://app.example")]).await,
+        200
+    );
+}
+
+/// At `client.connection_limit` a new session is refused with 429 before it opens.
+#[tokio::test]
+async fn sessions_over_the_connection_limit_are_refused_with_429() {
+    let tls = TlsFiles::generate();
+    let (server, _internal) = start_with_client(&tls, json!({"connection_limit": 1})).await;
+    let mut first = Session::open(&server, &tls, Format::Json).await;
+    let id = first.send(connect_command(&fixture::token("first"))).await;
+    let (connected, _) = first.reply(id).await;
+    assert!(connected.connect.is_some(), "{connected:?}");
+    assert_eq!(
+        status_of(&server, &tls, "/connection/webtransport", &[]).await,
+        429
+    );
 }
 
 #[tokio::test]
