@@ -97,10 +97,9 @@ async fn a_client_certificate_is_presented_when_configured() {
         ..RedisTls::default()
     };
     // Refused for the missing client certificate, not for some other reason.
-    let refused = RedisConnection::connect(&options_for(tls.port, without))
-        .await
-        .err()
-        .expect("a client without a certificate is refused");
+    let Err(refused) = RedisConnection::connect(&options_for(tls.port, without)).await else {
+        panic!("a client without a certificate is refused");
+    };
     assert!(
         refused.to_string().contains("CertificateRequired"),
         "refused by the TLS handshake: {refused}"

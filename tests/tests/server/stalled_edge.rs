@@ -55,15 +55,12 @@ async fn phase(
             .or_fail();
         let sent = Instant::now();
         core.publish(probe, json!({"i": i})).await.or_fail();
-        let arrived = loop {
-            let (n, at) = tokio::time::timeout(Duration::from_secs(5), arrivals.recv())
-                .await
-                .unwrap_or_else(|_| panic!("probe {i} never reached edge1"))
-                .unwrap_or_else(|| panic!("edge1's reader stopped"));
-            // One probe at a time, each once: the next arrival is this one.
-            assert_eq!(n, i, "probes arrive in order, once each");
-            break at;
-        };
+        let (n, arrived) = tokio::time::timeout(Duration::from_secs(5), arrivals.recv())
+            .await
+            .unwrap_or_else(|_| panic!("probe {i} never reached edge1"))
+            .unwrap_or_else(|| panic!("edge1's reader stopped"));
+        // One probe at a time, each once: the next arrival is this one.
+        assert_eq!(n, i, "probes arrive in order, once each");
         latencies.push(arrived.saturating_duration_since(sent));
         highest = highest.max(rss(core.pid()));
     }
