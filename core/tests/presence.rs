@@ -187,6 +187,46 @@ async fn edge_presence_requests() {
     assert_eq!(response.error.unwrap().code, 102);
 }
 
+/// `announced`: the join message of an entry stored by an earlier request, published and not
+/// stored again (so it is not counted twice, and nothing is stored without emit_join_leave).
+#[tokio::test]
+async fn announced_joins_are_published_not_stored() {
+    let node = node(config(|_| {}));
+    let router = node.api_router();
+    let mut listener = FakeEdge::attach(&node, "listener", Answers::default());
+    let reporter = FakeEdge::attach(&node, "reporter", Answers::default());
+    listener.interest(&["jl:a"], &[]).await;
+
+    let announced = mesh::PresenceUpdate {
+        announced: vec![info("u1", "c1")],
+        emit_join_leave: true,
+        ..update("jl:a")
+    };
+    let response = reporter
+        .request(Some(request::Kind::PresenceUpdate(announced)))
+        .await;
+    assert_eq!(response.error, None);
+    assert_eq!(
+        join_leave(&listener.next_event().await),
+        ("join", "u1", "c1")
+    );
+    let stats = post(&router, "presence_stats", r#"{"channel":"jl:a"}"#)
+        .await
+        .json();
+    assert_eq!(stats, json!({"result": {"num_clients": 0, "num_users": 0}}));
+
+    // Without emit_join_leave nothing is announced.
+    let silent = mesh::PresenceUpdate {
+        announced: vec![info("u2", "c2")],
+        ..update("jl:a")
+    };
+    reporter
+        .request(Some(request::Kind::PresenceUpdate(silent)))
+        .await;
+    listener.barrier().await;
+    listener.assert_quiet().await;
+}
+
 fn join_leave(event: &mesh::ChannelEvent) -> (&str, &str, &str) {
     match &event.kind {
         Some(channel_event::Kind::Join(info)) => ("join", info.user.as_str(), info.client.as_str()),

@@ -474,6 +474,56 @@ async fn presence_join_and_leave() {
     }
 }
 
+/// Presence is read-your-writes, as in Centrifugo (its subscribe stores presence before the
+/// reply, its unsubscribe removes it before the reply): a presence read right after the subscribe
+/// reply names the subscriber, and one right after the unsubscribe reply does not. Over the
+/// network-like link a join sent on the control stream after the reply loses this race.
+#[tokio::test]
+async fn presence_is_read_your_writes_around_subscribe_and_unsubscribe() {
+    let server = server().await;
+    let mut alice = connected(&server, "alice", Format::Json).await;
+    let presence_of = |channel: &str| client::Command {
+        presence: Some(client::PresenceRequest {
+            channel: channel.into(),
+        }),
+        ..Default::default()
+    };
+    let users = |reply: client::Reply| -> Vec<String> {
+        let presence = reply.presence.expect("a presence result").presence;
+        let mut users: Vec<String> = presence
+            .iter()
+            .map(|entry| entry.value.as_ref().unwrap().user.clone())
+            .collect();
+        users.sort();
+        users
+    };
+    for round in 0..30 {
+        let channel = format!("room:ryw{round}");
+        alice.subscribe(&channel).await.subscribe.unwrap();
+        let reply = alice.call(presence_of(&channel)).await;
+        assert_eq!(users(reply), ["alice"], "round {round}: after subscribe");
+        let reply = alice
+            .call(client::Command {
+                unsubscribe: Some(client::UnsubscribeRequest {
+                    channel: channel.clone(),
+                }),
+                ..Default::default()
+            })
+            .await;
+        assert!(reply.unsubscribe.is_some(), "round {round}: {reply:?}");
+        // Presence needs a subscriber here: ask as another subscriber of the channel.
+        let mut bob = connected(&server, "bob", Format::Json).await;
+        bob.subscribe(&channel).await.subscribe.unwrap();
+        let reply = bob.call(presence_of(&channel)).await;
+        assert_eq!(
+            users(reply),
+            ["bob"],
+            "round {round}: after alice's unsubscribe"
+        );
+        drop(bob);
+    }
+}
+
 const PAYLOADS: [&str; 4] = [
     r#"{"ticker":"AAPL","price":"187.12","exchange":"NASDAQ","note":"steady as she goes, é"}"#,
     r#"{"ticker":"AAPL","price":"187.19","exchange":"NASDAQ","note":"steady as she goes, é"}"#,

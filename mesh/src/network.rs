@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use spindle_proto::mesh::{self, mesh_frame::Kind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// How the simulated network behaves.
 #[derive(Debug, Clone, Copy)]
@@ -97,10 +97,11 @@ pub fn network(
     };
     let (cut, stopped) = watch::channel(false);
     let lanes = from_core.take_lanes();
-    spawn_until_cut(&stopped, up(from_edge, to_core, delays.clone()));
+    let capacity = options.capacity;
+    spawn_until_cut(&stopped, up(from_edge, to_core, delays.clone(), capacity));
     spawn_until_cut(
         &stopped,
-        control_down(from_core, to_edge.clone(), delays.clone()),
+        control_down(from_core, to_edge.clone(), delays.clone(), capacity),
     );
     for lane in lanes {
         spawn_until_cut(&stopped, lane_down(lane, to_edge.clone(), delays.clone()));
@@ -152,31 +153,48 @@ pub fn from_env(capacity: usize, lanes: usize) -> ((EdgeLink, EdgeInbox), (CoreL
 }
 
 /// Edge → core: the control stream in order, each request on its own.
-async fn up(mut from_edge: CoreInbox, to_core: EdgeLink, delays: Delays) {
-    while let Some(message) = from_edge.recv().await {
-        match message {
-            Up::Interest(interest) => {
-                let Kind::Interest(interest) = carried(Kind::Interest(interest)) else {
-                    unreachable!("a frame decodes to its own kind")
-                };
-                delays.wait().await;
-                if to_core.send(Up::Interest(interest)).await.is_err() {
-                    return;
+/// Edge → core: the control stream in order, each message delayed in turn; every request on
+/// its own. The reader hands control messages to their stream and goes on at once, so a
+/// request sent after a control message may overtake it, as a QUIC stream of its own can.
+async fn up(mut from_edge: CoreInbox, to_core: EdgeLink, delays: Delays, capacity: usize) {
+    let (control, mut stream) = mpsc::channel::<Up>(capacity);
+    let reader = async {
+        while let Some(message) = from_edge.recv().await {
+            let message = match message {
+                Up::Interest(interest) => {
+                    let Kind::Interest(interest) = carried(Kind::Interest(interest)) else {
+                        unreachable!("a frame decodes to its own kind")
+                    };
+                    Up::Interest(interest)
                 }
-            }
-            Up::Presence(update) => {
-                let Kind::Presence(update) = carried(Kind::Presence(update)) else {
-                    unreachable!("a frame decodes to its own kind")
-                };
-                delays.wait().await;
-                if to_core.send(Up::Presence(update)).await.is_err() {
-                    return;
+                Up::Presence(update) => {
+                    let Kind::Presence(update) = carried(Kind::Presence(update)) else {
+                        unreachable!("a frame decodes to its own kind")
+                    };
+                    Up::Presence(update)
                 }
-            }
-            Up::Request(pending) => {
-                tokio::spawn(relay_request(pending, to_core.clone(), delays.clone()));
+                Up::Request(pending) => {
+                    tokio::spawn(relay_request(pending, to_core.clone(), delays.clone()));
+                    continue;
+                }
+            };
+            if control.send(message).await.is_err() {
+                return;
             }
         }
+    };
+    let writer = async {
+        while let Some(message) = stream.recv().await {
+            delays.wait().await;
+            if to_core.send(message).await.is_err() {
+                return;
+            }
+        }
+    };
+    // Either side ending ends the link's up direction.
+    tokio::select! {
+        () = reader => {}
+        () = writer => {}
     }
 }
 
@@ -205,31 +223,51 @@ async fn relay_request(
     pending.responder.answer(response);
 }
 
-/// Core → edge control stream: in order; surveys each on their own.
-async fn control_down(mut from_core: EdgeInbox, to_edge: CoreLink, delays: Delays) {
-    while let Some(message) = from_core.recv().await {
-        let message = match message {
-            Down::Control(control) => {
-                let Kind::Control(control) = carried(Kind::Control(control)) else {
-                    unreachable!("a frame decodes to its own kind")
-                };
-                Down::Control(control)
+/// Core → edge: the control stream in order, each message delayed in turn; every survey on
+/// its own, free to overtake control messages sent before it (as in [`up`]).
+async fn control_down(
+    mut from_core: EdgeInbox,
+    to_edge: CoreLink,
+    delays: Delays,
+    capacity: usize,
+) {
+    let (control, mut stream) = mpsc::channel::<Down>(capacity);
+    let reader = async {
+        while let Some(message) = from_core.recv().await {
+            let message = match message {
+                Down::Control(control) => {
+                    let Kind::Control(control) = carried(Kind::Control(control)) else {
+                        unreachable!("a frame decodes to its own kind")
+                    };
+                    Down::Control(control)
+                }
+                Down::InterestAck(ack) => {
+                    let Kind::InterestAck(ack) = carried(Kind::InterestAck(ack)) else {
+                        unreachable!("a frame decodes to its own kind")
+                    };
+                    Down::InterestAck(ack)
+                }
+                Down::Survey(pending) => {
+                    tokio::spawn(relay_survey(pending, to_edge.clone(), delays.clone()));
+                    continue;
+                }
+            };
+            if control.send(message).await.is_err() {
+                return;
             }
-            Down::InterestAck(ack) => {
-                let Kind::InterestAck(ack) = carried(Kind::InterestAck(ack)) else {
-                    unreachable!("a frame decodes to its own kind")
-                };
-                Down::InterestAck(ack)
-            }
-            Down::Survey(pending) => {
-                tokio::spawn(relay_survey(pending, to_edge.clone(), delays.clone()));
-                continue;
-            }
-        };
-        delays.wait().await;
-        if to_edge.send(message).await.is_err() {
-            return;
         }
+    };
+    let writer = async {
+        while let Some(message) = stream.recv().await {
+            delays.wait().await;
+            if to_edge.send(message).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = reader => {}
+        () = writer => {}
     }
 }
 

@@ -70,7 +70,7 @@ impl Node {
 
     /// Applies an edge's presence update for one channel, in this order:
     /// 1. `joined`: stored (namespace `presence`) and, with `emit_join_leave`, published as
-    ///    joins;
+    ///    joins; `announced`: published as joins (with `emit_join_leave`), never stored;
     /// 2. `refreshed` (infos): stored again, without joins; `refreshed_client_ids`: their
     ///    entries extended (an id without a live entry is ignored);
     /// 3. `left` (infos) and `left_client_ids`: removed and, with `emit_join_leave`, published
@@ -89,6 +89,7 @@ impl Node {
             emit_join_leave,
             left,
             refreshed,
+            announced,
         } = update;
         let resolved = self.inner.resolver.resolve(&channel)?;
         let store = resolved.options.presence;
@@ -99,6 +100,13 @@ impl Node {
                 manager.add_presence(&channel, info.clone()).await?;
             }
             if emit_join_leave {
+                broker
+                    .publish_join_leave(&channel, JoinLeave::Join(info))
+                    .await?;
+            }
+        }
+        if emit_join_leave {
+            for info in announced {
                 broker
                     .publish_join_leave(&channel, JoinLeave::Join(info))
                     .await?;

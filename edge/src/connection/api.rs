@@ -66,6 +66,9 @@ impl Connection {
                     }
                 };
                 self.commit(&grant, &sub);
+                if !self.presence_stored(&grant.channel).await {
+                    return;
+                }
                 self.push(client::Push {
                     channel: grant.channel.clone(),
                     subscribe: Some(client::Subscribe {

@@ -233,6 +233,9 @@ impl Connection {
                     subs.insert(sub.channel.clone(), result);
                     self.commit(sub, &local);
                     attached.push(local);
+                    if !self.presence_stored(&sub.channel).await {
+                        return Flow::Stop;
+                    }
                 }
                 Err(refusal) => {
                     tracing::warn!(client = %self.client, channel = %sub.channel, ?refusal, "server-side subscription not positioned");
@@ -299,7 +302,7 @@ impl Connection {
                     sub.close();
                     self.leave_hub(&record.channel).await;
                 }
-                self.presence_left(&record).await;
+                self.presence_left(&record, true).await;
             }
             Ok(None) => {}
             Err(failure) => {

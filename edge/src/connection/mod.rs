@@ -13,6 +13,7 @@
 mod api;
 mod commands;
 mod jwks;
+mod presence;
 mod proxy;
 mod query;
 mod subscribe;
@@ -135,6 +136,7 @@ where
         last_read: now.mono,
         subs: HashMap::new(),
         joined: HashSet::new(),
+        presence: presence::PresenceQueue::default(),
         emulated_headers: BTreeMap::new(),
     };
     connection.run(&mut stream, &mut mailbox).await;
@@ -201,8 +203,10 @@ struct Connection {
     last_read: Instant,
     /// This connection's subscriptions in the local hub, by channel.
     subs: HashMap<String, Arc<LocalSub>>,
-    /// Channels whose presence join was sent (a leave is sent only for those).
+    /// Channels whose presence entry was stored or join announced (a leave goes only for those).
     joined: HashSet<String>,
+    /// This connection's presence requests, in order.
+    presence: presence::PresenceQueue,
     /// `ConnectRequest.headers` (lower-case names), for the proxies' `emulated_headers`.
     emulated_headers: BTreeMap<String, String>,
 }
@@ -330,7 +334,7 @@ impl Connection {
             sub.close();
             self.leave_hub(channel).await;
             if let Some(record) = record {
-                self.presence_left(&record).await;
+                self.presence_left(&record, true).await;
             }
         }
         had
@@ -357,7 +361,7 @@ impl Connection {
         self.shared.hub.closed(&self.client);
         let records: Vec<_> = self.session.subscriptions().cloned().collect();
         for record in &records {
-            self.presence_left(record).await;
+            self.presence_left(record, false).await;
         }
         self.outbox
             .closing()

@@ -10,7 +10,9 @@
 //!    delta-encoded into the reply.
 //! 3. [`Connection::commit`]: recorded in the session; the caller queues the reply or push.
 //! 4. [`Connection::activate`]: the buffer's rest goes out after the reply and the
-//!    subscription goes live; then the presence join (which makes the join push, §2.9).
+//!    subscription goes live; then the join message (which makes the join push, §2.9). The
+//!    presence entry itself is stored between steps 3 and 4, before the reply
+//!    ([`super::presence`]).
 //!
 //! A failure in step 2 undoes step 1 ([`Connection::detach`]). Waiting for the core blocks only
 //! this connection's task: fan-out keeps buffering for it, bounded, and never waits.
@@ -30,8 +32,7 @@ use spindle_hub::history::{
 };
 use spindle_hub::outcome::Failure;
 use spindle_hub::registry::Added;
-use spindle_hub::session::{Now, SubscribeGrant, Subscription, tags_match};
-use spindle_mesh::{Up, mesh};
+use spindle_hub::session::{Now, SubscribeGrant, tags_match};
 use spindle_proto::{Format, client};
 use std::sync::Arc;
 
@@ -187,7 +188,7 @@ impl Connection {
     /// Step 4, after the reply or push is queued: the buffered rest, live delivery, presence.
     pub(super) async fn activate(&mut self, sub: &Arc<LocalSub>) {
         match sub.go_live() {
-            Ok(()) => self.presence_joined(&sub.channel).await,
+            Ok(()) => self.presence_joined(&sub.channel),
             Err(PositionLost) => self.on_position_lost(sub).await,
         }
     }
@@ -264,47 +265,15 @@ impl Connection {
             }
         };
         self.commit(&grant, &sub);
+        if !self.presence_stored(&grant.channel).await {
+            return;
+        }
         self.send(&client::Reply {
             id,
             subscribe: Some(result),
             ..Default::default()
         });
         self.activate(&sub).await;
-    }
-
-    /// The presence join of a subscription just made live (also the join / leave emission).
-    async fn presence_joined(&mut self, channel: &str) {
-        let Some(record) = self.session.subscription(channel) else {
-            return;
-        };
-        let options = record.options;
-        if !(options.presence || options.emit_join_leave) {
-            return;
-        }
-        let update = mesh::PresenceUpdate {
-            channel: channel.to_owned(),
-            joined: vec![record.info.clone()],
-            emit_join_leave: options.emit_join_leave,
-            ..Default::default()
-        };
-        self.joined.insert(channel.to_owned());
-        // A dead link: the connection ends with it.
-        let _ = self.shared.link().send(Up::Presence(update)).await;
-    }
-
-    /// The presence leave of a subscription that was joined.
-    pub(super) async fn presence_left(&mut self, record: &Subscription) {
-        if !self.joined.remove(&record.channel) {
-            return;
-        }
-        // With its info: namespaces without presence store none to announce the leave with.
-        let update = mesh::PresenceUpdate {
-            channel: record.channel.clone(),
-            left: vec![record.info.clone()],
-            emit_join_leave: record.options.emit_join_leave,
-            ..Default::default()
-        };
-        let _ = self.shared.link().send(Up::Presence(update)).await;
     }
 }
 

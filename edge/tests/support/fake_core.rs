@@ -255,6 +255,11 @@ impl FakeCore {
                     events.push(mesh::channel_event::Kind::Join(info.clone()));
                 }
             }
+            if update.emit_join_leave {
+                for info in &update.announced {
+                    events.push(mesh::channel_event::Kind::Join(info.clone()));
+                }
+            }
             for info in &update.left {
                 members.remove(&info.client);
                 if update.emit_join_leave {
@@ -318,6 +323,10 @@ impl FakeCore {
                     return Answer::Held(rx, kind);
                 }
                 Answer::Now(kind, None)
+            }
+            Some(Kind::PresenceUpdate(update)) => {
+                self.presence(update).await;
+                Answer::Now(Some(Reply::Empty(mesh::Empty {})), None)
             }
             Some(Kind::Presence(question)) => {
                 let state = self.lock();
