@@ -10,40 +10,60 @@ use prost::Message;
 const LIMIT: usize = crate::DEFAULT_MAX_FRAME_SIZE;
 
 /// A client frame in `format`, through the command decoder; every command that decodes is
-/// re-encoded and decoded again.
+/// re-encoded and decoded again (a bad command does not stop the ones after it: the session
+/// answers each on its own).
 pub fn client_frame(format: Format, data: &[u8]) {
     let Ok(commands) = decode_commands(format, data, LIMIT) else {
         return;
     };
-    for command in commands {
-        let Ok(command) = command else { return };
-        let raw = client::Command::from(command);
-        match format {
-            Format::Json => {
-                // Payloads were captured as valid JSON, so they re-encode.
-                let Ok(text) = serde_json::to_vec(&raw) else {
-                    panic!("decoded command failed to re-encode: {raw:?}")
-                };
-                let again: client::Command = serde_json::from_slice(&text).expect("re-decode");
-                assert_eq!(again, raw);
-            }
-            Format::Protobuf => {
-                let again =
-                    client::Command::decode(raw.encode_to_vec().as_slice()).expect("re-decode");
-                assert_eq!(again, raw);
-            }
-        }
+    for command in commands.into_iter().flatten() {
+        round_trip(format, &client::Command::from(command));
     }
 }
 
-/// A server reply as a client would decode it (the SDK side), then re-encoded by us.
-pub fn reply(format: Format, data: &[u8]) {
-    let decoded = match format {
-        Format::Json => serde_json::from_slice::<client::Reply>(data).ok(),
-        Format::Protobuf => client::Reply::decode(data).ok(),
+/// `message` encoded in `format` decodes to itself. Payloads were captured as valid JSON, so a
+/// decoded message always re-encodes.
+fn round_trip<M>(format: Format, message: &M)
+where
+    M: Message
+        + Default
+        + PartialEq
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let again = match format {
+        Format::Json => {
+            let Ok(text) = serde_json::to_vec(message) else {
+                panic!("a decoded message failed to re-encode: {message:?}")
+            };
+            serde_json::from_slice::<M>(&text).expect("re-decode")
+        }
+        Format::Protobuf => M::decode(message.encode_to_vec().as_slice()).expect("re-decode"),
     };
-    if let Some(reply) = decoded {
-        let _ = encode_reply(format, &reply);
+    assert_eq!(&again, message);
+}
+
+/// A server reply as a client would decode it (the SDK side), then encoded by us: it encodes,
+/// and the encoding is a normal form (decoded and encoded again, the same bytes).
+pub fn reply(format: Format, data: &[u8]) {
+    let Some(reply) = decode_reply(format, data) else {
+        return;
+    };
+    let encoded = encode_reply(format, &reply).expect("a decoded reply re-encodes");
+    let again = decode_reply(format, &encoded).expect("our encoding decodes");
+    assert_eq!(
+        encode_reply(format, &again).expect("re-encode"),
+        encoded,
+        "an encoded reply changes when decoded and encoded again"
+    );
+}
+
+fn decode_reply(format: Format, data: &[u8]) -> Option<client::Reply> {
+    match format {
+        Format::Json => serde_json::from_slice(data).ok(),
+        // On the wire (encode_reply) a Protobuf reply carries its varint length.
+        Format::Protobuf => client::Reply::decode_length_delimited(data).ok(),
     }
 }
 
@@ -84,15 +104,19 @@ pub fn mesh_stream(data: &[u8]) {
     }
 }
 
-/// A unidirectional connect request and an emulation request.
+/// A unidirectional connect request and an emulation request; what decodes round-trips.
 pub fn uni_connect(data: &[u8]) {
     for format in Format::ALL {
-        let _ = decode_uni_connect(format, data, LIMIT);
+        if let Ok(request) = decode_uni_connect(format, data, LIMIT) {
+            round_trip(format, &request);
+        }
     }
     if let Ok(request) = serde_json::from_slice::<client::EmulationRequest>(data) {
-        let _ = serde_json::to_vec(&request);
+        round_trip(Format::Json, &request);
     }
-    let _ = client::EmulationRequest::decode(data);
+    if let Ok(request) = client::EmulationRequest::decode(data) {
+        round_trip(Format::Protobuf, &request);
+    }
 }
 
 /// Every harness, for corpus replay: which one a corpus directory belongs to.
