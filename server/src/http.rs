@@ -6,8 +6,9 @@
 //!   to the wait for each later request on a kept-alive connection.
 //! - An HTTP/2 connection with no request in flight for [`IDLE_TIMEOUT`] is told to go away.
 //! - At most [`pending_limit`] connections may be waiting for their first request at once; a
-//!   new connection beyond it closes the oldest of them, so silent clients cannot take every
-//!   descriptor, and a client that sends its request at once still gets in.
+//!   new connection beyond it closes the oldest of them ([`crate::pending`]), so silent clients
+//!   cannot take every descriptor, and a client that sends its request at once still gets in.
+//!   TLS handshakes in progress are bounded the same way (`crate::tls`).
 //!
 //! Centrifugo (Go's `http.Server`) closes such connections after 10 s (headers) and 30 s (idle).
 //! A connection leaves all of this once it is upgraded (WebSocket) or streams a response body
@@ -19,16 +20,17 @@ use axum::http::Request;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
+
+use crate::pending::{Oldest, Pending};
 
 /// How long a connection may take to send a request's headers (the first one, and each later
 /// one on an HTTP/1 keep-alive connection).
@@ -71,7 +73,7 @@ pub async fn serve<L: Accept>(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let mut waiting = Waiting::new(pending_limit());
+    let mut waiting = Oldest::new(pending_limit());
     let (stop_tx, stop) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -95,34 +97,6 @@ pub async fn serve<L: Accept>(
     // Every connection task holds a receiver: all have finished once the channel is closed.
     drop(stop);
     stop_tx.closed().await;
-}
-
-/// The connections still waiting for their first request, oldest first.
-struct Waiting {
-    limit: usize,
-    queue: VecDeque<Weak<Activity>>,
-}
-
-impl Waiting {
-    fn new(limit: usize) -> Waiting {
-        Waiting {
-            limit,
-            queue: VecDeque::new(),
-        }
-    }
-
-    /// Counts a new connection in; at the limit, the oldest still waiting is closed.
-    fn admit(&mut self, activity: &Arc<Activity>) {
-        self.queue
-            .retain(|waiting| waiting.upgrade().is_some_and(|a| !a.seen_request()));
-        while self.queue.len() >= self.limit {
-            if let Some(oldest) = self.queue.pop_front().and_then(|w| w.upgrade()) {
-                tracing::debug!("too many connections without a request: closing the oldest");
-                oldest.evict.notify_one();
-            }
-        }
-        self.queue.push_back(Arc::downgrade(activity));
-    }
 }
 
 /// One connection: hyper (HTTP/1 with upgrades, HTTP/2), watched for the deadlines above.
@@ -249,6 +223,17 @@ impl Activity {
     /// Whether the connection has been without a request for longer than it may be.
     fn expired(&self, now: Instant) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0 && now >= self.idle_since() + self.limit()
+    }
+}
+
+impl Pending for Activity {
+    fn still_pending(&self) -> bool {
+        !self.seen_request()
+    }
+
+    fn evict(&self) {
+        tracing::debug!("too many connections without a request: closing the oldest");
+        self.evict.notify_one();
     }
 }
 

@@ -21,6 +21,7 @@ pub mod args;
 pub mod http;
 pub mod mesh;
 pub mod output;
+mod pending;
 pub mod preflight;
 pub mod settings;
 pub mod tls;

@@ -10,7 +10,9 @@ use spindle_hub::config::Tls;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+
+use crate::pending::{Oldest, Pending};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -95,16 +97,37 @@ pub fn https_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>> {
 }
 
 /// A TCP listener whose connections come out after their TLS handshake. Handshakes run in
-/// their own tasks, so a slow client holds up no one; a failed one is logged and dropped.
+/// their own tasks, so a slow client holds up no one; a failed one is logged and dropped. At
+/// most [`crate::http::pending_limit`] run at once: a new connection beyond it ends the oldest
+/// handshake still running (`crate::pending`), so peers that connect and never say hello cannot
+/// take every descriptor.
 #[derive(Debug)]
 pub struct TlsListener {
     accepted: mpsc::Receiver<TlsStream<TcpStream>>,
+}
+
+/// A handshake in progress, as the bound on them sees it.
+#[derive(Default)]
+struct Handshake {
+    evict: Notify,
+}
+
+impl Pending for Handshake {
+    fn still_pending(&self) -> bool {
+        // Its task holds it until the handshake ends.
+        true
+    }
+
+    fn evict(&self) {
+        self.evict.notify_one();
+    }
 }
 
 impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> Result<TlsListener> {
         let acceptor = TlsAcceptor::from(config);
         let (tx, accepted) = mpsc::channel(ACCEPTED_BACKLOG);
+        let mut handshakes = Oldest::new(crate::http::pending_limit());
         tokio::spawn(async move {
             loop {
                 let (mut tcp, peer) = match listener.accept().await {
@@ -122,8 +145,19 @@ impl TlsListener {
                 super::no_delay(&mut tcp);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
+                let handshake = Arc::new(Handshake::default());
+                handshakes.admit(&handshake);
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    let accept = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                    let stream = tokio::select! {
+                        accepted = accept => accepted,
+                        () = handshake.evict.notified() => {
+                            tracing::debug!(%peer, "too many TLS handshakes at once: closing the oldest");
+                            return;
+                        }
+                    };
+                    drop(handshake);
+                    match stream {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(stream).await;
                         }

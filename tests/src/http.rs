@@ -1,12 +1,17 @@
 //! A tiny HTTP/1.1 client over a tokio `TcpStream`: one request per connection
 //! (`Connection: close`), response read to the end, `Content-Length` and chunked bodies.
-//! Enough for the server API, `/health` and plain GETs; no TLS, no redirects.
+//! Enough for the server API, `/health` and plain GETs (also over TLS: [`get_tls`]); no
+//! redirects.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::{Error, Result, TIMEOUT};
 
@@ -85,6 +90,43 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<HttpResponse> {
     request(addr, "GET", path, &[], b"").await
 }
 
+/// `GET` over TLS (HTTP/1.1) from a server whose certificate for `localhost` the CA in
+/// `ca_pem` signed.
+pub async fn get_tls(addr: SocketAddr, path: &str, ca_pem: &str) -> Result<HttpResponse> {
+    let what = format!("GET https://{addr}{path}");
+    let exchange = async {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let certificate = certificate.map_err(|e| format!("CA PEM: {e}"))?;
+            roots.add(certificate).map_err(|e| format!("CA: {e}"))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let name = ServerName::try_from("localhost").map_err(|e| format!("name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        exchange_over(tls, &addr.to_string(), "GET", path, &[], b"").await
+    };
+    tokio::time::timeout(TIMEOUT * 2, exchange)
+        .await
+        .map_err(|_| {
+            Error::new(format!(
+                "{what}: no complete response within {:?}",
+                TIMEOUT * 2
+            ))
+        })?
+        .map_err(|e| Error::new(format!("{what}: {e}")))
+}
+
 async fn exchange(
     addr: SocketAddr,
     method: &str,
@@ -92,10 +134,21 @@ async fn exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::result::Result<HttpResponse, String> {
-    let mut stream = TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    exchange_over(stream, &addr.to_string(), method, path, headers, body).await
+}
+
+async fn exchange_over<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::result::Result<HttpResponse, String> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if !body.is_empty() || method == "POST" || method == "PUT" {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
@@ -110,10 +163,12 @@ async fn exchange(
         .await
         .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
+    match stream.read_to_end(&mut raw).await {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify, after a whole response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(format!("read: {e}")),
+    }
     parse_response(&raw)
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use spindle_tests::{Client, Format, OrFail, Server, ServerOptions, fixture};
+use spindle_tests::{Client, Format, OrFail, Server, ServerOptions, fixture, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -140,6 +140,43 @@ async fn silent_connections_do_not_starve_health_or_upgrades() {
     tokio::time::sleep(HEADER_DEADLINE + SLACK).await;
     // A command still gets an answer (any reply proves the connection is alive).
     client.subscribe("slow_clients").await.or_fail();
+    drop(silent);
+}
+
+/// The same over TLS: connections that never start their handshake are bounded too (the
+/// oldest handshake goes), so `/health` still gets through under a 256-descriptor limit.
+#[tokio::test]
+async fn silent_tls_connections_do_not_starve_health() {
+    let tls = fixture::crate_dir().join("fixtures/tls");
+    let patch = serde_json::json!({"http_server": {"tls": {
+        "enabled": true,
+        "cert_pem": tls.join("backend.pem"),
+        "key_pem": tls.join("backend.key.pem")
+    }}});
+    let server = Server::start_with(ServerOptions {
+        descriptor_limit: Some(256),
+        ..ServerOptions::patched(patch)
+    })
+    .await
+    .or_fail();
+    let ca = spindle_tests::tls_front::CA_PEM;
+    let health = http::get_tls(server.addr(), "/health", ca).await.or_fail();
+    assert_eq!(health.status, 200, "over TLS before the silent ones");
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        match TcpStream::connect(server.addr()).await {
+            Ok(stream) => silent.push(stream),
+            Err(error) => panic!("connect failed: {error}"),
+        }
+    }
+    let health = tokio::time::timeout(
+        Duration::from_secs(5),
+        http::get_tls(server.addr(), "/health", ca),
+    )
+    .await
+    .expect("/health answers over TLS while silent connections are open")
+    .or_fail();
+    assert_eq!(health.status, 200);
     drop(silent);
 }
 
