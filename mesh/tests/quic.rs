@@ -295,3 +295,91 @@ mod tempdir {
         nanos ^ (NEXT.fetch_add(1, Ordering::Relaxed) << 32)
     }
 }
+
+/// An edge's request frames cost the core at most its request budget: a request waits for its
+/// frame's share of the budget before its body is read, everything is served once the bytes
+/// come, and a frame larger than the whole budget is refused.
+#[tokio::test]
+async fn request_frames_are_held_within_the_edge_budget() {
+    use spindle_mesh::mesh::{mesh_frame, request};
+    use std::sync::atomic::Ordering;
+
+    let dir = certs(&["core1", "edge1"]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let core_options = MeshOptions {
+        request_budget_bytes: 1 << 20,
+        ..options("core1")
+    };
+    let mut listener =
+        MeshListener::new(socket, &identity(dir.path(), "core1"), core_options).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_edge, info) = quic::dial(addr, &identity(dir.path(), "edge1"), options("edge1"))
+        .await
+        .unwrap();
+    let accepted = listener.accept().await.unwrap();
+    let stats = Arc::clone(&accepted.stats);
+    let _seen = serve(accepted.link, accepted.inbox);
+
+    // Eight requests of 400 KiB, each with half its body sent: two fit in the 1 MiB budget.
+    let question = mesh::Request {
+        id: 1,
+        kind: Some(request::Kind::Presence(mesh::PresenceRequest {
+            channel: "x".repeat(400 << 10),
+        })),
+    };
+    let frame = spindle_proto::mesh::encode_frame(&mesh::MeshFrame {
+        kind: Some(mesh_frame::Kind::Request(question)),
+    });
+    let half = frame.len() / 2;
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let (mut send, recv) = info.connection.open_bi().await.unwrap();
+        send.write_all(&frame[..half]).await.unwrap();
+        streams.push((send, recv));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = stats.request_bytes.load(Ordering::Relaxed) as usize;
+    assert_eq!(
+        held,
+        2 * frame.len(),
+        "two frames' worth held, within 1 MiB"
+    );
+
+    // The rest of every body: all eight are answered, and the budget is free again.
+    for (send, _) in &mut streams {
+        send.write_all(&frame[half..]).await.unwrap();
+        send.finish().unwrap();
+    }
+    for (_, recv) in &mut streams {
+        let bytes = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 20))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        let mut buffer = bytes::BytesMut::from(&bytes[..]);
+        let answer = spindle_proto::mesh::decode_frame(&mut buffer, 1 << 20).unwrap();
+        assert!(
+            matches!(
+                answer,
+                Some(mesh::MeshFrame {
+                    kind: Some(mesh_frame::Kind::Response(_))
+                })
+            ),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(stats.request_bytes.load(Ordering::Relaxed), 0);
+
+    // A frame that says it is larger than the whole budget: its stream is reset.
+    let (mut send, mut recv) = info.connection.open_bi().await.unwrap();
+    let mut prefix = bytes::BytesMut::new();
+    prost::encoding::encode_varint(2 << 20, &mut prefix);
+    send.write_all(&prefix).await.unwrap();
+    send.write_all(&[0; 1024]).await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 20))
+        .await
+        .expect("refused within 5 s");
+    assert!(
+        matches!(refused, Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) if code == quinn::VarInt::from_u32(5)),
+        "{refused:?}"
+    );
+}

@@ -90,6 +90,18 @@ pub fn core(node: &spindle_core::Node, links: &CoreLinks) -> String {
         );
     }
     text.family(
+        "spindle_mesh_request_bytes",
+        "Bytes of each edge's request budget held by its requests now.",
+        Kind::Gauge,
+    );
+    for link in &live {
+        text.sample(
+            "spindle_mesh_request_bytes",
+            &[("edge", &link.edge)],
+            link.stats.request_bytes.load(Ordering::Relaxed) as f64,
+        );
+    }
+    text.family(
         "spindle_mesh_rtt_seconds",
         "Round-trip time of each QUIC link, as QUIC measures it.",
         Kind::Gauge,

@@ -10,7 +10,7 @@ use spindle_proto::mesh::{Role, mesh_frame::Kind};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// How long an edge may take from its QUIC handshake to its `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +41,29 @@ pub struct LinkStats {
     pub lane_bytes: std::sync::atomic::AtomicU64,
     /// Events written on the event lanes.
     pub lane_events: std::sync::atomic::AtomicU64,
+    /// Bytes of the edge's request budget held now ([`MeshOptions::request_budget_bytes`]).
+    pub request_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// Bytes counted in a gauge for as long as this lives.
+struct HeldBytes<'a> {
+    gauge: &'a std::sync::atomic::AtomicU64,
+    bytes: u64,
+}
+
+impl<'a> HeldBytes<'a> {
+    fn count(gauge: &'a std::sync::atomic::AtomicU64, bytes: usize) -> HeldBytes<'a> {
+        let bytes = bytes as u64;
+        gauge.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        HeldBytes { gauge, bytes }
+    }
+}
+
+impl Drop for HeldBytes<'_> {
+    fn drop(&mut self) {
+        self.gauge
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The core's UDP endpoint for edges (`mesh.listen`).
@@ -169,8 +192,13 @@ async fn start(
         heard,
         connection.clone(),
     ));
-    tokio::spawn(requests(connection.clone(), to_core));
     let stats = Arc::new(LinkStats::default());
+    tokio::spawn(requests(
+        connection.clone(),
+        to_core,
+        options.request_budget_bytes,
+        Arc::clone(&stats),
+    ));
     for lane in from_core.take_lanes() {
         tokio::spawn(lane_writer(connection.clone(), lane, Arc::clone(&stats)));
     }
@@ -218,11 +246,39 @@ async fn control_up(
 }
 
 /// Requests, each on the stream the edge opened for it; one stopped by the edge is cancelled.
-async fn requests(connection: quinn::Connection, to_core: EdgeLink) {
+/// Each holds its frame's size of the edge's request budget from before its body is read until
+/// it is answered; a frame larger than the whole budget is refused.
+async fn requests(
+    connection: quinn::Connection,
+    to_core: EdgeLink,
+    budget_bytes: usize,
+    stats: Arc<LinkStats>,
+) {
+    let budget_bytes = budget_bytes.clamp(1, u32::MAX as usize);
+    let budget = Arc::new(Semaphore::new(budget_bytes));
     while let Ok((mut send, recv)) = connection.accept_bi().await {
         let to_core = to_core.clone();
+        let budget = Arc::clone(&budget);
+        let stats = Arc::clone(&stats);
         tokio::spawn(async move {
             let mut reader = FrameReader::new(recv);
+            let Ok(Some(size)) = reader.next_frame_size().await else {
+                return;
+            };
+            if size > budget_bytes {
+                tracing::warn!(
+                    size,
+                    budget_bytes,
+                    "a request frame over the edge's request budget: refused"
+                );
+                let _ = send.reset(close::REQUEST_TOO_LARGE);
+                return;
+            }
+            // Fits in u32: at most the budget, which was clamped to it.
+            let Ok(_held) = budget.acquire_many_owned(size as u32).await else {
+                return;
+            };
+            let _counted = HeldBytes::count(&stats.request_bytes, size);
             let Ok(Some(Kind::Request(request))) = reader.next().await else {
                 return;
             };

@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 pub const MAX_FRAME: usize = 16 << 20;
 /// How much a writer joins into one write before it writes.
 const WRITE_BATCH: usize = 64 << 10;
+/// How much is read while looking for a frame's length prefix.
+const PREFIX_CHUNK: usize = 1 << 10;
 
 /// A stream that did not yield a frame.
 #[derive(Debug, Error)]
@@ -40,6 +42,31 @@ impl FrameReader {
         FrameReader {
             stream,
             buffer: BytesMut::new(),
+        }
+    }
+
+    /// The whole size of the next frame (its length prefix included), read off the stream in
+    /// small chunks so that little of the frame is buffered before the caller decides to
+    /// take it; `None` when the stream ended cleanly first.
+    pub(crate) async fn next_frame_size(&mut self) -> Result<Option<usize>, ReadFrameError> {
+        loop {
+            // A varint of at most 10 bytes, the last without its continuation bit.
+            let prefix = self.buffer.iter().take(10).position(|b| b & 0x80 == 0);
+            if let Some(last) = prefix {
+                let mut bytes = &self.buffer[..=last];
+                let length = prost::encoding::decode_varint(&mut bytes)
+                    .map_err(|_| DecodeError::BadLengthPrefix)?;
+                let length = usize::try_from(length).unwrap_or(usize::MAX);
+                return Ok(Some(length.saturating_add(last + 1)));
+            }
+            if self.buffer.len() >= 10 {
+                return Err(DecodeError::BadLengthPrefix.into());
+            }
+            match self.stream.read_chunk(PREFIX_CHUNK, true).await? {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk.bytes),
+                None if self.buffer.is_empty() => return Ok(None),
+                None => return Err(ReadFrameError::Truncated),
+            }
         }
     }
 

@@ -59,7 +59,14 @@ pub struct MeshOptions {
     /// Bytes of events that may wait for one edge (`mesh.edge_queue_max_size`), QUIC's send
     /// window included ([`BoundSplit`]); beyond it the core cuts the link.
     pub backlog_bytes: usize,
+    /// Bytes of request frames the core holds for one edge at once (read, being served, not yet
+    /// answered). A request waits for its frame's share before its body is read, so an edge
+    /// with 1,024 requests in flight cannot make the core buffer 1,024 × [`MAX_FRAME`].
+    pub request_budget_bytes: usize,
 }
+
+/// The default [`MeshOptions::request_budget_bytes`]: four of the largest frames.
+pub const DEFAULT_REQUEST_BUDGET_BYTES: usize = 4 * MAX_FRAME;
 
 impl Default for MeshOptions {
     fn default() -> Self {
@@ -71,6 +78,7 @@ impl Default for MeshOptions {
             link_timeout: Duration::from_millis(1500),
             capacity: 4096,
             backlog_bytes: crate::DEFAULT_BACKLOG_BYTES,
+            request_budget_bytes: DEFAULT_REQUEST_BUDGET_BYTES,
         }
     }
 }
@@ -124,6 +132,8 @@ pub(crate) mod close {
     pub const PROTOCOL: VarInt = VarInt::from_u32(3);
     /// The edge did not read its events: its backlog went over `mesh.edge_queue_max_size`.
     pub const SLOW: VarInt = VarInt::from_u32(4);
+    /// A request stream reset: its frame is larger than the whole request budget.
+    pub const REQUEST_TOO_LARGE: VarInt = VarInt::from_u32(5);
 }
 
 fn hello(options: &MeshOptions, role: Role) -> Kind {
