@@ -13,7 +13,7 @@ use crate::Shared;
 use crate::streams::{Admit, Drain, RepairId, Repaired, TopCheck, Unrepairable};
 use spindle_hub::history::StreamPosition;
 use spindle_mesh::mesh::{self, request, response};
-use spindle_mesh::{Event, RequestError};
+use spindle_mesh::{Event, RequestError, SharedEvent};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
@@ -230,8 +230,7 @@ async fn read_history(
 fn deliver(shared: &Shared, event: Event) {
     // Usually the only holder by now (the core let go once it was queued); a copy of the
     // event otherwise (its payloads are shared bytes).
-    let event = Arc::try_unwrap(event).unwrap_or_else(|shared| (*shared).clone());
-    shared.hub.broadcast(event);
+    shared.hub.broadcast(SharedEvent::into_event(event));
 }
 
 /// Bounds of one repair, from `mesh.repair`.

@@ -23,7 +23,7 @@
 //! is stale and cannot move it back.
 
 use spindle_hub::history::StreamPosition;
-use spindle_mesh::{Event, mesh};
+use spindle_mesh::{Event, SharedEvent, mesh};
 use spindle_proto::client;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -652,11 +652,11 @@ fn weight(event: &mesh::ChannelEvent) -> usize {
 /// A held live event as it goes out after a repair: without its publish time, which would
 /// make it late by now (and cost positioned subscribers their position).
 fn without_time(event: Event) -> Event {
-    let mut event = Arc::unwrap_or_clone(event);
+    let mut event = SharedEvent::into_event(event);
     if let Some(mesh::channel_event::Kind::Publication(p)) = &mut event.kind {
         p.time = 0;
     }
-    Event::new(event)
+    SharedEvent::new(event)
 }
 
 /// A publication read from history as a lane would have carried it, without previous data
@@ -665,7 +665,7 @@ fn without_time(event: Event) -> Event {
 fn event_of(channel: &str, epoch: &str, mut publication: client::Publication) -> Event {
     publication.time = 0;
     publication.prev_data = Default::default();
-    Event::new(mesh::ChannelEvent {
+    SharedEvent::new(mesh::ChannelEvent {
         channel: channel.to_owned(),
         kind: Some(mesh::channel_event::Kind::Publication(publication)),
         epoch: epoch.to_owned(),

@@ -233,7 +233,7 @@ async fn a_slow_consumer_is_closed_with_3008_while_others_receive() {
         let event = publication("feed", payload.clone(), None);
         server
             .core
-            .send_event(std::sync::Arc::new(event))
+            .send_event(spindle_mesh::SharedEvent::new(event))
             .await
             .unwrap();
         let push = fast.push().await;
@@ -246,7 +246,7 @@ async fn a_slow_consumer_is_closed_with_3008_while_others_receive() {
     let event = publication("feed", Bytes::from_static(b"{\"after\":true}"), None);
     server
         .core
-        .send_event(std::sync::Arc::new(event))
+        .send_event(spindle_mesh::SharedEvent::new(event))
         .await
         .unwrap();
     assert_eq!(

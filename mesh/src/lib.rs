@@ -21,7 +21,7 @@ pub mod quic;
 
 pub use link::{
     CoreInbox, CoreLink, DEFAULT_BACKLOG_BYTES, DEFAULT_LANES, Down, EdgeInbox, EdgeLink, Event,
-    EventRefused, Lane, LinkError, Pending, RequestError, Responder, Up, in_process,
+    EventRefused, Lane, LinkError, Pending, RequestError, Responder, SharedEvent, Up, in_process,
     in_process_bounded, in_process_with_lanes, lane_of,
 };
 pub use spindle_proto::mesh;

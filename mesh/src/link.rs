@@ -1,9 +1,10 @@
 //! The link interface and its in-process implementation: bounded Tokio channels carrying mesh
 //! messages, with no encoding.
 
+use bytes::Bytes;
 use spindle_proto::mesh;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -49,7 +50,52 @@ pub enum Up {
 
 /// A publication, join or leave in a channel an edge has interest in, core → edge on the
 /// channel's event lane. Shared: one event goes to every interested edge without a copy.
-pub type Event = Arc<mesh::ChannelEvent>;
+pub type Event = Arc<SharedEvent>;
+
+/// One event as every edge gets it, with its QUIC frame encoded at most once: the first lane
+/// writer that needs the bytes encodes them, every other edge's writer copies the same bytes
+/// (docs/architecture.md §6).
+#[derive(Debug)]
+pub struct SharedEvent {
+    event: mesh::ChannelEvent,
+    frame: OnceLock<Bytes>,
+}
+
+impl SharedEvent {
+    /// The event as a shared [`Event`].
+    pub fn new(event: mesh::ChannelEvent) -> Event {
+        Arc::new(SharedEvent {
+            event,
+            frame: OnceLock::new(),
+        })
+    }
+
+    /// The event's mesh frame (length prefix included), encoded on first use.
+    pub fn frame(&self, encode: impl FnOnce(&mesh::ChannelEvent) -> Bytes) -> &Bytes {
+        self.frame.get_or_init(|| encode(&self.event))
+    }
+
+    /// The event itself, for a side that needs its own copy.
+    pub fn event(&self) -> &mesh::ChannelEvent {
+        &self.event
+    }
+
+    /// The event, taken out when this is its last reference, else copied.
+    pub fn into_event(shared: Event) -> mesh::ChannelEvent {
+        match Arc::try_unwrap(shared) {
+            Ok(only) => only.event,
+            Err(shared) => shared.event.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for SharedEvent {
+    type Target = mesh::ChannelEvent;
+
+    fn deref(&self) -> &mesh::ChannelEvent {
+        &self.event
+    }
+}
 
 /// Messages on the core → edge control stream, applied in the order sent.
 ///
@@ -406,6 +452,26 @@ pub fn in_process_bounded(
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_event_is_encoded_once_whatever_the_number_of_edges() {
+        let event = SharedEvent::new(mesh::ChannelEvent {
+            channel: "news".into(),
+            ..Default::default()
+        });
+        let encodes = AtomicUsize::new(0);
+        let encode = |event: &mesh::ChannelEvent| {
+            encodes.fetch_add(1, Ordering::Relaxed);
+            Bytes::from(event.channel.clone().into_bytes())
+        };
+        // Three edges' lane writers ask for the frame: one encode, the same bytes each time.
+        let frames: Vec<Bytes> = (0..3)
+            .map(|_| Arc::clone(&event).frame(encode).clone())
+            .collect();
+        assert_eq!(encodes.load(Ordering::Relaxed), 1);
+        assert!(frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()));
+        assert_eq!(&frames[0][..], b"news");
+    }
+
     #[tokio::test]
     async fn requests_are_answered_across_the_link() {
         let ((edge, _edge_inbox), (_core, mut core_inbox)) = in_process(8);
@@ -449,7 +515,7 @@ mod tests {
     }
 
     fn event(channel: &str, n: u64) -> Event {
-        Arc::new(mesh::ChannelEvent {
+        SharedEvent::new(mesh::ChannelEvent {
             channel: channel.into(),
             epoch: n.to_string(),
             ..Default::default()
@@ -501,7 +567,7 @@ mod tests {
     async fn a_backlog_over_its_byte_bound_cuts_the_link() {
         let ((_edge, mut inbox), (core, _core_inbox)) = in_process_bounded(1024, 1, 1000);
         let big = |n: u64| {
-            Arc::new(mesh::ChannelEvent {
+            SharedEvent::new(mesh::ChannelEvent {
                 channel: "a".into(),
                 kind: Some(mesh::channel_event::Kind::Publication(
                     spindle_proto::client::Publication {

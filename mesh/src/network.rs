@@ -10,7 +10,8 @@
 //! not depend on one in-process queue happening to be FIFO.
 
 use crate::link::{
-    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Lane, Pending, Up, in_process_with_lanes,
+    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Lane, Pending, SharedEvent, Up,
+    in_process_with_lanes,
 };
 use bytes::BytesMut;
 use rand::rngs::StdRng;
@@ -293,11 +294,11 @@ async fn relay_survey(
 /// One event lane, core → edge, in order.
 async fn lane_down(mut lane: Lane, to_edge: CoreLink, delays: Delays) {
     while let Some(event) = lane.recv().await {
-        let Kind::Event(event) = carried(Kind::Event((*event).clone())) else {
+        let Kind::Event(event) = carried(Kind::Event(event.event().clone())) else {
             unreachable!("a frame decodes to its own kind")
         };
         delays.wait().await;
-        if to_edge.send_event(Arc::new(event)).await.is_err() {
+        if to_edge.send_event(SharedEvent::new(event)).await.is_err() {
             return;
         }
     }
@@ -336,14 +337,16 @@ mod tests {
         assert_eq!(response.id, 1, "the edge sees its own request id");
 
         let mut lanes = edge_inbox.take_lanes();
-        let event = Arc::new(mesh::ChannelEvent {
+        let event = mesh::ChannelEvent {
             channel: "news".into(),
             epoch: "e".into(),
             ..Default::default()
-        });
-        core.send_event(Arc::clone(&event)).await.unwrap();
+        };
+        core.send_event(SharedEvent::new(event.clone()))
+            .await
+            .unwrap();
         let lane = &mut lanes[crate::lane_of("news", crate::DEFAULT_LANES)];
-        assert_eq!(lane.recv().await.unwrap(), event);
+        assert_eq!(lane.recv().await.unwrap().event(), &event);
     }
 
     #[tokio::test]
@@ -367,7 +370,7 @@ mod tests {
                     epoch: n.to_string(),
                     ..Default::default()
                 };
-                core.send_event(Arc::new(event)).await.unwrap();
+                core.send_event(SharedEvent::new(event)).await.unwrap();
             }
         }
         // Merge both lanes in arrival order.

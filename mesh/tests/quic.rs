@@ -134,7 +134,9 @@ async fn the_link_contract_holds_over_quic() {
                 epoch: n.to_string(),
                 ..Default::default()
             };
-            core.send_event(Arc::new(event)).await.unwrap();
+            core.send_event(spindle_mesh::SharedEvent::new(event))
+                .await
+                .unwrap();
         }
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

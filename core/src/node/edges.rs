@@ -17,7 +17,7 @@
 use super::EdgeId;
 use crate::broker::{EventHandler, JoinLeave, Publication, StreamPosition};
 use spindle_mesh::mesh::{self, channel_event};
-use spindle_mesh::{CoreLink, Down, EventRefused};
+use spindle_mesh::{CoreLink, Down, EventRefused, SharedEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -231,7 +231,7 @@ impl Edges {
 
     /// Queues `event` once for every edge with interest in its channel (the same shared
     /// event for all); returns how many.
-    pub fn deliver_event(&self, event: Arc<mesh::ChannelEvent>) -> usize {
+    pub fn deliver_event(&self, event: spindle_mesh::Event) -> usize {
         let state = self.read();
         let Some(interested) = state.interest.get(&event.channel) else {
             return 0;
@@ -410,7 +410,7 @@ impl Edges {
             epoch,
             prev_data: prev.map(|p| p.data.clone()).unwrap_or_default(),
         };
-        self.deliver_event(Arc::new(event))
+        self.deliver_event(SharedEvent::new(event))
     }
 }
 
@@ -435,6 +435,6 @@ impl EventHandler for Edges {
             kind: Some(kind),
             ..Default::default()
         };
-        self.deliver_event(Arc::new(event));
+        self.deliver_event(SharedEvent::new(event));
     }
 }

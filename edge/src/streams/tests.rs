@@ -10,7 +10,7 @@ fn streams(publications: usize) -> Streams {
 }
 
 fn event(channel: &str, offset: u64, epoch: &str) -> Event {
-    Event::new(mesh::ChannelEvent {
+    spindle_mesh::SharedEvent::new(mesh::ChannelEvent {
         channel: channel.into(),
         kind: Some(mesh::channel_event::Kind::Publication(
             client::Publication {

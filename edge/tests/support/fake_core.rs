@@ -181,7 +181,10 @@ impl FakeCore {
     pub async fn publish(&self, channel: &str, publish: Publish) -> (u64, String) {
         let (event, position) = self.append(channel, publish);
         if let Some(event) = event {
-            self.down.send_event(Arc::new(event)).await.unwrap();
+            self.down
+                .send_event(spindle_mesh::SharedEvent::new(event))
+                .await
+                .unwrap();
         }
         position
     }
@@ -240,7 +243,10 @@ impl FakeCore {
 
     /// Sends an event to the edge as it is.
     pub async fn send_event(&self, event: mesh::ChannelEvent) {
-        self.down.send_event(Arc::new(event)).await.unwrap();
+        self.down
+            .send_event(spindle_mesh::SharedEvent::new(event))
+            .await
+            .unwrap();
     }
 
     async fn presence(&self, update: mesh::PresenceUpdate) {
@@ -282,7 +288,10 @@ impl FakeCore {
                     kind: Some(kind),
                     ..Default::default()
                 };
-                let _ = self.down.send_event(Arc::new(event)).await;
+                let _ = self
+                    .down
+                    .send_event(spindle_mesh::SharedEvent::new(event))
+                    .await;
             }
         }
     }

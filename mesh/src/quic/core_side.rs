@@ -348,12 +348,13 @@ async fn lane_writer(connection: quinn::Connection, mut lane: Lane, stats: Arc<L
     };
     let mut buffer = BytesMut::new();
     while let Some(event) = lane.recv().await {
-        framed::put_event(&mut buffer, &event);
+        // The same bytes for every edge: the first writer to need them encodes them.
+        buffer.extend_from_slice(event.frame(framed::event_frame));
         let mut events = 1;
         while buffer.len() < 64 << 10 {
             match lane.try_recv() {
                 Some(event) => {
-                    framed::put_event(&mut buffer, &event);
+                    buffer.extend_from_slice(event.frame(framed::event_frame));
                     events += 1;
                 }
                 None => break,

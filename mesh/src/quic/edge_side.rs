@@ -3,7 +3,9 @@
 
 use super::framed::{self, FrameReader};
 use super::{HelloError, LastHeard, MeshOptions, close, tls};
-use crate::link::{CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Up, in_process_with_lanes};
+use crate::link::{
+    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, SharedEvent, Up, in_process_with_lanes,
+};
 use crate::{Pending, mesh};
 use spindle_proto::mesh::{Role, mesh_frame::Kind};
 use std::net::SocketAddr;
@@ -223,7 +225,7 @@ async fn lanes(connection: quinn::Connection, to_edge: CoreLink) {
                     Ok(Some(Kind::Event(event))) => {
                         // Waits while the edge's lane is full: QUIC flow control then holds
                         // the core, whose own lane fills and drops for this edge alone.
-                        if to_edge.send_event(Arc::new(event)).await.is_err() {
+                        if to_edge.send_event(SharedEvent::new(event)).await.is_err() {
                             return;
                         }
                     }

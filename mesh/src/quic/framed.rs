@@ -136,7 +136,15 @@ pub(crate) async fn write_frames(mut stream: quinn::SendStream, mut queue: mpsc:
     let _ = stream.finish();
 }
 
-/// Encodes events into one buffer per write: the lane writer's batch.
+/// An event's frame, encoded once per event and written as is to every edge's lane
+/// ([`crate::SharedEvent::frame`]).
+pub(crate) fn event_frame(event: &mesh::ChannelEvent) -> Bytes {
+    let mut buffer = BytesMut::new();
+    put_event(&mut buffer, event);
+    buffer.freeze()
+}
+
+/// Encodes an event as a frame into `buffer`.
 pub(crate) fn put_event(buffer: &mut BytesMut, event: &mesh::ChannelEvent) {
     // The event is shared by every edge; encoding borrows it (no copy of the message itself).
     let length = event.encoded_len();
