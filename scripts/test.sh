@@ -51,9 +51,11 @@ tree_excludes() {
 }
 
 hub_is_pure() {
-  # spindle-hub is the pure domain: no runtime, no sockets (docs/architecture.md §2).
-  tree_excludes spindle-hub 'tokio|mio|quinn|quinn-proto|hyper|socket2|async-std|smol' &&
-    echo "spindle-hub has no runtime or socket dependency"
+  # spindle-hub (and spindle-config below it) are pure: no runtime, no sockets
+  # (docs/architecture.md §2).
+  local runtime='tokio|mio|quinn|quinn-proto|hyper|socket2|async-std|smol'
+  tree_excludes spindle-config "$runtime" && tree_excludes spindle-hub "$runtime" &&
+    echo "spindle-config and spindle-hub have no runtime or socket dependency"
 }
 
 slim_edge() {

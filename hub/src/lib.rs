@@ -2,9 +2,9 @@
 //!
 //! Owns: channel names and namespace resolution, channel options, error / disconnect /
 //! unsubscribe codes and the one mapping from internal outcomes to them, the subscription
-//! registry used for fan-out, the typed configuration tree and its loading rules, and JWT claim
-//! verification, the client session state machine, history streams, presence sets and glob
-//! patterns.
+//! registry used for fan-out, JWT claim verification, the client session state machine,
+//! history streams and presence sets. The configuration (and glob patterns) live in the
+//! `spindle-config` crate below this one and are re-exported here as [`config`] and [`glob`].
 //!
 //! Must not: open sockets, spawn tasks, read the clock (`Instant::now`, `SystemTime::now`) or the
 //! environment. Time, environment variables and file contents are passed in as arguments, so
@@ -14,11 +14,11 @@
 //! Layout:
 //! - [`codes`]: error, disconnect and unsubscribe codes with their reconnect semantics.
 //! - [`channel`]: channel names → namespace, private and user-limited rules.
-//! - [`glob`]: glob patterns (`client.allowed_origins`, the `channels` filter).
+//! - [`glob`]: glob patterns (`client.allowed_origins`, the `channels` filter); `spindle-config`.
 //! - [`outcome`]: the one mapping from internal failures to error replies and disconnects.
 //! - [`registry`]: channel → subscribers for fan-out, sharded, snapshot-on-read.
 //! - [`config`]: the configuration tree with Centrifugo v6 key names, and loading it from
-//!   JSON / YAML / TOML text, environment variables and flags.
+//!   JSON / YAML / TOML text, environment variables and flags; the `spindle-config` crate.
 //! - [`jwt`]: connection and subscription token claims, verified as a pure function of
 //!   (token, keys, now).
 //! - [`session`]: one connection's protocol state machine: command order, connect, subscribe,
@@ -30,9 +30,11 @@
 
 pub mod channel;
 pub mod codes;
-pub mod config;
+/// The configuration tree, loading and role views: the `spindle-config` crate.
+pub use spindle_config as config;
+/// Glob patterns (`client.allowed_origins`, the `channels` filter): from `spindle-config`.
+pub use spindle_config::glob;
 pub mod delta;
-pub mod glob;
 pub mod history;
 pub mod jwt;
 pub mod metrics;

@@ -134,7 +134,7 @@ fn channel_advisories(path: &str, options: &ChannelOptions, out: &mut Vec<Config
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Duration;
+    use crate::Duration;
 
     #[test]
     fn zeros_become_defaults_with_a_warning() {

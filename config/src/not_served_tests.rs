@@ -56,7 +56,7 @@ fn every_key_acts_or_is_not_served() {
             text.push_str(leaf);
             text.push('\n');
         }
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/acting_keys.txt");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/acting_keys.txt");
         std::fs::write(path, text).unwrap();
         return;
     }
@@ -71,8 +71,8 @@ fn every_key_acts_or_is_not_served() {
         .collect();
     assert!(
         unclassified.is_empty(),
-        "keys neither acted on (hub/src/config/acting_keys.txt) nor listed as not served \
-         (NOT_SERVED in hub/src/config/not_served.rs): {unclassified:?}"
+        "keys neither acted on (config/src/acting_keys.txt) nor listed as not served \
+         (NOT_SERVED in config/src/not_served.rs): {unclassified:?}"
     );
     let known: BTreeSet<&str> = leaves.iter().map(String::as_str).collect();
     let stale: Vec<&&str> = acting.iter().filter(|key| !known.contains(**key)).collect();

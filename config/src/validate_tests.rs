@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{
+use crate::{
     ChannelOptions, Namespace, Proxy, RpcNamespace, StatusToCodeTransform, UniDisconnectTransform,
 };
 
@@ -127,7 +127,7 @@ fn ping_must_exceed_pong() {
 #[test]
 fn token_rules() {
     for base in ["client.token", "client.subscription_token"] {
-        let set = |f: &dyn Fn(&mut crate::config::Token)| {
+        let set = |f: &dyn Fn(&mut crate::Token)| {
             let mut config = Config::default();
             if base == "client.token" {
                 f(&mut config.client.token);
@@ -241,15 +241,15 @@ fn engine_rules() {
         Vec::<String>::new(),
         "not in use: no address needed"
     );
-    config.engine.kind = crate::config::EngineType::Redis;
+    config.engine.kind = crate::EngineType::Redis;
     assert_one(&config, "engine.redis.address", "no Redis address");
     config.engine.redis.sentinel_address = vec!["s1:26379,s2:26379".into()];
     assert_one(&config, "engine.redis.sentinel_master_name", "required");
     let mut config = Config::default();
     config.broker.enabled = true;
-    config.broker.kind = crate::config::BrokerType::Postgres;
+    config.broker.kind = crate::BrokerType::Postgres;
     assert_one(&config, "broker.postgres.dsn", "must be set");
-    config.broker.kind = crate::config::BrokerType::RedisNats;
+    config.broker.kind = crate::BrokerType::RedisNats;
     assert_one(&config, "broker.type", "not supported");
 }
 
@@ -440,7 +440,7 @@ fn allowed_origins_must_be_globs() {
 
 #[test]
 fn each_role_requires_what_it_uses() {
-    use crate::config::Role;
+    use crate::Role;
     // A subscribe proxy switched on without an endpoint: the edge asks its core, which calls
     // the backend; serve and core call it themselves.
     let mut config = Config::default();

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{Duration, RecoveryMode};
+use crate::{Duration, RecoveryMode};
 
 fn file(text: &str, format: ConfigFormat) -> ConfigSources {
     ConfigSources {
@@ -266,7 +266,7 @@ fn validation_runs_on_load() {
     let err = load(&json(r#"{"channel": {"namespaces": [{"name": "x"}]}}"#)).unwrap_err();
     assert_eq!(
         err,
-        ConfigError::Invalid(vec![crate::config::ConfigProblem {
+        ConfigError::Invalid(vec![crate::ConfigProblem {
             path: "channel.namespaces[0].name".into(),
             reason: "\"x\" must match ^[-a-zA-Z0-9_.]{2,}$".into(),
         }])

@@ -74,7 +74,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::Secret;
 
     #[test]
     fn an_edge_keeps_no_secret_of_the_core() {

@@ -1,13 +1,15 @@
-//! The configuration tree and its loading rules.
+//! Spindle's configuration: the tree, its loading rules and its role views. Pure and below the
+//! hub (docs/architecture.md §2): every role's binary loads its configuration through this
+//! crate, including the slim `spindle-edge`.
 //!
 //! Owns: [`Config`], one typed tree with Centrifugo v6 key names for every feature Spindle has
 //! (so a Centrifugo v6 configuration for those features starts Spindle), plus the Spindle-only
 //! `mesh` section; how that tree is assembled from its sources ([`load`]); and the rules a
 //! tree must satisfy ([`Config::validate`]).
 //!
-//! No I/O: this module never reads a file, the environment or the clock. The binary reads the
-//! file and the variables and passes them in as [`ConfigSources`] (text, `(name, value)` pairs,
-//! `(key path, value)` flag pairs).
+//! Must not: do I/O. This crate never reads a file, the environment or the clock. The binary
+//! reads the file and the variables and passes them in as [`ConfigSources`] (text,
+//! `(name, value)` pairs, `(key path, value)` flag pairs).
 //!
 //! Precedence, low to high: built-in defaults (Centrifugo's), the file (JSON, YAML or TOML),
 //! environment variables, command-line flags. The layers are merged as JSON trees (objects
@@ -36,6 +38,7 @@ mod engine;
 mod enums;
 mod env;
 mod error;
+pub mod glob;
 mod keyed;
 mod load;
 mod map;

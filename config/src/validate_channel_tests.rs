@@ -1,7 +1,7 @@
 //! Tests of the channel, namespace, map, shared-poll and proxy-reference rules.
 
 use super::super::validate::tests::{assert_one, history, problems, proxy, with_namespace};
-use crate::config::{
+use crate::{
     ChannelOptions, Config, Duration, MapClientKey, MapMode, NamedProxy, Namespace, RecoveryMode,
     Secret, SharedPollMode, SubscriptionType,
 };

@@ -78,7 +78,7 @@ fn expand(text: &str, env: &[(String, String)]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigFile, ConfigFormat, ConfigSources, load};
+    use crate::{ConfigFile, ConfigFormat, ConfigSources, load};
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

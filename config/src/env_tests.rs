@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
-use crate::config::schema::config_schema;
-use crate::config::{ConfigSources, Duration, load};
+use crate::schema::config_schema;
+use crate::{ConfigSources, Duration, load};
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
@@ -20,7 +20,7 @@ fn env_path(var: &str) -> Option<String> {
     resolve(&schema, &tokens, Mode::Env, None).map(|(steps, _)| dotted(&steps))
 }
 
-fn load_env(vars: &[(&str, &str)]) -> crate::config::Loaded {
+fn load_env(vars: &[(&str, &str)]) -> crate::Loaded {
     load(&ConfigSources {
         env: pairs(vars),
         ..ConfigSources::default()
@@ -183,7 +183,7 @@ fn values_are_typed_by_their_key() {
         "s3cret with spaces"
     );
     assert!(c.channel.without_namespace.presence);
-    assert_eq!(c.log.level, crate::config::LogLevel::Debug);
+    assert_eq!(c.log.level, crate::LogLevel::Debug);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
 
@@ -367,7 +367,7 @@ fn flags_use_dotted_paths_and_win_over_env() {
     let c = load(&sources).unwrap().config;
     assert_eq!(c.http_server.port, 9100);
     assert!(c.namespace("chat").unwrap().presence);
-    assert_eq!(c.engine.kind, crate::config::EngineType::Redis);
+    assert_eq!(c.engine.kind, crate::EngineType::Redis);
     assert!(!c.client.insecure);
     for bad in [
         "http_server.prot",
