@@ -306,6 +306,9 @@ impl Edge {
     ) -> Edge {
         let websocket = &config.websocket;
         let client = &config.client;
+        // Loading already replaced zeros with these (config/src/normalize.rs); a tree built
+        // by hand falls back to the same defaults, defined once in the config crate.
+        let defaults = Config::default();
         let message_size = match websocket.message_size_limit {
             0 => spindle_proto::DEFAULT_MAX_FRAME_SIZE,
             limit => limit as usize,
@@ -318,40 +321,66 @@ impl Edge {
                 0 => DEFAULT_WS_READ_BUFFER,
                 size => size as usize,
             },
-            queue_max_size: match client.queue_max_size {
-                0 => 1_048_576,
-                size => size as usize,
-            },
-            write_timeout: nonzero(websocket.write_timeout.as_std(), Duration::from_secs(1)),
+            queue_max_size: positive(
+                client.queue_max_size,
+                defaults.client.queue_max_size as usize,
+            ),
+            write_timeout: nonzero(
+                websocket.write_timeout.as_std(),
+                defaults.websocket.write_timeout.as_std(),
+            ),
             connection_limit: client.connection_limit as usize,
-            ping_interval: nonzero(client.ping_interval.as_std(), Duration::from_secs(25)),
-            pong_timeout: nonzero(client.pong_timeout.as_std(), Duration::from_secs(8)),
-            history_max: positive(client.history_max_publication_limit, 300),
-            recovery_max: positive(client.recovery_max_publication_limit, 300),
+            ping_interval: nonzero(
+                client.ping_interval.as_std(),
+                defaults.client.ping_interval.as_std(),
+            ),
+            pong_timeout: nonzero(
+                client.pong_timeout.as_std(),
+                defaults.client.pong_timeout.as_std(),
+            ),
+            history_max: positive(
+                client.history_max_publication_limit,
+                defaults.client.history_max_publication_limit as usize,
+            ),
+            recovery_max: positive(
+                client.recovery_max_publication_limit,
+                defaults.client.recovery_max_publication_limit as usize,
+            ),
             buffer_publications: BUFFER_PUBLICATIONS,
             position_check_delay: nonzero(
                 client.channel_position_check_delay.as_std(),
-                Duration::from_secs(40),
+                defaults.client.channel_position_check_delay.as_std(),
             ),
             presence_interval: nonzero(
                 client.presence_update_interval.as_std(),
-                Duration::from_secs(27),
+                defaults.client.presence_update_interval.as_std(),
             ),
             max_time_lag: client.channel_position_max_time_lag.as_std(),
             proxy_deadline: deadline::proxy(&config),
             repair: repair::RepairLimits {
-                max_publications: config.mesh.repair.max_publications.max(1) as usize,
-                timeout: nonzero(config.mesh.repair.timeout.as_std(), Duration::from_secs(5)),
+                max_publications: positive(
+                    config.mesh.repair.max_publications,
+                    defaults.mesh.repair.max_publications as usize,
+                ),
+                timeout: nonzero(
+                    config.mesh.repair.timeout.as_std(),
+                    defaults.mesh.repair.timeout.as_std(),
+                ),
             },
-            unlinked_grace: nonzero(config.mesh.unlinked_grace.as_std(), Duration::from_secs(30)),
+            unlinked_grace: nonzero(
+                config.mesh.unlinked_grace.as_std(),
+                defaults.mesh.unlinked_grace.as_std(),
+            ),
         };
         let streams = streams::Streams::new(streams::RepairBounds {
             publications: limits.repair.max_publications,
             held_bytes: limits.queue_max_size,
             total_bytes: HELD_TOTAL_BYTES,
         });
-        let repair_slots =
-            tokio::sync::Semaphore::new(config.mesh.repair.concurrency.max(1) as usize);
+        let repair_slots = tokio::sync::Semaphore::new(positive(
+            config.mesh.repair.concurrency,
+            defaults.mesh.repair.concurrency as usize,
+        ));
         let origins = OriginPolicy::lenient(&client.allowed_origins);
         let connection_rate =
             limits::ConnectionRate::new(client.connection_rate_limit, Instant::now());
