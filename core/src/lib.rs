@@ -37,6 +37,7 @@ pub mod jwks;
 mod node;
 pub mod presence;
 pub mod proxy;
+pub mod role;
 pub mod tls;
 
 pub use node::{

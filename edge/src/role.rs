@@ -14,7 +14,7 @@ use spindle_hub::metrics::{Kind, MetricsText};
 use spindle_mesh::quic::{self, CoreLinkInfo, MeshIdentity, MeshOptions};
 use spindle_mesh::{EdgeInbox, EdgeLink};
 use spindle_server::mesh as mesh_roles;
-use spindle_server::{bind_address, health_router, scheme, serve_until_signal, tls};
+use spindle_server::{health_router, scheme, serve_until, tls};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,9 +28,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// otherwise wait for the idle timeout (10 s) before the next core is tried.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs an edge with `config` until SIGINT / SIGTERM: HTTP listeners, the link to a core and
-/// its re-dialling, `/health`, `/metrics`.
-pub async fn run(config: Arc<Config>) -> Result<()> {
+/// Runs an edge with `config` on `listener` (already bound: the command binds
+/// `http_server.port`, a test binds port 0) until `shutdown` resolves (the command passes
+/// SIGINT / SIGTERM): the link to a core and its re-dialling, the client transports, `/health`,
+/// `/metrics`. Then clients are closed with 3001 and drained within `shutdown.timeout`.
+pub async fn run(
+    config: Arc<Config>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     if config.mesh.cores.is_empty() {
         bail!("mesh.cores is empty: an edge needs at least one core address (host:port)");
     }
@@ -40,10 +46,6 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
     let rules = spindle_hub::session::SessionRules::new(&config)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("invalid client configuration")?;
-    let address = format!("{}:{}", bind_address(&config), config.http_server.port);
-    let listener = TcpListener::bind(&address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr()?;
 
     let identity = crate::NodeIdentity {
@@ -53,7 +55,7 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
     // Serving from the start: 503 (and `/health` saying why) until a core is linked.
     let edge = crate::Edge::unlinked(Arc::clone(&config), rules, identity);
     let link_state = EdgeLinkState::default();
-    tokio::spawn({
+    let linking = AbortOnDrop(tokio::spawn({
         let edge = edge.clone();
         let config = Arc::clone(&config);
         let link_state = link_state.clone();
@@ -70,7 +72,7 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
                 );
             }
         }
-    });
+    }));
 
     let tls_identity = if config.http_server.tls.enabled {
         Some(tls::identity("http_server.tls", &config.http_server.tls)?)
@@ -96,14 +98,32 @@ pub async fn run(config: Arc<Config>) -> Result<()> {
         }
     };
     // `shutdown.timeout` bounds everything after the signal.
-    let deadline =
-        serve_until_signal(listener, tls_identity.as_ref(), router, on_signal, limit).await?;
+    let deadline = serve_until(
+        listener,
+        tls_identity.as_ref(),
+        router,
+        shutdown,
+        on_signal,
+        limit,
+    )
+    .await?;
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     if !edge.wait_drained(left).await {
         tracing::warn!("some connections did not close within shutdown.timeout ({limit:?})");
     }
+    // The link goes with the role, also when it returns early with an error.
+    drop(linking);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A task that ends when this handle goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Dials the addresses of `mesh.cores` in turn until one links, the `lost` one last, backing

@@ -149,20 +149,22 @@ pub fn serve_http(
     })
 }
 
-/// Serves `router` on `listener` (HTTPS with `identity`) until SIGINT / SIGTERM, calls
-/// `on_signal` then, and returns once the server has stopped or `limit` (`shutdown.timeout`)
-/// after the signal has passed, whichever comes first. Returns the deadline the rest of the
-/// shutdown (connection drains, other endpoints) must keep.
-pub async fn serve_until_signal(
+/// Serves `router` on `listener` (HTTPS with `identity`) until `shutdown` resolves (a role's
+/// command passes [`shutdown_signal`]: SIGINT / SIGTERM), calls `on_signal` then, and returns
+/// once the server has stopped or `limit` (`shutdown.timeout`) after the signal has passed,
+/// whichever comes first. Returns the deadline the rest of the shutdown (connection drains,
+/// other endpoints) must keep.
+pub async fn serve_until(
     listener: TcpListener,
     identity: Option<&tls::Identity>,
     router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_signal: impl FnOnce() + Send + 'static,
     limit: std::time::Duration,
 ) -> Result<tokio::time::Instant> {
     let (signalled_tx, mut signalled) = tokio::sync::watch::channel(None);
     let shutdown = async move {
-        shutdown_signal().await;
+        shutdown.await;
         let _ = signalled_tx.send(Some(tokio::time::Instant::now()));
         on_signal();
     };
@@ -183,6 +185,14 @@ pub async fn serve_until_signal(
         tracing::warn!("the HTTP server did not stop within shutdown.timeout ({limit:?})");
     }
     Ok(deadline)
+}
+
+/// Binds the main HTTP listener (`address` / `http_server.address`, `http_server.port`).
+pub async fn bind_http(config: &Config) -> Result<TcpListener> {
+    let address = format!("{}:{}", bind_address(config), config.http_server.port);
+    TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
 }
 
 /// `health.handler_prefix`: 200 `{}` while `check` passes, 503 `{"error": reason}` otherwise —

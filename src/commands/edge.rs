@@ -13,6 +13,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         args.log_json,
         Role::Edge,
     )?;
-    runtime.block_on(spindle_edge::role::run(config))?;
+    runtime.block_on(async {
+        let listener = spindle_server::bind_http(&config).await?;
+        spindle_edge::role::run(config, listener, spindle_server::shutdown_signal()).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }

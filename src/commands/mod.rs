@@ -3,7 +3,6 @@
 mod core;
 mod edge;
 mod genconfig;
-mod metrics;
 mod migrate;
 mod serve;
 mod tokens;

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use spindle_hub::config::Config;
 use spindle_server::settings;
 use spindle_server::{
-    bind_address, health_router, init_logging, metrics_router, scheme, serve_http,
-    serve_until_signal, tls, warn_insecure,
+    bind_address, health_router, init_logging, metrics_router, scheme, serve_http, serve_until,
+    tls, warn_insecure,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +44,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         tracing::info!(config = %path.display(), "configuration loaded");
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(serve(Arc::new(config)))?;
+    runtime.block_on(async {
+        let config = Arc::new(config);
+        let listener = spindle_server::bind_http(&config).await?;
+        serve(config, listener, spindle_server::shutdown_signal()).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -73,12 +77,13 @@ fn quickstart_secrets() -> Vec<(String, String)> {
     flags
 }
 
-async fn serve(config: Arc<Config>) -> Result<()> {
-    // Bound first: the node is named after the port it really got (`-p 0`).
-    let address = format!("{}:{}", bind_address(&config), config.http_server.port);
-    let listener = TcpListener::bind(&address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
+/// Edge and core in one process, joined by the in-process link, on `listener` (already bound:
+/// the node is named after the port it really got, `-p 0`) until `shutdown` resolves.
+async fn serve(
+    config: Arc<Config>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let local = listener.local_addr()?;
     let identity = spindle_core::NodeIdentity::new(&config, local.port());
     let rules = spindle_hub::session::SessionRules::new(&config)
@@ -144,10 +149,10 @@ async fn serve(config: Arc<Config>) -> Result<()> {
     let health_node = node.clone();
     // `/metrics` goes where `/health` goes (the internal port when there is one).
     let metrics_node = node.clone();
-    let links = super::metrics::CoreLinks::default();
+    let links = spindle_core::role::metrics::CoreLinks::default();
     let health = health_router(&config, move || health_node.health())
         .merge(metrics_router(&config, move || {
-            super::metrics::core(&metrics_node, &links)
+            spindle_core::role::metrics::core(&metrics_node, &links)
         }));
     let http = &config.http_server;
     let (external, internal) = if http.internal_port != 0 && http.internal_port != local.port() {
@@ -235,8 +240,15 @@ async fn serve(config: Arc<Config>) -> Result<()> {
             let _ = stopping_tx.send(true);
         }
     };
-    let deadline =
-        serve_until_signal(listener, tls_identity.as_ref(), external, on_signal, limit).await?;
+    let deadline = serve_until(
+        listener,
+        tls_identity.as_ref(),
+        external,
+        shutdown,
+        on_signal,
+        limit,
+    )
+    .await?;
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     if let Some(internal) = internal
         && tokio::time::timeout(left(), internal).await.is_err()

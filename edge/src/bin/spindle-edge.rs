@@ -35,5 +35,8 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.log_json,
         spindle_hub::config::Role::Edge,
     )?;
-    runtime.block_on(spindle_edge::role::run(config))
+    runtime.block_on(async {
+        let listener = spindle_server::bind_http(&config).await?;
+        spindle_edge::role::run(config, listener, spindle_server::shutdown_signal()).await
+    })
 }

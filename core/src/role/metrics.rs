@@ -33,7 +33,7 @@ impl CoreLinks {
 
 /// A core's (or `spindle serve`'s) mesh metrics: per attached edge, events sent and interest
 /// size from the node; per live QUIC link, its RTT and the bytes written on its lanes.
-pub fn core(node: &spindle_core::Node, links: &CoreLinks) -> String {
+pub fn core(node: &crate::Node, links: &CoreLinks) -> String {
     let counts = node.edge_counts();
     let links = links.0.lock().unwrap_or_else(PoisonError::into_inner);
     let live: Vec<&CoreLinkEntry> = links
