@@ -298,31 +298,20 @@ async fn requests(
 /// What the node sends besides events: control messages in order on the control stream,
 /// surveys each on a stream of their own.
 async fn down(
-    mut from_core: EdgeInbox,
+    from_core: EdgeInbox,
     control: mpsc::Sender<bytes::Bytes>,
     connection: quinn::Connection,
 ) {
-    loop {
-        let message = tokio::select! {
-            message = from_core.recv() => message,
-            _ = connection.closed() => return,
-        };
-        let frame = match message {
-            None => {
-                connection.close(close::DONE, b"core stopped serving this edge");
-                return;
-            }
-            Some(Down::Control(command)) => framed::frame(Kind::Control(command)),
-            Some(Down::InterestAck(ack)) => framed::frame(Kind::InterestAck(ack)),
-            Some(Down::Survey(pending)) => {
-                tokio::spawn(survey(connection.clone(), pending));
-                continue;
-            }
-        };
-        if control.send(frame).await.is_err() {
-            return;
+    let route = |message, connection: &quinn::Connection| match message {
+        Down::Control(command) => Some(framed::frame(Kind::Control(command))),
+        Down::InterestAck(ack) => Some(framed::frame(Kind::InterestAck(ack))),
+        Down::Survey(pending) => {
+            tokio::spawn(survey(connection.clone(), pending));
+            None
         }
-    }
+    };
+    let goodbye = b"core stopped serving this edge";
+    super::relay_out(from_core, control, connection, goodbye, route).await;
 }
 
 /// One survey on its own stream; abandoned when the node gives up on it.

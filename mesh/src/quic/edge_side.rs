@@ -130,32 +130,20 @@ pub async fn dial(
 /// What the edge sends: control messages in order on the control stream, each request on a
 /// stream of its own. Ends when the connection closes (the endpoint lives as long as this).
 async fn up(
-    mut from_edge: CoreInbox,
+    from_edge: CoreInbox,
     control: mpsc::Sender<bytes::Bytes>,
     connection: quinn::Connection,
     _endpoint: quinn::Endpoint,
 ) {
-    loop {
-        let message = tokio::select! {
-            message = from_edge.recv() => message,
-            _ = connection.closed() => return,
-        };
-        let frame = match message {
-            None => {
-                connection.close(close::DONE, b"edge stopped");
-                return;
-            }
-            Some(Up::Interest(interest)) => framed::frame(Kind::Interest(interest)),
-            Some(Up::Presence(update)) => framed::frame(Kind::Presence(update)),
-            Some(Up::Request(pending)) => {
-                tokio::spawn(request(connection.clone(), pending));
-                continue;
-            }
-        };
-        if control.send(frame).await.is_err() {
-            return;
+    let route = |message, connection: &quinn::Connection| match message {
+        Up::Interest(interest) => Some(framed::frame(Kind::Interest(interest))),
+        Up::Presence(update) => Some(framed::frame(Kind::Presence(update))),
+        Up::Request(pending) => {
+            tokio::spawn(request(connection.clone(), pending));
+            None
         }
-    }
+    };
+    super::relay_out(from_edge, control, connection, b"edge stopped", route).await;
 }
 
 /// One request on its own stream; abandoned (the stream reset) when the edge gives up.

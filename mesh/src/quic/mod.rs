@@ -34,11 +34,13 @@ pub use gencerts::{CertsError, DevelopmentCerts, generate_certs};
 pub use quinn::Connection as QuicConnection;
 pub use tls::{ALPN, MeshIdentity, TlsError};
 
+use bytes::Bytes;
 use framed::FrameReader;
 use spindle_proto::mesh::{self, Role, mesh_frame::Kind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio::sync::mpsc;
 
 /// How one node takes part in the mesh.
 #[derive(Debug, Clone)]
@@ -264,6 +266,55 @@ async fn ask<A>(
     };
     if let Some(answer) = reply.and_then(pick) {
         responder.answer(answer);
+    }
+}
+
+/// The in-process side of a link, as a relay takes its outgoing messages.
+trait Outgoing: Send {
+    type Message: Send;
+    fn next(&mut self) -> impl Future<Output = Option<Self::Message>> + Send;
+}
+
+impl Outgoing for crate::CoreInbox {
+    type Message = crate::Up;
+    fn next(&mut self) -> impl Future<Output = Option<crate::Up>> + Send {
+        self.recv()
+    }
+}
+
+impl Outgoing for crate::EdgeInbox {
+    type Message = crate::Down;
+    fn next(&mut self) -> impl Future<Output = Option<crate::Down>> + Send {
+        self.recv()
+    }
+}
+
+/// Relays what the in-process side sends, for either side: `route` turns a control message
+/// into its frame, which goes onto the control stream in order; anything else (a request, a
+/// survey) it starts as an exchange on a stream of its own and returns `None`. Ends when the
+/// connection closes, or closes it with `goodbye` when the in-process side stops.
+async fn relay_out<O: Outgoing>(
+    mut from: O,
+    control: mpsc::Sender<Bytes>,
+    connection: quinn::Connection,
+    goodbye: &'static [u8],
+    route: impl Fn(O::Message, &quinn::Connection) -> Option<Bytes>,
+) {
+    loop {
+        let message = tokio::select! {
+            message = from.next() => message,
+            _ = connection.closed() => return,
+        };
+        let Some(message) = message else {
+            connection.close(close::DONE, goodbye);
+            return;
+        };
+        let Some(frame) = route(message, &connection) else {
+            continue;
+        };
+        if control.send(frame).await.is_err() {
+            return;
+        }
     }
 }
 
