@@ -7,7 +7,8 @@ use super::{
 use crate::clock::Clock;
 use spindle_hub::history::{Limits, PublishOutcome, PublishParams, Streams, SweepStats};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Number of channel shards: publications of different channels rarely wait for each other.
 const SHARDS: usize = 64;
@@ -37,10 +38,12 @@ pub struct MemoryBrokerStats {
 /// A broker living inside the process.
 ///
 /// Channels are spread over 64 locks (shards); each shard holds the streams of its channels
-/// ([`spindle_hub::history::Streams`]). `publish` decides (idempotency, version), appends and
-/// hands the publication to the node's handler under the channel's shard lock, so offsets are
-/// assigned atomically with the append and the handler sees each channel's publications in
-/// offset order. Joins and leaves go through the same lock.
+/// ([`spindle_hub::history::Streams`]). `publish` decides (idempotency, version) and appends
+/// under the channel's shard lock, so offsets are assigned atomically with the append, and
+/// takes a delivery ticket there ([`Turns`]). The hand-off to the node's handler happens after
+/// the shard lock is let go, in ticket order: the handler sees each channel's publications in
+/// offset order, while history reads and the next appends of the shard do not wait for a
+/// fan-out to every edge. Joins and leaves take their turn the same way.
 ///
 /// There is only one node in the process, so every publication goes to its handler; the node
 /// keeps track of which edges want which channel. `subscribe` / `unsubscribe` have nothing to
@@ -50,6 +53,9 @@ pub struct MemoryBroker {
     handler: Arc<dyn EventHandler>,
     clock: Arc<dyn Clock>,
     shards: Box<[Mutex<Shard>]>,
+    /// One per shard: its events go to the handler one at a time, in the order of their
+    /// appends.
+    turns: Box<[Turns]>,
     hasher: RandomState,
 }
 
@@ -75,17 +81,31 @@ impl MemoryBroker {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(Streams::new(limits, entropy)))
                 .collect(),
+            turns: (0..SHARDS).map(|_| Turns::default()).collect(),
             hasher: RandomState::new(),
         }
     }
 
+    fn index(&self, channel: &str) -> usize {
+        self.hasher.hash_one(channel) as usize % self.shards.len()
+    }
+
     fn shard(&self, channel: &str) -> MutexGuard<'_, Shard> {
-        let index = self.hasher.hash_one(channel) as usize % self.shards.len();
         // A panic inside a shard leaves at worst one channel's stream half-updated (an offset
         // taken without its publication retained); carrying on keeps every other channel.
-        self.shards[index]
+        self.shards[self.index(channel)]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a delivery ticket while `shard` (the channel's shard lock) is still held, lets
+    /// the shard go, and waits for the ticket's turn: the next delivery waits for this one,
+    /// the shard does not.
+    fn hand_over<'a>(&'a self, channel: &str, shard: MutexGuard<'a, Shard>) -> Turn<'a> {
+        let turns = &self.turns[self.index(channel)];
+        let ticket = turns.ticket();
+        drop(shard);
+        turns.wait(ticket)
     }
 
     fn publish_now(
@@ -110,6 +130,7 @@ impl MemoryBroker {
                 publication,
                 prev,
             } => {
+                let _delivering = self.hand_over(channel, shard);
                 self.handler.on_publication(
                     channel,
                     position.as_ref(),
@@ -154,6 +175,51 @@ impl MemoryBroker {
     }
 }
 
+/// The deliveries of one shard, one at a time in the order of their appends: a ticket is
+/// taken under the shard lock, and served after the lock is let go.
+#[derive(Debug, Default)]
+struct Turns {
+    next: AtomicU64,
+    serving: Mutex<u64>,
+    turn: Condvar,
+}
+
+impl Turns {
+    /// The next ticket; taken with the shard lock held, so tickets follow the appends.
+    fn ticket(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Waits until it is `ticket`'s turn; the turn passes on when the [`Turn`] goes (also
+    /// when a handler panics: the shard's later deliveries still go).
+    fn wait(&self, ticket: u64) -> Turn<'_> {
+        let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
+        while *serving != ticket {
+            serving = self
+                .turn
+                .wait(serving)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        Turn {
+            turns: self,
+            serving,
+        }
+    }
+}
+
+/// One delivery's turn in its shard.
+struct Turn<'a> {
+    turns: &'a Turns,
+    serving: MutexGuard<'a, u64>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.serving += 1;
+        self.turns.turn.notify_all();
+    }
+}
+
 impl Broker for MemoryBroker {
     async fn publish(
         &self,
@@ -165,7 +231,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish_join_leave(&self, channel: &str, event: JoinLeave) -> Result<(), BrokerError> {
-        let _ordered = self.shard(channel);
+        let _delivering = self.hand_over(channel, self.shard(channel));
         self.handler.on_join_leave(channel, &event);
         Ok(())
     }
@@ -284,6 +350,96 @@ mod tests {
         assert_eq!(seen, ["a:1", "a:2", "a:3", "b:x"]);
         broker.subscribe("a").await.unwrap();
         broker.unsubscribe("a").await.unwrap();
+    }
+
+    /// A handler still fanning a publication out (to slow edges, say) holds up neither a
+    /// history read of the channel nor the next append; the next delivery waits its turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_delivery_does_not_hold_the_shard() {
+        struct Stalling {
+            entered: std::sync::mpsc::SyncSender<()>,
+            release: Mutex<std::sync::mpsc::Receiver<()>>,
+            seen: Recorder,
+        }
+        impl EventHandler for Stalling {
+            fn on_publication(
+                &self,
+                channel: &str,
+                position: Option<&StreamPosition>,
+                p: &Publication,
+                prev: Option<&Publication>,
+            ) {
+                if p.data.as_ref() == b"stall" {
+                    self.entered.send(()).unwrap();
+                    let release = self.release.lock().unwrap();
+                    release.recv_timeout(Duration::from_secs(10)).unwrap();
+                }
+                self.seen.on_publication(channel, position, p, prev);
+            }
+            fn on_join_leave(&self, _channel: &str, _event: &JoinLeave) {}
+        }
+        let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let handler = Arc::new(Stalling {
+            entered: entered_tx,
+            release: Mutex::new(release_rx),
+            seen: Recorder::default(),
+        });
+        let broker = Arc::new(MemoryBroker::new(handler.clone(), Arc::new(SystemClock)));
+        let options = PublishOptions {
+            history: history(10),
+            ..Default::default()
+        };
+        let stalled = {
+            let broker = Arc::clone(&broker);
+            let options = options.clone();
+            tokio::task::spawn_blocking(move || {
+                broker.publish_now("c", publication("stall"), &options);
+            })
+        };
+        entered.recv_timeout(Duration::from_secs(5)).unwrap();
+        // The delivery is stuck in the handler: the shard is not.
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            broker.history("c", &HistoryQuery::default(), &history(10).unwrap()),
+        )
+        .await
+        .expect("a history read while a delivery is stuck")
+        .unwrap();
+        assert_eq!(read.top.offset, 1);
+        let next = {
+            let broker = Arc::clone(&broker);
+            tokio::task::spawn_blocking(move || {
+                broker.publish_now("c", publication("next"), &options)
+            })
+        };
+        // Appended (offset 2) but not delivered before the stuck one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while broker
+            .shard("c")
+            .read(
+                "c",
+                &history(10).unwrap(),
+                &HistoryQuery::default(),
+                SystemClock.now(),
+            )
+            .unwrap()
+            .top
+            .offset
+            < 2
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the next append waited"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(handler.seen.0.lock().unwrap().is_empty());
+        release.send(()).unwrap();
+        stalled.await.unwrap();
+        next.await.unwrap();
+        let offsets: Vec<u64> = handler.seen.0.lock().unwrap().iter().map(|s| s.2).collect();
+        assert_eq!(offsets, [1, 2], "deliveries keep the order of the appends");
     }
 
     #[tokio::test]
