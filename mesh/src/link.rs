@@ -390,6 +390,27 @@ impl CoreInbox {
     }
 }
 
+/// One end's outgoing messages (what the edge sends up, what the core sends down), as a relay
+/// takes them: the QUIC relays and the network-like test link.
+pub(crate) trait Outgoing: Send {
+    type Message: Send;
+    fn next(&mut self) -> impl Future<Output = Option<Self::Message>> + Send;
+}
+
+impl Outgoing for CoreInbox {
+    type Message = Up;
+    fn next(&mut self) -> impl Future<Output = Option<Up>> + Send {
+        self.recv()
+    }
+}
+
+impl Outgoing for EdgeInbox {
+    type Message = Down;
+    fn next(&mut self) -> impl Future<Output = Option<Down>> + Send {
+        self.recv()
+    }
+}
+
 /// A link inside one process, as `spindle serve` uses, with [`DEFAULT_LANES`] event lanes:
 /// `capacity` messages may wait in each direction and on each lane.
 pub fn in_process(capacity: usize) -> ((EdgeLink, EdgeInbox), (CoreLink, CoreInbox)) {

@@ -10,7 +10,7 @@
 //! not depend on one in-process queue happening to be FIFO.
 
 use crate::link::{
-    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Lane, Pending, SharedEvent, Up,
+    CoreInbox, CoreLink, Down, EdgeInbox, EdgeLink, Lane, Outgoing, Pending, SharedEvent, Up,
     in_process_with_lanes,
 };
 use bytes::BytesMut;
@@ -153,31 +153,26 @@ pub fn from_env(capacity: usize, lanes: usize) -> ((EdgeLink, EdgeInbox), (CoreL
     }
 }
 
-/// Edge → core: the control stream in order, each request on its own.
-/// Edge → core: the control stream in order, each message delayed in turn; every request on
-/// its own. The reader hands control messages to their stream and goes on at once, so a
-/// request sent after a control message may overtake it, as a QUIC stream of its own can.
-async fn up(mut from_edge: CoreInbox, to_core: EdgeLink, delays: Delays, capacity: usize) {
-    let (control, mut stream) = mpsc::channel::<Up>(capacity);
+/// One direction of the link: what `route` passes on goes down the control stream in order,
+/// each message delayed in turn, handed over by `deliver` (false: the far end is gone); what it
+/// takes (a request, a survey) it relays on its own at once. The reader goes on as soon as a
+/// control message is queued, so a request sent after a control message may overtake it, as a
+/// QUIC stream of its own can.
+async fn direction<O, F>(
+    mut from: O,
+    delays: Delays,
+    capacity: usize,
+    route: impl Fn(O::Message) -> Option<O::Message>,
+    mut deliver: impl FnMut(O::Message) -> F,
+) where
+    O: Outgoing,
+    F: Future<Output = bool>,
+{
+    let (control, mut stream) = mpsc::channel(capacity);
     let reader = async {
-        while let Some(message) = from_edge.recv().await {
-            let message = match message {
-                Up::Interest(interest) => {
-                    let Kind::Interest(interest) = carried(Kind::Interest(interest)) else {
-                        unreachable!("a frame decodes to its own kind")
-                    };
-                    Up::Interest(interest)
-                }
-                Up::Presence(update) => {
-                    let Kind::Presence(update) = carried(Kind::Presence(update)) else {
-                        unreachable!("a frame decodes to its own kind")
-                    };
-                    Up::Presence(update)
-                }
-                Up::Request(pending) => {
-                    tokio::spawn(relay_request(pending, to_core.clone(), delays.clone()));
-                    continue;
-                }
+        while let Some(message) = from.next().await {
+            let Some(message) = route(message) else {
+                continue;
             };
             if control.send(message).await.is_err() {
                 return;
@@ -187,16 +182,39 @@ async fn up(mut from_edge: CoreInbox, to_core: EdgeLink, delays: Delays, capacit
     let writer = async {
         while let Some(message) = stream.recv().await {
             delays.wait().await;
-            if to_core.send(message).await.is_err() {
+            if !deliver(message).await {
                 return;
             }
         }
     };
-    // Either side ending ends the link's up direction.
+    // Either side ending ends this direction.
     tokio::select! {
         () = reader => {}
         () = writer => {}
     }
+}
+
+/// Edge → core: interest and presence on the control stream, each request on its own.
+async fn up(from_edge: CoreInbox, to_core: EdgeLink, delays: Delays, capacity: usize) {
+    let route = |message| match message {
+        Up::Interest(interest) => match carried(Kind::Interest(interest)) {
+            Kind::Interest(interest) => Some(Up::Interest(interest)),
+            _ => unreachable!("a frame decodes to its own kind"),
+        },
+        Up::Presence(update) => match carried(Kind::Presence(update)) {
+            Kind::Presence(update) => Some(Up::Presence(update)),
+            _ => unreachable!("a frame decodes to its own kind"),
+        },
+        Up::Request(pending) => {
+            tokio::spawn(relay_request(pending, to_core.clone(), delays.clone()));
+            None
+        }
+    };
+    let deliver = |message| {
+        let to_core = to_core.clone();
+        async move { to_core.send(message).await.is_ok() }
+    };
+    direction(from_edge, delays.clone(), capacity, route, deliver).await;
 }
 
 async fn relay_request(
@@ -224,52 +242,27 @@ async fn relay_request(
     pending.responder.answer(response);
 }
 
-/// Core → edge: the control stream in order, each message delayed in turn; every survey on
-/// its own, free to overtake control messages sent before it (as in [`up`]).
-async fn control_down(
-    mut from_core: EdgeInbox,
-    to_edge: CoreLink,
-    delays: Delays,
-    capacity: usize,
-) {
-    let (control, mut stream) = mpsc::channel::<Down>(capacity);
-    let reader = async {
-        while let Some(message) = from_core.recv().await {
-            let message = match message {
-                Down::Control(control) => {
-                    let Kind::Control(control) = carried(Kind::Control(control)) else {
-                        unreachable!("a frame decodes to its own kind")
-                    };
-                    Down::Control(control)
-                }
-                Down::InterestAck(ack) => {
-                    let Kind::InterestAck(ack) = carried(Kind::InterestAck(ack)) else {
-                        unreachable!("a frame decodes to its own kind")
-                    };
-                    Down::InterestAck(ack)
-                }
-                Down::Survey(pending) => {
-                    tokio::spawn(relay_survey(pending, to_edge.clone(), delays.clone()));
-                    continue;
-                }
-            };
-            if control.send(message).await.is_err() {
-                return;
-            }
+/// Core → edge: API commands and interest acks on the control stream, each survey on its own.
+async fn control_down(from_core: EdgeInbox, to_edge: CoreLink, delays: Delays, capacity: usize) {
+    let route = |message| match message {
+        Down::Control(control) => match carried(Kind::Control(control)) {
+            Kind::Control(control) => Some(Down::Control(control)),
+            _ => unreachable!("a frame decodes to its own kind"),
+        },
+        Down::InterestAck(ack) => match carried(Kind::InterestAck(ack)) {
+            Kind::InterestAck(ack) => Some(Down::InterestAck(ack)),
+            _ => unreachable!("a frame decodes to its own kind"),
+        },
+        Down::Survey(pending) => {
+            tokio::spawn(relay_survey(pending, to_edge.clone(), delays.clone()));
+            None
         }
     };
-    let writer = async {
-        while let Some(message) = stream.recv().await {
-            delays.wait().await;
-            if to_edge.send(message).await.is_err() {
-                return;
-            }
-        }
+    let deliver = |message| {
+        let to_edge = to_edge.clone();
+        async move { to_edge.send(message).await.is_ok() }
     };
-    tokio::select! {
-        () = reader => {}
-        () = writer => {}
-    }
+    direction(from_core, delays.clone(), capacity, route, deliver).await;
 }
 
 async fn relay_survey(

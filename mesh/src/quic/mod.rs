@@ -269,31 +269,11 @@ async fn ask<A>(
     }
 }
 
-/// The in-process side of a link, as a relay takes its outgoing messages.
-trait Outgoing: Send {
-    type Message: Send;
-    fn next(&mut self) -> impl Future<Output = Option<Self::Message>> + Send;
-}
-
-impl Outgoing for crate::CoreInbox {
-    type Message = crate::Up;
-    fn next(&mut self) -> impl Future<Output = Option<crate::Up>> + Send {
-        self.recv()
-    }
-}
-
-impl Outgoing for crate::EdgeInbox {
-    type Message = crate::Down;
-    fn next(&mut self) -> impl Future<Output = Option<crate::Down>> + Send {
-        self.recv()
-    }
-}
-
 /// Relays what the in-process side sends, for either side: `route` turns a control message
 /// into its frame, which goes onto the control stream in order; anything else (a request, a
 /// survey) it starts as an exchange on a stream of its own and returns `None`. Ends when the
 /// connection closes, or closes it with `goodbye` when the in-process side stops.
-async fn relay_out<O: Outgoing>(
+async fn relay_out<O: crate::link::Outgoing>(
     mut from: O,
     control: mpsc::Sender<Bytes>,
     connection: quinn::Connection,
