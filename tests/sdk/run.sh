@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The official SDKs against a real spindle binary: centrifuge-js (node --test) then
-# centrifuge-python + cent (pytest), each in JSON and Protobuf.
+# The official SDKs against a real spindle binary: centrifuge-js (node --test), centrifuge-js
+# again on the split (a core and two edges), then centrifuge-python + cent (pytest), each in
+# JSON and Protobuf.
 #
-#   tests/sdk/run.sh              install deps if needed, build spindle, run both suites
-#   tests/sdk/run.sh js           only the JS suite (or: python)
+#   tests/sdk/run.sh              install deps if needed, build spindle, run every suite
+#   tests/sdk/run.sh js           only the JS suite (or: js-split, python)
 #   tests/sdk/run.sh --no-build   use the existing binary (also implied by SPINDLE_BIN=...)
 #
 # Dependencies are installed idempotently: `npm ci` into tests/sdk/js/node_modules and a venv at
@@ -24,18 +25,18 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
-    js | python) suites+=("$arg") ;;
+    js | js-split | python) suites+=("$arg") ;;
     -h | --help)
       sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
-      echo "unknown argument: $arg (want js, python, --no-build)" >&2
+      echo "unknown argument: $arg (want js, js-split, python, --no-build)" >&2
       exit 2
       ;;
   esac
 done
-[[ ${#suites[@]} -eq 0 ]] && suites=(js python)
+[[ ${#suites[@]} -eq 0 ]] && suites=(js js-split python)
 wants() { [[ " ${suites[*]} " == *" $1 "* ]]; }
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
@@ -97,7 +98,7 @@ declare -A result
 failed=0
 
 deps_ok=1
-if wants js; then ensure_js_deps || { echo "JS dependency installation failed" >&2; result[js]="FAILED (dependencies)"; deps_ok=0; failed=1; }; fi
+if wants js || wants js-split; then ensure_js_deps || { echo "JS dependency installation failed" >&2; result[js]="FAILED (dependencies)"; deps_ok=0; failed=1; }; fi
 if wants python; then ensure_py_deps || { echo "Python dependency installation failed" >&2; result[python]="FAILED (dependencies)"; deps_ok=0; failed=1; }; fi
 
 if ! build_spindle; then
@@ -113,6 +114,18 @@ if wants js && [[ -z "${result[js]:-}" ]]; then
   (cd "$JS" && node --test --test-concurrency=1 --test-timeout="$((deadline * 1000))" test/*.test.mjs)
   rc=$?
   if [[ $rc -eq 0 ]]; then result[js]="passed"; else result[js]="FAILED (exit $rc)"; failed=1; fi
+fi
+
+# The same suites against the split (a core and two edges over QUIC, clients on an edge, the API
+# on the core): what they check must hold there exactly as on `spindle serve`.
+if wants js-split && [[ -z "${result[js-split]:-}" ]]; then
+  echo
+  echo "==> centrifuge-js on the split (SPINDLE_TOPOLOGY=split): streams, sdk, proxy, token refresh"
+  (cd "$JS" && SPINDLE_TOPOLOGY=split node --test --test-concurrency=1 \
+    --test-timeout="$((deadline * 1000))" test/streams.test.mjs test/sdk.test.mjs \
+    test/proxy.test.mjs test/token_refresh.test.mjs)
+  rc=$?
+  if [[ $rc -eq 0 ]]; then result[js-split]="passed"; else result[js-split]="FAILED (exit $rc)"; failed=1; fi
 fi
 
 if wants python && [[ -z "${result[python]:-}" ]]; then

@@ -189,7 +189,14 @@ export class Server {
 
 // Starts `spindle <role> -c <fixture+patch> -p <port>` (role `serve`, `core` or `edge`) and
 // waits for its listening line. Any failure throws an Error starting with "could not start spindle".
+//
+// With SPINDLE_TOPOLOGY=split, a `serve` started on any port is a split instead: one core and two
+// edges (`startSplit`), seen through a `SplitServer` — clients on the first edge, the API on the
+// core — so a suite written for `spindle serve` runs unchanged against the split.
 export async function startServer({ patch, port = 0, role = 'serve' } = {}) {
+  if (role === 'serve' && port === 0 && process.env.SPINDLE_TOPOLOGY === 'split') {
+    return new SplitServer(await startSplit({ cores: 1, edges: 2, patch }));
+  }
   const bin = binaryPath();
   const fail = (reason) => new Error(`could not start spindle (${bin}): ${reason}`);
   if (!fs.existsSync(bin)) {
@@ -265,6 +272,31 @@ export async function startServer({ patch, port = 0, role = 'serve' } = {}) {
 }
 
 // --- the split: one core and some edges over the QUIC mesh ---------------------------------
+
+// A split seen as one server: client URLs are the first edge's, the server API the core's.
+export class SplitServer {
+  constructor(split) {
+    this.split = split;
+    this.edge = split.edges[0];
+    this.core = split.core;
+  }
+
+  get url() { return this.edge.url; }
+  get httpUrl() { return this.edge.httpUrl; }
+  get hostPort() { return this.edge.hostPort; }
+  get apiUrl() { return this.core.apiUrl; }
+  get host() { return this.edge.host; }
+  get port() { return this.edge.port; }
+  get stderr() { return [this.core, ...this.split.edges].map((s) => s.stderr).join('\n'); }
+  api(method, body) { return this.core.api(method, body); }
+  apiOk(method, body) { return this.core.apiOk(method, body); }
+  checkNoPanic() { for (const s of [this.core, ...this.split.edges]) s.checkNoPanic(); }
+  async stop() {
+    await this.split.stop();
+    return { code: 0, signal: null };
+  }
+  kill() { for (const s of [...this.split.edges, ...this.split.cores]) s.kill(); }
+}
 
 async function freeUdpPort() {
   const dgram = await import('node:dgram');
