@@ -62,7 +62,15 @@ pub async fn request(
     body: &[u8],
 ) -> Result<HttpResponse> {
     let what = format!("{method} http://{addr}{path}");
-    tokio::time::timeout(TIMEOUT * 2, exchange(addr, method, path, headers, body))
+    within_deadline(&what, exchange(addr, method, path, headers, body)).await
+}
+
+/// One whole exchange within [`TIMEOUT`] × 2; its errors prefixed with `what` it was.
+async fn within_deadline(
+    what: &str,
+    exchange: impl Future<Output = std::result::Result<HttpResponse, String>>,
+) -> Result<HttpResponse> {
+    tokio::time::timeout(TIMEOUT * 2, exchange)
         .await
         .map_err(|_| {
             Error::new(format!(
@@ -116,15 +124,7 @@ pub async fn get_tls(addr: SocketAddr, path: &str, ca_pem: &str) -> Result<HttpR
             .map_err(|e| format!("TLS handshake: {e}"))?;
         exchange_over(tls, &addr.to_string(), "GET", path, &[], b"").await
     };
-    tokio::time::timeout(TIMEOUT * 2, exchange)
-        .await
-        .map_err(|_| {
-            Error::new(format!(
-                "{what}: no complete response within {:?}",
-                TIMEOUT * 2
-            ))
-        })?
-        .map_err(|e| Error::new(format!("{what}: {e}")))
+    within_deadline(&what, exchange).await
 }
 
 async fn exchange(
