@@ -25,6 +25,8 @@
 //!   publish, refresh and timer rules, driven with an explicit `Now`.
 //! - [`history`]: channel streams (offsets, epochs, retention by size and time, idempotency,
 //!   versions), history reads and the recovery decision, with time and randomness passed in.
+//! - [`map`]: map channels — keyed state, change stream, key expiry, state pages — and the
+//!   settings a namespace's `map` section resolves to.
 //! - [`presence`]: presence sets per channel with TTL expiry and client / user counts.
 //! - [`metrics`]: the Prometheus text format each role's `/metrics` is written in.
 
@@ -37,6 +39,7 @@ pub use spindle_config::glob;
 pub mod delta;
 pub mod history;
 pub mod jwt;
+pub mod map;
 pub mod metrics;
 pub mod outcome;
 pub mod presence;

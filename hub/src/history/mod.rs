@@ -21,7 +21,7 @@
 //!   core answered.
 
 mod epoch;
-mod idempotency;
+pub(crate) mod idempotency;
 mod recovery;
 mod store;
 mod stream;
@@ -89,6 +89,10 @@ pub struct Publication {
     /// When it was published, in unix milliseconds (0 = unknown). Brokers carry it between
     /// nodes so edges can tell a late publication (`client.channel_position_max_time_lag`).
     pub time: i64,
+    /// Map channels only: the entry this publication writes (empty elsewhere).
+    pub key: String,
+    /// Map channels only: the publication removes `key` (and carries no data).
+    pub removed: bool,
 }
 
 /// One retained publication as history returns it: its offset (its identity in the stream,
@@ -107,6 +111,8 @@ impl HistoryItem {
             info: self.publication.info.clone(),
             offset: self.offset,
             tags: self.publication.tags.clone(),
+            key: self.publication.key.clone(),
+            removed: self.publication.removed,
             ..Default::default()
         }
     }
