@@ -34,6 +34,7 @@ pub mod broker;
 pub mod clock;
 mod https;
 pub mod jwks;
+pub mod maps;
 mod node;
 pub mod presence;
 pub mod proxy;
@@ -42,7 +43,8 @@ pub mod tls;
 
 pub use node::{
     CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EMULATION_TIMEOUT, EdgeCounts, EdgeId,
-    EdgeInfo, EmulationError, HistoryError, NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError,
+    EdgeInfo, EmulationError, HistoryError, MapCallError, MapPublishOptions, MapStateRead,
+    NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError,
     NodeIdentity, NodeInfo, NodeStats, PresenceError, PublishError, REMOTE_SURVEY_TIMEOUT,
     SURVEY_TIMEOUT, SWEEP_INTERVAL, SweepReport, VERSION,
 };

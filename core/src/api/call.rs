@@ -1,7 +1,7 @@
 //! The API methods by name and number, and one decoded call of one of them.
 
 use super::ApiError;
-use super::methods;
+use super::{map_methods, methods};
 use crate::Node;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -24,28 +24,41 @@ pub(crate) enum Method {
     Rpc,
     Refresh,
     Channels,
+    MapPublish,
+    MapRemove,
+    MapReadState,
+    MapReadStream,
+    MapStats,
+    MapClear,
 }
 
-/// Name (route, batch key) and legacy number of each served method.
-const SERVED: [(Method, &str, i64); 13] = [
-    (Method::Publish, "publish", 0),
-    (Method::Broadcast, "broadcast", 1),
-    (Method::Unsubscribe, "unsubscribe", 2),
-    (Method::Disconnect, "disconnect", 3),
-    (Method::Presence, "presence", 4),
-    (Method::PresenceStats, "presence_stats", 5),
-    (Method::History, "history", 6),
-    (Method::HistoryRemove, "history_remove", 7),
-    (Method::Channels, "channels", 8),
-    (Method::Info, "info", 9),
-    (Method::Rpc, "rpc", 10),
-    (Method::Subscribe, "subscribe", 11),
-    (Method::Refresh, "refresh", 12),
+/// Name (route, batch key) and legacy number (`None`: the legacy protocol had none) of each
+/// served method.
+const SERVED: [(Method, &str, Option<i64>); 19] = [
+    (Method::Publish, "publish", Some(0)),
+    (Method::Broadcast, "broadcast", Some(1)),
+    (Method::Unsubscribe, "unsubscribe", Some(2)),
+    (Method::Disconnect, "disconnect", Some(3)),
+    (Method::Presence, "presence", Some(4)),
+    (Method::PresenceStats, "presence_stats", Some(5)),
+    (Method::History, "history", Some(6)),
+    (Method::HistoryRemove, "history_remove", Some(7)),
+    (Method::Channels, "channels", Some(8)),
+    (Method::Info, "info", Some(9)),
+    (Method::Rpc, "rpc", Some(10)),
+    (Method::Subscribe, "subscribe", Some(11)),
+    (Method::Refresh, "refresh", Some(12)),
+    (Method::MapPublish, "map_publish", None),
+    (Method::MapRemove, "map_remove", None),
+    (Method::MapReadState, "map_read_state", None),
+    (Method::MapReadStream, "map_read_stream", None),
+    (Method::MapStats, "map_stats", None),
+    (Method::MapClear, "map_clear", None),
 ];
 
-/// Method names the legacy route knows but this node does not serve (PRO-only methods, map and
-/// shared-poll methods): they answer 104, where a name nobody knows makes the body undecodable.
-const UNSERVED: [&str; 26] = [
+/// Method names the legacy route knows but this node does not serve (PRO-only methods,
+/// shared poll): they answer 104, where a name nobody knows makes the body undecodable.
+const UNSERVED: [&str; 20] = [
     "connections",
     "update_user_status",
     "get_user_status",
@@ -65,12 +78,6 @@ const UNSERVED: [&str; 26] = [
     "send_push_notification",
     "update_push_status",
     "cancel_push",
-    "map_publish",
-    "map_remove",
-    "map_read_state",
-    "map_read_stream",
-    "map_stats",
-    "map_clear",
     "shared_poll_publish",
 ];
 
@@ -103,7 +110,7 @@ impl Method {
     pub fn from_legacy_number(number: i64) -> Option<Method> {
         SERVED
             .iter()
-            .find(|(_, _, n)| *n == number)
+            .find(|(_, _, n)| *n == Some(number))
             .map(|(m, ..)| *m)
     }
 }
@@ -124,6 +131,12 @@ pub(crate) enum Call {
     Rpc(api::RpcRequest),
     Refresh(api::RefreshRequest),
     Channels(api::ChannelsRequest),
+    MapPublish(api::MapPublishRequest),
+    MapRemove(api::MapRemoveRequest),
+    MapReadState(api::MapReadStateRequest),
+    MapReadStream(api::MapReadStreamRequest),
+    MapStats(api::MapStatsRequest),
+    MapClear(api::MapClearRequest),
 }
 
 /// A call's answer: its result as JSON, or an error.
@@ -147,6 +160,12 @@ impl Call {
             Method::Rpc => Call::Rpc(d(params)?),
             Method::Refresh => Call::Refresh(d(params)?),
             Method::Channels => Call::Channels(d(params)?),
+            Method::MapPublish => Call::MapPublish(d(params)?),
+            Method::MapRemove => Call::MapRemove(d(params)?),
+            Method::MapReadState => Call::MapReadState(d(params)?),
+            Method::MapReadStream => Call::MapReadStream(d(params)?),
+            Method::MapStats => Call::MapStats(d(params)?),
+            Method::MapClear => Call::MapClear(d(params)?),
         })
     }
 
@@ -167,6 +186,12 @@ impl Call {
             rpc,
             refresh,
             channels,
+            map_publish,
+            map_remove,
+            map_read_state,
+            map_read_stream,
+            map_stats,
+            map_clear,
         } = command;
         None.or(publish.map(Call::Publish))
             .or(broadcast.map(Call::Broadcast))
@@ -181,6 +206,12 @@ impl Call {
             .or(rpc.map(Call::Rpc))
             .or(refresh.map(Call::Refresh))
             .or(channels.map(Call::Channels))
+            .or(map_publish.map(Call::MapPublish))
+            .or(map_remove.map(Call::MapRemove))
+            .or(map_read_state.map(Call::MapReadState))
+            .or(map_read_stream.map(Call::MapReadStream))
+            .or(map_stats.map(Call::MapStats))
+            .or(map_clear.map(Call::MapClear))
     }
 
     pub fn method(&self) -> Method {
@@ -198,6 +229,12 @@ impl Call {
             Call::Rpc(_) => Method::Rpc,
             Call::Refresh(_) => Method::Refresh,
             Call::Channels(_) => Method::Channels,
+            Call::MapPublish(_) => Method::MapPublish,
+            Call::MapRemove(_) => Method::MapRemove,
+            Call::MapReadState(_) => Method::MapReadState,
+            Call::MapReadStream(_) => Method::MapReadStream,
+            Call::MapStats(_) => Method::MapStats,
+            Call::MapClear(_) => Method::MapClear,
         }
     }
 
@@ -217,6 +254,12 @@ impl Call {
             Call::Rpc(r) => encode(methods::rpc(node, r)),
             Call::Refresh(r) => encode(methods::refresh(node, r).await),
             Call::Channels(r) => encode(methods::channels(node, r).await),
+            Call::MapPublish(r) => encode(map_methods::map_publish(node, r).await),
+            Call::MapRemove(r) => encode(map_methods::map_remove(node, r).await),
+            Call::MapReadState(r) => encode(map_methods::map_read_state(node, r).await),
+            Call::MapReadStream(r) => encode(map_methods::map_read_stream(node, r).await),
+            Call::MapStats(r) => encode(map_methods::map_stats(node, r).await),
+            Call::MapClear(r) => encode(map_methods::map_clear(node, r).await),
         }
     }
 }
@@ -252,11 +295,17 @@ mod tests {
                 Method::from_legacy_name(&name.to_uppercase()),
                 Ok(Some(method))
             );
-            assert_eq!(Method::from_legacy_number(number), Some(method));
+            if let Some(number) = number {
+                assert_eq!(Method::from_legacy_number(number), Some(method));
+            }
         }
         assert_eq!(Method::from_route("Publish"), None);
         assert_eq!(Method::from_route("batch"), None);
-        assert_eq!(Method::from_legacy_name("Map_Publish"), Ok(None));
+        assert_eq!(
+            Method::from_legacy_name("Map_Publish"),
+            Ok(Some(Method::MapPublish))
+        );
+        assert_eq!(Method::from_legacy_name("Shared_Poll_Publish"), Ok(None));
         assert_eq!(Method::from_legacy_name("nope"), Err(()));
         assert_eq!(Method::from_legacy_number(13), None);
         assert_eq!(Method::from_legacy_number(-1), None);

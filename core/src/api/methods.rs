@@ -20,7 +20,7 @@ const FORCE_DISCONNECT: (u32, &str) = (3503, "force disconnect");
 
 /// A required channel: 107 when empty, then the name rules (102 unknown namespace, 107 bad
 /// name).
-fn require_channel<'n>(node: &'n Node, channel: &str) -> Result<ResolvedChannel<'n>, ApiError> {
+pub(super) fn require_channel<'n>(node: &'n Node, channel: &str) -> Result<ResolvedChannel<'n>, ApiError> {
     if channel.is_empty() {
         return Err(ApiError::BAD_REQUEST);
     }
@@ -30,7 +30,7 @@ fn require_channel<'n>(node: &'n Node, channel: &str) -> Result<ResolvedChannel<
 }
 
 /// A payload given raw (`data`) or as standard base64 (`b64data`, which wins when non-empty).
-fn payload(raw: Bytes, b64: &str) -> Result<Bytes, ApiError> {
+pub(super) fn payload(raw: Bytes, b64: &str) -> Result<Bytes, ApiError> {
     if b64.is_empty() {
         return Ok(raw);
     }

@@ -21,6 +21,7 @@ mod batch;
 mod call;
 mod error;
 mod legacy;
+mod map_methods;
 mod methods;
 
 pub use batch::BATCH_CONCURRENCY;

@@ -611,6 +611,8 @@ fn encode_publication(publication: &Publication) -> Bytes {
         info: publication.info.clone(),
         tags: publication.tags.clone(),
         time: publication.time,
+        key: publication.key.clone(),
+        removed: publication.removed,
         ..Default::default()
     }
     .encode_to_vec()
@@ -624,6 +626,8 @@ fn decode_publication(bytes: &[u8]) -> Option<Publication> {
         info: wire.info,
         tags: wire.tags,
         time: wire.time,
+        key: wire.key,
+        removed: wire.removed,
     })
 }
 

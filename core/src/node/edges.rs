@@ -394,6 +394,8 @@ impl Edges {
             info: publication.info.clone(),
             offset,
             tags: publication.tags.clone(),
+            key: publication.key.clone(),
+            removed: publication.removed,
             // The publish time travels to the edge (late-publication check); the edge clears
             // it before clients see the publication.
             time: publication.time,

@@ -4,6 +4,7 @@ use super::Node;
 use crate::broker::{
     Broker, BrokerError, HistoryQuery, HistoryReadError, HistoryResult, ReadError, StreamOptions,
 };
+use crate::maps::{MapBroker, MapReadError, MapSettings};
 use spindle_hub::channel::ChannelError;
 use spindle_hub::codes::ClientError;
 use spindle_hub::config::ChannelOptions;
@@ -58,7 +59,8 @@ impl Node {
         StreamOptions::for_channel(namespace, self.inner.config.channel.history_meta_ttl)
     }
 
-    /// Reads `channel`'s history (docs/protocol.md §4.5, §6.2).
+    /// Reads `channel`'s history (docs/protocol.md §4.5, §6.2); for a map channel, its change
+    /// stream (108 for an `ephemeral` map, which has none).
     ///
     /// Checks, in order: the channel name and namespace, that the namespace keeps history
     /// (108), then the broker's read rules (`reverse` from offset 0 → 107, a non-empty `since`
@@ -70,6 +72,18 @@ impl Node {
         query: &HistoryQuery,
     ) -> Result<HistoryResult, HistoryError> {
         let resolved = self.inner.resolver.resolve(channel)?;
+        // A map channel's stream is its change stream: edges position, recover and repair
+        // map subscriptions through the same reads.
+        if let Some(settings) = MapSettings::for_channel(resolved.options) {
+            if !settings.positioned() {
+                return Err(HistoryError::NotAvailable);
+            }
+            return match self.inner.maps.stream(channel, settings, query).await {
+                Ok(result) => Ok(result),
+                Err(MapReadError::Read(read)) => Err(HistoryError::Read(read)),
+                Err(MapReadError::Broker(broker)) => Err(HistoryError::Broker(broker)),
+            };
+        }
         let stream = self
             .stream_options(resolved.options)
             .ok_or(HistoryError::NotAvailable)?;

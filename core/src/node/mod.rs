@@ -4,6 +4,7 @@ mod cluster;
 mod edges;
 mod emulation;
 mod history;
+mod maps;
 mod presence;
 mod publish;
 mod serve;
@@ -14,6 +15,7 @@ pub use cluster::{NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, REMOTE_SURVEY_TIMEOUT};
 pub use edges::{CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EdgeCounts};
 pub use emulation::{EMULATION_TIMEOUT, EmulationError};
 pub use history::HistoryError;
+pub use maps::{MapCallError, MapPublishOptions, MapStateRead};
 pub use presence::PresenceError;
 pub use publish::PublishError;
 pub use survey::{EdgeInfo, NodeInfo, SURVEY_TIMEOUT};
@@ -166,6 +168,8 @@ struct Inner {
     resolver: ChannelResolver,
     edges: Arc<Edges>,
     broker: AnyBroker,
+    /// Map channels: in this process whatever the engine (see [`crate::maps`]).
+    maps: crate::maps::MemoryMapBroker,
     presence: AnyPresenceManager,
     /// Set once the periodic sweep task runs.
     sweeping: AtomicBool,
@@ -206,8 +210,8 @@ impl Node {
         let edges = Arc::new(Edges::default());
         let broker = AnyBroker::Memory(MemoryBroker::new(edges.clone(), clock.clone()));
         let presence =
-            AnyPresenceManager::Memory(MemoryPresenceManager::new(clock, presence_ttl(&config)));
-        Node::assemble(config, identity, edges, broker, presence)
+            AnyPresenceManager::Memory(MemoryPresenceManager::new(clock.clone(), presence_ttl(&config)));
+        Node::assemble(config, identity, edges, broker, presence, clock)
     }
 
     /// A node on the engine `engine.type` names: memory, or Redis (`engine.redis.address`
@@ -273,6 +277,7 @@ impl Node {
             edges,
             AnyBroker::Redis(Box::new(broker)),
             presence,
+            Arc::new(SystemClock),
         )?;
         node.start_cluster(control_rx);
         Ok(node)
@@ -314,6 +319,7 @@ impl Node {
             edges,
             AnyBroker::Nats(Box::new(broker)),
             presence,
+            Arc::new(SystemClock),
         )?;
         node.start_cluster(control_rx);
         Ok(node)
@@ -340,6 +346,7 @@ impl Node {
             edges,
             AnyBroker::Postgres(Box::new(broker)),
             presence,
+            Arc::new(SystemClock),
         )?;
         node.start_cluster(control_rx);
         Ok(node)
@@ -351,7 +358,9 @@ impl Node {
         edges: Arc<Edges>,
         broker: AnyBroker,
         presence: AnyPresenceManager,
+        clock: Arc<dyn Clock>,
     ) -> Result<Node, NodeError> {
+        let maps = crate::maps::MemoryMapBroker::new(edges.clone(), clock);
         let resolver = ChannelResolver::new(&config.channel)
             .map_err(|error| NodeError::ChannelRegex(error.to_string()))?;
         let node = Node {
@@ -365,6 +374,7 @@ impl Node {
                 resolver,
                 edges,
                 broker,
+                maps,
                 presence,
                 sweeping: AtomicBool::new(false),
                 interest_gate: tokio::sync::Mutex::new(()),

@@ -68,7 +68,7 @@ pub(crate) fn check_data(data: &[u8], format: PublicationDataFormat) -> Result<(
 /// The wall clock in unix milliseconds, stamped on every publication so edges can tell how late
 /// it reaches them (`client.channel_position_max_time_lag`). 0 when the clock is before 1970:
 /// such a publication is never considered late.
-fn unix_ms() -> i64 {
+pub(super) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {
@@ -115,6 +115,7 @@ impl Node {
             info,
             tags: std::mem::take(&mut options.tags),
             time: unix_ms(),
+            ..Publication::default()
         };
         let result = self
             .inner

@@ -1,4 +1,4 @@
-//! The node's periodic expiry pass over history and presence: one task per node, not one per
+//! The node's periodic expiry pass over history, presence and map keys: one task per node, not one per
 //! channel. Expiry is also applied lazily on every access, so the sweep only frees memory of
 //! what nobody touches; its cadence never changes an answer.
 
@@ -22,6 +22,8 @@ pub struct SweepReport {
     pub idempotency_keys: usize,
     /// Presence entries expired.
     pub presence_entries: usize,
+    /// Map keys expired (each delivered as a removal).
+    pub map_keys: usize,
 }
 
 impl Node {
@@ -34,6 +36,7 @@ impl Node {
             streams: history.streams,
             idempotency_keys: history.idempotency_keys,
             presence_entries: self.inner.presence.sweep(),
+            map_keys: self.inner.maps.sweep(),
         }
     }
 

@@ -153,6 +153,7 @@ pub fn publication(data: &str) -> Publication {
         }),
         tags: [("k".to_owned(), data.to_owned())].into(),
         time: unix_ms(),
+        ..Publication::default()
     }
 }
 

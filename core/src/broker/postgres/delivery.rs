@@ -247,6 +247,6 @@ pub(super) fn publication(
         data: Bytes::from(data),
         info,
         tags,
-        time: 0,
+        ..Publication::default()
     })
 }

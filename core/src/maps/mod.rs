@@ -1,0 +1,95 @@
+//! Map storage (docs/protocol.md §2.10): where map channels keep their keyed state and change
+//! stream, and how their changes reach the node's [`crate::broker::EventHandler`].
+//!
+//! A [`MapBroker`] applies a write (state change and stream append in one atomic step per
+//! channel) and hands the change to the handler of every node subscribed to the channel, in
+//! stream order, exactly like a [`crate::broker::Broker`] hands over publications: a map change
+//! is a [`crate::broker::Publication`] carrying its `key` (and `removed`), at a [`StreamPosition`] (none for
+//! `ephemeral` maps). Expired keys become removals the same way.
+//!
+//! Implementations: [`MemoryMapBroker`] (this process; every engine uses it for now, so with
+//! several cores each keeps its own maps — said at start when that matters). Redis and
+//! PostgreSQL map storage pass the same conformance suite when they land.
+
+mod memory;
+
+pub use memory::MemoryMapBroker;
+pub use spindle_hub::map::{
+    KeyMode, MapEntry, MapLimits, MapOutcome, MapSettings, MapState, MapSuppression, MapWrite,
+    MapWriteError, StateQuery,
+};
+
+use crate::broker::{BrokerError, HistoryQuery, HistoryResult, ReadError, StreamPosition};
+use std::future::Future;
+use thiserror::Error;
+
+/// What a map write did, once delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MapUpdate {
+    /// The stream's position after the write (offset 0 for `ephemeral` maps); for an
+    /// idempotent repeat, the first write's position.
+    pub position: StreamPosition,
+    /// `Some` when nothing changed and nothing was delivered.
+    pub suppressed: Option<MapSuppression>,
+}
+
+/// A map write failed: nothing changed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MapError {
+    #[error(transparent)]
+    Write(#[from] MapWriteError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// A map read failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MapReadError {
+    /// A position from another epoch, or one the stream no longer covers (112); `reverse`
+    /// from 0 (107).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Keyed state plus change stream per map channel.
+///
+/// Contract, for every implementation: a write's state change, stream append (offset
+/// assignment) and hand-over to the PUB/SUB layer happen in one step per channel, so every
+/// subscribed node sees a channel's changes in offset order and a state page read at position
+/// P holds exactly the changes up to P. Reads of a channel that does not exist create its
+/// position (a new epoch, offset 0), so a later write continues the position a reader saw.
+pub trait MapBroker: Send + Sync + 'static {
+    /// Publishes into or removes from `channel` (see [`MapWrite`] for the suppression
+    /// rules). On `Ok` without suppression the change has been handed over for delivery.
+    fn write(
+        &self,
+        channel: &str,
+        settings: MapSettings,
+        write: MapWrite<'_>,
+    ) -> impl Future<Output = Result<MapUpdate, MapError>> + Send;
+
+    /// A page of `channel`'s state with the position it was read at.
+    fn state(
+        &self,
+        channel: &str,
+        settings: MapSettings,
+        query: StateQuery<'_>,
+    ) -> impl Future<Output = Result<MapState, MapReadError>> + Send;
+
+    /// Reads `channel`'s change stream. A forward read from a position the stream no longer
+    /// covers fails with [`ReadError::Unrecoverable`] (never a silent skip).
+    fn stream(
+        &self,
+        channel: &str,
+        settings: MapSettings,
+        query: &HistoryQuery,
+    ) -> impl Future<Output = Result<HistoryResult, MapReadError>> + Send;
+
+    /// Entries in `channel`.
+    fn stats(&self, channel: &str) -> impl Future<Output = Result<usize, BrokerError>> + Send;
+
+    /// Forgets `channel` (entries, changes, position): its next access starts a new epoch.
+    fn clear(&self, channel: &str) -> impl Future<Output = Result<(), BrokerError>> + Send;
+}
