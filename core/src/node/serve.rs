@@ -1,8 +1,8 @@
 //! The two tasks per attached edge: one reads what the edge sends, one forwards the edge's
 //! outgoing queue into its link.
 
-use super::{EdgeId, Node};
-use crate::broker::{HistoryQuery, PublishOptions};
+use super::{EdgeId, MapPublishOptions, MapStateRead, Node};
+use crate::broker::{HistoryItem, HistoryQuery, Publication, PublishOptions};
 use spindle_hub::codes::ClientError;
 use spindle_mesh::mesh::{self, request, response};
 use spindle_mesh::{CoreInbox, CoreLink, Down, Up};
@@ -142,6 +142,8 @@ async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
             .await
             .map(|_| response::Kind::Empty(mesh::Empty {}))
             .map_err(|_| ClientError::INTERNAL),
+        Some(request::Kind::MapState(read)) => answer_map_state(node, read).await,
+        Some(request::Kind::MapPublish(publish)) => answer_map_publish(node, publish).await,
         None => Err(ClientError::NOT_AVAILABLE),
     };
     match outcome {
@@ -181,4 +183,60 @@ async fn answer_publish(
             })
         })
         .map_err(|error| error.client_error())
+}
+
+async fn answer_map_state(
+    node: &Node,
+    read: mesh::MapStateRequest,
+) -> Result<response::Kind, ClientError> {
+    let query = MapStateRead {
+        cursor: read.cursor,
+        limit: HistoryQuery::limit_from_wire(read.limit, None),
+        key: None,
+        revision: read.revision.map(Into::into),
+    };
+    let state = node
+        .map_state(&read.channel, &query)
+        .await
+        .map_err(|error| error.client_error())?;
+    Ok(response::Kind::MapState(mesh::MapStateResult {
+        state: state
+            .entries
+            .iter()
+            .map(|entry| {
+                HistoryItem {
+                    offset: entry.offset,
+                    publication: entry.publication.clone(),
+                }
+                .to_client()
+            })
+            .collect(),
+        offset: state.position.offset,
+        epoch: state.position.epoch,
+        cursor: state.cursor.unwrap_or_default(),
+    }))
+}
+
+/// A client's map publish or removal: the edge has decided it (permissions, key).
+async fn answer_map_publish(
+    node: &Node,
+    publish: mesh::MapPublishRequest,
+) -> Result<response::Kind, ClientError> {
+    let update = if publish.removed {
+        node.map_remove(&publish.channel, &publish.key, "").await
+    } else {
+        let publication = Publication {
+            data: publish.data,
+            info: publish.info,
+            ..Publication::default()
+        };
+        let options = MapPublishOptions::default();
+        node.map_publish(&publish.channel, &publish.key, publication, &options)
+            .await
+    };
+    let update = update.map_err(|error| error.client_error())?;
+    Ok(response::Kind::Publish(mesh::PublishResult {
+        offset: update.position.offset,
+        epoch: update.position.epoch,
+    }))
 }

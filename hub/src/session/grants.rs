@@ -13,6 +13,7 @@ use super::ProxyCall;
 use crate::codes::{Disconnect, Unsubscribe};
 use crate::config::{ChannelOptions, DeltaType, RecoveryMode};
 use crate::jwt::Override;
+use crate::map::MapSettings;
 
 /// A successful connect: the edge registers `server_subs` (recovering them from
 /// `ConnectRequest.subs` positions), fills `result.subs` with their results, calls
@@ -83,6 +84,9 @@ pub struct SubscribeGrant {
     pub result: client::SubscribeResult,
     /// Expiry is extended by this sub_refresh proxy (server-side), not by the client.
     pub refresh_proxy: Option<ProxyCall>,
+    /// A map subscription (types 1–3): its channel's map settings. The edge runs the state,
+    /// stream and live phases (docs/protocol.md §2.10) instead of the stream steps.
+    pub map: Option<MapSettings>,
 }
 
 /// A client publication the session allows; the edge sends it to the core.
@@ -99,6 +103,9 @@ pub struct PublishGrant {
     /// `idempotency_key`, `delta`, `version`, `version_epoch` for the publish (its `data`, if
     /// any, is already in `data`).
     pub backend: Option<proxy::PublishResult>,
+    /// A map publish (`PublishRequest.type` 1): the entry's key (the client's, or its client /
+    /// user id with `map.client_key`) and whether it is a removal.
+    pub map_key: Option<(String, bool)>,
 }
 
 /// One subscription of a connection, as recorded by
@@ -228,6 +235,7 @@ impl ServerSub {
             reject_unrecovered: false,
             result,
             refresh_proxy: None,
+            map: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use spindle_proto::{client, proxy};
 
 use super::proxy::failure_of;
 use super::{PublishGrant, Session, SessionRules};
-use crate::config::{ChannelOptions, PublicationDataFormat, SubscriptionType};
+use crate::config::{ChannelOptions, MapClientKey, PublicationDataFormat, SubscriptionType};
 use crate::outcome::Failure;
 
 /// `PublishRequest.type` of a map publication.
@@ -16,8 +16,8 @@ impl Session {
     /// Decides a client publish.
     ///
     /// Order: channel name (empty 3501, unknown namespace 102, bad name 107) → publication type
-    /// (a regular publish needs a stream channel, a map publish a map channel, else 107; map
-    /// publishes 108 for now) → data format (107) → publish proxy (108 here: see
+    /// (a regular publish needs a stream channel, a map publish a map channel, else 107; a map
+    /// publish is then decided by the map rules: [`Session::decide_map_publish`]) → data format (107) → publish proxy (108 here: see
     /// [`Session::authorize_publish_proxied`]) → any `subscribe_stream_proxy_enabled`
     /// namespace (108: Centrifugo's `OnPublish` passes a publication only into a bidirectional
     /// stream the client holds, and streams are not served) → `allow_publish_for_client`,
@@ -57,7 +57,9 @@ impl Session {
         let options = resolved.options;
         match (request.r#type, options.subscription_type) {
             (0, SubscriptionType::Stream) => {}
-            (PUBLISH_TYPE_MAP, _) if options.is_map() => return Err(Failure::NotAvailable),
+            (PUBLISH_TYPE_MAP, _) if options.is_map() => {
+                return self.decide_map_publish(rules, request, options);
+            }
             _ => return Err(Failure::BadRequest),
         }
         if !data_fits(rules.data_format(options), &request.data) {
@@ -87,6 +89,7 @@ impl Session {
                 data,
                 info,
                 backend: Some(result),
+                map_key: None,
             });
         }
         if options.subscribe_stream_proxy_enabled {
@@ -105,6 +108,67 @@ impl Session {
             data: request.data.to_vec(),
             info,
             backend: None,
+            map_key: None,
+        })
+    }
+
+    /// A map publish or removal (docs/protocol.md §2.10): the map proxies (108, not served
+    /// yet) → `map.allow_publish_*` / `map.allow_remove_*` (anonymous users need `*_anonymous`)
+    /// or `client.insecure`, else 103 → the key: the client id or user id with
+    /// `map.client_key` (an anonymous user 103), otherwise the client's, which must not be empty
+    /// (107). The payload is not checked against `publication_data_format` (as Centrifugo).
+    fn decide_map_publish(
+        &self,
+        rules: &SessionRules,
+        request: &client::PublishRequest,
+        options: &ChannelOptions,
+    ) -> Result<PublishGrant, Failure> {
+        let map = &options.map;
+        let (proxied, flags) = if request.removed {
+            let flags = (
+                map.allow_remove_for_client,
+                map.allow_remove_for_subscriber,
+                map.allow_remove_for_anonymous,
+            );
+            (map.remove_proxy_enabled, flags)
+        } else {
+            let flags = (
+                map.allow_publish_for_client,
+                map.allow_publish_for_subscriber,
+                map.allow_publish_for_anonymous,
+            );
+            (map.publish_proxy_enabled, flags)
+        };
+        if proxied {
+            return Err(Failure::NotAvailable);
+        }
+        let subscription = self.subscriptions.get(&request.channel);
+        if !rules.access(flags, self.user(), subscription.is_some()) {
+            return Err(Failure::PermissionDenied);
+        }
+        let key = match map.client_key {
+            MapClientKey::ClientId => self.client_id.clone(),
+            MapClientKey::UserId if self.user().is_empty() => {
+                return Err(Failure::PermissionDenied);
+            }
+            MapClientKey::UserId => self.user().to_owned(),
+            MapClientKey::Unset if request.key.is_empty() => return Err(Failure::BadRequest),
+            MapClientKey::Unset => request.key.clone(),
+        };
+        let info = match subscription {
+            Some(subscription) => subscription.info.clone(),
+            None => self.info.clone(),
+        };
+        Ok(PublishGrant {
+            channel: request.channel.clone(),
+            data: if request.removed {
+                Vec::new()
+            } else {
+                request.data.to_vec()
+            },
+            info,
+            backend: None,
+            map_key: Some((key, request.removed)),
         })
     }
 

@@ -10,6 +10,7 @@ use super::rules::Permission;
 use super::{Now, Session, SessionRules, Subscription};
 use crate::config::{ChannelOptions, SubscriptionType};
 use crate::jwt::{KeySet, Override, verify_subscription_token};
+use crate::map::MapSettings;
 use crate::outcome::Failure;
 
 /// The subscribe request's `flag` bit asking for error 112 instead of `recovered: false`.
@@ -23,7 +24,7 @@ impl Session {
     /// Order: empty channel (3501) → unknown `delta` (3501) → longer than `channel.max_length`
     /// (107) → already subscribed (105) → `client.channel_limit` (106) → namespace (102) /
     /// name (107) → subscription type (103; type 4 elsewhere 108; other types on shared-poll
-    /// 107; matching map / shared-poll types 108 for now) → private without token (103) →
+    /// 107; a matching shared-poll type 108 for now) → private without token (103) →
     /// token (invalid 103, expired 109; its channel in an unknown namespace 102; channel /
     /// user / client mismatch 3500) or the token-less rules (user-limited channel,
     /// proxies 108, `allow_subscribe_for_client` / `_for_anonymous`, insecure, else 103) →
@@ -160,10 +161,21 @@ impl Session {
         let refresh_proxy = expires_at.and_then(|_| Session::sub_refresh_proxy(rules, channel));
         let client_refresh = expires_at.is_some() && refresh_proxy.is_none();
 
+        let map = MapSettings::for_channel(options).filter(|_| request.r#type != 0);
         let options = client_options(rules, options, &overrides, request, self.user());
-        let options = SubscriptionOptions {
-            delta: delta_requested && options.delta,
-            ..options
+        let options = match map {
+            // A map's mode decides positioning and recovery (the SDK asks for neither); map
+            // changes go out in full.
+            Some(settings) => SubscriptionOptions {
+                positioned: settings.positioned(),
+                recoverable: settings.positioned(),
+                delta: false,
+                ..options
+            },
+            None => SubscriptionOptions {
+                delta: delta_requested && options.delta,
+                ..options
+            },
         };
         let recover_since =
             (request.recover && options.recoverable).then(|| client::StreamPosition {
@@ -190,6 +202,7 @@ impl Session {
             reject_unrecovered: request.flag & FLAG_REJECT_UNRECOVERED != 0,
             result,
             refresh_proxy,
+            map,
         })
     }
 
@@ -267,8 +280,8 @@ fn check_subscription_type(options: &ChannelOptions, requested: i32) -> Result<(
         SubscriptionType::SharedPoll => 4,
     };
     match (requested == expected, expected, requested) {
-        (true, 0, _) => Ok(()),
-        // Map and shared-poll subscriptions are not served yet.
+        (true, 0..=3, _) => Ok(()),
+        // Shared-poll subscriptions are not served yet.
         (true, _, _) => Err(Failure::NotAvailable),
         (false, 4, _) => Err(Failure::BadRequest),
         (false, _, 4) => Err(Failure::NotAvailable),

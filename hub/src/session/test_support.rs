@@ -134,6 +134,12 @@ pub(super) fn config() -> Config {
                 allow_subscribe_for_client: true,
                 allow_publish_for_client: true,
                 subscription_type: SubscriptionType::Map,
+                map: crate::config::MapOptions {
+                    mode: crate::config::MapMode::Recoverable,
+                    key_ttl: crate::config::Duration::from_secs(60),
+                    allow_publish_for_client: true,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         ),

@@ -149,7 +149,18 @@ fn names_types_and_proxies() {
         key: "k".into(),
         ..publish(channel, b"1")
     };
-    assert_eq!(check(map("map:a")), 108);
+    let grant = session.authorize_publish(&rules, &map("map:a")).unwrap();
+    assert_eq!(grant.map_key, Some(("k".to_owned(), false)));
+    let keyless = client::PublishRequest {
+        key: String::new(),
+        ..map("map:a")
+    };
+    assert_eq!(check(keyless), 107);
+    let removal = client::PublishRequest {
+        removed: true,
+        ..map("map:a")
+    };
+    assert_eq!(check(removal), 103, "map.allow_remove_* not set");
     assert_eq!(check(map("anon:a")), 107);
     assert_eq!(
         err(super::test_support::session(&rules)

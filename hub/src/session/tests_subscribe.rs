@@ -153,7 +153,14 @@ fn subscription_types_must_match() {
     assert_eq!(typed("chat:a", 4), Some(108));
     assert_eq!(typed("map:a", 0), Some(103));
     assert_eq!(typed("map:a", 2), Some(103));
-    assert_eq!(typed("map:a", 1), Some(108));
+    assert_eq!(typed("map:a", 1), None);
+    let map = client::SubscribeRequest {
+        r#type: 1,
+        ..sub_request("map:a")
+    };
+    let grant = session.authorize_subscribe(&rules, &map, t0()).unwrap();
+    let settings = grant.map.expect("a map grant");
+    assert!(settings.positioned() && grant.options.recoverable && !grant.options.delta);
     assert_eq!(typed("poll:a", 0), Some(107));
     assert_eq!(typed("poll:a", 1), Some(107));
     assert_eq!(typed("poll:a", 4), Some(108));
