@@ -29,7 +29,10 @@ const GRPC_METADATA: &str = "gRPC proxies send no extra metadata";
 const GRPC_COMPRESSION: &str = "gRPC proxy calls are not compressed";
 const PROXY_CLIENT_CA: &str = "a proxy client has no use for a client CA";
 const NO_MAP_PROXIES: &str = "stream, map and shared-poll proxies are not served";
-const NO_MAPS: &str = "map subscriptions are not served";
+const NO_MAP_PRESENCE: &str = "map presence channels are not fed yet";
+const NO_MAP_UNSUBSCRIBE_REMOVAL: &str =
+    "entries are not removed when their client unsubscribes yet";
+const NO_MAP_PROXY: &str = "the map publish / remove proxies are not served yet";
 const NO_STREAM_PROXY: &str = "the subscribe stream proxy is not served";
 
 /// Keys parsed but not acted on, and what the operator should know. A path names a key and
@@ -220,14 +223,33 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
     ("channel.proxy.map_publish", NO_MAP_PROXIES),
     ("channel.proxy.map_remove", NO_MAP_PROXIES),
     ("channel.proxy.shared_poll_refresh", NO_MAP_PROXIES),
-    ("channel.without_namespace.map", NO_MAPS),
+    (
+        "channel.without_namespace.map.remove_client_on_unsubscribe",
+        NO_MAP_UNSUBSCRIBE_REMOVAL,
+    ),
+    (
+        "channel.without_namespace.map.publish_proxy_enabled",
+        NO_MAP_PROXY,
+    ),
+    (
+        "channel.without_namespace.map.publish_proxy_name",
+        NO_MAP_PROXY,
+    ),
+    (
+        "channel.without_namespace.map.remove_proxy_enabled",
+        NO_MAP_PROXY,
+    ),
+    (
+        "channel.without_namespace.map.remove_proxy_name",
+        NO_MAP_PROXY,
+    ),
     (
         "channel.without_namespace.map_clients_presence_channel_prefix",
-        NO_MAPS,
+        NO_MAP_PRESENCE,
     ),
     (
         "channel.without_namespace.map_users_presence_channel_prefix",
-        NO_MAPS,
+        NO_MAP_PRESENCE,
     ),
     ("channel.without_namespace.shared_poll", NO_SHARED_POLL),
     (
@@ -238,14 +260,27 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
         "channel.without_namespace.subscribe_stream_proxy_bidirectional",
         NO_STREAM_PROXY,
     ),
-    ("channel.namespaces[].map", NO_MAPS),
+    (
+        "channel.namespaces[].map.remove_client_on_unsubscribe",
+        NO_MAP_UNSUBSCRIBE_REMOVAL,
+    ),
+    (
+        "channel.namespaces[].map.publish_proxy_enabled",
+        NO_MAP_PROXY,
+    ),
+    ("channel.namespaces[].map.publish_proxy_name", NO_MAP_PROXY),
+    (
+        "channel.namespaces[].map.remove_proxy_enabled",
+        NO_MAP_PROXY,
+    ),
+    ("channel.namespaces[].map.remove_proxy_name", NO_MAP_PROXY),
     (
         "channel.namespaces[].map_clients_presence_channel_prefix",
-        NO_MAPS,
+        NO_MAP_PRESENCE,
     ),
     (
         "channel.namespaces[].map_users_presence_channel_prefix",
-        NO_MAPS,
+        NO_MAP_PRESENCE,
     ),
     ("channel.namespaces[].shared_poll", NO_SHARED_POLL),
     (

@@ -44,7 +44,7 @@ pub mod tls;
 pub use node::{
     CONTROL_SEND_TIMEOUT, ControlError, EDGE_QUEUE_CAPACITY, EMULATION_TIMEOUT, EdgeCounts, EdgeId,
     EdgeInfo, EmulationError, HistoryError, MapCallError, MapPublishOptions, MapStateRead,
-    NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError,
-    NodeIdentity, NodeInfo, NodeStats, PresenceError, PublishError, REMOTE_SURVEY_TIMEOUT,
-    SURVEY_TIMEOUT, SWEEP_INTERVAL, SweepReport, VERSION,
+    NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError, NodeIdentity, NodeInfo, NodeStats,
+    PresenceError, PublishError, REMOTE_SURVEY_TIMEOUT, SURVEY_TIMEOUT, SWEEP_INTERVAL,
+    SweepReport, VERSION,
 };

@@ -20,7 +20,10 @@ const FORCE_DISCONNECT: (u32, &str) = (3503, "force disconnect");
 
 /// A required channel: 107 when empty, then the name rules (102 unknown namespace, 107 bad
 /// name).
-pub(super) fn require_channel<'n>(node: &'n Node, channel: &str) -> Result<ResolvedChannel<'n>, ApiError> {
+pub(super) fn require_channel<'n>(
+    node: &'n Node,
+    channel: &str,
+) -> Result<ResolvedChannel<'n>, ApiError> {
     if channel.is_empty() {
         return Err(ApiError::BAD_REQUEST);
     }

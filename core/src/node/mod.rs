@@ -209,8 +209,10 @@ impl Node {
         }
         let edges = Arc::new(Edges::default());
         let broker = AnyBroker::Memory(MemoryBroker::new(edges.clone(), clock.clone()));
-        let presence =
-            AnyPresenceManager::Memory(MemoryPresenceManager::new(clock.clone(), presence_ttl(&config)));
+        let presence = AnyPresenceManager::Memory(MemoryPresenceManager::new(
+            clock.clone(),
+            presence_ttl(&config),
+        ));
         Node::assemble(config, identity, edges, broker, presence, clock)
     }
 

@@ -296,6 +296,8 @@ impl Connection {
     }
 
     async fn unsubscribe(&mut self, id: u32, request: &client::UnsubscribeRequest) -> Flow {
+        // A map subscription still paging is simply dropped (it holds nothing in the hub).
+        self.map_loading.remove(&request.channel);
         match self.session.unsubscribe(request) {
             Ok(Some(record)) => {
                 if let Some(sub) = self.subs.remove(&record.channel) {
@@ -337,12 +339,21 @@ impl Connection {
                 return Flow::Continue;
             }
         };
-        let request = mesh::request::Kind::Publish(publish_request(
-            grant.channel,
-            grant.data,
-            grant.info,
-            grant.backend,
-        ));
+        let request = match grant.map_key {
+            Some((key, removed)) => mesh::request::Kind::MapPublish(mesh::MapPublishRequest {
+                channel: grant.channel,
+                key,
+                data: grant.data.into(),
+                info: Some(grant.info),
+                removed,
+            }),
+            None => mesh::request::Kind::Publish(publish_request(
+                grant.channel,
+                grant.data,
+                grant.info,
+                grant.backend,
+            )),
+        };
         match self
             .shared
             .link()

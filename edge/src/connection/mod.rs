@@ -13,6 +13,7 @@
 mod api;
 mod commands;
 mod jwks;
+mod map;
 mod presence;
 mod proxy;
 mod query;
@@ -138,6 +139,7 @@ where
         joined: HashSet::new(),
         presence: presence::PresenceQueue::default(),
         emulated_headers: BTreeMap::new(),
+        map_loading: HashMap::new(),
     };
     connection.run(&mut stream, &mut mailbox).await;
     let disconnect = Box::pin(connection.finish()).await;
@@ -209,6 +211,8 @@ struct Connection {
     presence: presence::PresenceQueue,
     /// `ConnectRequest.headers` (lower-case names), for the proxies' `emulated_headers`.
     emulated_headers: BTreeMap<String, String>,
+    /// Map subscriptions between their first page and going live, by channel.
+    map_loading: HashMap<String, map::MapLoading>,
 }
 
 impl Connection {

@@ -179,6 +179,40 @@ impl Connection {
         Ok(result)
     }
 
+    /// Decides a client subscribe: the subscribe proxy, a JWKS-verified token, or the
+    /// session's own rules.
+    pub(super) async fn decide_subscribe(
+        &mut self,
+        request: &client::SubscribeRequest,
+        now: Now,
+    ) -> Result<SubscribeGrant, Failure> {
+        let rules = &self.shared.rules;
+        match self.session.subscribe_proxy(rules, request) {
+            Some(call) => {
+                let answer = self.ask_subscribe(&call, request).await?;
+                self.session.authorize_subscribe_proxied(
+                    &self.shared.rules,
+                    request,
+                    &answer,
+                    Now::system(),
+                )
+            }
+            None => {
+                let jwks = rules.subscription_jwks();
+                match self.token_keys(jwks, &request.token).await {
+                    Ok(Some(keys)) => self.session.authorize_subscribe_with_keys(
+                        &self.shared.rules,
+                        request,
+                        &keys,
+                        Now::system(),
+                    ),
+                    Ok(None) => self.session.authorize_subscribe(rules, request, now),
+                    Err(error) => Err(error.failure(Failure::SubscriptionToken)),
+                }
+            }
+        }
+    }
+
     /// Step 3: records the subscription in the session and the connection.
     pub(super) fn commit(&mut self, grant: &SubscribeGrant, sub: &Arc<LocalSub>) {
         self.session.add_subscription(grant);
@@ -217,39 +251,18 @@ impl Connection {
         });
     }
 
-    /// A client subscribe: decide, attach, position, reply, go live, join.
+    /// A client subscribe: decide, attach, position, reply, go live, join. Map types go
+    /// through their phases instead ([`Connection::subscribe_map`]).
     pub(super) async fn subscribe_client(
         &mut self,
         id: u32,
         request: &client::SubscribeRequest,
         now: Now,
     ) {
-        let rules = &self.shared.rules;
-        let decided = match self.session.subscribe_proxy(rules, request) {
-            Some(call) => match self.ask_subscribe(&call, request).await {
-                Ok(answer) => self.session.authorize_subscribe_proxied(
-                    &self.shared.rules,
-                    request,
-                    &answer,
-                    Now::system(),
-                ),
-                Err(failure) => Err(failure),
-            },
-            None => {
-                let jwks = rules.subscription_jwks();
-                match self.token_keys(jwks, &request.token).await {
-                    Ok(Some(keys)) => self.session.authorize_subscribe_with_keys(
-                        &self.shared.rules,
-                        request,
-                        &keys,
-                        Now::system(),
-                    ),
-                    Ok(None) => self.session.authorize_subscribe(rules, request, now),
-                    Err(error) => Err(error.failure(Failure::SubscriptionToken)),
-                }
-            }
-        };
-        let grant = match decided {
+        if (1..=3).contains(&request.r#type) {
+            return self.subscribe_map(id, request, now).await;
+        }
+        let grant = match self.decide_subscribe(request, now).await {
             Ok(grant) => grant,
             Err(failure) => return self.fail(failure, id),
         };
@@ -289,7 +302,7 @@ pub(super) fn position_only() -> HistoryQuery {
 /// Appends the publications buffered while history was read that come after `top`
 /// (deduplicated by offset); returns the new position. A gap or another epoch among them is a
 /// lost position.
-fn merge_buffered(
+pub(super) fn merge_buffered(
     sub: &LocalSub,
     top: u64,
     epoch: &str,

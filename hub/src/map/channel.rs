@@ -102,7 +102,12 @@ impl MapChannel {
                 Some(since) => self.changes.partition_point(|(o, _)| *o < since.offset),
                 None => self.changes.len(),
             };
-            self.changes.range(..end).rev().take(limit).map(item).collect()
+            self.changes
+                .range(..end)
+                .rev()
+                .take(limit)
+                .map(item)
+                .collect()
         } else {
             let start = match &query.since {
                 Some(since) => self.changes.partition_point(|(o, _)| *o <= since.offset),

@@ -273,7 +273,9 @@ impl<E: Entropy> MapStore<E> {
                 let expires_at = settings.key_ttl.map(|ttl| now + ttl);
                 let (version, version_epoch) = match ch.entries.get(write.key) {
                     // An unversioned write keeps the key's version.
-                    Some(entry) if write.version == 0 => (entry.version, entry.version_epoch.clone()),
+                    Some(entry) if write.version == 0 => {
+                        (entry.version, entry.version_epoch.clone())
+                    }
                     _ => (write.version, write.version_epoch.to_owned()),
                 };
                 let entry = Entry {
@@ -330,8 +332,14 @@ impl<E: Entropy> MapStore<E> {
         now: Instant,
     ) -> Result<MapState, ReadError> {
         let max = self.limits.max_channels;
-        let Some((_, ch)) = open(&mut self.channels, &mut self.entropy, max, channel, settings, now)
-        else {
+        let Some((_, ch)) = open(
+            &mut self.channels,
+            &mut self.entropy,
+            max,
+            channel,
+            settings,
+            now,
+        ) else {
             return Ok(MapState::default());
         };
         if let Some(revision) = query.revision
@@ -346,7 +354,12 @@ impl<E: Entropy> MapStore<E> {
         };
         let position = ch.position();
         if let Some(key) = query.key {
-            let entries = ch.entries.get_key_value(key).map(entry).into_iter().collect();
+            let entries = ch
+                .entries
+                .get_key_value(key)
+                .map(entry)
+                .into_iter()
+                .collect();
             return Ok(MapState {
                 position,
                 entries,
@@ -389,7 +402,14 @@ impl<E: Entropy> MapStore<E> {
         now: Instant,
     ) -> Result<HistoryResult, ReadError> {
         let max = self.limits.max_channels;
-        match open(&mut self.channels, &mut self.entropy, max, channel, settings, now) {
+        match open(
+            &mut self.channels,
+            &mut self.entropy,
+            max,
+            channel,
+            settings,
+            now,
+        ) {
             Some((_, ch)) => ch.read(query),
             None => Ok(HistoryResult {
                 top: StreamPosition::default(),

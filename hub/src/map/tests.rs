@@ -101,9 +101,7 @@ fn writes_set_entries_and_append_changes_in_one_step() {
     assert!(removal.removed && removal.data.is_empty());
     assert_eq!(maps.stats("m"), 1);
 
-    let history = maps
-        .stream("m", s, &HistoryQuery::default(), now)
-        .unwrap();
+    let history = maps.stream("m", s, &HistoryQuery::default(), now).unwrap();
     let changes: Vec<(u64, &str, bool)> = history
         .publications
         .iter()
@@ -303,7 +301,10 @@ fn clear_starts_a_new_epoch_and_bounds_refuse_writes() {
         small.write("m", s, put("b", "1"), now),
         Err(MapWriteError::TooManyKeys)
     );
-    assert!(small.write("m", s, put("a", "2"), now).is_ok(), "a present key");
+    assert!(
+        small.write("m", s, put("a", "2"), now).is_ok(),
+        "a present key"
+    );
     assert_eq!(
         small.write("n", s, put("a", "1"), now),
         Err(MapWriteError::TooManyChannels)
