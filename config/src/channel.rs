@@ -224,6 +224,15 @@ impl ChannelOptions {
         self.history_size > 0 && !self.history_ttl.is_zero()
     }
 
+    /// Whether subscriptions here feed map channels: the map presence channels
+    /// (`map_clients_presence_channel_prefix`, `map_users_presence_channel_prefix`) or, for a
+    /// map, `map.remove_client_on_unsubscribe`.
+    pub fn feeds_map_presence(&self) -> bool {
+        !self.map_clients_presence_channel_prefix.is_empty()
+            || !self.map_users_presence_channel_prefix.is_empty()
+            || (self.is_map() && self.map.remove_client_on_unsubscribe)
+    }
+
     /// True for the map subscription types.
     pub fn is_map(&self) -> bool {
         matches!(

@@ -29,9 +29,6 @@ const GRPC_METADATA: &str = "gRPC proxies send no extra metadata";
 const GRPC_COMPRESSION: &str = "gRPC proxy calls are not compressed";
 const PROXY_CLIENT_CA: &str = "a proxy client has no use for a client CA";
 const NO_MAP_PROXIES: &str = "stream, map and shared-poll proxies are not served";
-const NO_MAP_PRESENCE: &str = "map presence channels are not fed yet";
-const NO_MAP_UNSUBSCRIBE_REMOVAL: &str =
-    "entries are not removed when their client unsubscribes yet";
 const NO_MAP_PROXY: &str = "the map publish / remove proxies are not served yet";
 const NO_STREAM_PROXY: &str = "the subscribe stream proxy is not served";
 
@@ -224,10 +221,6 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
     ("channel.proxy.map_remove", NO_MAP_PROXIES),
     ("channel.proxy.shared_poll_refresh", NO_MAP_PROXIES),
     (
-        "channel.without_namespace.map.remove_client_on_unsubscribe",
-        NO_MAP_UNSUBSCRIBE_REMOVAL,
-    ),
-    (
         "channel.without_namespace.map.publish_proxy_enabled",
         NO_MAP_PROXY,
     ),
@@ -243,14 +236,6 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
         "channel.without_namespace.map.remove_proxy_name",
         NO_MAP_PROXY,
     ),
-    (
-        "channel.without_namespace.map_clients_presence_channel_prefix",
-        NO_MAP_PRESENCE,
-    ),
-    (
-        "channel.without_namespace.map_users_presence_channel_prefix",
-        NO_MAP_PRESENCE,
-    ),
     ("channel.without_namespace.shared_poll", NO_SHARED_POLL),
     (
         "channel.without_namespace.subscribe_stream_proxy_name",
@@ -259,10 +244,6 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
     (
         "channel.without_namespace.subscribe_stream_proxy_bidirectional",
         NO_STREAM_PROXY,
-    ),
-    (
-        "channel.namespaces[].map.remove_client_on_unsubscribe",
-        NO_MAP_UNSUBSCRIBE_REMOVAL,
     ),
     (
         "channel.namespaces[].map.publish_proxy_enabled",
@@ -274,14 +255,6 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
         NO_MAP_PROXY,
     ),
     ("channel.namespaces[].map.remove_proxy_name", NO_MAP_PROXY),
-    (
-        "channel.namespaces[].map_clients_presence_channel_prefix",
-        NO_MAP_PRESENCE,
-    ),
-    (
-        "channel.namespaces[].map_users_presence_channel_prefix",
-        NO_MAP_PRESENCE,
-    ),
     ("channel.namespaces[].shared_poll", NO_SHARED_POLL),
     (
         "channel.namespaces[].subscribe_stream_proxy_name",

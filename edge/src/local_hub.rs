@@ -63,6 +63,14 @@ impl Default for LocalHub {
     }
 }
 
+/// The local subscriptions a presence refresh names in one channel: by client id, or with
+/// their whole info where map presence is fed from them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PresenceMembers {
+    pub clients: Vec<String>,
+    pub infos: Vec<spindle_proto::client::ClientInfo>,
+}
+
 impl LocalHub {
     pub fn new() -> Self {
         Self::with_max_time_lag(Duration::ZERO)
@@ -226,21 +234,22 @@ impl LocalHub {
         subscribers.iter().filter(|s| s.lose()).count()
     }
 
-    /// Live local subscriptions in presence, by channel: the client ids a presence refresh
-    /// names.
-    pub fn presence_members(&self) -> BTreeMap<String, Vec<String>> {
+    /// Live local subscriptions in presence, by channel: what a presence refresh names.
+    pub fn presence_members(&self) -> BTreeMap<String, PresenceMembers> {
         let mut members = BTreeMap::new();
         for channel in self.subscriptions.channels() {
             let Some(subscribers) = self.subscriptions.subscribers(&channel) else {
                 continue;
             };
-            let clients: Vec<String> = subscribers
-                .iter()
-                .filter(|s| s.in_presence())
-                .map(|s| s.connection.client().to_string())
-                .collect();
-            if !clients.is_empty() {
-                members.insert(channel.to_string(), clients);
+            let mut present = PresenceMembers::default();
+            for sub in subscribers.iter().filter(|s| s.in_presence()) {
+                match sub.presence_info() {
+                    Some(info) => present.infos.push(info.clone()),
+                    None => present.clients.push(sub.connection.client().to_string()),
+                }
+            }
+            if !present.clients.is_empty() || !present.infos.is_empty() {
+                members.insert(channel.to_string(), present);
             }
         }
         members

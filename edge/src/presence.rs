@@ -15,10 +15,11 @@ pub(crate) async fn refresh(shared: &Shared) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        for (channel, clients) in shared.hub.presence_members() {
+        for (channel, members) in shared.hub.presence_members() {
             let update = mesh::PresenceUpdate {
                 channel,
-                refreshed_client_ids: clients,
+                refreshed_client_ids: members.clients,
+                refreshed: members.infos,
                 ..Default::default()
             };
             if shared.link().send(Up::Presence(update)).await.is_err() {

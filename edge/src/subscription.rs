@@ -24,7 +24,7 @@ use bytes::Bytes;
 use spindle_hub::codes::Disconnect;
 use spindle_hub::session::tags_match;
 use spindle_proto::{EncodeError, client};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// A publication event shared by every subscriber of its channel.
 #[derive(Debug)]
@@ -105,6 +105,9 @@ pub struct LocalSub {
     filter: Option<client::FilterNode>,
     limits: BufferLimits,
     state: Mutex<Track>,
+    /// Set when the core feeds map presence channels from this subscription: the periodic
+    /// refresh then carries the connection's info (map_users entries are keyed by user).
+    presence_info: OnceLock<Box<client::ClientInfo>>,
 }
 
 #[derive(Debug)]
@@ -163,7 +166,19 @@ impl LocalSub {
                 epoch: String::new(),
                 base: None,
             }),
+            presence_info: OnceLock::new(),
         })
+    }
+
+    /// Makes the periodic presence refresh carry `info` (see `presence_info`); the first call
+    /// wins.
+    pub fn set_presence_info(&self, info: client::ClientInfo) {
+        let _ = self.presence_info.set(Box::new(info));
+    }
+
+    /// The info the presence refresh carries, when map presence is fed from this subscription.
+    pub fn presence_info(&self) -> Option<&client::ClientInfo> {
+        self.presence_info.get().map(|info| &**info)
     }
 
     fn lock(&self) -> MutexGuard<'_, Track> {
@@ -199,9 +214,11 @@ impl LocalSub {
         self.flags.push_join_leave && matches!(self.lock().phase, Phase::Live)
     }
 
-    /// Whether the connection is in the channel's presence and the subscription is live.
+    /// Whether the connection is in the channel's presence (or feeds its map presence) and the
+    /// subscription is live.
     pub fn in_presence(&self) -> bool {
-        self.flags.presence && matches!(self.lock().phase, Phase::Live)
+        (self.flags.presence || self.presence_info.get().is_some())
+            && matches!(self.lock().phase, Phase::Live)
     }
 
     /// The publications buffered so far (the subscription keeps buffering). `Err` when the

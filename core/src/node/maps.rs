@@ -9,7 +9,9 @@ use crate::maps::{
 };
 use spindle_hub::channel::ChannelError;
 use spindle_hub::codes::ClientError;
+use spindle_hub::config::ChannelOptions;
 use spindle_hub::map::{CursorError, decode_cursor};
+use spindle_proto::client::ClientInfo;
 use thiserror::Error;
 
 /// Why a map operation was refused.
@@ -78,7 +80,84 @@ pub struct MapStateRead {
     pub revision: Option<StreamPosition>,
 }
 
+/// Connections that joined or refreshed a channel (`present`) and those that left it
+/// (`gone`, by client id), for the map channels it feeds.
+pub(super) struct MapPresenceChange<P, G> {
+    pub present: P,
+    pub gone: G,
+}
+
 impl Node {
+    /// Feeds the map channels a subscription in `channel` feeds (Centrifugo's map presence):
+    /// `<map_clients_presence_channel_prefix><channel>` gets one entry per connection (key:
+    /// client id, `info` the connection's), removed when it leaves; `<map_users_...><channel>`
+    /// one per user (anonymous ones left out), never removed but by its `key_ttl`, so a user's
+    /// quick reconnect or second tab changes nothing; with `map.remove_client_on_unsubscribe`
+    /// the map itself loses the entry keyed by a leaving client. Entries are written only when
+    /// absent (a present one has its TTL extended): refreshes cost no stream change. Failures
+    /// are logged; presence itself goes on.
+    pub(super) async fn feed_map_presence<'a>(
+        &self,
+        channel: &str,
+        options: &ChannelOptions,
+        change: MapPresenceChange<
+            impl Iterator<Item = &'a ClientInfo>,
+            impl Iterator<Item = &'a str>,
+        >,
+    ) {
+        let prefixed = |prefix: &str| (!prefix.is_empty()).then(|| format!("{prefix}{channel}"));
+        let clients = prefixed(&options.map_clients_presence_channel_prefix);
+        let users = prefixed(&options.map_users_presence_channel_prefix);
+        let own = options.is_map() && options.map.remove_client_on_unsubscribe;
+        for info in change.present {
+            if let Some(clients) = &clients {
+                let entry = Publication {
+                    info: Some(info.clone()),
+                    ..Publication::default()
+                };
+                self.map_presence_write(clients, &info.client, Some(entry))
+                    .await;
+            }
+            if let Some(users) = &users
+                && !info.user.is_empty()
+            {
+                self.map_presence_write(users, &info.user, Some(Publication::default()))
+                    .await;
+            }
+        }
+        for client in change.gone {
+            if let Some(clients) = &clients {
+                self.map_presence_write(clients, client, None).await;
+            }
+            if own {
+                self.map_presence_write(channel, client, None).await;
+            }
+        }
+    }
+
+    async fn map_presence_write(&self, channel: &str, key: &str, entry: Option<Publication>) {
+        let settings = match self.map_settings(channel) {
+            Ok(settings) => settings,
+            Err(error) => {
+                tracing::warn!(channel, %error, "map presence channel");
+                return;
+            }
+        };
+        let write = MapWrite {
+            key,
+            publication: entry.map(|mut entry| {
+                entry.time = super::publish::unix_ms();
+                entry
+            }),
+            key_mode: KeyMode::IfNew,
+            refresh_ttl_on_suppress: true,
+            ..MapWrite::default()
+        };
+        if let Err(error) = self.inner.maps.write(channel, settings, write).await {
+            tracing::warn!(channel, key, %error, "map presence not written");
+        }
+    }
+
     /// The map settings of `channel`'s namespace.
     pub fn map_settings(&self, channel: &str) -> Result<MapSettings, MapCallError> {
         let resolved = self.inner.resolver.resolve(channel)?;

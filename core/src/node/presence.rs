@@ -2,6 +2,7 @@
 //! manager, and join / leave messages through the broker.
 
 use super::Node;
+use super::maps::MapPresenceChange;
 use crate::broker::{Broker, BrokerError, JoinLeave};
 use crate::presence::{PresenceManager, PresenceStats, PresenceStoreError};
 use spindle_hub::channel::ChannelError;
@@ -92,6 +93,17 @@ impl Node {
             announced,
         } = update;
         let resolved = self.inner.resolver.resolve(&channel)?;
+        if resolved.options.feeds_map_presence() {
+            let change = MapPresenceChange {
+                present: joined.iter().chain(&refreshed).chain(&announced),
+                gone: left
+                    .iter()
+                    .map(|info| info.client.as_str())
+                    .chain(left_client_ids.iter().map(String::as_str)),
+            };
+            self.feed_map_presence(&channel, resolved.options, change)
+                .await;
+        }
         let store = resolved.options.presence;
         let manager = &self.inner.presence;
         let broker = &self.inner.broker;

@@ -81,8 +81,13 @@ impl Connection {
         let Some(record) = self.session.subscription(channel) else {
             return true;
         };
-        if !record.options.presence {
+        if !record.options.presence && !record.options.map_presence {
             return true;
+        }
+        if record.options.map_presence
+            && let Some(sub) = self.subs.get(channel)
+        {
+            sub.set_presence_info(record.info.clone());
         }
         let update = mesh::PresenceUpdate {
             channel: channel.to_owned(),

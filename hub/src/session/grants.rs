@@ -55,6 +55,10 @@ pub struct SubscriptionOptions {
     /// The namespace's `auto_cache_recover`: recover (cache mode) on every subscribe, even
     /// without `recover` from the client (docs/protocol.md §4.4).
     pub auto_cache_recover: bool,
+    /// The core hears of this subscription's join, refresh and leave for map channels it feeds:
+    /// the namespace's `map_clients_presence_channel_prefix` /
+    /// `map_users_presence_channel_prefix`, or a map's `map.remove_client_on_unsubscribe`.
+    pub map_presence: bool,
 }
 
 /// A subscription the session allows. The edge registers it (recovering from `recover_since`
@@ -162,6 +166,7 @@ pub(crate) struct Effective {
     pub(crate) fossil_allowed: bool,
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) auto_cache_recover: bool,
+    pub(crate) map_presence: bool,
 }
 
 impl Effective {
@@ -179,6 +184,7 @@ impl Effective {
             fossil_allowed: options.allowed_delta_types.contains(&DeltaType::Fossil),
             recovery_mode: options.force_recovery_mode,
             auto_cache_recover: options.auto_cache_recover,
+            map_presence: options.feeds_map_presence(),
         }
     }
 }
@@ -213,6 +219,7 @@ impl ServerSub {
             delta: self.delta_requested && e.fossil_allowed,
             recovery_mode: e.recovery_mode,
             auto_cache_recover: e.auto_cache_recover,
+            map_presence: e.map_presence,
         };
         let recover_since = self.recover.filter(|_| options.recoverable);
         let result = client::SubscribeResult {

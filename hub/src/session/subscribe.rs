@@ -317,5 +317,6 @@ fn client_options(
         delta: e.fossil_allowed,
         recovery_mode: e.recovery_mode,
         auto_cache_recover: e.auto_cache_recover,
+        map_presence: e.map_presence,
     }
 }

@@ -224,6 +224,7 @@ fn requested_flags_need_access() {
             delta: true,
             recovery_mode: RecoveryMode::Stream,
             auto_cache_recover: false,
+            map_presence: false,
         }
     );
     assert_eq!(

@@ -278,6 +278,59 @@ for (const format of ['json', 'protobuf']) {
       assert.equal(watcher.state.has('ignored'), false);
     });
 
+    test('subscribers feed the map presence channels', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const h = harness(t, format);
+      const server = await h.server();
+      const channel = unique('game:table');
+      const watcher = (await h.connected(server, 'watcher')).c;
+      const clientsSub = watcher.newMapClientsSubscription(`prescli:${channel}`, { minResubscribeDelay: 100 });
+      const usersSub = watcher.newMapUsersSubscription(`presusr:${channel}`, { minResubscribeDelay: 100 });
+      const clients = new Map();
+      const users = new Set();
+      const crec = record(clientsSub, MAP_EVENTS);
+      clientsSub.on('sync', ({ entries }) => { clients.clear(); for (const e of entries) clients.set(e.key, e.info); });
+      clientsSub.on('update', (u) => { if (u.removed) clients.delete(u.key); else clients.set(u.key, u.info); });
+      usersSub.on('sync', ({ entries }) => { users.clear(); for (const e of entries) users.add(e.key); });
+      usersSub.on('update', (u) => { if (u.removed) users.delete(u.key); else users.add(u.key); });
+      clientsSub.subscribe();
+      usersSub.subscribe();
+      await waitFor(() => clientsSub.state === 'subscribed' && usersSub.state === 'subscribed', 'the presence maps', WAIT_MS, crec);
+
+      const alice = await h.connected(server, 'alice');
+      const aliceSub = alice.c.newSubscription(channel);
+      aliceSub.subscribe();
+      const bob = await h.connected(server, 'bob');
+      const bobSub = bob.c.newSubscription(channel);
+      bobSub.subscribe();
+      await waitFor(() => clients.size === 2 && users.size === 2, 'two clients and two users', WAIT_MS, crec);
+      assert.deepEqual([...users].sort(), ['alice', 'bob']);
+      assert.deepEqual([...clients.values()].map((i) => i.user).sort(), ['alice', 'bob']);
+      const bobClient = [...clients].find(([, info]) => info.user === 'bob')[0];
+      assert.equal(clients.get(bobClient).client, bobClient);
+
+      bobSub.unsubscribe();
+      await waitFor(() => !clients.has(bobClient), "bob's connection leaving", WAIT_MS, crec);
+      await sleep(QUIET_MS);
+      // Users leave only by the presence channel's key_ttl: a reconnect changes nothing.
+      assert.ok(users.has('bob'));
+      assert.equal(clients.size, 1);
+    });
+
+    test("a leaving client's entry goes with map.remove_client_on_unsubscribe", { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const h = harness(t, format);
+      const server = await h.server();
+      const channel = unique('cmap:cursors');
+      const watcher = await h.synced((await h.connected(server, 'watcher')).c, channel);
+      const mover = await h.connected(server, 'mover');
+      const moving = await h.synced(mover.c, channel);
+      await moving.sub.publish('ignored', h.enc({ x: 1, y: 2 }));
+      await waitFor(() => watcher.state.size === 1, "the mover's cursor", WAIT_MS, watcher.rec);
+      const [key] = [...watcher.state.keys()];
+      assert.notEqual(key, 'ignored', 'keyed by client id (map.client_key)');
+      moving.sub.unsubscribe();
+      await waitFor(() => watcher.state.size === 0, 'the cursor removed on unsubscribe', WAIT_MS, watcher.rec);
+    });
+
     test('map_clear makes subscribers start over', { timeout: TEST_TIMEOUT_MS }, async (t) => {
       const h = harness(t, format);
       const server = await h.server();
