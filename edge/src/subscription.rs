@@ -83,6 +83,9 @@ pub struct SubFlags {
     pub push_join_leave: bool,
     /// The connection is in the channel's presence (refreshed periodically).
     pub presence: bool,
+    /// A map subscription: deltas are per key, against the key's previous value the core sends
+    /// with the change (the subscriber holds every key's value once live).
+    pub keyed: bool,
 }
 
 /// Bounds of the buffer a subscription keeps while it is being positioned or recovered.
@@ -373,6 +376,17 @@ impl LocalSub {
         }
         if !self.flags.delta {
             return Decision::Send(Form::Plain);
+        }
+        if self.flags.keyed {
+            // A removal carries no data and is never a delta. Maps without a stream give no
+            // delta: a change may be missed between their state and live (there is no stream to
+            // catch up from), so the subscriber's base for the key is not known.
+            let form = match &event.publication {
+                p if p.removed => Form::Plain,
+                _ if offset > 0 && !event.prev_data.is_empty() => Form::SharedDelta,
+                _ => Form::Full,
+            };
+            return Decision::Send(form);
         }
         let data = &event.publication.data;
         let form = match track.base.take() {

@@ -56,7 +56,7 @@ fn update_parts(update: MapUpdate) -> (u64, String, bool, String) {
 }
 
 /// Sets a key. `score` and `stream_data` are accepted and not used (as in Centrifugo, where
-/// ordered maps are not enabled); `delta` has no effect yet (maps send full values).
+/// ordered maps are not enabled).
 pub(super) async fn map_publish(
     node: &Node,
     request: api::MapPublishRequest,
@@ -68,6 +68,7 @@ pub(super) async fn map_publish(
         idempotency_key: request.idempotency_key,
         version: request.version,
         version_epoch: request.version_epoch,
+        delta: request.delta,
     };
     let publication = Publication {
         data,

@@ -68,6 +68,9 @@ pub struct MapPublishOptions {
     pub idempotency_key: String,
     pub version: u64,
     pub version_epoch: String,
+    /// Send the change to delta-negotiated subscribers as a fossil delta against the key's
+    /// previous value (also on for every publish with the namespace's `delta_publish`).
+    pub delta: bool,
 }
 
 /// A state read: `cursor` from the previous page (`""` = first), `limit` (`None` = all,
@@ -172,7 +175,8 @@ impl Node {
         mut publication: Publication,
         options: &MapPublishOptions,
     ) -> Result<MapUpdate, MapCallError> {
-        let settings = self.map_settings(channel)?;
+        let resolved = self.inner.resolver.resolve(channel)?;
+        let settings = MapSettings::for_channel(resolved.options).ok_or(MapCallError::NotMap)?;
         if key.is_empty() {
             return Err(MapCallError::EmptyKey);
         }
@@ -184,6 +188,7 @@ impl Node {
             idempotency_key: &options.idempotency_key,
             version: options.version,
             version_epoch: &options.version_epoch,
+            want_prev: options.delta || resolved.options.delta_publish,
             ..MapWrite::default()
         };
         Ok(self.inner.maps.write(channel, settings, write).await?)

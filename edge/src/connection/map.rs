@@ -14,13 +14,17 @@
 
 use super::Connection;
 use super::query::{Refusal, strip};
+use crate::subscription::{smaller_patch, wire_data};
+use bytes::Bytes;
 use spindle_hub::codes::Disconnect;
 use spindle_hub::history::{HistoryQuery, StreamPosition};
 use spindle_hub::map::MapSettings;
 use spindle_hub::outcome::Failure;
-use spindle_hub::session::{Now, SubscribeGrant};
+use spindle_hub::session::{Now, SubscribeGrant, tags_match};
 use spindle_mesh::mesh::{self, request, response};
+use spindle_proto::Format;
 use spindle_proto::client;
+use std::collections::HashMap;
 use std::time::Instant;
 
 const PHASE_LIVE: i32 = 0;
@@ -38,6 +42,9 @@ pub(super) struct MapLoading {
     frozen: Option<StreamPosition>,
     /// The stream top when the first stream page was asked for.
     stream_start: Option<u64>,
+    /// The tags filter of the first request (validated with the grant): every page, the
+    /// catch-up and live delivery pass through it.
+    filter: Option<client::FilterNode>,
 }
 
 /// What one page request leads to.
@@ -77,7 +84,11 @@ impl Connection {
                 return self.fail(failure, id);
             }
         }
-        let Some(grant) = self.map_loading.get(&channel).map(|l| l.grant.clone()) else {
+        let Some((grant, filter)) = self
+            .map_loading
+            .get(&channel)
+            .map(|l| (l.grant.clone(), l.filter.clone()))
+        else {
             return self.fail(Failure::Internal, id);
         };
         let Some(settings) = grant.map else {
@@ -85,8 +96,16 @@ impl Connection {
             return self.fail(Failure::Internal, id);
         };
         let step = match request.phase {
-            PHASE_STATE => self.map_state_page(request, settings).await,
-            PHASE_STREAM => self.map_stream_page(request, settings).await,
+            PHASE_STATE => {
+                let delta = grant.options.delta;
+                self.map_state_page(request, settings, filter.as_ref(), delta)
+                    .await
+            }
+            PHASE_STREAM => {
+                let delta = grant.options.delta;
+                self.map_stream_page(request, settings, filter.as_ref(), delta)
+                    .await
+            }
             PHASE_LIVE if settings.positioned() => Ok(Step::Live {
                 since: Some(StreamPosition::new(request.offset, request.epoch.clone())),
                 state: Vec::new(),
@@ -105,7 +124,8 @@ impl Connection {
             }),
             Ok(Step::Live { since, state }) => {
                 self.map_loading.remove(&channel);
-                self.map_live(id, &grant, request, since, state).await;
+                self.map_live(id, &grant, request, filter, since, state)
+                    .await;
             }
             Err(refusal) => {
                 self.map_loading.remove(&channel);
@@ -140,6 +160,7 @@ impl Connection {
                 started: Instant::now(),
                 frozen: None,
                 stream_start: None,
+                filter: request.tf.clone(),
             },
         );
         Ok(())
@@ -151,6 +172,8 @@ impl Connection {
         &mut self,
         request: &client::SubscribeRequest,
         settings: MapSettings,
+        filter: Option<&client::FilterNode>,
+        delta: bool,
     ) -> Result<Step, Refusal> {
         let page = settings.pages.for_request(request.limit);
         let revision = (request.offset > 0 || !request.epoch.is_empty())
@@ -173,6 +196,10 @@ impl Connection {
         // Entries written after the position the client holds come through the stream.
         if let Some(revision) = &revision {
             entries.retain(|entry| entry.offset <= revision.offset);
+        }
+        entries.retain(|entry| passes(filter, entry));
+        if delta {
+            full_values(self.setup.format, &mut entries);
         }
         if state.cursor.is_empty() {
             if !settings.positioned() {
@@ -205,6 +232,8 @@ impl Connection {
         &mut self,
         request: &client::SubscribeRequest,
         settings: MapSettings,
+        filter: Option<&client::FilterNode>,
+        delta: bool,
     ) -> Result<Step, Refusal> {
         if !settings.positioned() {
             return Err(Failure::BadRequest.into());
@@ -248,7 +277,13 @@ impl Connection {
             .last()
             .map_or(since.offset, |p| p.offset);
         let mut publications = history.publications;
+        // The page's offset is its last change's, filtered or not: the client continues there.
+        publications.retain(|p| passes(filter, p));
         publications.iter_mut().for_each(strip);
+        // The SDK takes stream pages as full values, never as deltas.
+        if delta {
+            full_values(self.setup.format, &mut publications);
+        }
         Ok(Step::Page(client::SubscribeResult {
             r#type: RESULT_TYPE_MAP,
             phase: PHASE_STREAM,
@@ -268,10 +303,11 @@ impl Connection {
         id: u32,
         grant: &SubscribeGrant,
         request: &client::SubscribeRequest,
+        filter: Option<client::FilterNode>,
         since: Option<StreamPosition>,
         state: Vec<client::Publication>,
     ) {
-        let sub = match self.attach(grant, request.tf.clone()).await {
+        let sub = match self.attach(grant, filter).await {
             Ok(sub) => sub,
             Err(failure) => return self.fail(failure, id),
         };
@@ -346,6 +382,53 @@ impl Connection {
         sub.set_position(position, &epoch);
         publications.retain(|p| sub.passes(p));
         publications.iter_mut().for_each(strip);
+        if sub.flags.delta {
+            key_deltas(self.setup.format, &mut publications);
+        }
         Ok((publications, StreamPosition::new(position, epoch)))
+    }
+}
+
+/// Whether an entry or change passes the subscription's tags filter (always, without one). A
+/// removal carries the tags of the entry it removes, so it passes where the entry did.
+fn passes(filter: Option<&client::FilterNode>, publication: &client::Publication) -> bool {
+    filter.is_none_or(|filter| tags_match(filter, &publication.tags))
+}
+
+/// With delta negotiated on JSON every value travels as a JSON string (the SDK parses it after
+/// applying deltas); removals carry no data. On Protobuf the bytes are as they are.
+fn full_values(format: Format, publications: &mut [client::Publication]) {
+    for publication in publications.iter_mut().filter(|p| !p.removed) {
+        // A payload that cannot be a string stays as it is: the reply then fails to encode
+        // and the connection closes with 3506, as for any non-JSON payload to a JSON client.
+        if let Ok(wire) = wire_data(format, &publication.data) {
+            publication.data = wire;
+        }
+    }
+}
+
+/// The catch-up of a delta-negotiated map subscriber: per key, the first change in full and
+/// each next one a fossil delta against the one before when that is smaller (the SDK keeps one
+/// base per key); removals untouched, and they end their key's chain.
+fn key_deltas(format: Format, publications: &mut [client::Publication]) {
+    let mut previous: HashMap<String, Bytes> = HashMap::new();
+    for publication in publications.iter_mut() {
+        if publication.removed {
+            previous.remove(&publication.key);
+            continue;
+        }
+        let data = publication.data.clone();
+        let patch = previous
+            .get(&publication.key)
+            .and_then(|base| smaller_patch(base, &data));
+        let wire = match &patch {
+            Some(patch) => wire_data(format, patch),
+            None => wire_data(format, &data),
+        };
+        if let Ok(wire) = wire {
+            publication.data = wire;
+            publication.delta = patch.is_some();
+        }
+        previous.insert(publication.key.clone(), data);
     }
 }

@@ -50,6 +50,7 @@ impl Connection {
             delta: options.delta,
             push_join_leave: options.push_join_leave,
             presence: options.presence,
+            keyed: grant.map.is_some(),
         };
         let limits = &self.shared.limits;
         let buffer = BufferLimits {

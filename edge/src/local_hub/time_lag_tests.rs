@@ -65,6 +65,7 @@ const POSITIONED: SubFlags = SubFlags {
     delta: false,
     push_join_leave: false,
     presence: false,
+    keyed: false,
 };
 
 #[test]

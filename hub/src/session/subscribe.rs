@@ -164,12 +164,11 @@ impl Session {
         let map = MapSettings::for_channel(options).filter(|_| request.r#type != 0);
         let options = client_options(rules, options, &overrides, request, self.user());
         let options = match map {
-            // A map's mode decides positioning and recovery (the SDK asks for neither); map
-            // changes go out in full.
+            // A map's mode decides positioning and recovery (the SDK asks for neither).
             Some(settings) => SubscriptionOptions {
                 positioned: settings.positioned(),
                 recoverable: settings.positioned(),
-                delta: false,
+                delta: delta_requested && options.delta,
                 ..options
             },
             None => SubscriptionOptions {

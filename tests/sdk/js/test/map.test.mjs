@@ -331,6 +331,55 @@ for (const format of ['json', 'protobuf']) {
       await waitFor(() => watcher.state.size === 0, 'the cursor removed on unsubscribe', WAIT_MS, watcher.rec);
     });
 
+    test('per-key deltas decode to the values written, through pages, catch-up and live', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const h = harness(t, format);
+      const server = await h.server();
+      const channel = unique('dmap:quotes');
+      const quote = (ticker, i) => ({ ticker, exchange: 'NASDAQ', note: 'a payload long enough to make deltas pay, é ✓', price: (100 + i / 7).toFixed(4), seq: i });
+      const tickers = ['AAPL', 'MSFT', 'GOOG', 'AMZN', 'NVDA'];
+      for (const [i, ticker] of tickers.entries()) await put(server, channel, ticker, quote(ticker, i));
+      const g = gate();
+      const { c, rec: crec } = await h.connected(server, 'trader', { websocket: g.WebSocket });
+      const { sub, rec, state } = await h.synced(c, channel, { pageSize: 2, delta: 'fossil' });
+      for (let i = 0; i < 10; i++) await put(server, channel, tickers[i % 5], quote(tickers[i % 5], 10 + i));
+      await waitFor(() => rec.count('update') >= 10, 'live changes', WAIT_MS, rec);
+      // A cut: the missed changes come back in the recovery reply, per key a chain of deltas.
+      g.cut();
+      await waitFor(() => c.state === 'connecting', 'the client to notice the cut', WAIT_MS, crec);
+      for (let i = 0; i < 10; i++) await put(server, channel, tickers[i % 2], quote(tickers[i % 2], 30 + i));
+      await server.apiOk('map_remove', { channel, key: 'GOOG' });
+      g.open = true;
+      await waitFor(() => rec.count('subscribed') >= 2, 'the resubscribe', 15000, rec);
+      await waitFor(() => rec.count('update') >= 21, 'the recovered changes', WAIT_MS, rec);
+      await put(server, channel, 'GOOG', quote('GOOG', 99));
+      await waitFor(() => state.has('GOOG'), 'GOOG back', WAIT_MS, rec);
+      await sleep(QUIET_MS);
+      const expected = new Map([...(await serverState(server, channel))].map(([k, v]) => [k, v]));
+      assert.deepEqual(state, expected);
+      const stats = sub.deltaStats();
+      assert.ok(stats.numDeltaPayloads >= 10, `deltas were used: ${inspect(stats)}`);
+      assert.ok(stats.bytesReceived < stats.bytesDecoded, inspect(stats));
+    });
+
+    test('a tags filter selects entries, changes and removals', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const h = harness(t, format);
+      const server = await h.server();
+      const channel = unique('tmap:tasks');
+      for (let i = 0; i < 8; i++) {
+        await put(server, channel, `t${i}`, { i }, { tags: { team: i % 2 ? 'ops' : 'dev' } });
+      }
+      const { c } = await h.connected(server, 'dev-lead');
+      const { rec, state } = await h.synced(c, channel, { pageSize: 3, tagsFilter: { key: 'team', cmp: 'eq', val: 'dev' } });
+      assert.deepEqual([...state.keys()].sort(), ['t0', 't2', 't4', 't6']);
+      await put(server, channel, 'x-ops', { i: 'ops' }, { tags: { team: 'ops' } });
+      await put(server, channel, 'x-dev', { i: 'dev' }, { tags: { team: 'dev' } });
+      await server.apiOk('map_remove', { channel, key: 't2' });
+      await server.apiOk('map_remove', { channel, key: 't3' });
+      await waitFor(() => rec.count('update') >= 2, 'the dev changes', WAIT_MS, rec);
+      await sleep(QUIET_MS);
+      assert.deepEqual(rec.events.update.map((u) => [u.key, u.removed === true]), [['x-dev', false], ['t2', true]]);
+    });
+
     test('map_clear makes subscribers start over', { timeout: TEST_TIMEOUT_MS }, async (t) => {
       const h = harness(t, format);
       const server = await h.server();
