@@ -59,6 +59,10 @@ pub struct MapOptions {
     pub live_transition_max_publication_limit: u32,
     /// Longest catch-up phase of a subscribe; `0` = built-in default.
     pub subscribe_catch_up_timeout: Duration,
+    /// Spindle's own key (Centrifugo has the option in its library only): sent to map
+    /// subscribers as `publish_debounce`, so the SDK sends a key's first client publish at
+    /// once and then at most the latest value per interval. `0` = off.
+    pub publish_debounce: Duration,
 }
 
 impl Default for MapOptions {
@@ -86,6 +90,7 @@ impl Default for MapOptions {
             max_page_size: 0,
             live_transition_max_publication_limit: 0,
             subscribe_catch_up_timeout: Duration::ZERO,
+            publish_debounce: Duration::ZERO,
         }
     }
 }

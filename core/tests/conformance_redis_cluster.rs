@@ -1,9 +1,10 @@
-//! The Redis broker and presence manager on a Redis Cluster (`engine.redis.cluster_address`):
+//! The Redis broker, presence manager and map storage on a Redis Cluster (`engine.redis.cluster_address`):
 //! hash-tagged keys so each publish script touches one slot, sharded PUB/SUB (SPUBLISH /
 //! SSUBSCRIBE). The test creates a 3-master cluster of its own `redis-server` processes on
 //! spare ports; without `redis-server` / `redis-cli` it fails, never skips.
 
 mod conformance;
+mod map_conformance;
 #[path = "support/redis_process.rs"]
 mod redis_process;
 
@@ -36,6 +37,15 @@ async fn clustered(handler: Arc<dyn EventHandler>) -> Fixture<RedisBroker, Redis
 }
 
 conformance_tests!(clustered);
+
+/// Map storage on the same servers: the map conformance suite.
+async fn clustered_maps(
+    handler: Arc<dyn EventHandler>,
+) -> map_conformance::MapFixture<spindle_core::maps::RedisMapBroker> {
+    map_conformance::redis::fixture(&cluster_options(), handler, "the test redis cluster").await
+}
+
+map_conformance_tests!(clustered_maps);
 
 /// Channels land on every master of the cluster, and deliveries come back from each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

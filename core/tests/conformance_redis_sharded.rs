@@ -1,9 +1,10 @@
-//! The Redis broker and presence manager sharded over two Redis servers (client-side
+//! The Redis broker, presence manager and map storage sharded over two Redis servers (client-side
 //! consistent sharding, `engine.redis.address` as a list) pass the conformance suite. The
 //! test starts both `redis-server` processes itself on spare ports; without `redis-server`
 //! it fails, never skips.
 
 mod conformance;
+mod map_conformance;
 #[path = "support/redis_process.rs"]
 mod redis_process;
 
@@ -37,6 +38,15 @@ async fn sharded(handler: Arc<dyn EventHandler>) -> Fixture<RedisBroker, RedisPr
 }
 
 conformance_tests!(sharded);
+
+/// Map storage on the same servers: the map conformance suite.
+async fn sharded_maps(
+    handler: Arc<dyn EventHandler>,
+) -> map_conformance::MapFixture<spindle_core::maps::RedisMapBroker> {
+    map_conformance::redis::fixture(&sharded_options(), handler, "the two test redis servers").await
+}
+
+map_conformance_tests!(sharded_maps);
 
 /// Channels really spread over both servers: each channel's keys are on the server its shard
 /// index names and on no other, both servers hold some, and delivery works from both.

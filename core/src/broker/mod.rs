@@ -36,7 +36,9 @@ pub use postgres::{
     MigrationReport, PostgresBroker, PostgresOptions, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
     migrate as migrate_postgres,
 };
-pub use redis::{RedisBroker, RedisConnection, RedisOptions, RedisServer, RedisTls};
+pub use redis::{
+    RedisBroker, RedisConnection, RedisMapBroker, RedisOptions, RedisServer, RedisTls,
+};
 pub use spindle_hub::history::{
     HistoryItem, HistoryQuery, HistoryResult, Publication, ReadError, StreamOptions,
     StreamPosition, Suppression, SweepStats,

@@ -46,9 +46,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 mod probe;
+// `continuity_lua!` is shared with the map scripts.
+#[macro_use]
 mod scripts;
+mod map_scripts;
+mod maps;
 mod shard;
 
+pub use maps::RedisMapBroker;
 pub use shard::{RedisServer, RedisTls};
 
 /// How long an idempotency key is remembered: 5 minutes, as the [`Broker`] contract says.
@@ -296,6 +301,11 @@ impl RedisConnection {
     /// The shard that holds `channel`.
     pub(crate) fn shard(&self, channel: &str) -> &Shard {
         &self.shards[shard::shard_index(channel, self.shards.len())]
+    }
+
+    /// Every shard, in order.
+    pub(crate) fn shards(&self) -> &[Shard] {
+        &self.shards
     }
 
     /// How many shards there are.

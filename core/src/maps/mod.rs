@@ -7,12 +7,14 @@
 //! is a [`crate::broker::Publication`] carrying its `key` (and `removed`), at a [`StreamPosition`] (none for
 //! `ephemeral` maps). Expired keys become removals the same way.
 //!
-//! Implementations: [`MemoryMapBroker`] (this process; every engine uses it for now, so with
-//! several cores each keeps its own maps — said at start when that matters). Redis and
-//! PostgreSQL map storage pass the same conformance suite when they land.
+//! Implementations: [`MemoryMapBroker`] (this process) and [`RedisMapBroker`] (with a Redis
+//! engine or broker: every core shares the maps). With NATS or PostgreSQL as the broker the maps
+//! stay in each core's memory — said at start when a namespace is a map. Every implementation
+//! passes the conformance suite in `core/tests/map_conformance/`.
 
 mod memory;
 
+pub use crate::broker::RedisMapBroker;
 pub use memory::MemoryMapBroker;
 pub use spindle_hub::map::{
     KeyMode, MapEntry, MapLimits, MapOutcome, MapSettings, MapState, MapSuppression, MapWrite,
@@ -92,4 +94,63 @@ pub trait MapBroker: Send + Sync + 'static {
 
     /// Forgets `channel` (entries, changes, position): its next access starts a new epoch.
     fn clear(&self, channel: &str) -> impl Future<Output = Result<(), BrokerError>> + Send;
+}
+
+/// The map storage a node runs on (the trait is not object-safe).
+#[derive(Debug)]
+pub enum AnyMapBroker {
+    Memory(MemoryMapBroker),
+    Redis(RedisMapBroker),
+}
+
+impl MapBroker for AnyMapBroker {
+    async fn write(
+        &self,
+        channel: &str,
+        settings: MapSettings,
+        write: MapWrite<'_>,
+    ) -> Result<MapUpdate, MapError> {
+        match self {
+            AnyMapBroker::Memory(m) => m.write(channel, settings, write).await,
+            AnyMapBroker::Redis(m) => m.write(channel, settings, write).await,
+        }
+    }
+
+    async fn state(
+        &self,
+        channel: &str,
+        settings: MapSettings,
+        query: StateQuery<'_>,
+    ) -> Result<MapState, MapReadError> {
+        match self {
+            AnyMapBroker::Memory(m) => m.state(channel, settings, query).await,
+            AnyMapBroker::Redis(m) => m.state(channel, settings, query).await,
+        }
+    }
+
+    async fn stream(
+        &self,
+        channel: &str,
+        settings: MapSettings,
+        query: &HistoryQuery,
+    ) -> Result<HistoryResult, MapReadError> {
+        match self {
+            AnyMapBroker::Memory(m) => m.stream(channel, settings, query).await,
+            AnyMapBroker::Redis(m) => m.stream(channel, settings, query).await,
+        }
+    }
+
+    async fn stats(&self, channel: &str) -> Result<usize, BrokerError> {
+        match self {
+            AnyMapBroker::Memory(m) => m.stats(channel).await,
+            AnyMapBroker::Redis(m) => m.stats(channel).await,
+        }
+    }
+
+    async fn clear(&self, channel: &str) -> Result<(), BrokerError> {
+        match self {
+            AnyMapBroker::Memory(m) => m.clear(channel).await,
+            AnyMapBroker::Redis(m) => m.clear(channel).await,
+        }
+    }
 }

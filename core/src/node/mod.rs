@@ -26,6 +26,7 @@ use crate::broker::{
     Publication, RedisBroker, RedisConnection, RedisOptions, StreamPosition,
 };
 use crate::clock::{Clock, SystemClock};
+use crate::maps::{AnyMapBroker, MemoryMapBroker, RedisMapBroker};
 use crate::presence::{
     AnyPresenceManager, MemoryPresenceManager, PRESENCE_TTL, RedisPresenceManager,
 };
@@ -75,6 +76,19 @@ impl NodeIdentity {
             version: VERSION.to_owned(),
         }
     }
+}
+
+/// Map storage in this core's memory, for brokers without map storage of their own (NATS,
+/// PostgreSQL): said at start when a namespace is a map, since cores then do not share maps.
+fn memory_maps(config: &Config, edges: &Arc<Edges>) -> AnyMapBroker {
+    let mut namespaces = config.channel.namespaces.iter().map(|n| &n.options);
+    if config.channel.without_namespace.is_map() || namespaces.any(|o| o.is_map()) {
+        tracing::warn!(
+            "map channels are kept in this core's memory with this broker: several cores do \
+             not share them (Redis shares them)"
+        );
+    }
+    AnyMapBroker::Memory(MemoryMapBroker::new(edges.clone(), Arc::new(SystemClock)))
 }
 
 fn host_name() -> String {
@@ -168,8 +182,8 @@ struct Inner {
     resolver: ChannelResolver,
     edges: Arc<Edges>,
     broker: AnyBroker,
-    /// Map channels: in this process whatever the engine (see [`crate::maps`]).
-    maps: crate::maps::MemoryMapBroker,
+    /// Map channels (see [`crate::maps`]).
+    maps: crate::maps::AnyMapBroker,
     presence: AnyPresenceManager,
     /// Set once the periodic sweep task runs.
     sweeping: AtomicBool,
@@ -213,7 +227,8 @@ impl Node {
             clock.clone(),
             presence_ttl(&config),
         ));
-        Node::assemble(config, identity, edges, broker, presence, clock)
+        let maps = AnyMapBroker::Memory(MemoryMapBroker::new(edges.clone(), clock));
+        Node::assemble(config, identity, edges, broker, presence, maps)
     }
 
     /// A node on the engine `engine.type` names: memory, or Redis (`engine.redis.address`
@@ -265,6 +280,7 @@ impl Node {
             .await
             .map_err(engine)?;
         let broker_section = config.broker.enabled && config.broker.kind == BrokerType::Redis;
+        let maps = AnyMapBroker::Redis(RedisMapBroker::new(connection.clone()));
         let presence = if config.presence_manager.enabled || broker_section {
             split_presence(&config).await?
         } else {
@@ -279,7 +295,7 @@ impl Node {
             edges,
             AnyBroker::Redis(Box::new(broker)),
             presence,
-            Arc::new(SystemClock),
+            maps,
         )?;
         node.start_cluster(control_rx);
         Ok(node)
@@ -315,13 +331,14 @@ impl Node {
         let broker = NatsBroker::connect(&options, edges.clone(), Some(control_tx))
             .await
             .map_err(engine)?;
+        let maps = memory_maps(&config, &edges);
         let node = Node::assemble(
             config,
             identity,
             edges,
             AnyBroker::Nats(Box::new(broker)),
             presence,
-            Arc::new(SystemClock),
+            maps,
         )?;
         node.start_cluster(control_rx);
         Ok(node)
@@ -342,13 +359,14 @@ impl Node {
         let broker = PostgresBroker::connect(&options, edges.clone(), Some(control_tx))
             .await
             .map_err(engine)?;
+        let maps = memory_maps(&config, &edges);
         let node = Node::assemble(
             config,
             identity,
             edges,
             AnyBroker::Postgres(Box::new(broker)),
             presence,
-            Arc::new(SystemClock),
+            maps,
         )?;
         node.start_cluster(control_rx);
         Ok(node)
@@ -360,9 +378,8 @@ impl Node {
         edges: Arc<Edges>,
         broker: AnyBroker,
         presence: AnyPresenceManager,
-        clock: Arc<dyn Clock>,
+        maps: AnyMapBroker,
     ) -> Result<Node, NodeError> {
-        let maps = crate::maps::MemoryMapBroker::new(edges.clone(), clock);
         let resolver = ChannelResolver::new(&config.channel)
             .map_err(|error| NodeError::ChannelRegex(error.to_string()))?;
         let node = Node {

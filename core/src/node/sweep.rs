@@ -3,6 +3,7 @@
 //! what nobody touches; its cadence never changes an answer.
 
 use super::{Inner, Node};
+use crate::maps::{AnyMapBroker, MapSettings};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -36,7 +37,11 @@ impl Node {
             streams: history.streams,
             idempotency_keys: history.idempotency_keys,
             presence_entries: self.inner.presence.sweep(),
-            map_keys: self.inner.maps.sweep(),
+            map_keys: match &self.inner.maps {
+                AnyMapBroker::Memory(maps) => maps.sweep(),
+                // Swept by its own task (Redis round trips): `sweep_redis_maps`.
+                AnyMapBroker::Redis(_) => 0,
+            },
         }
     }
 
@@ -60,6 +65,17 @@ async fn sweep_loop(node: Weak<Inner>) {
         let Some(inner) = node.upgrade() else {
             break;
         };
+        if let AnyMapBroker::Redis(maps) = &inner.maps {
+            let resolver = &inner.resolver;
+            let settings = |channel: &str| {
+                let resolved = resolver.resolve(channel).ok()?;
+                MapSettings::for_channel(resolved.options)
+            };
+            let removed = maps.sweep(settings).await;
+            if removed > 0 {
+                tracing::trace!(removed, "map keys expired");
+            }
+        }
         let report = Node { inner }.sweep();
         if report != SweepReport::default() {
             tracing::trace!(?report, "expiry sweep");

@@ -311,10 +311,12 @@ impl Connection {
             Ok(sub) => sub,
             Err(failure) => return self.fail(failure, id),
         };
+        let debounce = grant.map.map_or(0, |m| m.publish_debounce.as_millis());
         let mut result = client::SubscribeResult {
             r#type: RESULT_TYPE_MAP,
             phase: PHASE_LIVE,
             state,
+            publish_debounce: u32::try_from(debounce).unwrap_or(u32::MAX),
             ..grant.result.clone()
         };
         if let Some(since) = since {

@@ -64,6 +64,9 @@ pub struct MapSettings {
     /// From the first state page to going live; past it the next page request is
     /// disconnected with 3008. `None` = no limit.
     pub catch_up_timeout: Option<Duration>,
+    /// Told to subscribers (`publish_debounce`): the SDK coalesces a key's client publishes
+    /// to one per interval. Zero = off.
+    pub publish_debounce: Duration,
 }
 
 /// A map's change stream: retained changes and their lifetime after the last write.
@@ -145,6 +148,7 @@ impl MapSettings {
                 timeout if timeout.is_zero() => DEFAULT_CATCH_UP_TIMEOUT,
                 timeout => timeout,
             }),
+            publish_debounce: m.publish_debounce.as_std(),
         })
     }
 

@@ -154,7 +154,7 @@ return {0, offset, epoch}
 "#
 );
 
-/// KEYS: meta, stream. ARGV: meta ttl ms, new epoch, since offset (-1 = none), limit (-1 =
+/// KEYS: meta, stream. ARGV: meta ttl ms (0 = never expires: persistent map streams), new epoch, since offset (-1 = none), limit (-1 =
 /// all), reverse (0/1). Returns {top, epoch, offset of the first item returned, items...}
 /// (items oldest first; the caller reverses).
 pub(super) const HISTORY_LUA: &str = concat!(
@@ -162,7 +162,7 @@ pub(super) const HISTORY_LUA: &str = concat!(
     r#"
 local meta, stream = KEYS[1], KEYS[2]
 local epoch, top = channel_position(meta, stream, ARGV[2])
-redis.call('pexpire', meta, ARGV[1])
+if ARGV[1] ~= '0' then redis.call('pexpire', meta, ARGV[1]) end
 local since, limit, reverse = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
 local len = redis.call('llen', stream)
 local first = top - len + 1

@@ -193,7 +193,15 @@ export class Server {
 // With SPINDLE_TOPOLOGY=split, a `serve` started on any port is a split instead: one core and two
 // edges (`startSplit`), seen through a `SplitServer` — clients on the first edge, the API on the
 // core — so a suite written for `spindle serve` runs unchanged against the split.
+//
+// With SPINDLE_TEST_ENGINE=redis, every server runs on the Redis engine at $SPINDLE_TEST_REDIS
+// (default redis://127.0.0.1:6379), under a key prefix of its own.
 export async function startServer({ patch, port = 0, role = 'serve' } = {}) {
+  if (process.env.SPINDLE_TEST_ENGINE === 'redis' && role !== 'edge') {
+    const address = process.env.SPINDLE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
+    const prefix = `spindle-js-${crypto.randomUUID()}`;
+    patch = merge({ engine: { type: 'redis', redis: { address, prefix } } }, patch ?? {});
+  }
   if (role === 'serve' && port === 0 && process.env.SPINDLE_TOPOLOGY === 'split') {
     return new SplitServer(await startSplit({ cores: 1, edges: 2, patch }));
   }

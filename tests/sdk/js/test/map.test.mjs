@@ -380,6 +380,23 @@ for (const format of ['json', 'protobuf']) {
       assert.deepEqual(rec.events.update.map((u) => [u.key, u.removed === true]), [['x-dev', false], ['t2', true]]);
     });
 
+    test('publish_debounce: the first write at once, then the latest per interval', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const h = harness(t, format);
+      const server = await h.server();
+      const channel = unique('slowmap:slider');
+      const watcher = await h.synced((await h.connected(server, 'watcher')).c, channel);
+      const { sub } = await h.synced((await h.connected(server, 'dragger')).c, channel);
+      for (let i = 0; i < 20; i++) {
+        await sub.publish('volume', h.enc({ v: i }));
+        await sleep(10);
+      }
+      await waitFor(() => watcher.state.get('volume')?.v === 19, 'the last value', WAIT_MS, watcher.rec);
+      await sleep(QUIET_MS);
+      const seen = watcher.rec.events.update.map((u) => h.dec(u.data).v);
+      assert.equal(seen[0], 0, 'the first write goes at once');
+      assert.ok(seen.length <= 4, `coalesced: ${inspect(seen)}`);
+    });
+
     test('map_clear makes subscribers start over', { timeout: TEST_TIMEOUT_MS }, async (t) => {
       const h = harness(t, format);
       const server = await h.server();
