@@ -1,15 +1,17 @@
-//! The PostgreSQL broker passes the conformance suite against the server at
+//! The PostgreSQL broker (and its map storage, with `<prefix>_map_publish` inside an
+//! application's transaction) passes the conformance suites against the server at
 //! `SPINDLE_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`), with the memory
 //! presence manager (presence is not kept in PostgreSQL). Each case uses its own table prefix.
 //! If PostgreSQL is not reachable the tests fail: they never skip.
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod map_conformance;
 
 use conformance::{Fixture, PRESENCE_TTL, Recorder, Seen, publication, stream, with_history};
 use spindle_core::broker::{
-    Broker, EventHandler, HistoryQuery, HistoryReadError, PostgresBroker, PostgresOptions,
-    ReadError, StreamPosition,
+    Broker, EventHandler, HistoryQuery, HistoryReadError, PostgresBroker, PostgresMapBroker,
+    PostgresOptions, ReadError, StreamPosition,
 };
 use spindle_core::clock::SystemClock;
 use spindle_core::presence::MemoryPresenceManager;
@@ -75,6 +77,93 @@ async fn postgres_polling(
 }
 
 conformance_tests!(postgres);
+
+/// Map storage on the broker's tables; changes delivered through the outbox.
+async fn postgres_maps(
+    handler: Arc<dyn EventHandler>,
+) -> map_conformance::MapFixture<PostgresMapBroker> {
+    let broker = broker_with(&options(true), handler).await;
+    let maps = Arc::new(broker.maps());
+    let swept = maps.clone();
+    map_conformance::MapFixture {
+        maps,
+        listen: Arc::new(move |channel| {
+            let broker = broker.clone();
+            Box::pin(async move { broker.subscribe(&channel).await.unwrap() })
+        }),
+        sweep: Arc::new(move || {
+            let swept = swept.clone();
+            Box::pin(async move { swept.sweep().await })
+        }),
+        advance: Arc::new(|by| Box::pin(tokio::time::sleep(by))),
+    }
+}
+
+map_conformance_tests!(postgres_maps);
+
+/// `<prefix>_map_publish` inside the application's transaction: a rollback changes and
+/// delivers nothing, a commit delivers the change once, after the commit.
+#[tokio::test]
+async fn map_publish_in_the_application_transaction() {
+    use spindle_core::maps::{MapBroker, StateQuery};
+    let options = options(true);
+    let p = options.table_prefix.clone();
+    let seen = Arc::new(map_conformance::Recorder::default());
+    let broker = broker_with(&options, seen.clone()).await;
+    let maps = broker.maps();
+    broker.subscribe("board").await.unwrap();
+    let settings = map_conformance::settings(spindle_hub::config::MapMode::Persistent, 0, 100);
+    // The core has seen the channel (its settings are stored with it).
+    let before = maps
+        .state("board", settings, StateQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(before.position.offset, 0);
+
+    let mut app = raw().await;
+    let publish = format!(
+        "SELECT channel_offset, epoch, suppressed FROM {p}_map_publish('board', $1, $2::text::jsonb)"
+    );
+    let tx = app.transaction().await.unwrap();
+    tx.query_one(&publish, &[&"rolled", &r#"{"v":1}"#])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+
+    let tx = app.transaction().await.unwrap();
+    let row = tx
+        .query_one(&publish, &[&"kept", &r#"{"v":2}"#])
+        .await
+        .unwrap();
+    let (offset, epoch, suppressed): (i64, String, bool) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (offset, epoch.as_str(), suppressed),
+        (1, before.position.epoch.as_str(), false)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen.of("board").is_empty(), "nothing before the commit");
+    tx.commit().await.unwrap();
+
+    let changes = seen.wait("board", 1).await;
+    assert_eq!(changes[0].key, "kept");
+    assert_eq!(changes[0].data.as_ref(), br#"{"v": 2}"#);
+    let state = maps
+        .state("board", settings, StateQuery::default())
+        .await
+        .unwrap();
+    let keys: Vec<&str> = state
+        .entries
+        .iter()
+        .map(|e| e.publication.key.as_str())
+        .collect();
+    assert_eq!(keys, ["kept"]);
+    let remove = format!("SELECT suppressed FROM {p}_map_remove('board', 'kept')");
+    assert!(!app.query_one(&remove, &[]).await.unwrap().get::<_, bool>(0));
+    let changes = seen.wait("board", 2).await;
+    assert!(changes[1].removed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(seen.of("board").len(), 2, "each change delivered once");
+}
 
 mod polling {
     use super::*;
@@ -166,7 +255,7 @@ async fn migrations_apply_once() {
     let first = spindle_core::broker::migrate_postgres(&options)
         .await
         .unwrap();
-    assert_eq!(first.applied, [1]);
+    assert_eq!(first.applied, [1, 2]);
     let again = spindle_core::broker::migrate_postgres(&options)
         .await
         .unwrap();

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The official SDKs against a real spindle binary: centrifuge-js (node --test), centrifuge-js
-# again on the split (a core and two edges), its map suite on the Redis engine, then
+# again on the split (a core and two edges), its map suite on Redis and PostgreSQL, then
 # centrifuge-python + cent (pytest), each in JSON and Protobuf.
 #
 #   tests/sdk/run.sh              install deps if needed, build spindle, run every suite
-#   tests/sdk/run.sh js           only the JS suite (or: js-split, js-redis, python)
+#   tests/sdk/run.sh js           only the JS suite (or: js-split, js-brokers, python)
 #   tests/sdk/run.sh --no-build   use the existing binary (also implied by SPINDLE_BIN=...)
 #
 # Dependencies are installed idempotently: `npm ci` into tests/sdk/js/node_modules and a venv at
@@ -25,18 +25,18 @@ suites=()
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
-    js | js-split | js-redis | python) suites+=("$arg") ;;
+    js | js-split | js-brokers | python) suites+=("$arg") ;;
     -h | --help)
       sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
-      echo "unknown argument: $arg (want js, js-split, js-redis, python, --no-build)" >&2
+      echo "unknown argument: $arg (want js, js-split, js-brokers, python, --no-build)" >&2
       exit 2
       ;;
   esac
 done
-[[ ${#suites[@]} -eq 0 ]] && suites=(js js-split js-redis python)
+[[ ${#suites[@]} -eq 0 ]] && suites=(js js-split js-brokers python)
 wants() { [[ " ${suites[*]} " == *" $1 "* ]]; }
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
@@ -98,7 +98,7 @@ declare -A result
 failed=0
 
 deps_ok=1
-if wants js || wants js-split || wants js-redis; then ensure_js_deps || { echo "JS dependency installation failed" >&2; result[js]="FAILED (dependencies)"; deps_ok=0; failed=1; }; fi
+if wants js || wants js-split || wants js-brokers; then ensure_js_deps || { echo "JS dependency installation failed" >&2; result[js]="FAILED (dependencies)"; deps_ok=0; failed=1; }; fi
 if wants python; then ensure_py_deps || { echo "Python dependency installation failed" >&2; result[python]="FAILED (dependencies)"; deps_ok=0; failed=1; }; fi
 
 if ! build_spindle; then
@@ -128,15 +128,18 @@ if wants js-split && [[ -z "${result[js-split]:-}" ]]; then
   if [[ $rc -eq 0 ]]; then result[js-split]="passed"; else result[js-split]="FAILED (exit $rc)"; failed=1; fi
 fi
 
-# Map subscriptions again with map storage in Redis (SPINDLE_TEST_ENGINE=redis, the local
-# Redis): the split (a core on Redis, two edges), so the changes go through Redis PUB/SUB.
-if wants js-redis && [[ -z "${result[js-redis]:-}" ]]; then
-  echo
-  echo "==> centrifuge-js map subscriptions on the Redis engine (SPINDLE_TEST_ENGINE=redis, split)"
-  (cd "$JS" && SPINDLE_TEST_ENGINE=redis SPINDLE_TOPOLOGY=split node --test --test-concurrency=1 \
-    --test-timeout="$((deadline * 1000))" test/map.test.mjs)
-  rc=$?
-  if [[ $rc -eq 0 ]]; then result[js-redis]="passed"; else result[js-redis]="FAILED (exit $rc)"; failed=1; fi
+# Map subscriptions again with map storage in Redis and in PostgreSQL (SPINDLE_TEST_ENGINE, the
+# local servers), on the split (a core, two edges): changes go through Redis PUB/SUB and through
+# the PostgreSQL outbox.
+if wants js-brokers && [[ -z "${result[js-brokers]:-}" ]]; then
+  rc=0
+  for engine in redis postgres; do
+    echo
+    echo "==> centrifuge-js map subscriptions on $engine (SPINDLE_TEST_ENGINE=$engine, split)"
+    (cd "$JS" && SPINDLE_TEST_ENGINE=$engine SPINDLE_TOPOLOGY=split node --test --test-concurrency=1 \
+      --test-timeout="$((deadline * 1000))" test/map.test.mjs) || rc=$?
+  done
+  if [[ $rc -eq 0 ]]; then result[js-brokers]="passed"; else result[js-brokers]="FAILED (exit $rc)"; failed=1; fi
 fi
 
 if wants python && [[ -z "${result[python]:-}" ]]; then

@@ -33,8 +33,8 @@ mod redis;
 pub use memory::{MAX_IDEMPOTENCY_KEYS, MAX_STREAMS, MemoryBroker, MemoryBrokerStats};
 pub use nats::{NatsBroker, NatsOptions, channel_subject, subject_channel};
 pub use postgres::{
-    MigrationReport, PostgresBroker, PostgresOptions, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
-    migrate as migrate_postgres,
+    MigrationReport, PostgresBroker, PostgresMapBroker, PostgresOptions,
+    SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION, migrate as migrate_postgres,
 };
 pub use redis::{
     RedisBroker, RedisConnection, RedisMapBroker, RedisOptions, RedisServer, RedisTls,

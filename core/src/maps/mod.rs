@@ -7,14 +7,15 @@
 //! is a [`crate::broker::Publication`] carrying its `key` (and `removed`), at a [`StreamPosition`] (none for
 //! `ephemeral` maps). Expired keys become removals the same way.
 //!
-//! Implementations: [`MemoryMapBroker`] (this process) and [`RedisMapBroker`] (with a Redis
-//! engine or broker: every core shares the maps). With NATS or PostgreSQL as the broker the maps
-//! stay in each core's memory — said at start when a namespace is a map. Every implementation
+//! Implementations: [`MemoryMapBroker`] (this process), [`RedisMapBroker`] (with a Redis engine
+//! or broker) and [`PostgresMapBroker`] (with the PostgreSQL broker; applications can write
+//! inside their own transactions): every core then shares the maps. With NATS as the broker
+//! the maps stay in each core's memory — said at start when a namespace is a map. Every implementation
 //! passes the conformance suite in `core/tests/map_conformance/`.
 
 mod memory;
 
-pub use crate::broker::RedisMapBroker;
+pub use crate::broker::{PostgresMapBroker, RedisMapBroker};
 pub use memory::MemoryMapBroker;
 pub use spindle_hub::map::{
     KeyMode, MapEntry, MapLimits, MapOutcome, MapSettings, MapState, MapSuppression, MapWrite,
@@ -100,7 +101,8 @@ pub trait MapBroker: Send + Sync + 'static {
 #[derive(Debug)]
 pub enum AnyMapBroker {
     Memory(MemoryMapBroker),
-    Redis(RedisMapBroker),
+    Redis(Box<RedisMapBroker>),
+    Postgres(PostgresMapBroker),
 }
 
 impl MapBroker for AnyMapBroker {
@@ -113,6 +115,7 @@ impl MapBroker for AnyMapBroker {
         match self {
             AnyMapBroker::Memory(m) => m.write(channel, settings, write).await,
             AnyMapBroker::Redis(m) => m.write(channel, settings, write).await,
+            AnyMapBroker::Postgres(m) => m.write(channel, settings, write).await,
         }
     }
 
@@ -125,6 +128,7 @@ impl MapBroker for AnyMapBroker {
         match self {
             AnyMapBroker::Memory(m) => m.state(channel, settings, query).await,
             AnyMapBroker::Redis(m) => m.state(channel, settings, query).await,
+            AnyMapBroker::Postgres(m) => m.state(channel, settings, query).await,
         }
     }
 
@@ -137,6 +141,7 @@ impl MapBroker for AnyMapBroker {
         match self {
             AnyMapBroker::Memory(m) => m.stream(channel, settings, query).await,
             AnyMapBroker::Redis(m) => m.stream(channel, settings, query).await,
+            AnyMapBroker::Postgres(m) => m.stream(channel, settings, query).await,
         }
     }
 
@@ -144,6 +149,7 @@ impl MapBroker for AnyMapBroker {
         match self {
             AnyMapBroker::Memory(m) => m.stats(channel).await,
             AnyMapBroker::Redis(m) => m.stats(channel).await,
+            AnyMapBroker::Postgres(m) => m.stats(channel).await,
         }
     }
 
@@ -151,6 +157,7 @@ impl MapBroker for AnyMapBroker {
         match self {
             AnyMapBroker::Memory(m) => m.clear(channel).await,
             AnyMapBroker::Redis(m) => m.clear(channel).await,
+            AnyMapBroker::Postgres(m) => m.clear(channel).await,
         }
     }
 }

@@ -78,14 +78,14 @@ impl NodeIdentity {
     }
 }
 
-/// Map storage in this core's memory, for brokers without map storage of their own (NATS,
-/// PostgreSQL): said at start when a namespace is a map, since cores then do not share maps.
+/// Map storage in this core's memory, for a broker without map storage of its own (NATS):
+/// said at start when a namespace is a map, since cores then do not share maps.
 fn memory_maps(config: &Config, edges: &Arc<Edges>) -> AnyMapBroker {
     let mut namespaces = config.channel.namespaces.iter().map(|n| &n.options);
     if config.channel.without_namespace.is_map() || namespaces.any(|o| o.is_map()) {
         tracing::warn!(
-            "map channels are kept in this core's memory with this broker: several cores do \
-             not share them (Redis shares them)"
+            "map channels are kept in this core's memory with the NATS broker: several cores \
+             do not share them (Redis and PostgreSQL share them)"
         );
     }
     AnyMapBroker::Memory(MemoryMapBroker::new(edges.clone(), Arc::new(SystemClock)))
@@ -280,7 +280,7 @@ impl Node {
             .await
             .map_err(engine)?;
         let broker_section = config.broker.enabled && config.broker.kind == BrokerType::Redis;
-        let maps = AnyMapBroker::Redis(RedisMapBroker::new(connection.clone()));
+        let maps = AnyMapBroker::Redis(Box::new(RedisMapBroker::new(connection.clone())));
         let presence = if config.presence_manager.enabled || broker_section {
             split_presence(&config).await?
         } else {
@@ -359,7 +359,7 @@ impl Node {
         let broker = PostgresBroker::connect(&options, edges.clone(), Some(control_tx))
             .await
             .map_err(engine)?;
-        let maps = memory_maps(&config, &edges);
+        let maps = AnyMapBroker::Postgres(broker.maps());
         let node = Node::assemble(
             config,
             identity,

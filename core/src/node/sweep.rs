@@ -39,8 +39,8 @@ impl Node {
             presence_entries: self.inner.presence.sweep(),
             map_keys: match &self.inner.maps {
                 AnyMapBroker::Memory(maps) => maps.sweep(),
-                // Swept by its own task (Redis round trips): `sweep_redis_maps`.
-                AnyMapBroker::Redis(_) => 0,
+                // Swept by the sweep task, with their round trips (`sweep_loop`).
+                AnyMapBroker::Redis(_) | AnyMapBroker::Postgres(_) => 0,
             },
         }
     }
@@ -65,16 +65,20 @@ async fn sweep_loop(node: Weak<Inner>) {
         let Some(inner) = node.upgrade() else {
             break;
         };
-        if let AnyMapBroker::Redis(maps) = &inner.maps {
-            let resolver = &inner.resolver;
-            let settings = |channel: &str| {
-                let resolved = resolver.resolve(channel).ok()?;
-                MapSettings::for_channel(resolved.options)
-            };
-            let removed = maps.sweep(settings).await;
-            if removed > 0 {
-                tracing::trace!(removed, "map keys expired");
+        let removed = match &inner.maps {
+            AnyMapBroker::Redis(maps) => {
+                let resolver = &inner.resolver;
+                let settings = |channel: &str| {
+                    let resolved = resolver.resolve(channel).ok()?;
+                    MapSettings::for_channel(resolved.options)
+                };
+                maps.sweep(settings).await
             }
+            AnyMapBroker::Postgres(maps) => maps.sweep().await,
+            AnyMapBroker::Memory(_) => 0,
+        };
+        if removed > 0 {
+            tracing::trace!(removed, "map keys expired");
         }
         let report = Node { inner }.sweep();
         if report != SweepReport::default() {

@@ -359,6 +359,23 @@ where
         f.maps.state(&ch, s, stale).await,
         Err(MapReadError::Read(ReadError::Unrecoverable))
     ));
+    let position_only = StateQuery {
+        limit: Some(0),
+        revision: Some(&revision),
+        ..StateQuery::default()
+    };
+    assert!(matches!(
+        f.maps.state(&ch, s, position_only).await,
+        Err(MapReadError::Read(ReadError::Unrecoverable))
+    ));
+    let current = StreamPosition::new(5, epoch.as_str());
+    let position_only = StateQuery {
+        limit: Some(0),
+        revision: Some(&current),
+        ..StateQuery::default()
+    };
+    let at = f.maps.state(&ch, s, position_only).await.unwrap();
+    assert_eq!((at.position.offset, at.entries.len()), (5, 0));
 }
 
 /// Expired keys become removals, appended and delivered.

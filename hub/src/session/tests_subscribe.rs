@@ -161,7 +161,7 @@ fn subscription_types_must_match() {
     let grant = session.authorize_subscribe(&rules, &map, t0()).unwrap();
     let settings = grant.map.expect("a map grant");
     assert!(settings.positioned() && grant.options.recoverable && !grant.options.delta);
-    assert_eq!(grant.result.delta, false, "no delta asked for");
+    assert!(!grant.result.delta, "no delta asked for");
     assert_eq!(typed("poll:a", 0), Some(107));
     assert_eq!(typed("poll:a", 1), Some(107));
     assert_eq!(typed("poll:a", 4), Some(108));

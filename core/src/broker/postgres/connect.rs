@@ -186,6 +186,17 @@ pub(super) struct Conn {
     pub publish_event: Statement,
     pub history: Statement,
     pub remove_history: Statement,
+    pub map: MapStatements,
+}
+
+/// The map storage's prepared statements (`super::maps`).
+pub(super) struct MapStatements {
+    pub write: Statement,
+    pub state: Statement,
+    pub history: Statement,
+    pub expire: Statement,
+    pub clear: Statement,
+    pub stats: Statement,
 }
 
 impl Conn {
@@ -207,12 +218,38 @@ impl Conn {
         ))
         .await?;
         let remove_history = prepare(format!("SELECT {prefix}_remove_history($1)")).await?;
+        let map = MapStatements {
+            write: prepare(format!(
+                "SELECT out_status, out_offset, out_epoch FROM {prefix}_map_write($1, $2, $3, \
+                 $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                 $18, $19)"
+            ))
+            .await?,
+            state: prepare(format!(
+                "SELECT out_top, out_epoch, out_key, out_offset, out_data, out_info, \
+                 out_tags::text FROM {prefix}_map_state_page($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ))
+            .await?,
+            history: prepare(format!(
+                "SELECT out_top, out_epoch, out_offset, out_key, out_removed, out_data, \
+                 out_info, out_tags::text FROM {prefix}_map_history($1, $2, $3, $4, $5, $6, $7, \
+                 $8, $9)"
+            ))
+            .await?,
+            expire: prepare(format!("SELECT {prefix}_map_expire($1, $2)")).await?,
+            clear: prepare(format!("SELECT {prefix}_map_clear($1)")).await?,
+            stats: prepare(format!(
+                "SELECT coalesce((SELECT num_keys FROM {prefix}_map_meta WHERE channel = $1), 0)"
+            ))
+            .await?,
+        };
         Ok(Conn {
             client,
             publish,
             publish_event,
             history,
             remove_history,
+            map,
         })
     }
 }

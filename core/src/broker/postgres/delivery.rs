@@ -112,7 +112,8 @@ impl Reader {
             .prepare(&format!(
                 "SELECT seq, kind, channel, \"offset\", epoch, data, info, tags::text, \
                  prev_data, prev_info, prev_tags::text, \
-                 (extract(epoch FROM created_at) * 1000)::bigint FROM {prefix}_outbox \
+                 (extract(epoch FROM created_at) * 1000)::bigint, map_key, removed \
+                 FROM {prefix}_outbox \
                  WHERE shard = $1 AND seq > $2 ORDER BY seq LIMIT $3"
             ))
             .await
@@ -201,6 +202,12 @@ impl Reader {
                 // The publish time is when the row entered the outbox (PostgreSQL's clock; also
                 // right for `cf_stream_publish` inside application transactions).
                 current.time = row.try_get::<_, i64>(11).unwrap_or(0);
+                // Map changes: the entry's key, and whether it is removed.
+                current.key = row
+                    .try_get::<_, Option<String>>(12)
+                    .ok()?
+                    .unwrap_or_default();
+                current.removed = row.try_get(13).ok()?;
                 let prev_data: Option<Vec<u8>> = row.try_get(8).ok()?;
                 let prev = match prev_data {
                     Some(prev) => Some(publication(

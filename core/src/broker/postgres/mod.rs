@@ -20,13 +20,18 @@
 //! inside its own transaction: the event commits with its business write, or not at all, and
 //! is delivered after the commit.
 //!
+//! Map channels have their own tables and functions (`0002_maps.sql`, [`PostgresMapBroker`]),
+//! with `<prefix>_map_publish` for applications as `_stream_publish` is for streams.
+//!
 //! Presence is not kept in PostgreSQL: the node puts it in Redis or memory, as with NATS.
 
 mod connect;
 mod delivery;
+mod maps;
 mod schema;
 
 pub use connect::PostgresOptions;
+pub use maps::PostgresMapBroker;
 pub use schema::{MigrationReport, SCHEMA_VERSION, migrate};
 
 use super::{
@@ -44,7 +49,7 @@ use tokio::sync::mpsc;
 
 /// A broker on one PostgreSQL database (see the module docs).
 pub struct PostgresBroker {
-    pool: Pool,
+    pool: Arc<Pool>,
     prefix: String,
     idempotency_ttl_ms: i64,
     subscriptions: Arc<Subscriptions>,
@@ -100,13 +105,15 @@ impl PostgresBroker {
         } else {
             migrate(options).await?;
         }
-        let pool = Pool::new(
-            config.clone(),
-            target.clone(),
-            prefix.clone(),
-            options.pool_size,
-        )
-        .await?;
+        let pool = Arc::new(
+            Pool::new(
+                config.clone(),
+                target.clone(),
+                prefix.clone(),
+                options.pool_size,
+            )
+            .await?,
+        );
         // Delivery starts from what is committed now: anything published after `connect`
         // returns is read.
         let last = current_seqs(&pool.get().await?.client, &prefix).await?;
@@ -151,6 +158,11 @@ impl PostgresBroker {
                 self.target
             ))
         }
+    }
+
+    /// Map storage on this broker's connections and tables.
+    pub fn maps(&self) -> PostgresMapBroker {
+        PostgresMapBroker::new(self.pool.clone(), self.idempotency_ttl_ms)
     }
 
     /// The table and function prefix.

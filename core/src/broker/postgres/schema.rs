@@ -9,14 +9,21 @@ use super::connect::{PostgresOptions, connect, unavailable};
 use crate::broker::BrokerError;
 
 /// (version, name, SQL with `{p}` for the table prefix), in order.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "streams",
-    include_str!("../../../migrations/postgres/0001_streams.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "streams",
+        include_str!("../../../migrations/postgres/0001_streams.sql"),
+    ),
+    (
+        2,
+        "maps",
+        include_str!("../../../migrations/postgres/0002_maps.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// What a migration run did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

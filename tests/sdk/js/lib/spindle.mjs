@@ -97,6 +97,26 @@ export function freePort() {
 
 // --- the server -----------------------------------------------------------------------------
 
+// The configuration of a test engine (`SPINDLE_TEST_ENGINE`): `{}` for the default (memory).
+function engineConfig(engine) {
+  const unique = crypto.randomUUID().replaceAll('-', '').slice(0, 16);
+  switch (engine ?? '') {
+    case '':
+    case 'memory':
+      return {};
+    case 'redis': {
+      const address = process.env.SPINDLE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
+      return { engine: { type: 'redis', redis: { address, prefix: `spindle-js-${unique}` } } };
+    }
+    case 'postgres': {
+      const dsn = process.env.SPINDLE_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
+      return { broker: { enabled: true, type: 'postgres', postgres: { dsn, table_prefix: `sjs_${unique}` } } };
+    }
+    default:
+      throw new Error(`SPINDLE_TEST_ENGINE=${engine}: want memory, redis or postgres`);
+  }
+}
+
 const running = new Set();
 process.on('exit', () => {
   for (const child of running) {
@@ -195,13 +215,11 @@ export class Server {
 // core — so a suite written for `spindle serve` runs unchanged against the split.
 //
 // With SPINDLE_TEST_ENGINE=redis, every server runs on the Redis engine at $SPINDLE_TEST_REDIS
-// (default redis://127.0.0.1:6379), under a key prefix of its own.
+// (default redis://127.0.0.1:6379), under a key prefix of its own; with postgres, on the
+// PostgreSQL broker at $SPINDLE_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
+// under a table prefix of its own.
 export async function startServer({ patch, port = 0, role = 'serve' } = {}) {
-  if (process.env.SPINDLE_TEST_ENGINE === 'redis' && role !== 'edge') {
-    const address = process.env.SPINDLE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
-    const prefix = `spindle-js-${crypto.randomUUID()}`;
-    patch = merge({ engine: { type: 'redis', redis: { address, prefix } } }, patch ?? {});
-  }
+  if (role !== 'edge') patch = merge(engineConfig(process.env.SPINDLE_TEST_ENGINE), patch ?? {});
   if (role === 'serve' && port === 0 && process.env.SPINDLE_TOPOLOGY === 'split') {
     return new SplitServer(await startSplit({ cores: 1, edges: 2, patch }));
   }
