@@ -28,8 +28,7 @@ const POSTGRES_UNUSED: &str = "not used by Spindle's PostgreSQL broker (docs/bro
 const GRPC_METADATA: &str = "gRPC proxies send no extra metadata";
 const GRPC_COMPRESSION: &str = "gRPC proxy calls are not compressed";
 const PROXY_CLIENT_CA: &str = "a proxy client has no use for a client CA";
-const NO_MAP_PROXIES: &str = "stream, map and shared-poll proxies are not served";
-const NO_MAP_PROXY: &str = "the map publish / remove proxies are not served yet";
+const NO_MAP_PROXIES: &str = "the subscribe stream and shared-poll proxies are not served";
 const NO_STREAM_PROXY: &str = "the subscribe stream proxy is not served";
 
 /// Keys parsed but not acted on, and what the operator should know. A path names a key and
@@ -217,25 +216,7 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
     ("proxies[].http.tls.client_ca_pem", PROXY_CLIENT_CA),
     ("proxies[].grpc.tls.client_ca_pem", PROXY_CLIENT_CA),
     ("channel.proxy.subscribe_stream", NO_MAP_PROXIES),
-    ("channel.proxy.map_publish", NO_MAP_PROXIES),
-    ("channel.proxy.map_remove", NO_MAP_PROXIES),
     ("channel.proxy.shared_poll_refresh", NO_MAP_PROXIES),
-    (
-        "channel.without_namespace.map.publish_proxy_enabled",
-        NO_MAP_PROXY,
-    ),
-    (
-        "channel.without_namespace.map.publish_proxy_name",
-        NO_MAP_PROXY,
-    ),
-    (
-        "channel.without_namespace.map.remove_proxy_enabled",
-        NO_MAP_PROXY,
-    ),
-    (
-        "channel.without_namespace.map.remove_proxy_name",
-        NO_MAP_PROXY,
-    ),
     ("channel.without_namespace.shared_poll", NO_SHARED_POLL),
     (
         "channel.without_namespace.subscribe_stream_proxy_name",
@@ -245,16 +226,6 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
         "channel.without_namespace.subscribe_stream_proxy_bidirectional",
         NO_STREAM_PROXY,
     ),
-    (
-        "channel.namespaces[].map.publish_proxy_enabled",
-        NO_MAP_PROXY,
-    ),
-    ("channel.namespaces[].map.publish_proxy_name", NO_MAP_PROXY),
-    (
-        "channel.namespaces[].map.remove_proxy_enabled",
-        NO_MAP_PROXY,
-    ),
-    ("channel.namespaces[].map.remove_proxy_name", NO_MAP_PROXY),
     ("channel.namespaces[].shared_poll", NO_SHARED_POLL),
     (
         "channel.namespaces[].subscribe_stream_proxy_name",

@@ -5,7 +5,9 @@
 //! Answers: connect → the user named by `data.user` (info echoes the `x-app-key` metadata);
 //! subscribe → allowed with data `{"grpc": true}`, or error 103 for channels containing
 //! `denied`; publish → data rewritten to `{"via": "grpc"}`; rpc → echo of method and data,
-//! method `slow` sleeps past the 1 s default timeout; refresh / sub_refresh → 60 s more.
+//! method `slow` sleeps past the 1 s default timeout; refresh / sub_refresh → 60 s more;
+//! map_publish → key `grpc:<key>`, data `{"via": "grpc"}`, tag `via=grpc`; map_remove → error
+//! 103 for the key `locked`, else allowed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -123,6 +125,41 @@ impl CentrifugoProxy for Answers {
                 data: json_bytes(json!({"grpc": true, "user": request.get_ref().user})),
                 ..Default::default()
             }),
+            ..Default::default()
+        }))
+    }
+
+    async fn map_publish(
+        &self,
+        request: Request<proxy::MapPublishRequest>,
+    ) -> std::result::Result<Response<proxy::MapPublishResponse>, Status> {
+        Ok(Response::new(proxy::MapPublishResponse {
+            result: Some(proxy::MapPublishResult {
+                key: format!("grpc:{}", request.get_ref().key),
+                data: json_bytes(json!({"via": "grpc"})),
+                tags: [("via".to_owned(), "grpc".to_owned())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn map_remove(
+        &self,
+        request: Request<proxy::MapRemoveRequest>,
+    ) -> std::result::Result<Response<proxy::MapRemoveResponse>, Status> {
+        if request.get_ref().key == "locked" {
+            return Ok(Response::new(proxy::MapRemoveResponse {
+                error: Some(proxy::Error {
+                    code: 103,
+                    message: "permission denied".into(),
+                    temporary: false,
+                }),
+                ..Default::default()
+            }));
+        }
+        Ok(Response::new(proxy::MapRemoveResponse {
+            result: Some(proxy::MapRemoveResult::default()),
             ..Default::default()
         }))
     }

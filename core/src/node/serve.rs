@@ -3,6 +3,7 @@
 
 use super::{EdgeId, MapPublishOptions, MapStateRead, Node};
 use crate::broker::{HistoryItem, HistoryQuery, Publication, PublishOptions};
+use crate::maps::KeyMode;
 use spindle_hub::codes::ClientError;
 use spindle_mesh::mesh::{self, request, response};
 use spindle_mesh::{CoreInbox, CoreLink, Down, Up};
@@ -217,20 +218,35 @@ async fn answer_map_state(
     }))
 }
 
-/// A client's map publish or removal: the edge has decided it (permissions, key).
+/// A client's map publish or removal: the edge has decided it (permissions, key, and the map
+/// proxy's options when one was asked).
 async fn answer_map_publish(
     node: &Node,
     publish: mesh::MapPublishRequest,
 ) -> Result<response::Kind, ClientError> {
     let update = if publish.removed {
-        node.map_remove(&publish.channel, &publish.key, "").await
+        node.map_remove(&publish.channel, &publish.key, &publish.idempotency_key)
+            .await
     } else {
+        let key_mode = match publish.key_mode.as_str() {
+            "" => KeyMode::Replace,
+            "if_new" => KeyMode::IfNew,
+            "if_exists" => KeyMode::IfExists,
+            _ => return Err(ClientError::BAD_REQUEST),
+        };
         let publication = Publication {
             data: publish.data,
             info: publish.info,
+            tags: publish.tags,
             ..Publication::default()
         };
-        let options = MapPublishOptions::default();
+        let options = MapPublishOptions {
+            key_mode,
+            idempotency_key: publish.idempotency_key,
+            version: publish.version,
+            version_epoch: publish.version_epoch,
+            delta: publish.delta,
+        };
         node.map_publish(&publish.channel, &publish.key, publication, &options)
             .await
     };

@@ -91,6 +91,21 @@ impl Question for proxy::PublishRequest {
     }
 }
 
+impl Question for proxy::MapPublishRequest {
+    fn prepare(&mut self, proxy: &Proxy) {
+        self.encoding = encoding(proxy);
+        encode_payload(proxy, &mut self.data, &mut self.b64data);
+        keep_meta(proxy, &mut self.meta);
+    }
+}
+
+impl Question for proxy::MapRemoveRequest {
+    fn prepare(&mut self, proxy: &Proxy) {
+        self.encoding = encoding(proxy);
+        keep_meta(proxy, &mut self.meta);
+    }
+}
+
 impl Question for proxy::SubRefreshRequest {
     fn prepare(&mut self, proxy: &Proxy) {
         self.encoding = encoding(proxy);
@@ -166,6 +181,23 @@ impl Answer for proxy::PublishResponse {
         if let Some(r) = &mut self.result {
             decode_into(&mut r.data, &mut r.b64data)?;
         }
+        Ok(())
+    }
+}
+
+impl Answer for proxy::MapPublishResponse {
+    refused!();
+    fn decode_base64(&mut self) -> Result<(), ()> {
+        if let Some(r) = &mut self.result {
+            decode_into(&mut r.data, &mut r.b64data)?;
+        }
+        Ok(())
+    }
+}
+
+impl Answer for proxy::MapRemoveResponse {
+    refused!();
+    fn decode_base64(&mut self) -> Result<(), ()> {
         Ok(())
     }
 }

@@ -53,6 +53,8 @@ method!(proxy::SubscribeRequest => proxy::SubscribeResponse, subscribe);
 method!(proxy::PublishRequest => proxy::PublishResponse, publish);
 method!(proxy::SubRefreshRequest => proxy::SubRefreshResponse, sub_refresh);
 method!(proxy::RpcRequest => proxy::RpcResponse, rpc);
+method!(proxy::MapPublishRequest => proxy::MapPublishResponse, map_publish);
+method!(proxy::MapRemoveRequest => proxy::MapRemoveResponse, map_remove);
 
 /// Channels by endpoint and TLS block.
 #[derive(Debug, Clone, Default)]

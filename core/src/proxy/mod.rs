@@ -102,6 +102,8 @@ impl Proxies {
             Kind::Publish(_) => &c.channel.proxy.publish,
             Kind::SubRefresh(_) => &c.channel.proxy.sub_refresh,
             Kind::Rpc(_) => &c.rpc.proxy,
+            Kind::MapPublish(_) => &c.channel.proxy.map_publish,
+            Kind::MapRemove(_) => &c.channel.proxy.map_remove,
         })
     }
 
@@ -125,6 +127,8 @@ impl Proxies {
                     Q::Publish(q) => A::Publish(call.run("publish", q).await),
                     Q::SubRefresh(q) => A::SubRefresh(call.run("sub_refresh", q).await),
                     Q::Rpc(q) => A::Rpc(call.run("rpc", q).await),
+                    Q::MapPublish(q) => A::MapPublish(call.run("map_publish", q).await),
+                    Q::MapRemove(q) => A::MapRemove(call.run("map_remove", q).await),
                 }
             }
             None => {
@@ -137,6 +141,8 @@ impl Proxies {
                     Q::Publish(_) => A::Publish(encode::Answer::refused(refusal)),
                     Q::SubRefresh(_) => A::SubRefresh(encode::Answer::refused(refusal)),
                     Q::Rpc(_) => A::Rpc(encode::Answer::refused(refusal)),
+                    Q::MapPublish(_) => A::MapPublish(encode::Answer::refused(refusal)),
+                    Q::MapRemove(_) => A::MapRemove(encode::Answer::refused(refusal)),
                 }
             }
         };

@@ -7,7 +7,7 @@ use crate::clock::SystemNow;
 use bytes::Bytes;
 use spindle_hub::codes::Disconnect;
 use spindle_hub::outcome::Failure;
-use spindle_hub::session::{Now, RpcRoute, rpc_outcome};
+use spindle_hub::session::{Now, ProxyKind, RpcRoute, rpc_outcome};
 use spindle_mesh::mesh;
 use spindle_proto::{Command, Request, client, decode_commands};
 use std::collections::BTreeMap;
@@ -323,6 +323,16 @@ impl Connection {
     async fn publish(&mut self, id: u32, request: &client::PublishRequest) -> Flow {
         let rules = &self.shared.rules;
         let decided = match self.session.publish_proxy(rules, request) {
+            Some(call) if matches!(call.kind, ProxyKind::MapPublish | ProxyKind::MapRemove) => {
+                match self.ask_map_publish(&call, request).await {
+                    Ok(answer) => self.session.authorize_map_publish_proxied(
+                        &self.shared.rules,
+                        request,
+                        &answer,
+                    ),
+                    Err(failure) => Err(failure),
+                }
+            }
             Some(call) => match self.ask_publish(&call, request).await {
                 Ok(answer) => {
                     self.session
@@ -339,13 +349,19 @@ impl Connection {
                 return Flow::Continue;
             }
         };
-        let request = match grant.map_key {
-            Some((key, removed)) => mesh::request::Kind::MapPublish(mesh::MapPublishRequest {
+        let request = match grant.map {
+            Some(change) => mesh::request::Kind::MapPublish(mesh::MapPublishRequest {
                 channel: grant.channel,
-                key,
+                key: change.key,
                 data: grant.data.into(),
                 info: Some(grant.info),
-                removed,
+                removed: change.removed,
+                tags: change.tags,
+                key_mode: change.key_mode,
+                idempotency_key: change.idempotency_key,
+                delta: change.delta,
+                version: change.version,
+                version_epoch: change.version_epoch,
             }),
             None => mesh::request::Kind::Publish(publish_request(
                 grant.channel,

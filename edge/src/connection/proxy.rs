@@ -10,7 +10,7 @@
 use super::Connection;
 use crate::clock::SystemNow;
 use spindle_hub::outcome::Failure;
-use spindle_hub::session::{Now, ProxyCall, ProxyKind};
+use spindle_hub::session::{MapProxyAnswer, Now, ProxyCall, ProxyKind};
 use spindle_mesh::mesh::{self, proxy_request, proxy_response};
 use spindle_proto::{client, proxy};
 
@@ -142,6 +142,43 @@ impl Connection {
             .await?
         {
             proxy_response::Kind::Publish(answer) => Ok(answer),
+            _ => Err(Failure::Internal),
+        }
+    }
+
+    /// Asks the map publish or remove proxy (`call.kind` says which) about a client map write.
+    pub(super) async fn ask_map_publish(
+        &self,
+        call: &ProxyCall,
+        request: &client::PublishRequest,
+    ) -> Result<MapProxyAnswer, Failure> {
+        let c = self.proxy_common();
+        let question = match call.kind {
+            ProxyKind::MapRemove => proxy_request::Kind::MapRemove(proxy::MapRemoveRequest {
+                client: c.client,
+                transport: c.transport,
+                protocol: c.protocol,
+                user: c.user,
+                meta: c.meta,
+                channel: request.channel.clone(),
+                key: request.key.clone(),
+                ..Default::default()
+            }),
+            _ => proxy_request::Kind::MapPublish(proxy::MapPublishRequest {
+                client: c.client,
+                transport: c.transport,
+                protocol: c.protocol,
+                user: c.user,
+                meta: c.meta,
+                channel: request.channel.clone(),
+                key: request.key.clone(),
+                data: request.data.clone(),
+                ..Default::default()
+            }),
+        };
+        match self.ask_backend(call, question).await? {
+            proxy_response::Kind::MapPublish(answer) => Ok(MapProxyAnswer::Publish(answer)),
+            proxy_response::Kind::MapRemove(answer) => Ok(MapProxyAnswer::Remove(answer)),
             _ => Err(Failure::Internal),
         }
     }

@@ -107,9 +107,25 @@ pub struct PublishGrant {
     /// `idempotency_key`, `delta`, `version`, `version_epoch` for the publish (its `data`, if
     /// any, is already in `data`).
     pub backend: Option<proxy::PublishResult>,
-    /// A map publish (`PublishRequest.type` 1): the entry's key (the client's, or its client /
-    /// user id with `map.client_key`) and whether it is a removal.
-    pub map_key: Option<(String, bool)>,
+    /// A map publish (`PublishRequest.type` 1): which entry, and the write's options.
+    pub map: Option<MapChange>,
+}
+
+/// The map write of a granted client map publish or removal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MapChange {
+    /// The entry: the client's key, its client / user id with `map.client_key`, or the map
+    /// proxy's `key`.
+    pub key: String,
+    pub removed: bool,
+    /// From the map publish / remove proxy's result (empty / default without one).
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// `""`, `if_new` or `if_exists`.
+    pub key_mode: String,
+    pub idempotency_key: String,
+    pub delta: bool,
+    pub version: u64,
+    pub version_epoch: String,
 }
 
 /// One subscription of a connection, as recorded by

@@ -111,9 +111,10 @@ use spindle_proto::{Command, Format, Request, client};
 
 pub use filter::tags_match;
 pub use grants::{
-    ConnectGrant, PublishGrant, SubscribeGrant, Subscription, SubscriptionOptions, TimerAction,
+    ConnectGrant, MapChange, PublishGrant, SubscribeGrant, Subscription, SubscriptionOptions,
+    TimerAction,
 };
-pub use proxy::{PROXY_RETRY_DELAY, ProxyCall, ProxyKind, RpcRoute, rpc_outcome};
+pub use proxy::{MapProxyAnswer, PROXY_RETRY_DELAY, ProxyCall, ProxyKind, RpcRoute, rpc_outcome};
 pub use rules::{SessionRules, SessionRulesError};
 
 use crate::outcome::Failure;

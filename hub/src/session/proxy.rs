@@ -6,7 +6,8 @@
 //! The pattern, per command kind:
 //! - connect: [`Session::connect_proxy`] → (call) → [`Session::connect_proxied`];
 //! - subscribe: [`Session::subscribe_proxy`] → [`Session::authorize_subscribe_proxied`];
-//! - publish: [`Session::publish_proxy`] → [`Session::authorize_publish_proxied`];
+//! - publish: [`Session::publish_proxy`] → [`Session::authorize_publish_proxied`] (a map
+//!   publish or removal: [`Session::authorize_map_publish_proxied`]);
 //! - rpc: [`SessionRules::route_rpc`] → (call) → [`rpc_outcome`];
 //! - refresh (server-side, when the connection expires): [`TimerAction::RefreshProxy`] from
 //!   [`Session::on_timer`] → [`Session::refresh_proxied`];
@@ -45,6 +46,15 @@ pub enum ProxyKind {
     Publish,
     SubRefresh,
     Rpc,
+    MapPublish,
+    MapRemove,
+}
+
+/// The map publish or remove proxy's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MapProxyAnswer {
+    Publish(proxy::MapPublishResponse),
+    Remove(proxy::MapRemoveResponse),
 }
 
 /// A backend call the session needs before it can decide.
@@ -243,6 +253,17 @@ impl Session {
             return None;
         }
         let options = rules.resolver().resolve(&request.channel).ok()?.options;
+        if request.r#type == 1 && options.is_map() {
+            let map = &options.map;
+            return match request.removed {
+                true => map
+                    .remove_proxy_enabled
+                    .then(|| ProxyCall::new(ProxyKind::MapRemove, &map.remove_proxy_name)),
+                false => map
+                    .publish_proxy_enabled
+                    .then(|| ProxyCall::new(ProxyKind::MapPublish, &map.publish_proxy_name)),
+            };
+        }
         options
             .publish_proxy_enabled
             .then(|| ProxyCall::new(ProxyKind::Publish, &options.publish_proxy_name))

@@ -4,7 +4,8 @@
 use serde::de::IgnoredAny;
 use spindle_proto::{client, proxy};
 
-use super::proxy::failure_of;
+use super::grants::MapChange;
+use super::proxy::{MapProxyAnswer, failure_of};
 use super::{PublishGrant, Session, SessionRules};
 use crate::config::{ChannelOptions, MapClientKey, PublicationDataFormat, SubscriptionType};
 use crate::outcome::Failure;
@@ -58,7 +59,7 @@ impl Session {
         match (request.r#type, options.subscription_type) {
             (0, SubscriptionType::Stream) => {}
             (PUBLISH_TYPE_MAP, _) if options.is_map() => {
-                return self.decide_map_publish(rules, request, options);
+                return self.decide_map_publish(rules, request, options, None);
             }
             _ => return Err(Failure::BadRequest),
         }
@@ -89,7 +90,7 @@ impl Session {
                 data,
                 info,
                 backend: Some(result),
-                map_key: None,
+                map: None,
             });
         }
         if options.subscribe_stream_proxy_enabled {
@@ -108,23 +109,45 @@ impl Session {
             data: request.data.to_vec(),
             info,
             backend: None,
-            map_key: None,
+            map: None,
         })
     }
 
-    /// A map publish or removal (docs/protocol.md §2.10): the map proxies (108, not served
-    /// yet) → `map.allow_publish_*` / `map.allow_remove_*` (anonymous users need `*_anonymous`)
-    /// or `client.insecure`, else 103 → the key: the client id or user id with
-    /// `map.client_key` (an anonymous user 103), otherwise the client's, which must not be empty
-    /// (107). The payload is not checked against `publication_data_format` (as Centrifugo).
+    /// Decides a client map publish or removal with the map publish / remove proxy's answer
+    /// (asked because [`Session::publish_proxy`] said so): the checks of
+    /// [`Session::authorize_publish`] up to the proxy, then the backend decides. Its
+    /// `disconnect` / `error` refuse; otherwise the write goes ahead with the result's `key`
+    /// (else the client's, which must not be empty: 107), its `data` (else the client's) and
+    /// its options (`tags`, `key_mode`, `idempotency_key`, `delta`, `version`).
+    pub fn authorize_map_publish_proxied(
+        &self,
+        rules: &SessionRules,
+        request: &client::PublishRequest,
+        answer: &MapProxyAnswer,
+    ) -> Result<PublishGrant, Failure> {
+        self.require_connected()?;
+        let resolved = rules.resolver().resolve(&request.channel)?;
+        if request.r#type != PUBLISH_TYPE_MAP || !resolved.options.is_map() {
+            return Err(Failure::BadRequest);
+        }
+        self.decide_map_publish(rules, request, resolved.options, Some(answer))
+    }
+
+    /// A map publish or removal (docs/protocol.md §2.10): the map proxies, when enabled, decide
+    /// (`proxied`; without an answer 108) → else `map.allow_publish_*` / `map.allow_remove_*`
+    /// (anonymous users need `*_anonymous`) or `client.insecure`, else 103 → the key: the
+    /// client id or user id with `map.client_key` (an anonymous user 103), otherwise the
+    /// client's, which must not be empty (107). The payload is not checked against
+    /// `publication_data_format` (as Centrifugo).
     fn decide_map_publish(
         &self,
         rules: &SessionRules,
         request: &client::PublishRequest,
         options: &ChannelOptions,
+        proxied: Option<&MapProxyAnswer>,
     ) -> Result<PublishGrant, Failure> {
         let map = &options.map;
-        let (proxied, flags) = if request.removed {
+        let (proxy_enabled, flags) = if request.removed {
             let flags = (
                 map.allow_remove_for_client,
                 map.allow_remove_for_subscriber,
@@ -139,10 +162,31 @@ impl Session {
             );
             (map.publish_proxy_enabled, flags)
         };
-        if proxied {
-            return Err(Failure::NotAvailable);
-        }
         let subscription = self.subscriptions.get(&request.channel);
+        let info = match subscription {
+            Some(subscription) => subscription.info.clone(),
+            None => self.info.clone(),
+        };
+        if proxy_enabled {
+            let answer = proxied.ok_or(Failure::NotAvailable)?;
+            let change = map_change_proxied(request, answer)?;
+            let data = match answer {
+                MapProxyAnswer::Publish(response) => response
+                    .result
+                    .as_ref()
+                    .map(|r| r.data.to_vec())
+                    .filter(|data| !data.is_empty())
+                    .unwrap_or_else(|| request.data.to_vec()),
+                MapProxyAnswer::Remove(_) => Vec::new(),
+            };
+            return Ok(PublishGrant {
+                channel: request.channel.clone(),
+                data,
+                info,
+                backend: None,
+                map: Some(change),
+            });
+        }
         if !rules.access(flags, self.user(), subscription.is_some()) {
             return Err(Failure::PermissionDenied);
         }
@@ -155,10 +199,6 @@ impl Session {
             MapClientKey::Unset if request.key.is_empty() => return Err(Failure::BadRequest),
             MapClientKey::Unset => request.key.clone(),
         };
-        let info = match subscription {
-            Some(subscription) => subscription.info.clone(),
-            None => self.info.clone(),
-        };
         Ok(PublishGrant {
             channel: request.channel.clone(),
             data: if request.removed {
@@ -168,7 +208,11 @@ impl Session {
             },
             info,
             backend: None,
-            map_key: Some((key, request.removed)),
+            map: Some(MapChange {
+                key,
+                removed: request.removed,
+                ..MapChange::default()
+            }),
         })
     }
 
@@ -234,4 +278,50 @@ pub(crate) fn data_fits(format: PublicationDataFormat, data: &[u8]) -> bool {
 
 fn is_json(data: &[u8]) -> bool {
     serde_json::from_slice::<IgnoredAny>(data).is_ok()
+}
+
+/// The map write the map proxy's answer makes of a client's map publish or removal.
+fn map_change_proxied(
+    request: &client::PublishRequest,
+    answer: &MapProxyAnswer,
+) -> Result<MapChange, Failure> {
+    let (error, disconnect) = match answer {
+        MapProxyAnswer::Publish(r) => (r.error.as_ref(), r.disconnect.as_ref()),
+        MapProxyAnswer::Remove(r) => (r.error.as_ref(), r.disconnect.as_ref()),
+    };
+    if let Some(failure) = failure_of(error, disconnect) {
+        return Err(failure);
+    }
+    let mut change = match answer {
+        MapProxyAnswer::Publish(response) => {
+            let result = response.result.clone().unwrap_or_default();
+            MapChange {
+                key: result.key,
+                removed: false,
+                tags: result.tags,
+                key_mode: result.key_mode,
+                idempotency_key: result.idempotency_key,
+                delta: result.delta,
+                version: result.version,
+                version_epoch: result.version_epoch,
+            }
+        }
+        MapProxyAnswer::Remove(response) => {
+            let result = response.result.clone().unwrap_or_default();
+            MapChange {
+                key: result.key,
+                removed: true,
+                tags: result.tags,
+                idempotency_key: result.idempotency_key,
+                ..MapChange::default()
+            }
+        }
+    };
+    if change.key.is_empty() {
+        change.key.clone_from(&request.key);
+    }
+    if change.key.is_empty() {
+        return Err(Failure::BadRequest);
+    }
+    Ok(change)
 }

@@ -150,7 +150,8 @@ fn names_types_and_proxies() {
         ..publish(channel, b"1")
     };
     let grant = session.authorize_publish(&rules, &map("map:a")).unwrap();
-    assert_eq!(grant.map_key, Some(("k".to_owned(), false)));
+    let change = grant.map.unwrap();
+    assert_eq!((change.key.as_str(), change.removed), ("k", false));
     let keyless = client::PublishRequest {
         key: String::new(),
         ..map("map:a")

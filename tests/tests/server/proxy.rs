@@ -501,9 +501,13 @@ async fn grpc_proxies_speak_centrifugos_service() {
         "client": {"proxy": {"connect": {"enabled": true, "endpoint": endpoint,
             "grpc": {"static_metadata": {"x-app-key": "k1"}}}}},
         "channel": {
-            "proxy": {"subscribe": {"endpoint": endpoint}, "publish": {"endpoint": endpoint}},
+            "proxy": {"subscribe": {"endpoint": endpoint}, "publish": {"endpoint": endpoint},
+                      "map_publish": {"endpoint": endpoint}, "map_remove": {"endpoint": endpoint}},
             "namespaces": [{"name": "px", "subscribe_proxy_enabled": true,
-                            "publish_proxy_enabled": true}]
+                            "publish_proxy_enabled": true},
+                           {"name": "gmap", "subscription_type": "map",
+                            "map": {"mode": "persistent", "publish_proxy_enabled": true,
+                                    "remove_proxy_enabled": true}}]
         },
         "rpc": {"proxy": {"endpoint": format!("grpc://{endpoint}")},
                 "without_namespace": {"proxy_enabled": true}}
@@ -557,4 +561,42 @@ async fn grpc_proxies_speak_centrifugos_service() {
         .await
         .or_fail();
     assert_eq!(error_code(&reply), 100, "gRPC call over the 1 s timeout");
+
+    // Map writes through MapPublish / MapRemove: the backend's key, data and tags.
+    let board = fixture::unique("gmap:board");
+    let map_write = |key: &str, removed: bool| Command {
+        publish: Some(PublishRequest {
+            channel: board.clone(),
+            data: if removed {
+                Bytes::new()
+            } else {
+                Bytes::from_static(br#"{"x":1}"#)
+            },
+            r#type: 1,
+            key: key.to_owned(),
+            removed,
+        }),
+        ..Default::default()
+    };
+    let reply = client.request(map_write("title", false)).await.or_fail();
+    assert!(reply.publish.is_some(), "{reply:?}");
+    let state = server
+        .api_ok("map_read_state", json!({"channel": board, "limit": 10}))
+        .await
+        .or_fail();
+    assert_eq!(state["entries"][0]["key"], "grpc:title", "{state}");
+    assert_eq!(state["entries"][0]["data"], json!({"via": "grpc"}));
+    assert_eq!(state["entries"][0]["tags"], json!({"via": "grpc"}));
+    let reply = client.request(map_write("locked", true)).await.or_fail();
+    assert_eq!(error_code(&reply), 103, "the backend refused the removal");
+    let reply = client
+        .request(map_write("grpc:title", true))
+        .await
+        .or_fail();
+    assert!(reply.publish.is_some(), "{reply:?}");
+    let stats = server
+        .api_ok("map_stats", json!({"channel": board}))
+        .await
+        .or_fail();
+    assert_eq!(stats["num_keys"].as_u64().unwrap_or(0), 0, "{stats}");
 }

@@ -1,7 +1,8 @@
 // centrifuge-js against spindle with every proxy pointed at a small application backend (a node
 // HTTP server in this file answering Centrifugo's HTTP proxy protocol), in JSON and Protobuf:
 // connect through the connect proxy without a token, subscribe allowed / denied by the subscribe
-// proxy, a publication rewritten by the publish proxy, an RPC round trip.
+// proxy, a publication rewritten by the publish proxy, an RPC round trip, map writes decided by
+// the map publish / remove proxies.
 //
 //   cd tests/sdk/js && node --test --test-concurrency=1 test/proxy.test.mjs   (or ../run.sh js)
 
@@ -45,6 +46,12 @@ async function startBackend() {
           return reply({ result: { data: { rewritten: true, by: request.user, original: request.data } } });
         case 'rpc':
           return reply({ result: { data: { method: request.method, echo: request.data, user: request.user } } });
+        case 'map_publish':
+          if (request.key === 'forbidden') return reply({ error: { code: 403, message: 'not yours' } });
+          return reply({ result: { key: `${request.user}:${request.key}`, data: { by: request.user, original: request.data }, tags: { owner: request.user } } });
+        case 'map_remove':
+          if (request.key.startsWith('locked')) return reply({ error: { code: 403, message: 'locked' } });
+          return reply({ result: {} });
         default:
           res.writeHead(404);
           return res.end();
@@ -67,9 +74,15 @@ function patchFor(backend) {
       proxy: {
         subscribe: { endpoint: backend.url('subscribe') },
         publish: { endpoint: backend.url('publish') },
+        map_publish: { endpoint: backend.url('map_publish') },
+        map_remove: { endpoint: backend.url('map_remove') },
       },
       namespaces: [
         { name: 'px', subscribe_proxy_enabled: true, publish_proxy_enabled: true },
+        {
+          name: 'pxmap', subscription_type: 'map', allow_subscribe_for_client: true,
+          map: { mode: 'persistent', min_page_size: 1, publish_proxy_enabled: true, remove_proxy_enabled: true },
+        },
       ],
     },
     rpc: { proxy: { endpoint: backend.url('rpc') }, without_namespace: { proxy_enabled: true } },
@@ -135,6 +148,26 @@ for (const format of ['json', 'protobuf']) {
       // RPC round trip.
       const result = await alice.rpc('sum', enc({ a: 1, b: 2 }));
       assert.deepEqual(dec(result.data), { method: 'sum', echo: { a: 1, b: 2 }, user: 'alice' });
+
+      // Map writes decided by the map publish / remove proxies: the backend's key, data and tags.
+      const board = unique('pxmap:board');
+      const map = bob.newMapSubscription(board);
+      const mapRec = record(map, ['subscribed', 'unsubscribed', 'update', 'error']);
+      map.subscribe();
+      await waitFor(() => mapRec.count('subscribed') > 0 || mapRec.count('unsubscribed') > 0, 'the map subscription', WAIT_MS);
+      assert.equal(map.state, 'subscribed', inspect(mapRec.events, { depth: 4 }));
+      await alice.mapPublish(board, 'title', enc({ text: 'hello' }));
+      await waitFor(() => mapRec.count('update') > 0, 'the proxied map write', WAIT_MS, mapRec);
+      const update = mapRec.events.update[0];
+      assert.equal(update.key, 'alice:title');
+      assert.deepEqual(dec(update.data), { by: 'alice', original: { text: 'hello' } });
+      assert.deepEqual(update.tags, { owner: 'alice' });
+      const publishRequest = backend.received.find((r) => r.route === 'map_publish');
+      assert.equal(publishRequest.body.channel, board);
+      await assert.rejects(alice.mapPublish(board, 'forbidden', enc({})), (e) => e.code === 403);
+      await assert.rejects(alice.mapRemove(board, 'locked-key'), (e) => e.code === 403);
+      await alice.mapRemove(board, 'alice:title');
+      await waitFor(() => mapRec.events.update.some((u) => u.removed), 'the proxied removal', WAIT_MS, mapRec);
     });
   });
 }
