@@ -9,7 +9,7 @@ use std::path::PathBuf;
     name = "spindle-bench",
     version,
     about = "Load generator for spindle: fan-out throughput/latency, idle memory per connection, \
-             publishing with history, reconnect storms with recovery"
+             publishing with history, reconnect storms with recovery, map synchronization"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -33,6 +33,25 @@ pub enum Scenario {
     /// N clients with recovery drop their connections at once, miss publications, reconnect
     /// at once and recover.
     ReconnectStorm(ReconnectStormArgs),
+    /// A map of K keys, then fresh clients synchronizing it (state pages, stream, live) one
+    /// after the other: time from the first subscribe to the LIVE reply.
+    MapSync(MapSyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MapSyncArgs {
+    /// Keys in the map.
+    #[arg(short = 'k', long, default_value_t = 10_000)]
+    pub keys: usize,
+    /// State page size the clients ask for (the SDK's `pageSize`).
+    #[arg(long, default_value_t = 100)]
+    pub page_size: usize,
+    /// Bytes of JSON per value.
+    #[arg(short = 's', long, default_value_t = 64)]
+    pub value_size: usize,
+    /// Synchronizations, each on a fresh connection.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
 }
 
 /// Which server to measure: by default one we start (`spindle serve -c <temp cfg> -p 0`);

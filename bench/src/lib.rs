@@ -6,7 +6,8 @@
 //! RSS and kernel socket memory per connection), `history-publish` (publishes/s into channels
 //! with history through the single and batch API, every offset checked and read back) and
 //! `reconnect-storm` (time until N clients that dropped at once have recovered what they
-//! missed, every recovered publication checked). Benchmarks are measurements, not timed tests;
+//! missed, every recovered publication checked) and `map-sync` (time from a map subscription's
+//! first page to its LIVE reply, every key checked). Benchmarks are measurements, not timed tests;
 //! results and how to reproduce them live in `docs/benchmarks.md`; `bench/scripts/figures.sh`
 //! runs the documented figures, each once the machine is quiet.
 //!
@@ -29,7 +30,8 @@
 //! - [`histogram`]: latency quantiles; [`procfs`]: CPU, RSS, socket memory, fd limit;
 //!   [`resources`]: before/after samples and their report rows, per-second progress.
 //! - [`fanout`], [`idle`], [`history_publish`], [`reconnect_storm`] (its clients:
-//!   [`storm_client`], its verdict: [`storm_check`]): the scenarios; [`report`]: the table.
+//!   [`storm_client`], its verdict: [`storm_check`]), [`map_sync`]: the scenarios; [`report`]:
+//!   the table.
 
 pub mod api_publish;
 pub mod api_replies;
@@ -43,6 +45,7 @@ pub mod history_publish;
 pub mod http;
 pub mod idle;
 pub mod ledger;
+pub mod map_sync;
 pub mod payload;
 pub mod procfs;
 pub mod publisher;

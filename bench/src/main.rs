@@ -9,6 +9,7 @@ use spindle_bench::fanout::{self, FanoutOptions};
 use spindle_bench::history_publish::{self, HistoryPublishOptions, Mode};
 use spindle_bench::http::ApiEndpoint;
 use spindle_bench::idle::{self, IdleOptions};
+use spindle_bench::map_sync::{self, MapSyncOptions};
 use spindle_bench::procfs;
 use spindle_bench::reconnect_storm::{self, StormOptions};
 use spindle_bench::server::{self, Endpoints, ServerProcess, StartOptions};
@@ -40,6 +41,7 @@ fn run(cli: Cli) -> Result<()> {
         Scenario::Idle(args) => args.clients,
         Scenario::HistoryPublish(args) => args.concurrency,
         Scenario::ReconnectStorm(args) => args.clients,
+        Scenario::MapSync(_) => 2,
     };
     print_environment(threads, fd, connections);
     let machine_busy_before = machine_busy_for(Duration::from_secs(1))?;
@@ -115,6 +117,17 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 reconnect_storm::run(&endpoints, &options).await
             }
+            Scenario::MapSync(args) => {
+                let options = MapSyncOptions {
+                    keys: args.keys,
+                    page_size: args.page_size,
+                    value_size: args.value_size,
+                    runs: args.runs,
+                    format,
+                    machine_busy_before,
+                };
+                map_sync::run(&endpoints, &options).await
+            }
         };
         if let Some(server) = managed {
             if result.is_err() {
@@ -142,6 +155,7 @@ fn scenario_patch(scenario: &Scenario) -> Option<serde_json::Value> {
             args.history.history_size,
             &args.history.history_ttl,
         )),
+        Scenario::MapSync(args) => Some(map_sync::server_patch(args.page_size)),
     }
 }
 
