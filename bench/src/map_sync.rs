@@ -44,7 +44,10 @@ struct Sync {
 }
 
 pub async fn run(endpoints: &Endpoints, options: &MapSyncOptions) -> Result<Table> {
-    ensure!(options.keys > 0 && options.runs > 0, "map-sync needs keys and runs");
+    ensure!(
+        options.keys > 0 && options.runs > 0,
+        "map-sync needs keys and runs"
+    );
     let channel = format!("bench:{}", run_prefix("map"));
     let seeded = Instant::now();
     seed(endpoints, &channel, options).await?;

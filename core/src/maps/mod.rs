@@ -97,6 +97,49 @@ pub trait MapBroker: Send + Sync + 'static {
     fn clear(&self, channel: &str) -> impl Future<Output = Result<(), BrokerError>> + Send;
 }
 
+/// A state read made of page reads (storage-side pages of at most `chunk` entries):
+/// `page(after, limit)` answers entries after the key `after` (`None`: from the first), the
+/// position they were read at, and whether more follow. A query with a limit ends there (with
+/// the cursor of the next page when more follow); one without reads every entry, keeping the
+/// first chunk's position.
+pub(crate) async fn read_in_chunks<F, Fut>(
+    channel: &str,
+    query: &StateQuery<'_>,
+    chunk: usize,
+    mut page: F,
+) -> Result<MapState, MapReadError>
+where
+    F: FnMut(Option<String>, usize) -> Fut,
+    Fut: Future<Output = Result<(Vec<MapEntry>, StreamPosition, bool), MapReadError>>,
+{
+    let mut after = query.after.map(str::to_owned);
+    let mut entries = Vec::new();
+    let mut first_at = None;
+    loop {
+        let want = query
+            .limit
+            .map_or(chunk, |limit| (limit - entries.len()).min(chunk));
+        let (found, at, more) = page(after.clone(), want).await?;
+        let position = first_at.get_or_insert(at).clone();
+        if let Some(last) = found.last() {
+            after = Some(last.publication.key.clone());
+        }
+        entries.extend(found);
+        let full = query.limit.is_some_and(|limit| entries.len() >= limit);
+        if !more || full {
+            let cursor = match (&after, more && full) {
+                (Some(after), true) => Some(spindle_hub::map::encode_cursor(channel, after)),
+                _ => None,
+            };
+            return Ok(MapState {
+                position,
+                entries,
+                cursor,
+            });
+        }
+    }
+}
+
 /// The map storage a node runs on (the trait is not object-safe).
 #[derive(Debug)]
 pub enum AnyMapBroker {

@@ -24,7 +24,7 @@ mod epoch;
 pub(crate) mod idempotency;
 mod recovery;
 mod store;
-mod stream;
+pub(crate) mod stream;
 #[cfg(test)]
 mod tests;
 

@@ -2,10 +2,9 @@
 //! indexed by the store; this type only keeps them next to the entries.
 
 use super::MapSettings;
-use crate::history::{
-    HistoryItem, HistoryQuery, HistoryResult, Publication, ReadError, StreamPosition,
-};
-use std::collections::{BTreeMap, VecDeque};
+use crate::history::stream::Stream;
+use crate::history::{HistoryQuery, HistoryResult, Publication, ReadError, StreamPosition};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,13 +25,11 @@ pub(super) struct Entry {
 
 #[derive(Debug)]
 pub(super) struct MapChannel {
-    pub epoch: String,
-    /// Offset of the last change in this epoch (always 0 without a stream).
-    pub top: u64,
+    /// Epoch, top offset (always 0 without a stream) and the retained changes, as a channel's
+    /// history keeps them.
+    pub stream: Stream,
     /// Keys in byte order: state pages continue after the cursor's key.
     pub entries: BTreeMap<String, Entry>,
-    /// Retained changes, oldest first.
-    pub changes: VecDeque<(u64, Arc<Publication>)>,
     /// When the retained changes expire (`map.stream_ttl` after the last change).
     pub changes_until: Option<Instant>,
     /// From when the channel (epoch, offset) may be forgotten, once it holds no entry.
@@ -44,10 +41,8 @@ pub(super) struct MapChannel {
 impl MapChannel {
     pub fn new(epoch: String, settings: MapSettings, now: Instant) -> MapChannel {
         MapChannel {
-            epoch,
-            top: 0,
+            stream: Stream::new(epoch),
             entries: BTreeMap::new(),
-            changes: VecDeque::new(),
             changes_until: None,
             meta_until: now,
             settings,
@@ -55,7 +50,11 @@ impl MapChannel {
     }
 
     pub fn position(&self) -> StreamPosition {
-        StreamPosition::new(self.top, self.epoch.clone())
+        self.stream.position()
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.stream.epoch
     }
 
     /// Records an access: settings as of now, metadata kept alive for another `meta_ttl`
@@ -71,62 +70,32 @@ impl MapChannel {
         let Some(stream) = self.settings.stream else {
             return 0;
         };
-        self.top += 1;
-        self.changes.push_back((self.top, Arc::clone(change)));
-        while self.changes.len() > stream.size.max(1) {
-            self.changes.pop_front();
-        }
         self.changes_until = Some(now + stream.ttl);
-        self.top
+        self.stream.append(Arc::clone(change), stream.size)
+    }
+
+    /// Drops the retained changes (their `stream_ttl` passed); the position stays.
+    pub fn forget_changes(&mut self) {
+        self.stream.items.clear();
+        self.changes_until = None;
     }
 
     /// Reads the retained changes per `query`. A forward read from a position this stream
     /// no longer covers (trimmed or expired changes between `since` and the top) fails with
     /// [`ReadError::Unrecoverable`] rather than skipping what was lost.
     pub fn read(&self, query: &HistoryQuery) -> Result<HistoryResult, ReadError> {
-        if let Some(since) = &query.since {
-            if !since.epoch.is_empty() && since.epoch != self.epoch {
-                return Err(ReadError::Unrecoverable);
-            }
-            if query.reverse && since.offset == 0 {
-                return Err(ReadError::ReverseFromZero);
-            }
+        if query.reverse && query.since.as_ref().is_some_and(|since| since.offset == 0) {
+            return Err(ReadError::ReverseFromZero);
         }
-        let limit = query.limit.unwrap_or(usize::MAX);
-        let item = |(offset, publication): &(u64, Arc<Publication>)| HistoryItem {
-            offset: *offset,
-            publication: Arc::clone(publication),
-        };
-        let publications: Vec<HistoryItem> = if query.reverse {
-            let end = match &query.since {
-                Some(since) => self.changes.partition_point(|(o, _)| *o < since.offset),
-                None => self.changes.len(),
-            };
-            self.changes
-                .range(..end)
-                .rev()
-                .take(limit)
-                .map(item)
-                .collect()
-        } else {
-            let start = match &query.since {
-                Some(since) => self.changes.partition_point(|(o, _)| *o <= since.offset),
-                None => 0,
-            };
-            if let Some(since) = &query.since
-                && since.offset < self.top
-                && limit > 0
-            {
-                let next = self.changes.get(start).map(|(offset, _)| *offset);
-                if next != Some(since.offset + 1) {
-                    return Err(ReadError::Unrecoverable);
-                }
-            }
-            self.changes.range(start..).take(limit).map(item).collect()
-        };
-        Ok(HistoryResult {
-            top: self.position(),
-            publications,
-        })
+        let result = self.stream.read(query)?;
+        if let Some(since) = &query.since
+            && !query.reverse
+            && query.limit != Some(0)
+            && since.offset < result.top.offset
+            && result.publications.first().map(|p| p.offset) != Some(since.offset + 1)
+        {
+            return Err(ReadError::Unrecoverable);
+        }
+        Ok(result)
     }
 }

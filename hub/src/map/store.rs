@@ -309,7 +309,7 @@ impl<E: Entropy> MapStore<E> {
             }
         };
         let (publication, offset, previous) = previous;
-        let position = StreamPosition::new(offset, ch.epoch.clone());
+        let position = StreamPosition::new(offset, ch.epoch());
         if !write.idempotency_key.is_empty() {
             self.idempotency
                 .insert(channel, write.idempotency_key, Some(position.clone()), now);
@@ -344,7 +344,7 @@ impl<E: Entropy> MapStore<E> {
         };
         if let Some(revision) = query.revision
             && !revision.epoch.is_empty()
-            && revision.epoch != ch.epoch
+            && revision.epoch != ch.epoch()
         {
             return Err(ReadError::Unrecoverable);
         }
@@ -465,14 +465,13 @@ impl<E: Entropy> MapStore<E> {
                 position: ch
                     .settings
                     .stream
-                    .map(|_| StreamPosition::new(offset, ch.epoch.clone())),
+                    .map(|_| StreamPosition::new(offset, ch.epoch())),
                 publication: removal,
             });
         }
         self.channels.retain(|_, ch| {
             if ch.changes_until.is_some_and(|until| until <= now) {
-                ch.changes.clear();
-                ch.changes_until = None;
+                ch.forget_changes();
             }
             !(ch.meta_until <= now && ch.entries.is_empty())
         });

@@ -11,10 +11,10 @@ use crate::broker::{
 };
 use crate::maps::{
     KeyMode, MapBroker, MapEntry, MapError, MapReadError, MapSettings, MapState, MapSuppression,
-    MapUpdate, MapWrite, MapWriteError, StateQuery,
+    MapUpdate, MapWrite, MapWriteError, StateQuery, read_in_chunks,
 };
 use prost::Message as _;
-use spindle_hub::map::{MapLimits, encode_cursor};
+use spindle_hub::map::MapLimits;
 use std::sync::Arc;
 
 /// Due keys removed per shard per sweep at most (the rest in the next sweep).
@@ -221,36 +221,16 @@ impl MapBroker for PostgresMapBroker {
                 cursor: None,
             });
         }
-        let mut after = query.after.map(str::to_owned);
-        let mut entries = Vec::new();
-        let mut first_at = None;
-        loop {
-            let want = query.limit.map_or(STATE_CHUNK, |limit| {
-                (limit - entries.len()).min(STATE_CHUNK)
-            });
-            let (page, at, more) = self
-                .page(channel, &settings, after.as_deref(), want, None)
+        let settings = &settings;
+        let check = &check;
+        read_in_chunks(channel, &query, STATE_CHUNK, |after, limit| async move {
+            let (entries, at, more) = self
+                .page(channel, settings, after.as_deref(), limit, None)
                 .await?;
             check(&at)?;
-            // Later chunks of an "all" read keep the first chunk's position.
-            let at = first_at.get_or_insert(at).clone();
-            if let Some(last) = page.last() {
-                after = Some(last.publication.key.clone());
-            }
-            entries.extend(page);
-            let full = query.limit.is_some_and(|limit| entries.len() >= limit);
-            if !more || full {
-                let cursor = match (&after, more && full) {
-                    (Some(after), true) => Some(encode_cursor(channel, after)),
-                    _ => None,
-                };
-                return Ok(MapState {
-                    position: at,
-                    entries,
-                    cursor,
-                });
-            }
-        }
+            Ok((entries, at, more))
+        })
+        .await
     }
 
     async fn stream(

@@ -28,12 +28,12 @@ use crate::broker::{
 };
 use crate::maps::{
     KeyMode, MapBroker, MapEntry, MapError, MapReadError, MapSettings, MapState, MapSuppression,
-    MapUpdate, MapWrite, MapWriteError, StateQuery,
+    MapUpdate, MapWrite, MapWriteError, StateQuery, read_in_chunks,
 };
 use bytes::Bytes;
 use fred::prelude::{KeysInterface, SortedSetsInterface, Value};
 use fred::types::scripts::Script;
-use spindle_hub::map::{MapLimits, encode_cursor};
+use spindle_hub::map::MapLimits;
 use std::sync::Arc;
 
 /// Keys expired per channel per sweep at most (the rest in the next sweep).
@@ -417,32 +417,13 @@ impl MapBroker for RedisMapBroker {
                 ..MapState::default()
             });
         }
-        let mut after = query.after.unwrap_or_default().to_owned();
-        let mut entries = Vec::new();
-        let mut position = None;
-        loop {
-            let want = query.limit.map_or(STATE_CHUNK, |limit| {
-                (limit - entries.len()).min(STATE_CHUNK)
-            });
-            let (page, at, more) = self
-                .state_page(channel, &settings, &after, want, "", revision_epoch)
-                .await?;
-            // Later chunks of an "all" read keep the first chunk's position.
-            let position = position.get_or_insert(at).clone();
-            if let Some(last) = page.last() {
-                after.clone_from(&last.publication.key);
-            }
-            entries.extend(page);
-            let full = query.limit.is_some_and(|limit| entries.len() >= limit);
-            if !more || full {
-                let cursor = (more && full).then(|| encode_cursor(channel, &after));
-                return Ok(MapState {
-                    position,
-                    entries,
-                    cursor,
-                });
-            }
-        }
+        let settings = &settings;
+        read_in_chunks(channel, &query, STATE_CHUNK, |after, limit| async move {
+            let after = after.unwrap_or_default();
+            self.state_page(channel, settings, &after, limit, "", revision_epoch)
+                .await
+        })
+        .await
     }
 
     async fn stream(
