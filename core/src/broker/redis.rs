@@ -660,6 +660,46 @@ fn as_string(value: &Value) -> String {
     String::from_utf8_lossy(&as_bytes(value)).into_owned()
 }
 
+/// Runs a stream read script (`HISTORY_LUA` on a channel's or a map's keys) and decodes its
+/// answer: the top position, then the publications asked for (newest first with `reverse`).
+/// A non-empty `since` epoch other than the stream's is [`ReadError::Unrecoverable`].
+pub(super) async fn read_stream(
+    script: &Script,
+    client: &Client,
+    keys: Vec<String>,
+    args: Vec<Value>,
+    query: &HistoryQuery,
+) -> Result<HistoryResult, HistoryReadError> {
+    let reply: Vec<Value> = script
+        .evalsha_with_reload(client, keys, args)
+        .await
+        .map_err(unavailable)?;
+    let [top, epoch, first, items @ ..] = reply.as_slice() else {
+        return Err(unavailable("unexpected history script reply").into());
+    };
+    let top = StreamPosition::new(as_u64(top), as_string(epoch));
+    if let Some(since) = &query.since
+        && !since.epoch.is_empty()
+        && since.epoch != top.epoch
+    {
+        return Err(ReadError::Unrecoverable.into());
+    }
+    let first = as_u64(first);
+    let mut publications = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let publication = decode_publication(&as_bytes(item))
+            .ok_or_else(|| unavailable("undecodable publication in redis history"))?;
+        publications.push(HistoryItem {
+            offset: first + index as u64,
+            publication: Arc::new(publication),
+        });
+    }
+    if query.reverse {
+        publications.reverse();
+    }
+    Ok(HistoryResult { top, publications })
+}
+
 /// Splits a delivery message: `p<offset>,<epoch>,<prev len>,<prev><publication>`,
 /// `j<client info>` or `l<client info>`.
 pub(crate) fn dispatch(handler: &dyn EventHandler, channel: &str, payload: &Bytes) -> Option<()> {
@@ -878,35 +918,14 @@ impl Broker for RedisBroker {
             num(limit),
             num(u64::from(query.reverse)),
         ];
-        let reply: Vec<Value> = self
-            .history_script
-            .evalsha_with_reload(&self.connection.shard(channel).client, keys, args)
-            .await
-            .map_err(unavailable)?;
-        let [top, epoch, first, items @ ..] = reply.as_slice() else {
-            return Err(unavailable("unexpected history script reply").into());
-        };
-        let top = StreamPosition::new(as_u64(top), as_string(epoch));
-        if let Some(since) = &query.since
-            && !since.epoch.is_empty()
-            && since.epoch != top.epoch
-        {
-            return Err(ReadError::Unrecoverable.into());
-        }
-        let first = as_u64(first);
-        let mut publications = Vec::with_capacity(items.len());
-        for (index, item) in items.iter().enumerate() {
-            let publication = decode_publication(&as_bytes(item))
-                .ok_or_else(|| unavailable("undecodable publication in redis history"))?;
-            publications.push(HistoryItem {
-                offset: first + index as u64,
-                publication: Arc::new(publication),
-            });
-        }
-        if query.reverse {
-            publications.reverse();
-        }
-        Ok(HistoryResult { top, publications })
+        read_stream(
+            &self.history_script,
+            &self.connection.shard(channel).client,
+            keys,
+            args,
+            query,
+        )
+        .await
     }
 
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {

@@ -56,6 +56,15 @@ pub enum MapReadError {
     Broker(#[from] BrokerError),
 }
 
+impl From<crate::broker::HistoryReadError> for MapReadError {
+    fn from(error: crate::broker::HistoryReadError) -> Self {
+        match error {
+            crate::broker::HistoryReadError::Read(read) => MapReadError::Read(read),
+            crate::broker::HistoryReadError::Broker(broker) => MapReadError::Broker(broker),
+        }
+    }
+}
+
 /// Keyed state plus change stream per map channel.
 ///
 /// Contract, for every implementation: a write's state change, stream append (offset

@@ -179,6 +179,25 @@ impl HistoryQuery {
         }
     }
 
+    /// Whether a read's answer continues the reader's position: a forward read from `since`
+    /// below the stream's `top` must start right after it (`first`: the first offset
+    /// returned). Map change streams use it (docs/maps.md): trimmed or expired changes
+    /// between the reader and the top are a position the stream no longer has
+    /// ([`ReadError::Unrecoverable`]), never a silent skip.
+    pub fn check_continues(&self, top: u64, first: Option<u64>) -> Result<(), ReadError> {
+        match &self.since {
+            Some(since)
+                if !self.reverse
+                    && self.limit != Some(0)
+                    && since.offset < top
+                    && first != Some(since.offset + 1) =>
+            {
+                Err(ReadError::Unrecoverable)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The query as the signed bounds a storage-side script or SQL function takes: the
     /// `since` offset and the `limit`, each `-1` when absent (values past `i64::MAX` saturate).
     /// A reverse read from offset 0 is refused as by the in-process stream

@@ -88,14 +88,10 @@ impl MapChannel {
             return Err(ReadError::ReverseFromZero);
         }
         let result = self.stream.read(query)?;
-        if let Some(since) = &query.since
-            && !query.reverse
-            && query.limit != Some(0)
-            && since.offset < result.top.offset
-            && result.publications.first().map(|p| p.offset) != Some(since.offset + 1)
-        {
-            return Err(ReadError::Unrecoverable);
-        }
+        query.check_continues(
+            result.top.offset,
+            result.publications.first().map(|p| p.offset),
+        )?;
         Ok(result)
     }
 }

@@ -285,15 +285,7 @@ impl MapBroker for PostgresMapBroker {
                 publication: Arc::new(publication),
             });
         }
-        // A forward read must continue right after `since`.
-        if let Some(since) = &query.since
-            && !query.reverse
-            && query.limit != Some(0)
-            && since.offset < top.offset
-            && publications.first().map(|p| p.offset) != Some(since.offset + 1)
-        {
-            return Err(ReadError::Unrecoverable.into());
-        }
+        query.check_continues(top.offset, publications.first().map(|p| p.offset))?;
         Ok(HistoryResult { top, publications })
     }
 

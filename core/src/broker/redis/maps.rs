@@ -20,11 +20,10 @@ use super::map_scripts::{MAP_EXPIRE_LUA, MAP_INDEX_LUA, MAP_STATE_LUA, MAP_WRITE
 use super::scripts::HISTORY_LUA;
 use super::{
     IDEMPOTENCY_TTL_MS, RedisConnection, Shard, as_bytes, as_string, as_u64, decode_publication,
-    encode_publication, millis, num, unavailable,
+    encode_publication, millis, num, read_stream, unavailable,
 };
 use crate::broker::{
-    BrokerError, HistoryItem, HistoryQuery, HistoryResult, Publication, ReadError, StreamPosition,
-    new_epoch,
+    BrokerError, HistoryQuery, HistoryResult, Publication, ReadError, StreamPosition, new_epoch,
 };
 use crate::maps::{
     KeyMode, MapBroker, MapEntry, MapError, MapReadError, MapSettings, MapState, MapSuppression,
@@ -445,47 +444,17 @@ impl MapBroker for RedisMapBroker {
             num(limit),
             num(u64::from(query.reverse)),
         ];
-        let reply: Vec<Value> = self
-            .scripts
-            .stream
-            .evalsha_with_reload(&self.shard(channel).client, keys, args)
-            .await
-            .map_err(unavailable)
-            .map_err(MapReadError::Broker)?;
-        let [top, epoch, first, items @ ..] = reply.as_slice() else {
-            return Err(unavailable("unexpected map stream script reply").into());
-        };
-        let top = StreamPosition::new(as_u64(top), as_string(epoch));
-        if let Some(since) = &query.since
-            && !since.epoch.is_empty()
-            && since.epoch != top.epoch
-        {
-            return Err(ReadError::Unrecoverable.into());
-        }
-        let first = as_u64(first);
-        let mut publications = Vec::with_capacity(items.len());
-        for (index, item) in items.iter().enumerate() {
-            let publication = decode_publication(&as_bytes(item))
-                .ok_or_else(|| unavailable("undecodable map change in redis"))?;
-            publications.push(HistoryItem {
-                offset: first + index as u64,
-                publication: Arc::new(publication),
-            });
-        }
-        // A forward read must continue right after `since`: trimmed or expired changes in
-        // between are a position the stream no longer has.
-        if let Some(since) = &query.since
-            && !query.reverse
-            && query.limit != Some(0)
-            && since.offset < top.offset
-            && publications.first().map(|p| p.offset) != Some(since.offset + 1)
-        {
-            return Err(ReadError::Unrecoverable.into());
-        }
-        if query.reverse {
-            publications.reverse();
-        }
-        Ok(HistoryResult { top, publications })
+        let result = read_stream(
+            &self.scripts.stream,
+            &self.shard(channel).client,
+            keys,
+            args,
+            query,
+        )
+        .await?;
+        let first = result.publications.first().map(|p| p.offset);
+        query.check_continues(result.top.offset, first)?;
+        Ok(result)
     }
 
     async fn stats(&self, channel: &str) -> Result<usize, BrokerError> {
