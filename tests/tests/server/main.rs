@@ -40,6 +40,7 @@ mod emulation;
 mod impairment;
 mod jwks;
 mod limits;
+mod maps;
 mod proxy;
 mod proxy_tls;
 mod pubsub;
