@@ -156,4 +156,30 @@ impl MapSettings {
     pub fn positioned(&self) -> bool {
         self.stream.is_some()
     }
+
+    /// The settings as storage-side scripts and SQL functions take them.
+    pub fn storage_args(&self) -> StorageArgs {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (stream_size, stream_ttl_ms) = self
+            .stream
+            .map_or((0, 1), |s| (s.size.max(1) as u64, ms(s.ttl)));
+        StorageArgs {
+            stream_size,
+            stream_ttl_ms,
+            meta_ttl_ms: self.meta_ttl.map_or(0, ms),
+            key_ttl_ms: self.key_ttl.map_or(0, ms),
+        }
+    }
+}
+
+/// [`MapSettings`] in the numbers storage-side code takes: milliseconds, and 0 for "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageArgs {
+    /// Changes retained; 0 = no stream (`ephemeral`).
+    pub stream_size: u64,
+    pub stream_ttl_ms: u64,
+    /// 0 = never forgotten (`persistent`).
+    pub meta_ttl_ms: u64,
+    /// 0 = entries never expire.
+    pub key_ttl_ms: u64,
 }

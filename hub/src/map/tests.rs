@@ -72,8 +72,24 @@ fn settings_resolve_modes_and_defaults() {
     assert_eq!(recoverable.stream.unwrap().ttl, DEFAULT_STREAM_TTL);
     assert_eq!(recoverable.meta_ttl, Some(DEFAULT_STREAM_TTL * 10));
     assert_eq!(recoverable.key_ttl, Some(Duration::from_secs(30)));
+    assert_eq!(
+        recoverable.storage_args(),
+        StorageArgs {
+            stream_size: 3,
+            stream_ttl_ms: 60_000,
+            meta_ttl_ms: 600_000,
+            key_ttl_ms: 30_000,
+        }
+    );
     let persistent = settings(MapMode::Persistent, 0);
     assert!(persistent.positioned());
+    assert_eq!(
+        (
+            persistent.storage_args().meta_ttl_ms,
+            persistent.storage_args().key_ttl_ms
+        ),
+        (0, 0)
+    );
     assert_eq!((persistent.key_ttl, persistent.meta_ttl), (None, None));
     let ephemeral = settings(MapMode::Ephemeral, 30);
     assert!(!ephemeral.positioned());

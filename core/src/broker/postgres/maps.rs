@@ -5,7 +5,7 @@
 //! transactions.
 
 use super::connect::{Pool, pg_error, unavailable};
-use super::{delivery, millis, tags_json};
+use super::{delivery, tags_json};
 use crate::broker::{
     BrokerError, HistoryItem, HistoryQuery, HistoryResult, ReadError, StreamPosition, new_epoch,
 };
@@ -31,20 +31,16 @@ pub struct PostgresMapBroker {
     idempotency_ttl_ms: i64,
 }
 
-/// The settings as the SQL functions take them: stream size (0 = none), stream ttl, meta ttl
-/// (0 = never), key ttl (0 = never), in ms.
+/// The settings as the SQL functions take them (see [`MapSettings::storage_args`]): stream
+/// size, stream ttl, meta ttl, key ttl.
 fn settings_args(settings: &MapSettings) -> (i32, i64, i64, i64) {
-    let (size, ttl) = settings.stream.map_or((0, 1), |s| {
-        (
-            i32::try_from(s.size.max(1)).unwrap_or(i32::MAX),
-            millis(s.ttl),
-        )
-    });
+    let a = settings.storage_args();
+    let big = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
     (
-        size,
-        ttl,
-        settings.meta_ttl.map_or(0, millis),
-        settings.key_ttl.map_or(0, millis),
+        i32::try_from(a.stream_size).unwrap_or(i32::MAX),
+        big(a.stream_ttl_ms),
+        big(a.meta_ttl_ms),
+        big(a.key_ttl_ms),
     )
 }
 

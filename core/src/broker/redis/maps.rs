@@ -20,7 +20,7 @@ use super::map_scripts::{MAP_EXPIRE_LUA, MAP_INDEX_LUA, MAP_STATE_LUA, MAP_WRITE
 use super::scripts::HISTORY_LUA;
 use super::{
     IDEMPOTENCY_TTL_MS, RedisConnection, Shard, as_bytes, as_string, as_u64, decode_publication,
-    encode_publication, millis, num, read_stream, unavailable,
+    encode_publication, num, read_stream, unavailable,
 };
 use crate::broker::{
     BrokerError, HistoryQuery, HistoryResult, Publication, ReadError, StreamPosition, new_epoch,
@@ -64,17 +64,6 @@ impl std::fmt::Debug for RedisMapBroker {
             .field("connection", &self.connection)
             .finish()
     }
-}
-
-/// The script arguments of a channel's settings: stream size (0 = none), stream ttl, meta ttl
-/// (0 = never), key ttl (0 = never), in ms.
-fn ttls(settings: &MapSettings) -> (u64, u64, u64, u64) {
-    let (size, stream_ttl) = settings
-        .stream
-        .map_or((0, 1), |s| (s.size.max(1) as u64, millis(s.ttl)));
-    let meta = settings.meta_ttl.map_or(0, millis);
-    let key = settings.key_ttl.map_or(0, millis);
-    (size, stream_ttl, meta, key)
 }
 
 /// `Publication{tags}` encoded: what a removal of the entry carries.
@@ -194,7 +183,8 @@ impl RedisMapBroker {
         channel: &str,
         settings: &MapSettings,
     ) -> Result<(usize, i64), BrokerError> {
-        let (size, stream_ttl, meta_ttl, _) = ttls(settings);
+        let a = settings.storage_args();
+        let (size, stream_ttl, meta_ttl) = (a.stream_size, a.stream_ttl_ms, a.meta_ttl_ms);
         let shard = self.shard(channel);
         let args: Vec<Value> = vec![
             self.key("client", channel).into(),
@@ -231,7 +221,7 @@ impl RedisMapBroker {
         key: &str,
         revision_epoch: &str,
     ) -> Result<(Vec<MapEntry>, StreamPosition, bool), MapReadError> {
-        let (_, _, meta_ttl, _) = ttls(settings);
+        let meta_ttl = settings.storage_args().meta_ttl_ms;
         let mut keys = self.channel_keys(channel);
         keys.truncate(4);
         let args: Vec<Value> = vec![
@@ -295,7 +285,9 @@ impl MapBroker for RedisMapBroker {
         if write.version > 0 && settings.stream.is_none() {
             return Err(MapWriteError::VersionWithoutStream.into());
         }
-        let (size, stream_ttl, meta_ttl, key_ttl) = ttls(&settings);
+        let a = settings.storage_args();
+        let (size, stream_ttl, meta_ttl, key_ttl) =
+            (a.stream_size, a.stream_ttl_ms, a.meta_ttl_ms, a.key_ttl_ms);
         let with_key = !write.idempotency_key.is_empty();
         let idem = match with_key {
             true => format!(
@@ -432,7 +424,7 @@ impl MapBroker for RedisMapBroker {
         query: &HistoryQuery,
     ) -> Result<HistoryResult, MapReadError> {
         let (since, limit) = query.signed_bounds()?;
-        let (_, _, meta_ttl, _) = ttls(&settings);
+        let meta_ttl = settings.storage_args().meta_ttl_ms;
         let keys = vec![
             self.key("map.meta", channel),
             self.key("map.stream", channel),
