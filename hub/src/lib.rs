@@ -27,6 +27,8 @@
 //!   versions), history reads and the recovery decision, with time and randomness passed in.
 //! - [`map`]: map channels — keyed state, change stream, key expiry, state pages — and the
 //!   settings a namespace's `map` section resolves to.
+//! - [`shared_poll`]: shared-poll channels: settings, track signatures, track / untrack
+//!   decisions.
 //! - [`presence`]: presence sets per channel with TTL expiry and client / user counts.
 //! - [`metrics`]: the Prometheus text format each role's `/metrics` is written in.
 
@@ -45,6 +47,7 @@ pub mod outcome;
 pub mod presence;
 pub mod registry;
 pub mod session;
+pub mod shared_poll;
 
 /// The server version string sent in connect results: `"<crate version> spindle"` (never
 /// empty; SDK test suites rely on a non-empty `version`).

@@ -38,6 +38,12 @@ pub enum Failure {
     AlreadySubscribed,
     /// A client subscribe over `client.channel_limit`.
     ChannelLimit,
+    /// A shared-poll track over `shared_poll.max_keys_per_connection`.
+    TrackedKeyLimit,
+    /// A shared-poll track batch whose signature was not made for this user, channel and keys.
+    TrackSignatureInvalid,
+    /// A shared-poll track batch whose signature expired (beyond the grace period).
+    TrackSignatureExpired,
     /// Server-side subscriptions at connect over `client.channel_limit`.
     ServerSideChannelLimit,
     /// Over `client.user_connection_limit`.
@@ -104,7 +110,9 @@ impl Failure {
             }
             Failure::AnonymousTokenDisallowed => Close(Disconnect::PERMISSION_DENIED),
             Failure::AlreadySubscribed => Error(ClientError::ALREADY_SUBSCRIBED),
-            Failure::ChannelLimit => Error(ClientError::LIMIT_EXCEEDED),
+            Failure::ChannelLimit | Failure::TrackedKeyLimit => Error(ClientError::LIMIT_EXCEEDED),
+            Failure::TrackSignatureInvalid => Error(ClientError::PERMISSION_DENIED),
+            Failure::TrackSignatureExpired => Error(ClientError::TOKEN_EXPIRED),
             Failure::ServerSideChannelLimit => Close(Disconnect::CHANNEL_LIMIT),
             Failure::UserConnectionLimit => Close(Disconnect::CONNECTION_LIMIT),
             Failure::NotAvailable => Error(ClientError::NOT_AVAILABLE),
@@ -217,6 +225,9 @@ mod tests {
             (Failure::PermissionDenied, 103, false),
             (Failure::AlreadySubscribed, 105, false),
             (Failure::ChannelLimit, 106, false),
+            (Failure::TrackedKeyLimit, 106, false),
+            (Failure::TrackSignatureInvalid, 103, false),
+            (Failure::TrackSignatureExpired, 109, false),
             (Failure::ServerSideChannelLimit, 3505, true),
             (Failure::UserConnectionLimit, 3504, true),
             (Failure::NotAvailable, 108, false),

@@ -14,6 +14,7 @@ use crate::codes::{Disconnect, Unsubscribe};
 use crate::config::{ChannelOptions, DeltaType, RecoveryMode};
 use crate::jwt::Override;
 use crate::map::MapSettings;
+use crate::shared_poll::SharedPollSettings;
 
 /// A successful connect: the edge registers `server_subs` (recovering them from
 /// `ConnectRequest.subs` positions), fills `result.subs` with their results, calls
@@ -91,6 +92,9 @@ pub struct SubscribeGrant {
     /// A map subscription (types 1–3): its channel's map settings. The edge runs the state,
     /// stream and live phases (docs/protocol.md §2.10) instead of the stream steps.
     pub map: Option<MapSettings>,
+    /// A shared-poll subscription (type 4): its channel's settings. The edge asks the core
+    /// for the channel's epoch and answers; keys come later with tracks.
+    pub shared_poll: Option<SharedPollSettings>,
 }
 
 /// A client publication the session allows; the edge sends it to the core.
@@ -150,6 +154,8 @@ pub struct Subscription {
     pub(crate) expiry_reported: bool,
     /// Server-side refresh through this sub_refresh proxy.
     pub(crate) refresh_proxy: Option<ProxyCall>,
+    /// A shared-poll subscription: track / untrack apply to it.
+    pub(crate) shared_poll: Option<SharedPollSettings>,
 }
 
 /// What a timer asks the edge to do (from [`Session::on_timer`](super::Session::on_timer)).
@@ -259,6 +265,7 @@ impl ServerSub {
             result,
             refresh_proxy: None,
             map: None,
+            shared_poll: None,
         }
     }
 }

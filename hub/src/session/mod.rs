@@ -72,6 +72,7 @@ mod refresh;
 mod rules;
 mod subscribe;
 mod timers;
+mod track;
 
 #[cfg(test)]
 mod test_support;
@@ -96,6 +97,8 @@ mod tests_rules;
 #[cfg(test)]
 mod tests_server_subs;
 #[cfg(test)]
+mod tests_shared_poll;
+#[cfg(test)]
 mod tests_sub_token;
 #[cfg(test)]
 mod tests_subscribe;
@@ -116,6 +119,7 @@ pub use grants::{
 };
 pub use proxy::{MapProxyAnswer, PROXY_RETRY_DELAY, ProxyCall, ProxyKind, RpcRoute, rpc_outcome};
 pub use rules::{SessionRules, SessionRulesError};
+pub use track::{TrackGrant, TrackKeysConfig, TrackedItem, UntrackGrant};
 
 use crate::outcome::Failure;
 use rules::Timing;

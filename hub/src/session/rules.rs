@@ -101,6 +101,8 @@ pub struct SessionRules {
     /// Some RPC namespace (or methods without namespace) has `proxy_enabled`: without one,
     /// Centrifugo has no RPC handler beyond the built-in ping (see `SessionRules::route_rpc`).
     pub(crate) any_rpc_proxy: bool,
+    /// The top-level `shared_poll` keys verifying track signatures.
+    pub(crate) shared_poll: super::TrackKeysConfig,
 }
 
 impl SessionRules {
@@ -172,6 +174,15 @@ impl SessionRules {
                     .namespaces
                     .iter()
                     .any(|ns| ns.options.proxy_enabled),
+            shared_poll: super::TrackKeysConfig {
+                secret: config.shared_poll.hmac_secret_key.expose().to_owned(),
+                previous: config
+                    .shared_poll
+                    .hmac_previous_secret_key
+                    .expose()
+                    .to_owned(),
+                previous_valid_until: config.shared_poll.hmac_previous_secret_key_valid_until,
+            },
         })
     }
 

@@ -12,6 +12,7 @@ use crate::config::{ChannelOptions, SubscriptionType};
 use crate::jwt::{KeySet, Override, verify_subscription_token};
 use crate::map::MapSettings;
 use crate::outcome::Failure;
+use crate::shared_poll::{RESULT_TYPE_SHARED_POLL, SharedPollSettings};
 
 /// The subscribe request's `flag` bit asking for error 112 instead of `recovered: false`.
 const FLAG_REJECT_UNRECOVERED: i64 = 2;
@@ -24,7 +25,7 @@ impl Session {
     /// Order: empty channel (3501) → unknown `delta` (3501) → longer than `channel.max_length`
     /// (107) → already subscribed (105) → `client.channel_limit` (106) → namespace (102) /
     /// name (107) → subscription type (103; type 4 elsewhere 108; other types on shared-poll
-    /// 107; a matching shared-poll type 108 for now) → private without token (103) →
+    /// 107) → private without token (103) →
     /// token (invalid 103, expired 109; its channel in an unknown namespace 102; channel /
     /// user / client mismatch 3500) or the token-less rules (user-limited channel,
     /// proxies 108, `allow_subscribe_for_client` / `_for_anonymous`, insecure, else 103) →
@@ -162,12 +163,20 @@ impl Session {
         let client_refresh = expires_at.is_some() && refresh_proxy.is_none();
 
         let map = MapSettings::for_channel(options).filter(|_| request.r#type != 0);
+        let shared_poll = SharedPollSettings::for_channel(options);
         let options = client_options(rules, options, &overrides, request, self.user());
         let options = match map {
             // A map's mode decides positioning and recovery (the SDK asks for neither).
             Some(settings) => SubscriptionOptions {
                 positioned: settings.positioned(),
                 recoverable: settings.positioned(),
+                delta: delta_requested && options.delta,
+                ..options
+            },
+            // Shared poll: no stream, so no position; per-key versions instead.
+            None if shared_poll.is_some() => SubscriptionOptions {
+                positioned: false,
+                recoverable: false,
                 delta: delta_requested && options.delta,
                 ..options
             },
@@ -188,6 +197,11 @@ impl Session {
             positioned: options.positioned,
             data: data.clone().into(),
             delta: options.delta,
+            r#type: if shared_poll.is_some() {
+                RESULT_TYPE_SHARED_POLL
+            } else {
+                0
+            },
             ..Default::default()
         };
         Ok(SubscribeGrant {
@@ -202,6 +216,7 @@ impl Session {
             result,
             refresh_proxy,
             map,
+            shared_poll,
         })
     }
 
@@ -241,6 +256,7 @@ impl Session {
             },
             expiry_reported: false,
             refresh_proxy: grant.refresh_proxy.clone(),
+            shared_poll: grant.shared_poll.clone(),
         };
         self.subscriptions
             .insert(grant.channel.clone(), subscription);
@@ -279,9 +295,7 @@ fn check_subscription_type(options: &ChannelOptions, requested: i32) -> Result<(
         SubscriptionType::SharedPoll => 4,
     };
     match (requested == expected, expected, requested) {
-        (true, 0..=3, _) => Ok(()),
-        // Shared-poll subscriptions are not served yet.
-        (true, _, _) => Err(Failure::NotAvailable),
+        (true, _, _) => Ok(()),
         (false, 4, _) => Err(Failure::BadRequest),
         (false, _, 4) => Err(Failure::NotAvailable),
         (false, _, _) => Err(Failure::PermissionDenied),

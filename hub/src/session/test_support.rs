@@ -17,6 +17,8 @@ use crate::outcome::{Failure, Outcome};
 
 /// The HMAC key of `client.token`.
 pub(super) const SECRET: &str = "session-test-secret";
+/// The HMAC key of shared-poll track signatures (`shared_poll.hmac_secret_key`).
+pub(super) const TRACK_SECRET: &str = "track-test-secret";
 /// The unix time (seconds) of [`t0`].
 pub(super) const T0: i64 = 1_700_000_000;
 /// The client id of [`session`].
@@ -61,6 +63,7 @@ fn ns(name: &str, options: ChannelOptions) -> Namespace {
 pub(super) fn config() -> Config {
     let mut config = Config::default();
     config.client.token.hmac_secret_key = crate::config::Secret::new(SECRET);
+    config.shared_poll.hmac_secret_key = crate::config::Secret::new(TRACK_SECRET);
     let history = |o: ChannelOptions| ChannelOptions {
         history_size: 10,
         history_ttl: ConfigDuration::from_secs(60),
@@ -148,6 +151,10 @@ pub(super) fn config() -> Config {
             ChannelOptions {
                 allow_subscribe_for_client: true,
                 subscription_type: SubscriptionType::SharedPoll,
+                shared_poll: crate::config::SharedPollOptions {
+                    max_keys_per_connection: 3,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         ),

@@ -311,7 +311,7 @@ fn insecure_refresh_takes_the_token_expiry() {
 }
 
 /// D15: sub_refresh in centrifuge's order — not subscribed (103) first; `type` only matters
-/// for shared-poll subscriptions (not served), so it is ignored; server-side subscriptions and
+/// for shared-poll subscriptions (`authorize_track`), so it is ignored here; server-side subscriptions and
 /// any subscription of a `sub_refresh_proxy_enabled` namespace are refreshed by the server
 /// (3501).
 #[test]
