@@ -210,7 +210,8 @@ impl Config {
 
     /// Every proxy block of the configuration, configured or not: the kinds' defaults
     /// (`client.proxy.connect` / `.refresh`, `channel.proxy.subscribe` / `.publish` /
-    /// `.sub_refresh`, `rpc.proxy`), then the named ones.
+    /// `.sub_refresh` / `.map_publish` / `.map_remove` / `.shared_poll_refresh`, `rpc.proxy`),
+    /// then the named ones. (`channel.proxy.subscribe_stream` is not served.)
     pub fn all_proxies(&self) -> impl Iterator<Item = &Proxy> {
         [
             &self.client.proxy.connect.proxy,
@@ -218,6 +219,9 @@ impl Config {
             &self.channel.proxy.subscribe,
             &self.channel.proxy.publish,
             &self.channel.proxy.sub_refresh,
+            &self.channel.proxy.map_publish,
+            &self.channel.proxy.map_remove,
+            &self.channel.proxy.shared_poll_refresh,
             &self.rpc.proxy,
         ]
         .into_iter()

@@ -39,6 +39,7 @@ mod node;
 pub mod presence;
 pub mod proxy;
 pub mod role;
+pub mod shared_poll;
 pub mod tls;
 
 pub use node::{
@@ -46,5 +47,5 @@ pub use node::{
     EdgeInfo, EmulationError, HistoryError, MapCallError, MapPublishOptions, MapStateRead,
     NODE_INFO_EXPIRY, NODE_INFO_INTERVAL, Node, NodeError, NodeIdentity, NodeInfo, NodeStats,
     PresenceError, PublishError, REMOTE_SURVEY_TIMEOUT, SURVEY_TIMEOUT, SWEEP_INTERVAL,
-    SweepReport, VERSION,
+    SharedPollError, SweepReport, VERSION,
 };

@@ -198,7 +198,8 @@ impl LocalHub {
                 leave: Some(client::Leave { info: Some(info) }),
                 ..Default::default()
             },
-            None => return,
+            // Shared-poll epochs are handled before fan-out (`crate::shared_poll`).
+            Some(Kind::SharedPollEpoch(_)) | None => return,
         };
         let shared = SharedReply::push(push);
         let mut encoded: [Option<Result<Bytes, EncodeError>>; 2] = [None, None];

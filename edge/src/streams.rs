@@ -669,7 +669,7 @@ fn event_of(channel: &str, epoch: &str, mut publication: client::Publication) ->
         channel: channel.to_owned(),
         kind: Some(mesh::channel_event::Kind::Publication(publication)),
         epoch: epoch.to_owned(),
-        prev_data: Default::default(),
+        ..Default::default()
     })
 }
 

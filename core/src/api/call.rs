@@ -30,11 +30,12 @@ pub(crate) enum Method {
     MapReadStream,
     MapStats,
     MapClear,
+    SharedPollPublish,
 }
 
 /// Name (route, batch key) and legacy number (`None`: the legacy protocol had none) of each
 /// served method.
-const SERVED: [(Method, &str, Option<i64>); 19] = [
+const SERVED: [(Method, &str, Option<i64>); 20] = [
     (Method::Publish, "publish", Some(0)),
     (Method::Broadcast, "broadcast", Some(1)),
     (Method::Unsubscribe, "unsubscribe", Some(2)),
@@ -54,11 +55,12 @@ const SERVED: [(Method, &str, Option<i64>); 19] = [
     (Method::MapReadStream, "map_read_stream", None),
     (Method::MapStats, "map_stats", None),
     (Method::MapClear, "map_clear", None),
+    (Method::SharedPollPublish, "shared_poll_publish", None),
 ];
 
 /// Method names the legacy route knows but this node does not serve (PRO-only methods,
-/// shared poll): they answer 104, where a name nobody knows makes the body undecodable.
-const UNSERVED: [&str; 20] = [
+/// they answer 104, where a name nobody knows makes the body undecodable.
+const UNSERVED: [&str; 19] = [
     "connections",
     "update_user_status",
     "get_user_status",
@@ -78,7 +80,6 @@ const UNSERVED: [&str; 20] = [
     "send_push_notification",
     "update_push_status",
     "cancel_push",
-    "shared_poll_publish",
 ];
 
 impl Method {
@@ -137,6 +138,7 @@ pub(crate) enum Call {
     MapReadStream(api::MapReadStreamRequest),
     MapStats(api::MapStatsRequest),
     MapClear(api::MapClearRequest),
+    SharedPollPublish(api::SharedPollPublishRequest),
 }
 
 /// A call's answer: its result as JSON, or an error.
@@ -166,6 +168,7 @@ impl Call {
             Method::MapReadStream => Call::MapReadStream(d(params)?),
             Method::MapStats => Call::MapStats(d(params)?),
             Method::MapClear => Call::MapClear(d(params)?),
+            Method::SharedPollPublish => Call::SharedPollPublish(d(params)?),
         })
     }
 
@@ -192,6 +195,7 @@ impl Call {
             map_read_stream,
             map_stats,
             map_clear,
+            shared_poll_publish,
         } = command;
         None.or(publish.map(Call::Publish))
             .or(broadcast.map(Call::Broadcast))
@@ -212,6 +216,7 @@ impl Call {
             .or(map_read_stream.map(Call::MapReadStream))
             .or(map_stats.map(Call::MapStats))
             .or(map_clear.map(Call::MapClear))
+            .or(shared_poll_publish.map(Call::SharedPollPublish))
     }
 
     pub fn method(&self) -> Method {
@@ -235,6 +240,7 @@ impl Call {
             Call::MapReadStream(_) => Method::MapReadStream,
             Call::MapStats(_) => Method::MapStats,
             Call::MapClear(_) => Method::MapClear,
+            Call::SharedPollPublish(_) => Method::SharedPollPublish,
         }
     }
 
@@ -260,6 +266,7 @@ impl Call {
             Call::MapReadStream(r) => encode(map_methods::map_read_stream(node, r).await),
             Call::MapStats(r) => encode(map_methods::map_stats(node, r).await),
             Call::MapClear(r) => encode(map_methods::map_clear(node, r).await),
+            Call::SharedPollPublish(r) => encode(map_methods::shared_poll_publish(node, r).await),
         }
     }
 }

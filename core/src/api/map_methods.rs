@@ -1,6 +1,9 @@
 //! The map methods of the server API (docs/protocol.md §6.2, "Map / shared-poll methods"):
 //! 107 without a channel (or key), 102 / 107 for its name, 107 when its namespace is not a map
-//! type, 112 for a revision or `since` position the map no longer has.
+//! type, 112 for a revision or `since` position the map no longer has. And
+//! `shared_poll_publish` (as Centrifugo's): 107 without channel, key or version, 102 for an
+//! unknown namespace, 107 when the namespace is not `shared_poll`, 108 without
+//! `shared_poll.publish_enabled`.
 
 use super::ApiError;
 use super::methods::{payload, require_channel};
@@ -187,4 +190,26 @@ pub(super) async fn map_clear(
     require_channel(node, &request.channel)?;
     node.map_clear(&request.channel).await.map_err(api_error)?;
     Ok(api::MapClearResult {})
+}
+
+/// A versioned value of a shared-poll key, delivered to its trackers on every core when newer
+/// than what each holds (docs/shared-poll.md).
+pub(super) async fn shared_poll_publish(
+    node: &Node,
+    request: api::SharedPollPublishRequest,
+) -> Result<api::SharedPollPublishResult, ApiError> {
+    if request.channel.is_empty() || request.key.is_empty() || request.version == 0 {
+        return Err(ApiError::BAD_REQUEST);
+    }
+    let data = payload(request.data, &request.b64data)?;
+    node.shared_poll_publish(
+        &request.channel,
+        &request.key,
+        request.version,
+        &request.epoch,
+        data,
+    )
+    .await
+    .map_err(|error| ApiError::from(&error.client_error()))?;
+    Ok(api::SharedPollPublishResult {})
 }

@@ -20,6 +20,9 @@
 //!   protobuf `EmulationRequest`). Only the named node acts: it hands the frame to its edges,
 //!   then answers with an empty `r` reply of that id, which the asker waits for.
 //!
+//! - `p`: a `shared_poll_publish` (body: protobuf `api::SharedPollPublishRequest`, data
+//!   decoded): every other node applies it to its own shared-poll channels.
+//!
 //! The memory engine has no control channel: one node, nothing to carry.
 
 use super::{EdgeInfo, Inner, Node, NodeInfo};
@@ -50,6 +53,7 @@ const INFO: u8 = b'i';
 const ASK: u8 = b'q';
 const REPLY: u8 = b'r';
 const EMULATE: u8 = b'e';
+const SHARED_POLL_PUBLISH: u8 = b'p';
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Announcement {
@@ -190,6 +194,18 @@ impl Node {
             .await
     }
 
+    /// Publishes a `shared_poll_publish` for the other nodes.
+    pub(super) async fn broadcast_shared_poll(
+        &self,
+        publish: &spindle_proto::api::SharedPollPublishRequest,
+    ) -> Result<(), ()> {
+        if !self.inner.broker.has_control() {
+            return Ok(());
+        }
+        self.publish_cluster(SHARED_POLL_PUBLISH, &publish.encode_to_vec())
+            .await
+    }
+
     fn on_cluster_message(&self, payload: Bytes) {
         let Some((kind, origin, body)) = decode(&payload) else {
             tracing::warn!("undecodable control message");
@@ -259,6 +275,15 @@ impl Node {
                 }
             }
             EMULATE => self.on_emulate(origin, body),
+            SHARED_POLL_PUBLISH => {
+                let Ok(p) = spindle_proto::api::SharedPollPublishRequest::decode(body) else {
+                    tracing::warn!(origin, "undecodable shared_poll_publish");
+                    return;
+                };
+                self.inner
+                    .shared_polls
+                    .publish(&p.channel, &p.key, p.version, &p.epoch, p.data);
+            }
             _ => tracing::debug!(kind, "unknown control message kind"),
         }
     }

@@ -270,6 +270,39 @@ impl Edges {
         delivered
     }
 
+    /// Queues `event` for the edges `serials` names (those tracking a shared-poll key) that
+    /// still have interest in its channel. Returns the serials whose lane was full: the event
+    /// was dropped for them (as in [`Edges::deliver_event`]) and the caller owes it to them.
+    pub fn deliver_event_to(&self, event: spindle_mesh::Event, serials: &[u64]) -> Vec<u64> {
+        let state = self.read();
+        let Some(interested) = state.interest.get(&event.channel) else {
+            return Vec::new();
+        };
+        let mut delivered = 0;
+        let mut dropped = Vec::new();
+        for edge in interested.iter().filter(|e| serials.contains(&e.serial)) {
+            match edge.link.try_send_event(Arc::clone(&event)) {
+                Ok(()) => {
+                    delivered += 1;
+                    edge.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(EventRefused::Full) => {
+                    self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+                    dropped.push(edge.serial);
+                }
+                // Being cut: the edge starts over on its next link.
+                Err(EventRefused::Backlog) => {
+                    self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(EventRefused::Closed) => {}
+            }
+        }
+        self.counters
+            .deliveries
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        dropped
+    }
+
     /// Queues `control` for every attached edge, waiting up to [`CONTROL_SEND_TIMEOUT`] for room.
     pub async fn send_control(&self, control: mesh::Control) -> Result<usize, ControlError> {
         let queues: Vec<(EdgeId, mpsc::Sender<Down>)> = {
@@ -411,6 +444,7 @@ impl Edges {
             kind: Some(channel_event::Kind::Publication(wire)),
             epoch,
             prev_data: prev.map(|p| p.data.clone()).unwrap_or_default(),
+            prev_version: 0,
         };
         self.deliver_event(SharedEvent::new(event))
     }

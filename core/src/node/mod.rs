@@ -8,6 +8,7 @@ mod maps;
 mod presence;
 mod publish;
 mod serve;
+mod shared_poll;
 mod survey;
 mod sweep;
 
@@ -18,6 +19,7 @@ pub use history::HistoryError;
 pub use maps::{MapCallError, MapPublishOptions, MapStateRead};
 pub use presence::PresenceError;
 pub use publish::PublishError;
+pub use shared_poll::SharedPollError;
 pub use survey::{EdgeInfo, NodeInfo, SURVEY_TIMEOUT};
 pub use sweep::{SWEEP_INTERVAL, SweepReport};
 
@@ -30,7 +32,7 @@ use crate::maps::{AnyMapBroker, MemoryMapBroker, RedisMapBroker};
 use crate::presence::{
     AnyPresenceManager, MemoryPresenceManager, PRESENCE_TTL, RedisPresenceManager,
 };
-use edges::Edges;
+pub(crate) use edges::Edges;
 use spindle_hub::channel::ChannelResolver;
 use spindle_hub::config::Config;
 use spindle_hub::config::{BrokerType, EngineType, PresenceManagerType};
@@ -198,6 +200,8 @@ struct Inner {
     proxies: crate::proxy::Proxies,
     /// JWK sets for edges verifying tokens (`jwks_public_endpoint`).
     jwks: crate::jwks::JwksCache,
+    /// Shared-poll channels: tracked keys and their pollers (see [`crate::shared_poll`]).
+    shared_polls: crate::shared_poll::SharedPolls,
 }
 
 impl Node {
@@ -382,10 +386,17 @@ impl Node {
     ) -> Result<Node, NodeError> {
         let resolver = ChannelResolver::new(&config.channel)
             .map_err(|error| NodeError::ChannelRegex(error.to_string()))?;
+        let proxies = crate::proxy::Proxies::new(Arc::clone(&config))
+            .map_err(|error| NodeError::Tls(error.to_string()))?;
+        let shared_polls = crate::shared_poll::SharedPolls::new(
+            Arc::clone(&edges),
+            proxies.clone(),
+            config.shared_poll.concurrency_limit,
+        );
         let node = Node {
             inner: Arc::new(Inner {
-                proxies: crate::proxy::Proxies::new(Arc::clone(&config))
-                    .map_err(|error| NodeError::Tls(error.to_string()))?,
+                proxies,
+                shared_polls,
                 jwks: crate::jwks::JwksCache::new(crate::jwks::JwksLimits::default())
                     .map_err(|error| NodeError::Tls(format!("JWKS client: {error}")))?,
                 config,
@@ -538,6 +549,7 @@ impl Node {
             let (gained, lost) = if interest.snapshot {
                 self.inner.edges.replace_interest(serial, &interest.add)
             } else {
+                self.inner.shared_polls.edge_left(serial, &interest.remove);
                 let gained = self.inner.edges.add_interest(serial, &interest.add);
                 (
                     gained,
@@ -606,6 +618,7 @@ impl Node {
     /// Forgets an edge and its interest.
     async fn detach(&self, serial: u64) {
         let _gate = self.inner.interest_gate.lock().await;
+        self.inner.shared_polls.edge_gone(serial);
         let lost = self.inner.edges.detach(serial);
         self.unsubscribe_channels(lost).await;
     }

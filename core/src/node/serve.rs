@@ -61,7 +61,7 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
                     } = pending;
                     // An edge that gave up (its deadline passed) frees the slot at once.
                     tokio::select! {
-                        answer = answer(&node, question) => responder.answer(answer),
+                        answer = answer(&node, serial, question) => responder.answer(answer),
                         () = responder.closed() => {}
                     }
                     drop(slot);
@@ -75,7 +75,7 @@ pub(super) async fn serve_edge(node: Node, id: EdgeId, serial: u64, mut inbox: C
 
 /// Answers one edge request. Errors go in `Response.error` with the client protocol's code and
 /// message; `kind` is then unset.
-async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
+async fn answer(node: &Node, serial: u64, request: mesh::Request) -> mesh::Response {
     let id = request.id;
     let outcome = match request.kind {
         Some(request::Kind::Publish(publish)) => answer_publish(node, publish).await,
@@ -145,6 +145,10 @@ async fn answer(node: &Node, request: mesh::Request) -> mesh::Response {
             .map_err(|_| ClientError::INTERNAL),
         Some(request::Kind::MapState(read)) => answer_map_state(node, read).await,
         Some(request::Kind::MapPublish(publish)) => answer_map_publish(node, publish).await,
+        Some(request::Kind::SharedPoll(poll)) => node
+            .shared_poll_request(serial, &poll)
+            .map(response::Kind::SharedPoll)
+            .map_err(|error| error.client_error()),
         None => Err(ClientError::NOT_AVAILABLE),
     };
     match outcome {

@@ -106,6 +106,10 @@ impl Question for proxy::MapRemoveRequest {
     }
 }
 
+impl Question for proxy::SharedPollRefreshRequest {
+    fn prepare(&mut self, _proxy: &Proxy) {}
+}
+
 impl Question for proxy::SubRefreshRequest {
     fn prepare(&mut self, proxy: &Proxy) {
         self.encoding = encoding(proxy);
@@ -197,6 +201,23 @@ impl Answer for proxy::MapPublishResponse {
 
 impl Answer for proxy::MapRemoveResponse {
     refused!();
+    fn decode_base64(&mut self) -> Result<(), ()> {
+        Ok(())
+    }
+}
+
+impl Answer for proxy::SharedPollRefreshResponse {
+    /// A shared-poll refresh has no client to disconnect: a disconnect is a failed call.
+    fn refused(refusal: Refusal) -> Self {
+        let error = match refusal {
+            Refusal::Error(error) => error,
+            Refusal::Disconnect(_) => super::internal_error(),
+        };
+        Self {
+            error: Some(error),
+            ..Default::default()
+        }
+    }
     fn decode_base64(&mut self) -> Result<(), ()> {
         Ok(())
     }

@@ -55,6 +55,7 @@ method!(proxy::SubRefreshRequest => proxy::SubRefreshResponse, sub_refresh);
 method!(proxy::RpcRequest => proxy::RpcResponse, rpc);
 method!(proxy::MapPublishRequest => proxy::MapPublishResponse, map_publish);
 method!(proxy::MapRemoveRequest => proxy::MapRemoveResponse, map_remove);
+method!(proxy::SharedPollRefreshRequest => proxy::SharedPollRefreshResponse, shared_poll_refresh);
 
 /// Channels by endpoint and TLS block.
 #[derive(Debug, Clone, Default)]

@@ -150,6 +150,38 @@ impl Proxies {
     }
 }
 
+impl Proxies {
+    /// A shared-poll refresh (the core's own call, for no client: no headers forwarded) with
+    /// the proxy `proxy_name` names (`""` / `default`: `channel.proxy.shared_poll_refresh`).
+    /// Never fails: a call that did not work is the response's `error`.
+    pub async fn shared_poll_refresh(
+        &self,
+        proxy_name: &str,
+        request: proxy::SharedPollRefreshRequest,
+    ) -> proxy::SharedPollRefreshResponse {
+        use encode::Answer as _;
+        let proxy = if proxy_name.is_empty() || proxy_name == DEFAULT_PROXY_NAME {
+            Some(&self.config.channel.proxy.shared_poll_refresh)
+        } else {
+            self.config.named_proxy(proxy_name)
+        };
+        let Some(proxy) = proxy.filter(|p| !p.endpoint.is_empty()) else {
+            tracing::error!(
+                proxy = proxy_name,
+                "shared_poll_refresh proxy not configured"
+            );
+            return proxy::SharedPollRefreshResponse::refused(Refusal::Error(internal_error()));
+        };
+        let no_client = ProxyRequest::default();
+        let call = Call {
+            proxies: self,
+            proxy,
+            request: &no_client,
+        };
+        call.run("shared_poll_refresh", request).await
+    }
+}
+
 /// One call: which proxy, and the edge's request (headers).
 struct Call<'a> {
     proxies: &'a Proxies,

@@ -113,5 +113,60 @@ pub fn core(node: &crate::Node, links: &CoreLinks) -> String {
             link.connection.rtt().as_secs_f64(),
         );
     }
+    shared_poll(node, &mut text);
     text.finish()
+}
+
+/// The shared-poll pollers: backend calls and keys asked (they follow unique keys, not
+/// clients), failures, changes and removals sent, channels and keys polled now.
+fn shared_poll(node: &crate::Node, text: &mut MetricsText) {
+    let counters = node.shared_poll_counters();
+    let (channels, keys) = node.shared_poll_sizes();
+    for (name, help, kind, value) in [
+        (
+            "spindle_shared_poll_refresh_calls_total",
+            "shared_poll_refresh calls made to the backend.",
+            Kind::Counter,
+            counters.calls.load(Ordering::Relaxed),
+        ),
+        (
+            "spindle_shared_poll_refresh_failed_calls_total",
+            "shared_poll_refresh calls that failed (network, timeout, backend error).",
+            Kind::Counter,
+            counters.failed_calls.load(Ordering::Relaxed),
+        ),
+        (
+            "spindle_shared_poll_keys_polled_total",
+            "Keys asked for in shared_poll_refresh calls.",
+            Kind::Counter,
+            counters.keys_polled.load(Ordering::Relaxed),
+        ),
+        (
+            "spindle_shared_poll_changes_total",
+            "Shared-poll key changes sent to edges.",
+            Kind::Counter,
+            counters.changes.load(Ordering::Relaxed),
+        ),
+        (
+            "spindle_shared_poll_removals_total",
+            "Shared-poll keys revoked by the backend.",
+            Kind::Counter,
+            counters.removals.load(Ordering::Relaxed),
+        ),
+        (
+            "spindle_shared_poll_channels",
+            "Shared-poll channels with a running poller.",
+            Kind::Gauge,
+            channels as u64,
+        ),
+        (
+            "spindle_shared_poll_keys",
+            "Shared-poll keys tracked by some edge.",
+            Kind::Gauge,
+            keys as u64,
+        ),
+    ] {
+        text.family(name, help, kind);
+        text.sample(name, &[], value as f64);
+    }
 }
