@@ -11,7 +11,6 @@ use super::Config;
 use super::error::ConfigWarning;
 use super::schema::named_list_template;
 
-const NO_SHARED_POLL: &str = "shared-poll subscriptions are not served";
 const LISTENER_TLS: &str = "a listener's TLS uses cert_pem and key_pem only: client certificates are not checked (no mTLS), the client-side settings do not apply";
 const NO_COMPRESSION: &str = "WebSocket compression (permessage-deflate) is not served";
 const WS_WRITER: &str = "the WebSocket writer manages its own buffer";
@@ -28,8 +27,9 @@ const POSTGRES_UNUSED: &str = "not used by Spindle's PostgreSQL broker (docs/bro
 const GRPC_METADATA: &str = "gRPC proxies send no extra metadata";
 const GRPC_COMPRESSION: &str = "gRPC proxy calls are not compressed";
 const PROXY_CLIENT_CA: &str = "a proxy client has no use for a client CA";
-const NO_MAP_PROXIES: &str = "the subscribe stream and shared-poll proxies are not served";
 const NO_STREAM_PROXY: &str = "the subscribe stream proxy is not served";
+const NO_CLIENT: &str =
+    "shared_poll_refresh is called for a channel, not for a client: nothing of a client to forward";
 
 /// Keys parsed but not acted on, and what the operator should know. A path names a key and
 /// everything under it; `[]` after a named list (`proxies[]`) stands for each of its elements.
@@ -45,7 +45,6 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
         "consumers",
         "asynchronous consumers (PostgreSQL outbox, Kafka) are not served",
     ),
-    ("shared_poll", NO_SHARED_POLL),
     (
         "http_server.tls_autocert",
         "automatic TLS (ACME) is not served; give http_server.tls.cert_pem and key_pem",
@@ -207,6 +206,48 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
         "channel.proxy.sub_refresh.grpc.tls.client_ca_pem",
         PROXY_CLIENT_CA,
     ),
+    ("channel.proxy.map_publish.grpc_metadata", GRPC_METADATA),
+    (
+        "channel.proxy.map_publish.grpc.compression",
+        GRPC_COMPRESSION,
+    ),
+    (
+        "channel.proxy.map_publish.http.tls.client_ca_pem",
+        PROXY_CLIENT_CA,
+    ),
+    (
+        "channel.proxy.map_publish.grpc.tls.client_ca_pem",
+        PROXY_CLIENT_CA,
+    ),
+    ("channel.proxy.map_remove.grpc_metadata", GRPC_METADATA),
+    (
+        "channel.proxy.map_remove.grpc.compression",
+        GRPC_COMPRESSION,
+    ),
+    (
+        "channel.proxy.map_remove.http.tls.client_ca_pem",
+        PROXY_CLIENT_CA,
+    ),
+    (
+        "channel.proxy.map_remove.grpc.tls.client_ca_pem",
+        PROXY_CLIENT_CA,
+    ),
+    (
+        "channel.proxy.shared_poll_refresh.grpc_metadata",
+        GRPC_METADATA,
+    ),
+    (
+        "channel.proxy.shared_poll_refresh.grpc.compression",
+        GRPC_COMPRESSION,
+    ),
+    (
+        "channel.proxy.shared_poll_refresh.http.tls.client_ca_pem",
+        PROXY_CLIENT_CA,
+    ),
+    (
+        "channel.proxy.shared_poll_refresh.grpc.tls.client_ca_pem",
+        PROXY_CLIENT_CA,
+    ),
     ("rpc.proxy.grpc_metadata", GRPC_METADATA),
     ("rpc.proxy.grpc.compression", GRPC_COMPRESSION),
     ("rpc.proxy.http.tls.client_ca_pem", PROXY_CLIENT_CA),
@@ -215,9 +256,20 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
     ("proxies[].grpc.compression", GRPC_COMPRESSION),
     ("proxies[].http.tls.client_ca_pem", PROXY_CLIENT_CA),
     ("proxies[].grpc.tls.client_ca_pem", PROXY_CLIENT_CA),
-    ("channel.proxy.subscribe_stream", NO_MAP_PROXIES),
-    ("channel.proxy.shared_poll_refresh", NO_MAP_PROXIES),
-    ("channel.without_namespace.shared_poll", NO_SHARED_POLL),
+    ("channel.proxy.subscribe_stream", NO_STREAM_PROXY),
+    ("channel.proxy.shared_poll_refresh.http_headers", NO_CLIENT),
+    (
+        "channel.proxy.shared_poll_refresh.emulated_headers",
+        NO_CLIENT,
+    ),
+    (
+        "channel.proxy.shared_poll_refresh.include_connection_meta",
+        NO_CLIENT,
+    ),
+    (
+        "channel.proxy.shared_poll_refresh.binary_encoding",
+        "shared_poll_refresh data is always JSON (as Centrifugo's)",
+    ),
     (
         "channel.without_namespace.subscribe_stream_proxy_name",
         NO_STREAM_PROXY,
@@ -226,7 +278,6 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
         "channel.without_namespace.subscribe_stream_proxy_bidirectional",
         NO_STREAM_PROXY,
     ),
-    ("channel.namespaces[].shared_poll", NO_SHARED_POLL),
     (
         "channel.namespaces[].subscribe_stream_proxy_name",
         NO_STREAM_PROXY,

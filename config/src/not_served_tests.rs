@@ -102,7 +102,7 @@ fn a_not_served_key_away_from_its_default_is_named_and_fails_strict_mode() {
         "grpc_api": {"enabled": true, "port": 10000},
         "pid_file": "/run/spindle.pid",
         "admin": {"enabled": false, "password": "switched off: nothing is missed"},
-        "channel": {"namespaces": [{"name": "ns", "shared_poll": {"refresh_batch_size": 10}}]},
+        "channel": {"proxy": {"shared_poll_refresh": {"http_headers": ["cookie"]}}},
         "proxies": [{"name": "backend", "endpoint": "http://127.0.0.1:1", "grpc_metadata": ["x"]}]
     }"#;
     let mut sources = ConfigSources {
@@ -125,7 +125,7 @@ fn a_not_served_key_away_from_its_default_is_named_and_fails_strict_mode() {
     assert_eq!(
         named,
         [
-            "channel.namespaces[0].shared_poll.refresh_batch_size",
+            "channel.proxy.shared_poll_refresh.http_headers",
             "grpc_api.enabled",
             "pid_file",
             "proxies[0].grpc_metadata"

@@ -325,3 +325,25 @@ async fn a_failing_backend_leaves_keys_for_the_next_interval() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(failed >= 2, "the poller keeps trying: {failed}");
 }
+
+#[tokio::test]
+async fn a_key_tracked_again_soon_keeps_its_version_without_a_backend_call() {
+    let (node, backend) = poll_node(false).await;
+    set(&backend, "a", json!(1), 0);
+    let mut e1 = edge(&node, "e1", "poll:x").await;
+    ask(&e1, "poll:x", 1, &["a"], &[]).await;
+    let (_, _, version, _) = next_update(&mut e1).await;
+    // The last tracker leaves (a reconnect wave), and the edge leaves the channel too.
+    ask(&e1, "poll:x", 2, &[], &["a"]).await;
+    e1.interest(&[], &["poll:x"]).await;
+    let calls = backend.lock().unwrap().calls.len();
+    e1.interest(&["poll:x"], &[]).await;
+    let again = ask(&e1, "poll:x", 3, &["a"], &[]).await;
+    assert_eq!(again.items.len(), 1);
+    assert_eq!(again.items[0].version, version);
+    assert_eq!(
+        backend.lock().unwrap().calls.len(),
+        calls,
+        "answered from the parked value"
+    );
+}

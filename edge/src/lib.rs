@@ -62,6 +62,7 @@ mod interest;
 mod limits;
 mod presence;
 mod repair;
+mod shared_poll;
 mod streams;
 mod uni_grpc;
 mod unidirectional;
@@ -226,6 +227,8 @@ pub(crate) struct Shared {
     pub emulated: Mutex<HashMap<String, ConnectionHandle>>,
     /// `client.connection_rate_limit`.
     pub connection_rate: limits::ConnectionRate,
+    /// Shared-poll keys tracked here, their values, what the core was told.
+    pub shared_poll: Arc<shared_poll::SharedPollKeys>,
 }
 
 impl Shared {
@@ -404,6 +407,7 @@ impl Edge {
                 live_tasks: AtomicUsize::new(0),
                 emulated: Mutex::new(HashMap::new()),
                 connection_rate,
+                shared_poll: Arc::default(),
             }),
         }
     }

@@ -159,6 +159,11 @@ impl LocalHub {
         self.subscriptions.remove(channel, client)
     }
 
+    /// The local subscriptions of `channel` now (a snapshot).
+    pub(crate) fn subscribers(&self, channel: &str) -> Option<Arc<[Subscriber]>> {
+        self.subscriptions.subscribers(channel)
+    }
+
     /// Whether any local connection is subscribed to `channel`.
     pub fn has_subscribers(&self, channel: &str) -> bool {
         self.subscriptions.count(channel) > 0

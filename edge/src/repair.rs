@@ -57,6 +57,9 @@ pub(crate) fn top(shared: &Arc<Shared>, channel: &str, top: Option<StreamPositio
 /// The link is lost: the subscribers of channels without history are signalled now (nothing
 /// can repair them); the others wait for the next link's acknowledgement.
 pub(crate) fn link_lost(shared: &Arc<Shared>) {
+    // The next core knows nothing of this edge's shared-poll keys; their channels keep no
+    // history, so their subscribers are signalled below with the others.
+    shared.shared_poll.link_lost();
     for channel in shared.streams.link_lost() {
         lose_subscribers(shared, &channel, Unrepairable::NoHistory);
     }
@@ -230,7 +233,19 @@ async fn read_history(
 fn deliver(shared: &Shared, event: Event) {
     // Usually the only holder by now (the core let go once it was queued); a copy of the
     // event otherwise (its payloads are shared bytes).
-    shared.hub.broadcast(SharedEvent::into_event(event));
+    let event = SharedEvent::into_event(event);
+    let (event, needs_sync) = shared.shared_poll.fan_out(&shared.hub, event);
+    if let Some(event) = event {
+        shared.hub.broadcast(event);
+    } else if let Some(channel) = needs_sync {
+        // Keys the core sends that nobody here tracks (a late track applied after its
+        // untrack): told to stop.
+        let keys = Arc::clone(&shared.shared_poll);
+        let link = shared.link();
+        tokio::spawn(async move {
+            let _ = keys.sync(&link, &channel).await;
+        });
+    }
 }
 
 /// Bounds of one repair, from `mesh.repair`.

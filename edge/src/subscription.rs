@@ -20,6 +20,7 @@
 //! encode of its own.
 
 use crate::handle::ConnectionHandle;
+use crate::shared_poll::Tracks;
 use bytes::Bytes;
 use spindle_hub::codes::Disconnect;
 use spindle_hub::session::tags_match;
@@ -86,6 +87,9 @@ pub struct SubFlags {
     /// A map subscription: deltas are per key, against the key's previous value the core sends
     /// with the change (the subscriber holds every key's value once live).
     pub keyed: bool,
+    /// A shared-poll subscription: it gets the changes of the keys it tracks
+    /// (`crate::shared_poll`), never the channel's plain fan-out.
+    pub shared_poll: bool,
 }
 
 /// Bounds of the buffer a subscription keeps while it is being positioned or recovered.
@@ -111,6 +115,8 @@ pub struct LocalSub {
     /// Set when the core feeds map presence channels from this subscription: the periodic
     /// refresh then carries the connection's info (map_users entries are keyed by user).
     presence_info: OnceLock<Box<client::ClientInfo>>,
+    /// The keys a shared-poll subscription tracks (`None` for the other kinds).
+    tracks: Option<Box<Mutex<Tracks>>>,
 }
 
 #[derive(Debug)]
@@ -170,7 +176,15 @@ impl LocalSub {
                 base: None,
             }),
             presence_info: OnceLock::new(),
+            tracks: flags
+                .shared_poll
+                .then(|| Box::new(Mutex::new(Tracks::default()))),
         })
+    }
+
+    /// The keys a shared-poll subscription tracks.
+    pub(crate) fn tracks(&self) -> Option<&Mutex<Tracks>> {
+        self.tracks.as_deref()
     }
 
     /// Makes the periodic presence refresh carry `info` (see `presence_info`); the first call
@@ -191,6 +205,9 @@ impl LocalSub {
     /// A publication from fan-out: buffered, sent, skipped, or the position is lost (then the
     /// connection is told).
     pub fn offer(self: &Arc<Self>, event: &Arc<PubEvent>, variants: &mut Variants<'_>) {
+        if self.flags.shared_poll {
+            return;
+        }
         let mut track = self.lock();
         match &mut track.phase {
             Phase::Live => {}
@@ -210,6 +227,11 @@ impl LocalSub {
             drop(track);
             self.connection.position_lost(Arc::clone(self));
         }
+    }
+
+    /// Whether publications go to this subscription now (live: not buffering, lost or closed).
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(self.lock().phase, Phase::Live)
     }
 
     /// Whether a join / leave push goes to this subscription now.

@@ -120,10 +120,10 @@ fi
 # on the core): what they check must hold there exactly as on `spindle serve`.
 if wants js-split && [[ -z "${result[js-split]:-}" ]]; then
   echo
-  echo "==> centrifuge-js on the split (SPINDLE_TOPOLOGY=split): streams, maps, sdk, proxy, token refresh"
+  echo "==> centrifuge-js on the split (SPINDLE_TOPOLOGY=split): streams, maps, shared poll, sdk, proxy, token refresh"
   (cd "$JS" && SPINDLE_TOPOLOGY=split node --test --test-concurrency=1 \
-    --test-timeout="$((deadline * 1000))" test/streams.test.mjs test/map.test.mjs test/sdk.test.mjs \
-    test/proxy.test.mjs test/token_refresh.test.mjs)
+    --test-timeout="$((deadline * 1000))" test/streams.test.mjs test/map.test.mjs \
+    test/shared_poll.test.mjs test/sdk.test.mjs test/proxy.test.mjs test/token_refresh.test.mjs)
   rc=$?
   if [[ $rc -eq 0 ]]; then result[js-split]="passed"; else result[js-split]="FAILED (exit $rc)"; failed=1; fi
 fi

@@ -7,7 +7,8 @@
 //! `denied`; publish → data rewritten to `{"via": "grpc"}`; rpc → echo of method and data,
 //! method `slow` sleeps past the 1 s default timeout; refresh / sub_refresh → 60 s more;
 //! map_publish → key `grpc:<key>`, data `{"via": "grpc"}`, tag `via=grpc`; map_remove → error
-//! 103 for the key `locked`, else allowed.
+//! 103 for the key `locked`, else allowed; shared_poll_refresh → every key's data
+//! `{"key": <key>, "via": "grpc"}` (versionless), keys starting with `gone` removed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -126,6 +127,30 @@ impl CentrifugoProxy for Answers {
                 ..Default::default()
             }),
             ..Default::default()
+        }))
+    }
+
+    async fn shared_poll_refresh(
+        &self,
+        request: Request<proxy::SharedPollRefreshRequest>,
+    ) -> std::result::Result<Response<proxy::SharedPollRefreshResponse>, Status> {
+        let items = request
+            .get_ref()
+            .items
+            .iter()
+            .map(|item| proxy::SharedPollRefreshResultItem {
+                key: item.key.clone(),
+                data: json_bytes(json!({"key": item.key, "via": "grpc"})),
+                removed: item.key.starts_with("gone"),
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(proxy::SharedPollRefreshResponse {
+            result: Some(proxy::SharedPollRefreshResult {
+                items,
+                epoch: String::new(),
+            }),
+            error: None,
         }))
     }
 

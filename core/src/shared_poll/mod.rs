@@ -100,6 +100,17 @@ struct State {
     /// Events an edge's full lane dropped, sent again after the next poll: per edge, whether
     /// it missed an epoch change, and the keys whose change (or removal) it missed.
     owed: HashMap<u64, Owed>,
+    /// Values of keys nobody tracks any more, kept `shutdown_delay` (not polled): a key tracked
+    /// again meanwhile — a reconnect wave — is answered with the same version, without a
+    /// backend call, and clients holding it get nothing twice.
+    parked: HashMap<String, Parked>,
+}
+
+#[derive(Debug)]
+struct Parked {
+    version: u64,
+    data: Bytes,
+    since: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -185,7 +196,18 @@ impl SharedPolls {
             let mut items = Vec::new();
             let mut woke = false;
             for key in &request.track {
-                let entry = state.entries.entry(key.clone()).or_default();
+                let parked = state.parked.remove(key);
+                let entry = state
+                    .entries
+                    .entry(key.clone())
+                    .or_insert_with(|| match parked {
+                        Some(parked) => Entry {
+                            version: parked.version,
+                            data: Some(parked.data),
+                            ..Entry::default()
+                        },
+                        None => Entry::default(),
+                    });
                 entry.edges.insert(serial);
                 match &entry.data {
                     Some(data) => items.push(client::Publication {
@@ -412,15 +434,26 @@ impl SharedPolls {
     }
 }
 
-/// `serial` stops tracking `key`; the entry goes when no edge tracks it.
+/// `serial` stops tracking `key`; the entry goes (its value parked) when no edge tracks it.
 fn forget(state: &mut State, key: &str, serial: u64) {
-    if let Some(entry) = state.entries.get_mut(key) {
-        entry.edges.remove(&serial);
-        if entry.edges.is_empty() {
-            state.entries.remove(key);
-            state.cold.remove(key);
-        }
+    let Some(entry) = state.entries.get_mut(key) else {
+        return;
+    };
+    entry.edges.remove(&serial);
+    if !entry.edges.is_empty() {
+        return;
     }
+    if let Some(entry) = state.entries.remove(key)
+        && let Some(data) = entry.data
+    {
+        let parked = Parked {
+            version: entry.version,
+            data,
+            since: Instant::now(),
+        };
+        state.parked.insert(key.to_owned(), parked);
+    }
+    state.cold.remove(key);
 }
 
 fn random_epoch() -> String {

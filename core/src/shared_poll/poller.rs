@@ -71,13 +71,11 @@ pub(super) fn flip_epoch(state: &mut State, epoch: &str, out: &mut Outgoing) {
     if state.epoch == epoch {
         return;
     }
-    let had_values = state.entries.values().any(|e| e.data.is_some());
+    // Even from "" (the first epoch the backend gives): subscribers were told "" and the SDK
+    // resets its versions only when an epoch it knew changes, so it must hear this one (as
+    // Centrifugo, one resubscribe).
     state.epoch = epoch.to_owned();
-    if !had_values {
-        // The first epoch the backend gives (or one before any value): no version was handed
-        // out under the old one, so nobody needs to start over.
-        return;
-    }
+    state.parked.clear();
     for entry in state.entries.values_mut() {
         entry.version = 0;
         entry.data = None;
@@ -129,9 +127,14 @@ pub(super) async fn run(polls: SharedPolls, channel: Arc<PollChannel>) {
     }
 }
 
-/// The keys a timed poll asks for: all, except those `shared_poll_publish` just wrote.
+/// The keys a timed poll asks for: all, except those `shared_poll_publish` just wrote. Parked
+/// values older than `shutdown_delay` go.
 fn due_keys(channel: &PollChannel) -> Vec<String> {
     let mut state = lock(&channel.state);
+    let delay = channel.settings.shutdown_delay;
+    state
+        .parked
+        .retain(|_, parked| parked.since.elapsed() < delay);
     let mut keys = Vec::with_capacity(state.entries.len());
     for (key, entry) in &mut state.entries {
         if std::mem::take(&mut entry.fresh) {

@@ -109,6 +109,7 @@ impl Connection {
     }
 
     pub(super) async fn on_timer(&mut self) {
+        self.expire_tracks();
         let now = Now::system();
         if let Some(deadline) = self.read_deadline()
             && deadline <= now.mono

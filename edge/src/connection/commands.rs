@@ -79,6 +79,10 @@ impl Connection {
                         ..Default::default()
                     })
             }
+            Request::SubRefresh(request) if self.is_track(&request) => {
+                self.track(id, &request, now).await;
+                return Flow::Continue;
+            }
             Request::SubRefresh(request) => {
                 self.sub_refresh(&request, now)
                     .await

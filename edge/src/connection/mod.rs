@@ -17,6 +17,7 @@ mod map;
 mod presence;
 mod proxy;
 mod query;
+mod shared_poll;
 mod subscribe;
 mod uni;
 
@@ -140,6 +141,7 @@ where
         presence: presence::PresenceQueue::default(),
         emulated_headers: BTreeMap::new(),
         map_loading: HashMap::new(),
+        track_deadline: None,
     };
     connection.run(&mut stream, &mut mailbox).await;
     let disconnect = Box::pin(connection.finish()).await;
@@ -213,6 +215,8 @@ struct Connection {
     emulated_headers: BTreeMap<String, String>,
     /// Map subscriptions between their first page and going live, by channel.
     map_loading: HashMap<String, map::MapLoading>,
+    /// When the earliest shared-poll track signature (plus its extra delay) runs out.
+    track_deadline: Option<Instant>,
 }
 
 impl Connection {
@@ -270,10 +274,14 @@ impl Connection {
 
     /// The earlier of the session's next deadline and the native-ping read deadline.
     fn next_deadline(&self) -> Option<Instant> {
-        [self.session.next_deadline(), self.read_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.session.next_deadline(),
+            self.read_deadline(),
+            self.track_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// With native pings, a connected client must send something (a pong at least) within
@@ -336,6 +344,7 @@ impl Connection {
         let had = record.is_some();
         if let Some(sub) = self.subs.remove(channel) {
             sub.close();
+            self.release_tracks(&sub);
             self.leave_hub(channel).await;
             if let Some(record) = record {
                 self.presence_left(&record, true).await;
@@ -358,6 +367,7 @@ impl Connection {
         let subs: Vec<(String, Arc<LocalSub>)> = self.subs.drain().collect();
         for (channel, sub) in &subs {
             sub.close();
+            self.release_tracks(sub);
             if self.shared.hub.unsubscribe(channel, &self.client) == Removed::LastInChannel {
                 self.shared.interest.touch(channel);
             }

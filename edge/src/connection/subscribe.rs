@@ -51,6 +51,7 @@ impl Connection {
             push_join_leave: options.push_join_leave,
             presence: options.presence,
             keyed: grant.map.is_some(),
+            shared_poll: grant.shared_poll.is_some(),
         };
         let limits = &self.shared.limits;
         let buffer = BufferLimits {
@@ -89,6 +90,7 @@ impl Connection {
     /// Undoes [`Connection::attach`].
     pub(super) async fn detach(&mut self, sub: &LocalSub) {
         sub.close();
+        self.release_tracks(sub);
         self.leave_hub(&sub.channel).await;
     }
 
@@ -262,6 +264,9 @@ impl Connection {
     ) {
         if (1..=3).contains(&request.r#type) {
             return self.subscribe_map(id, request, now).await;
+        }
+        if request.r#type == spindle_hub::shared_poll::RESULT_TYPE_SHARED_POLL {
+            return self.subscribe_shared_poll(id, request, now).await;
         }
         let grant = match self.decide_subscribe(request, now).await {
             Ok(grant) => grant,

@@ -46,7 +46,7 @@ impl<'a> Variants<'a> {
         encode_publication(self.event, format, data, is_delta)
     }
 
-    pub(super) fn plain(&mut self, format: Format) -> Encoded {
+    pub(crate) fn plain(&mut self, format: Format) -> Encoded {
         if let Some(done) = &self.plain[index(format)] {
             return done.clone();
         }
@@ -55,7 +55,7 @@ impl<'a> Variants<'a> {
         encoded
     }
 
-    pub(super) fn full(&mut self, format: Format) -> Encoded {
+    pub(crate) fn full(&mut self, format: Format) -> Encoded {
         if format == Format::Protobuf {
             return self.plain(format);
         }
@@ -68,7 +68,7 @@ impl<'a> Variants<'a> {
         encoded
     }
 
-    pub(super) fn shared_delta(&mut self, format: Format) -> Encoded {
+    pub(crate) fn shared_delta(&mut self, format: Format) -> Encoded {
         if let Some(done) = &self.delta[index(format)] {
             return done.clone();
         }

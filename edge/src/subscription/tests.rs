@@ -101,6 +101,7 @@ const POSITIONED: SubFlags = SubFlags {
     push_join_leave: false,
     presence: false,
     keyed: false,
+    shared_poll: false,
 };
 
 #[test]

@@ -236,6 +236,7 @@ impl FakeCore {
                 kind: Some(mesh::channel_event::Kind::Publication(publication)),
                 epoch,
                 prev_data,
+                prev_version: 0,
             });
             (event, position)
         }
