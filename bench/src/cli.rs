@@ -36,6 +36,25 @@ pub enum Scenario {
     /// A map of K keys, then fresh clients synchronizing it (state pages, stream, live) one
     /// after the other: time from the first subscribe to the LIVE reply.
     MapSync(MapSyncArgs),
+    /// C clients each track the same K shared-poll keys; the benchmark is the backend answering
+    /// shared_poll_refresh: calls and keys per refresh interval.
+    SharedPoll(SharedPollArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SharedPollArgs {
+    /// Clients, each tracking every key.
+    #[arg(short = 'c', long, default_value_t = 1_000)]
+    pub clients: usize,
+    /// Keys (the same for every client).
+    #[arg(short = 'k', long, default_value_t = 100)]
+    pub keys: usize,
+    /// `shared_poll.refresh_interval` in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    pub interval_ms: u64,
+    /// Intervals measured once every client holds every key.
+    #[arg(long, default_value_t = 10)]
+    pub intervals: usize,
 }
 
 #[derive(Debug, Args)]

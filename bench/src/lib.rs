@@ -7,7 +7,8 @@
 //! with history through the single and batch API, every offset checked and read back) and
 //! `reconnect-storm` (time until N clients that dropped at once have recovered what they
 //! missed, every recovered publication checked) and `map-sync` (time from a map subscription's
-//! first page to its LIVE reply, every key checked). Benchmarks are measurements, not timed tests;
+//! first page to its LIVE reply, every key checked) and `shared-poll` (backend refresh calls
+//! and keys per interval for C clients tracking the same K keys). Benchmarks are measurements, not timed tests;
 //! results and how to reproduce them live in `docs/benchmarks.md`; `bench/scripts/figures.sh`
 //! runs the documented figures, each once the machine is quiet.
 //!
@@ -53,6 +54,7 @@ pub mod reconnect_storm;
 pub mod report;
 pub mod resources;
 pub mod server;
+pub mod shared_poll;
 pub mod storm_check;
 pub mod storm_client;
 pub mod swarm;

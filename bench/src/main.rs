@@ -13,6 +13,7 @@ use spindle_bench::map_sync::{self, MapSyncOptions};
 use spindle_bench::procfs;
 use spindle_bench::reconnect_storm::{self, StormOptions};
 use spindle_bench::server::{self, Endpoints, ServerProcess, StartOptions};
+use spindle_bench::shared_poll::{self, SharedPollOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ fn run(cli: Cli) -> Result<()> {
         Scenario::HistoryPublish(args) => args.concurrency,
         Scenario::ReconnectStorm(args) => args.clients,
         Scenario::MapSync(_) => 2,
+        Scenario::SharedPoll(args) => args.clients,
     };
     print_environment(threads, fd, connections);
     let machine_busy_before = machine_busy_for(Duration::from_secs(1))?;
@@ -50,7 +52,20 @@ fn run(cli: Cli) -> Result<()> {
         eprintln!("warning: the machine is not idle; other work will disturb the figures");
     }
     runtime.block_on(async move {
-        let (managed, endpoints) = target(&cli.target, scenario_patch(&cli.scenario)).await?;
+        // The shared-poll scenario is the application backend: it runs before the server,
+        // whose config points at it.
+        let backend = match &cli.scenario {
+            Scenario::SharedPoll(_) => Some(shared_poll::Backend::start().await?),
+            _ => None,
+        };
+        let patch = match (&cli.scenario, &backend) {
+            (Scenario::SharedPoll(args), Some(backend)) => Some(shared_poll::server_patch(
+                backend.url(),
+                Duration::from_millis(args.interval_ms),
+            )),
+            _ => scenario_patch(&cli.scenario),
+        };
+        let (managed, endpoints) = target(&cli.target, patch).await?;
         let format = cli.target.format.into();
         let concurrency = cli.target.connect_concurrency;
         let result = match &cli.scenario {
@@ -128,6 +143,21 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 map_sync::run(&endpoints, &options).await
             }
+            Scenario::SharedPoll(args) => {
+                let options = SharedPollOptions {
+                    clients: args.clients,
+                    keys: args.keys,
+                    interval: Duration::from_millis(args.interval_ms),
+                    intervals: args.intervals,
+                    format,
+                    connect_concurrency: concurrency,
+                    machine_busy_before,
+                };
+                match &backend {
+                    Some(backend) => shared_poll::run(&endpoints, backend, &options).await,
+                    None => Err(anyhow::anyhow!("no backend")),
+                }
+            }
         };
         if let Some(server) = managed {
             if result.is_err() {
@@ -156,6 +186,7 @@ fn scenario_patch(scenario: &Scenario) -> Option<serde_json::Value> {
             &args.history.history_ttl,
         )),
         Scenario::MapSync(args) => Some(map_sync::server_patch(args.page_size)),
+        Scenario::SharedPoll(_) => None,
     }
 }
 

@@ -797,7 +797,7 @@ async fn legacy_route_runs_each_command() {
         "\n",
         r#"{"id":3,"method":13,"params":{}}"#,
         "\n",
-        r#"{"id":4,"method":"Shared_Poll_Publish","params":{}}"#,
+        r#"{"id":4,"method":"Connections","params":{}}"#,
         "\n",
         r#"{"id":5,"method":"broadcast"}"#,
         "\n",

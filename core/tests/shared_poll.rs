@@ -258,7 +258,14 @@ async fn versioned_epochs_and_shared_poll_publish() {
     backend.lock().unwrap().epoch = "e1".into();
     set(&backend, "a", json!("v1"), 1);
     let mut e1 = edge(&node, "e1", "poll:x").await;
-    ask(&e1, "poll:x", 1, &["a"], &[]).await;
+    let first = ask(&e1, "poll:x", 1, &["a"], &[]).await;
+    assert_eq!(first.epoch, "", "no epoch before the backend gave one");
+    // The first epoch the backend gives restarts the subscribers (they were told ""), then
+    // the value follows.
+    assert_eq!(
+        e1.next_event().await.kind,
+        Some(mesh::channel_event::Kind::SharedPollEpoch("e1".into()))
+    );
     let (_, data, version, _) = next_update(&mut e1).await;
     assert_eq!((data.as_str(), version), (r#""v1""#, 1));
     // A publish with a higher version is delivered; a lower one is not.

@@ -312,7 +312,11 @@ mod tests {
             Method::from_legacy_name("Map_Publish"),
             Ok(Some(Method::MapPublish))
         );
-        assert_eq!(Method::from_legacy_name("Shared_Poll_Publish"), Ok(None));
+        assert_eq!(
+            Method::from_legacy_name("Shared_Poll_Publish"),
+            Ok(Some(Method::SharedPollPublish))
+        );
+        assert_eq!(Method::from_legacy_name("Connections"), Ok(None));
         assert_eq!(Method::from_legacy_name("nope"), Err(()));
         assert_eq!(Method::from_legacy_number(13), None);
         assert_eq!(Method::from_legacy_number(-1), None);

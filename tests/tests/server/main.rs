@@ -45,6 +45,7 @@ mod proxy;
 mod proxy_tls;
 mod pubsub;
 mod redis_restart;
+mod shared_poll;
 mod slow_clients;
 #[cfg(target_os = "linux")]
 mod sockets;
