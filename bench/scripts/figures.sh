@@ -60,5 +60,9 @@ for figure in ${FIGURES:-1 2 3 4 5}; do
       done ;;
     storm-own) run fig5-reconnect-storm-own-channels reconnect-storm --clients 5000 --channels 0 --missed 20 ;;
     rb4k) run fig3-idle-10k-rb4k --server-config '{"websocket":{"read_buffer_size":4096}}' idle --clients 10000 --wait 30 ;;
+    # Issue 16: map synchronization and shared-poll backend load.
+    maps) run map-sync-10k map-sync --keys 10000 --runs 10 --page-size 100 ;;
+    poll) run shared-poll-1k-100 shared-poll --clients 1000 --keys 100 --interval-ms 1000 --intervals 10
+      run shared-poll-1k-100-split --split 2 shared-poll --clients 1000 --keys 100 --interval-ms 1000 --intervals 10 ;;
   esac
 done
