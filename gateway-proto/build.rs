@@ -79,7 +79,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(["."])
         .btree_map(["."])
         .extern_path(".centrifugal.centrifuge.protocol", "crate::client")
-        .extern_path(".centrifugal.centrifugo.proxy", "crate::proxy");
+        .extern_path(".centrifugal.centrifugo.proxy", "crate::proxy")
+        // A stream open carries a whole proxy request: boxed, so every other request (and
+        // the link's message enum) stays small.
+        .boxed(".spindle.mesh.v1.Request.kind.stream_open");
     config.compile_fds(mesh_fds)?;
 
     // The uni_grpc service and the gRPC proxy service (feature `grpc`): tonic stubs over the

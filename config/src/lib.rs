@@ -211,7 +211,7 @@ impl Config {
     /// Every proxy block of the configuration, configured or not: the kinds' defaults
     /// (`client.proxy.connect` / `.refresh`, `channel.proxy.subscribe` / `.publish` /
     /// `.sub_refresh` / `.map_publish` / `.map_remove` / `.shared_poll_refresh`, `rpc.proxy`),
-    /// then the named ones. (`channel.proxy.subscribe_stream` is not served.)
+    /// `channel.proxy.subscribe_stream`, then the named ones.
     pub fn all_proxies(&self) -> impl Iterator<Item = &Proxy> {
         [
             &self.client.proxy.connect.proxy,
@@ -222,6 +222,7 @@ impl Config {
             &self.channel.proxy.map_publish,
             &self.channel.proxy.map_remove,
             &self.channel.proxy.shared_poll_refresh,
+            &self.channel.proxy.subscribe_stream,
             &self.rpc.proxy,
         ]
         .into_iter()

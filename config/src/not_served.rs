@@ -27,7 +27,7 @@ const POSTGRES_UNUSED: &str = "not used by Spindle's PostgreSQL broker (docs/bro
 const GRPC_METADATA: &str = "gRPC proxies send no extra metadata";
 const GRPC_COMPRESSION: &str = "gRPC proxy calls are not compressed";
 const PROXY_CLIENT_CA: &str = "a proxy client has no use for a client CA";
-const NO_STREAM_PROXY: &str = "the subscribe stream proxy is not served";
+const STREAMS_GRPC_ONLY: &str = "subscription streams are gRPC only (as Centrifugo's)";
 const NO_CLIENT: &str =
     "shared_poll_refresh is called for a channel, not for a client: nothing of a client to forward";
 
@@ -256,7 +256,23 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
     ("proxies[].grpc.compression", GRPC_COMPRESSION),
     ("proxies[].http.tls.client_ca_pem", PROXY_CLIENT_CA),
     ("proxies[].grpc.tls.client_ca_pem", PROXY_CLIENT_CA),
-    ("channel.proxy.subscribe_stream", NO_STREAM_PROXY),
+    (
+        "channel.proxy.subscribe_stream.grpc_metadata",
+        GRPC_METADATA,
+    ),
+    (
+        "channel.proxy.subscribe_stream.grpc.compression",
+        GRPC_COMPRESSION,
+    ),
+    (
+        "channel.proxy.subscribe_stream.grpc.tls.client_ca_pem",
+        PROXY_CLIENT_CA,
+    ),
+    ("channel.proxy.subscribe_stream.http", STREAMS_GRPC_ONLY),
+    (
+        "channel.proxy.subscribe_stream.emulated_headers",
+        "gRPC proxies forward only http_headers",
+    ),
     ("channel.proxy.shared_poll_refresh.http_headers", NO_CLIENT),
     (
         "channel.proxy.shared_poll_refresh.emulated_headers",
@@ -269,22 +285,6 @@ pub(crate) const NOT_SERVED: &[(&str, &str)] = &[
     (
         "channel.proxy.shared_poll_refresh.binary_encoding",
         "shared_poll_refresh data is always JSON (as Centrifugo's)",
-    ),
-    (
-        "channel.without_namespace.subscribe_stream_proxy_name",
-        NO_STREAM_PROXY,
-    ),
-    (
-        "channel.without_namespace.subscribe_stream_proxy_bidirectional",
-        NO_STREAM_PROXY,
-    ),
-    (
-        "channel.namespaces[].subscribe_stream_proxy_name",
-        NO_STREAM_PROXY,
-    ),
-    (
-        "channel.namespaces[].subscribe_stream_proxy_bidirectional",
-        NO_STREAM_PROXY,
     ),
 ];
 

@@ -132,6 +132,18 @@ fn check_options(
             "cannot be combined with the subscribe, publish or sub_refresh proxies",
         );
     }
+    let stream_proxy = match o.subscribe_stream_proxy_name.as_str() {
+        "" | DEFAULT_PROXY_NAME => Some(&c.channel.proxy.subscribe_stream),
+        name => c.named_proxy(name),
+    };
+    if o.subscribe_stream_proxy_enabled
+        && stream_proxy.is_some_and(|proxy| proxy.endpoint.starts_with("http"))
+    {
+        p.add(
+            format!("{path}.subscribe_stream_proxy_name"),
+            "subscription streams are gRPC only: the proxy's endpoint must be host:port or grpc://",
+        );
+    }
     let proxy_refs = [
         (
             "subscribe_proxy_name",

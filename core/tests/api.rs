@@ -241,6 +241,7 @@ async fn unsubscribe_disconnect_and_refresh_send_controls() {
     let unsubscribe = |channel: &str| {
         control::Kind::Unsubscribe(mesh::UnsubscribeCommand {
             channel: channel.into(),
+            ..Default::default()
         })
     };
     assert_eq!(

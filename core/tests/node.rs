@@ -328,6 +328,7 @@ async fn control_commands_reach_every_edge() {
         session: String::new(),
         kind: Some(control::Kind::Unsubscribe(mesh::UnsubscribeCommand {
             channel: "news".into(),
+            ..Default::default()
         })),
     };
     assert_eq!(node.control(command.clone()).await.unwrap(), 2);

@@ -178,6 +178,16 @@ impl LocalHub {
             return;
         };
         self.events.fetch_add(1, Ordering::Relaxed);
+        // A subscription stream's event: for one client's subscription only.
+        let subscribers: Arc<[Subscriber]> = if event.client.is_empty() {
+            subscribers
+        } else {
+            subscribers
+                .iter()
+                .filter(|s| s.connection.client().as_str() == event.client)
+                .cloned()
+                .collect()
+        };
         let channel = event.channel;
         let push = match event.kind {
             Some(Kind::Publication(publication)) => {
@@ -203,6 +213,12 @@ impl LocalHub {
                 leave: Some(client::Leave { info: Some(info) }),
                 ..Default::default()
             },
+            // A subscription stream ended: its subscriber is unsubscribed by its connection,
+            // after the publications queued before (this is the channel's lane order).
+            Some(Kind::StreamEnded(code)) => {
+                self.stream_ended(&channel, &event.client, code);
+                return;
+            }
             // Shared-poll epochs are handled before fan-out (`crate::shared_poll`).
             Some(Kind::SharedPollEpoch(_)) | None => return,
         };
@@ -229,6 +245,27 @@ impl LocalHub {
                 }
             }
         }
+    }
+
+    /// Tells `client`'s connection to unsubscribe from `channel` with `code` (its subscription
+    /// stream ended), as an API unsubscribe for that client would.
+    fn stream_ended(&self, channel: &str, client: &str, code: u32) {
+        let id = ClientId::from(client);
+        let connections = self.connections();
+        let (Some(user), Some(connection)) =
+            (connections.user_of.get(&id), connections.all.get(&id))
+        else {
+            return;
+        };
+        connection.deliver(mesh::Control {
+            user: user.clone(),
+            client: client.to_owned(),
+            kind: Some(mesh::control::Kind::Unsubscribe(mesh::UnsubscribeCommand {
+                channel: channel.to_owned(),
+                code,
+            })),
+            ..Default::default()
+        });
     }
 
     /// Signals every subscriber of `channel` that its stream has a gap nothing could repair

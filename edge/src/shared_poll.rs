@@ -4,7 +4,8 @@
 //!
 //! **Upstream.** The core hears of a key once per edge, however many local clients track it:
 //! keys are reference-counted per channel ([`SharedPollKeys::acquire`] /
-//! [`SharedPollKeys::release`]). [`SharedPollKeys::sync`] sends the difference between the keys
+//! [`SharedPollKeys::release`]); a key nobody tracks any more is kept, value included, until the
+//! core has applied its untrack. [`SharedPollKeys::sync`] sends the difference between the keys
 //! wanted and the keys the core was told, one request at a time per channel (a per-channel
 //! gate), numbered by a `seq` the core orders them by (the link does not keep an order between
 //! requests). A sync that fails leaves "told" as it was, so the next one sends it again.
@@ -73,10 +74,20 @@ struct ChannelKeys {
 
 #[derive(Debug, Default)]
 struct KeyValue {
-    /// Local subscriptions tracking the key.
+    /// Local subscriptions tracking the key (registered, or registering).
     refs: usize,
     /// The newest value: (version, data).
     latest: Option<(u64, Bytes)>,
+    /// The backend revoked it: a subscription still registering it gets the removal.
+    removed: bool,
+}
+
+/// What the edge holds of a key, for a track reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Held {
+    Value(u64, Bytes),
+    Removed,
+    Nothing,
 }
 
 /// A sync could not be completed: the client gets error 100 and may retry.
@@ -100,7 +111,12 @@ impl SharedPollKeys {
         let mut state = lock(&self.state);
         let keyed = state.channels.entry(channel.to_owned()).or_default();
         for key in keys {
-            keyed.keys.entry(key.clone()).or_default().refs += 1;
+            let value = keyed.keys.entry(key.clone()).or_default();
+            if value.refs == 0 {
+                // Tracked anew after a revocation: asked for again.
+                value.removed = false;
+            }
+            value.refs += 1;
         }
         state.generation
     }
@@ -119,24 +135,33 @@ impl SharedPollKeys {
         for key in keys {
             if let Some(value) = keyed.keys.get_mut(key) {
                 value.refs = value.refs.saturating_sub(1);
-                if value.refs == 0 {
+                if value.refs > 0 {
+                    continue;
+                }
+                // A key the core tracks stays (with its value) until the untrack is applied: a
+                // tracker coming back meanwhile finds the value, and the core still has it.
+                if keyed.told.contains(key) {
+                    changed = true;
+                } else {
                     keyed.keys.remove(key);
-                    changed |= keyed.told.contains(key);
                 }
             }
         }
         changed
     }
 
-    /// The newest value held of `key`.
-    pub fn latest(&self, channel: &str, key: &str) -> Option<(u64, Bytes)> {
-        lock(&self.state)
-            .channels
-            .get(channel)?
-            .keys
-            .get(key)?
-            .latest
-            .clone()
+    /// What is held of `key`: its newest value, its revocation, or nothing yet.
+    pub fn held(&self, channel: &str, key: &str) -> Held {
+        let state = lock(&self.state);
+        let value = state.channels.get(channel).and_then(|c| c.keys.get(key));
+        match value {
+            Some(value) if value.removed => Held::Removed,
+            Some(KeyValue {
+                latest: Some((version, data)),
+                ..
+            }) => Held::Value(*version, data.clone()),
+            _ => Held::Nothing,
+        }
     }
 
     /// Tells the core what changed in `channel` (keys wanted but not told, told but no longer
@@ -152,13 +177,15 @@ impl SharedPollKeys {
             let track: Vec<String> = keyed
                 .keys
                 .iter()
-                .filter(|(key, value)| value.refs > 0 && !keyed.told.contains(*key))
+                .filter(|(key, value)| {
+                    value.refs > 0 && !value.removed && !keyed.told.contains(*key)
+                })
                 .map(|(key, _)| key.clone())
                 .collect();
             let untrack: Vec<String> = keyed
                 .told
                 .iter()
-                .filter(|key| !keyed.keys.contains_key(*key))
+                .filter(|key| keyed.keys.get(*key).is_none_or(|value| value.refs == 0))
                 .chain(keyed.stray.iter())
                 .cloned()
                 .collect();
@@ -205,6 +232,9 @@ impl SharedPollKeys {
         for key in &request.untrack {
             keyed.told.remove(key);
             keyed.stray.remove(key);
+            if keyed.keys.get(key).is_some_and(|value| value.refs == 0) {
+                keyed.keys.remove(key);
+            }
         }
         for item in result.items {
             if let Some(value) = keyed.keys.get_mut(&item.key) {
@@ -213,6 +243,20 @@ impl SharedPollKeys {
         }
         keyed.epoch = Some(result.epoch.clone());
         Ok(result.epoch)
+    }
+
+    /// `dropped` registered trackers let a revoked key go.
+    fn forget_revoked(&self, channel: &str, key: &str, dropped: usize) {
+        let mut state = lock(&self.state);
+        let Some(keyed) = state.channels.get_mut(channel) else {
+            return;
+        };
+        if let Some(value) = keyed.keys.get_mut(key) {
+            value.refs = value.refs.saturating_sub(dropped);
+            if value.refs == 0 {
+                keyed.keys.remove(key);
+            }
+        }
     }
 
     /// Forgets everything: the link to the core is gone (see the module doc).
@@ -250,10 +294,11 @@ impl SharedPollKeys {
                 let key = publication.key.clone();
                 let tracked = match keyed.keys.get_mut(&key) {
                     Some(value) if publication.removed => {
+                        // The core forgot it. Registered trackers drop it (below) and their
+                        // references go with it; one still registering finds it removed.
                         value.latest = None;
+                        value.removed = true;
                         keyed.told.remove(&key);
-                        // The core forgot it: trackers drop it (below) without releasing.
-                        keyed.keys.remove(&key);
                         true
                     }
                     Some(value) => {
@@ -271,10 +316,14 @@ impl SharedPollKeys {
                 let prev_version = event.prev_version;
                 let event = PubEvent::new(channel, publication, String::new(), event.prev_data);
                 let mut variants = Variants::new(&event);
+                let mut dropped = 0;
                 if let Some(subscribers) = hub.subscribers(&event.channel) {
                     for sub in subscribers.iter() {
-                        offer(sub, &event, prev_version, &mut variants);
+                        dropped += usize::from(offer(sub, &event, prev_version, &mut variants));
                     }
+                }
+                if dropped > 0 {
+                    self.forget_revoked(&event.channel, &event.publication.key, dropped);
                 }
                 (None, None)
             }
@@ -359,26 +408,35 @@ impl Tracks {
 pub(crate) fn register(
     tracks: &mut Tracks,
     items: &[TrackedItem],
-    latest: impl Fn(&str) -> Option<(u64, Bytes)>,
+    held: impl Fn(&str) -> Held,
     delta: bool,
     format: Format,
-) -> Result<Vec<client::Publication>, EncodeError> {
-    let mut replies = Vec::new();
+) -> Result<Registered, EncodeError> {
+    let mut registered = Registered::default();
     for item in items {
         let mut state = KeyState {
             version: item.version,
             delta_ready: false,
             expires_at: item.expires_at,
         };
-        if let Some((version, data)) = latest(&item.key)
-            && version > item.version
-        {
+        let (version, data) = match held(&item.key) {
+            Held::Removed => {
+                // Revoked while this track was on its way: not tracked, the removal follows
+                // the reply.
+                tracks.keys.remove(&item.key);
+                registered.removed.push(item.key.clone());
+                continue;
+            }
+            Held::Value(version, data) => (version, data),
+            Held::Nothing => (0, Bytes::new()),
+        };
+        if version > item.version {
             let data = if delta {
                 crate::subscription::wire_data(format, &data)?
             } else {
                 data
             };
-            replies.push(client::Publication {
+            registered.items.push(client::Publication {
                 key: item.key.clone(),
                 data,
                 version,
@@ -389,7 +447,16 @@ pub(crate) fn register(
         }
         tracks.keys.insert(item.key.clone(), state);
     }
-    Ok(replies)
+    Ok(registered)
+}
+
+/// What registering a track produced.
+#[derive(Debug, Default)]
+pub(crate) struct Registered {
+    /// The values the client lacks: the reply's `items`.
+    pub items: Vec<client::Publication>,
+    /// Keys revoked meanwhile: removals to push after the reply, references to give back.
+    pub removed: Vec<String>,
 }
 
 /// The keys of `items` this subscription does not track yet.
@@ -403,26 +470,28 @@ pub(crate) fn new_keys(tracks: &Tracks, items: &[TrackedItem]) -> Vec<String> {
 
 /// A key event for one subscription: sent when it tracks the key and holds an older version
 /// (a removal always), as a delta when it holds exactly `prev_version` and negotiated delta.
-fn offer(sub: &LocalSub, event: &PubEvent, prev_version: u64, variants: &mut Variants<'_>) {
+/// Returns whether the subscription dropped the key (a removal).
+fn offer(sub: &LocalSub, event: &PubEvent, prev_version: u64, variants: &mut Variants<'_>) -> bool {
     let Some(tracks) = sub.tracks() else {
-        return;
+        return false;
     };
     // A lost subscription is being unsubscribed (2500): nothing more goes to it.
     if !sub.is_live() {
-        return;
+        return false;
     }
     let mut tracks = lock(tracks);
     let publication = &event.publication;
     let Some(state) = tracks.keys.get_mut(&publication.key) else {
-        return;
+        return false;
     };
     let format = sub.connection.format();
-    let encoded = if publication.removed {
+    let removed = publication.removed;
+    let encoded = if removed {
         tracks.keys.remove(&publication.key);
         variants.plain(format)
     } else {
         if publication.version <= state.version {
-            return;
+            return false;
         }
         let encoded = if !sub.flags.delta {
             variants.plain(format)
@@ -449,6 +518,7 @@ fn offer(sub: &LocalSub, event: &PubEvent, prev_version: u64, variants: &mut Var
             sub.connection.close(Disconnect::INAPPROPRIATE_PROTOCOL);
         }
     }
+    removed
 }
 
 #[cfg(test)]

@@ -394,6 +394,7 @@ async fn api_control_commands_reach_matching_connections() {
     // Unsubscribe: a push with code 2000.
     let unsubscribe = mesh::control::Kind::Unsubscribe(mesh::UnsubscribeCommand {
         channel: "room".into(),
+        ..Default::default()
     });
     server
         .core

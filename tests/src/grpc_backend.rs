@@ -8,11 +8,21 @@
 //! method `slow` sleeps past the 1 s default timeout; refresh / sub_refresh → 60 s more;
 //! map_publish → key `grpc:<key>`, data `{"via": "grpc"}`, tag `via=grpc`; map_remove → error
 //! 103 for the key `locked`, else allowed; shared_poll_refresh → every key's data
-//! `{"key": <key>, "via": "grpc"}` (versionless), keys starting with `gone` removed.
+//! `{"key": <key>, "via": "grpc"}` (versionless), keys starting with `gone` removed;
+//! SubscribeUnidirectional → data `{"stream": "uni", "user": <user>}`, then publications
+//! `{"n": 1..}` every 100 ms — three and the end for channels without `endless` in the name,
+//! error 103 first for channels containing `denied`; SubscribeBidirectional → data
+//! `{"stream": "bidi"}`, then `{"echo": <data>}` for every client publication.
+//! [`GrpcBackend::open_streams`] counts the subscription streams not yet closed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use spindle_proto::proxy;
 use spindle_proto::proxy::grpc::centrifugo_proxy_server::{CentrifugoProxy, CentrifugoProxyServer};
@@ -25,6 +35,7 @@ use crate::{Error, Result, fixture};
 pub struct GrpcBackend {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    streams: Arc<AtomicUsize>,
 }
 
 impl Drop for GrpcBackend {
@@ -43,13 +54,26 @@ impl GrpcBackend {
             .local_addr()
             .map_err(|e| Error::new(format!("gRPC backend address: {e}")))?;
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let streams = Arc::new(AtomicUsize::new(0));
+        let answers = Answers {
+            streams: Arc::clone(&streams),
+        };
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
-                .add_service(CentrifugoProxyServer::new(Answers))
+                .add_service(CentrifugoProxyServer::new(answers))
                 .serve_with_incoming(incoming)
                 .await;
         });
-        Ok(GrpcBackend { addr, task })
+        Ok(GrpcBackend {
+            addr,
+            task,
+            streams,
+        })
+    }
+
+    /// Subscription streams opened and not yet closed (by either side).
+    pub fn open_streams(&self) -> usize {
+        self.streams.load(Ordering::SeqCst)
     }
 
     /// The address it listens on.
@@ -64,7 +88,45 @@ impl GrpcBackend {
 }
 
 #[derive(Debug)]
-struct Answers;
+struct Answers {
+    streams: Arc<AtomicUsize>,
+}
+
+/// Counts one open subscription stream while alive.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(counter: &Arc<AtomicUsize>) -> Open {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Open(Arc::clone(counter))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+type Messages =
+    Pin<Box<dyn Stream<Item = std::result::Result<proxy::StreamSubscribeResponse, Status>> + Send>>;
+
+fn first(response: proxy::SubscribeResponse) -> proxy::StreamSubscribeResponse {
+    proxy::StreamSubscribeResponse {
+        subscribe_response: Some(response),
+        publication: None,
+    }
+}
+
+fn publication(data: serde_json::Value) -> proxy::StreamSubscribeResponse {
+    proxy::StreamSubscribeResponse {
+        subscribe_response: None,
+        publication: Some(proxy::Publication {
+            data: json_bytes(data),
+            tags: Default::default(),
+        }),
+    }
+}
 
 fn json_bytes(value: serde_json::Value) -> bytes::Bytes {
     bytes::Bytes::from(value.to_string())
@@ -128,6 +190,89 @@ impl CentrifugoProxy for Answers {
             }),
             ..Default::default()
         }))
+    }
+
+    type SubscribeUnidirectionalStream = Messages;
+    type SubscribeBidirectionalStream = Messages;
+
+    async fn subscribe_unidirectional(
+        &self,
+        request: Request<proxy::SubscribeRequest>,
+    ) -> std::result::Result<Response<Messages>, Status> {
+        let request = request.into_inner();
+        let open = Open::new(&self.streams);
+        if request.channel.contains("denied") {
+            let refused = first(proxy::SubscribeResponse {
+                error: Some(proxy::Error {
+                    code: 103,
+                    message: "permission denied".into(),
+                    temporary: false,
+                }),
+                ..Default::default()
+            });
+            let stream = futures_util::stream::once(async move {
+                drop(open);
+                Ok(refused)
+            });
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        let endless = request.channel.contains("endless");
+        let head = first(proxy::SubscribeResponse {
+            result: Some(proxy::SubscribeResult {
+                data: json_bytes(json!({"stream": "uni", "user": request.user})),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let rest = futures_util::stream::unfold((1u64, open), move |(n, open)| async move {
+            if !endless && n > 3 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok(publication(json!({"n": n}))), (n + 1, open)))
+        });
+        let stream = futures_util::stream::once(async move { Ok(head) }).chain(rest);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn subscribe_bidirectional(
+        &self,
+        request: Request<tonic::Streaming<proxy::StreamSubscribeRequest>>,
+    ) -> std::result::Result<Response<Messages>, Status> {
+        let mut incoming = request.into_inner();
+        let open = Open::new(&self.streams);
+        let opening = incoming
+            .message()
+            .await?
+            .and_then(|m| m.subscribe_request)
+            .ok_or_else(|| Status::invalid_argument("no subscribe request first"))?;
+        let head = first(proxy::SubscribeResponse {
+            result: Some(proxy::SubscribeResult {
+                data: json_bytes(json!({"stream": "bidi", "channel": opening.channel})),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let echoes =
+            futures_util::stream::unfold((incoming, open), |(mut incoming, open)| async move {
+                loop {
+                    match incoming.message().await {
+                        Ok(Some(message)) => {
+                            if let Some(p) = message.publication {
+                                let data: serde_json::Value =
+                                    serde_json::from_slice(&p.data).unwrap_or_default();
+                                return Some((
+                                    Ok(publication(json!({"echo": data}))),
+                                    (incoming, open),
+                                ));
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+            });
+        let stream = futures_util::stream::once(async move { Ok(head) }).chain(echoes);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn shared_poll_refresh(

@@ -191,6 +191,7 @@ pub(super) async fn unsubscribe(
     }
     let kind = control::Kind::Unsubscribe(mesh::UnsubscribeCommand {
         channel: request.channel,
+        ..Default::default()
     });
     control(node, request.user, request.client, request.session, kind).await?;
     Ok(api::UnsubscribeResult {})

@@ -445,6 +445,7 @@ impl Edges {
             epoch,
             prev_data: prev.map(|p| p.data.clone()).unwrap_or_default(),
             prev_version: 0,
+            client: String::new(),
         };
         self.deliver_event(SharedEvent::new(event))
     }

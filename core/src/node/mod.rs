@@ -9,6 +9,7 @@ mod presence;
 mod publish;
 mod serve;
 mod shared_poll;
+mod stream_proxy;
 mod survey;
 mod sweep;
 
@@ -202,6 +203,8 @@ struct Inner {
     jwks: crate::jwks::JwksCache,
     /// Shared-poll channels: tracked keys and their pollers (see [`crate::shared_poll`]).
     shared_polls: crate::shared_poll::SharedPolls,
+    /// Subscription streams open for edges' clients.
+    open_streams: stream_proxy::OpenStreams,
 }
 
 impl Node {
@@ -397,6 +400,7 @@ impl Node {
             inner: Arc::new(Inner {
                 proxies,
                 shared_polls,
+                open_streams: stream_proxy::OpenStreams::default(),
                 jwks: crate::jwks::JwksCache::new(crate::jwks::JwksLimits::default())
                     .map_err(|error| NodeError::Tls(format!("JWKS client: {error}")))?,
                 config,
@@ -549,7 +553,6 @@ impl Node {
             let (gained, lost) = if interest.snapshot {
                 self.inner.edges.replace_interest(serial, &interest.add)
             } else {
-                self.inner.shared_polls.edge_left(serial, &interest.remove);
                 let gained = self.inner.edges.add_interest(serial, &interest.add);
                 (
                     gained,
@@ -619,6 +622,7 @@ impl Node {
     async fn detach(&self, serial: u64) {
         let _gate = self.inner.interest_gate.lock().await;
         self.inner.shared_polls.edge_gone(serial);
+        self.inner.open_streams.edge_gone(serial);
         let lost = self.inner.edges.detach(serial);
         self.unsubscribe_channels(lost).await;
     }

@@ -145,6 +145,14 @@ async fn answer(node: &Node, serial: u64, request: mesh::Request) -> mesh::Respo
             .map_err(|_| ClientError::INTERNAL),
         Some(request::Kind::MapState(read)) => answer_map_state(node, read).await,
         Some(request::Kind::MapPublish(publish)) => answer_map_publish(node, publish).await,
+        Some(request::Kind::StreamOpen(open)) => node
+            .open_stream(serial, *open)
+            .await
+            .map(response::Kind::Proxy),
+        Some(request::Kind::Stream(stream)) => node
+            .stream_request(serial, stream)
+            .await
+            .map(|()| response::Kind::Empty(mesh::Empty {})),
         Some(request::Kind::SharedPoll(poll)) => node
             .shared_poll_request(serial, &poll)
             .map(response::Kind::SharedPoll)

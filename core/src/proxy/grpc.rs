@@ -23,7 +23,7 @@ use spindle_proto::proxy::grpc::centrifugo_proxy_client::CentrifugoProxyClient;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 
-type Client = CentrifugoProxyClient<Channel>;
+pub(crate) type Client = CentrifugoProxyClient<Channel>;
 type Reply<A> = Pin<Box<dyn Future<Output = Result<A, tonic::Status>> + Send>>;
 
 /// One service method: a request message and its response.
@@ -115,6 +115,13 @@ impl Channels {
         Ok(channel)
     }
 
+    /// A client of the proxy's endpoint (for the streaming calls).
+    pub(crate) fn client(&self, proxy: &Proxy) -> Result<Client, String> {
+        Ok(CentrifugoProxyClient::new(
+            self.channel(&proxy.endpoint, &proxy.grpc.tls)?,
+        ))
+    }
+
     /// Calls the method of `question` on the proxy's endpoint.
     pub(crate) async fn call<Q: Method>(
         &self,
@@ -131,7 +138,9 @@ impl Channels {
     }
 }
 
-fn metadata(proxy: &Proxy, request: &ProxyRequest) -> MetadataMap {
+/// The metadata a call with `proxy` for `request` carries: the client's headers the proxy
+/// forwards, its static metadata and credentials.
+pub(crate) fn metadata(proxy: &Proxy, request: &ProxyRequest) -> MetadataMap {
     let mut metadata = MetadataMap::new();
     let mut add = |key: &str, value: &str| {
         if let (Ok(key), Ok(value)) = (

@@ -27,6 +27,7 @@
 mod encode;
 mod grpc;
 mod http;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,12 @@ pub(crate) fn internal_error() -> proxy::Error {
         message: "internal server error".to_owned(),
         temporary: true,
     }
+}
+
+/// The subscribe answer standing for a call that did not work (a subscription stream that could
+/// not be opened).
+pub(crate) fn refused_subscribe(refusal: Refusal) -> proxy::SubscribeResponse {
+    <proxy::SubscribeResponse as encode::Answer>::refused(refusal)
 }
 
 /// Why a call did not produce a backend answer: an error to send, or a disconnect.

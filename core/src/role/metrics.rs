@@ -165,6 +165,12 @@ fn shared_poll(node: &crate::Node, text: &mut MetricsText) {
             Kind::Gauge,
             keys as u64,
         ),
+        (
+            "spindle_subscription_streams",
+            "Subscription streams (subscribe_stream_proxy) open to the backend.",
+            Kind::Gauge,
+            node.open_stream_count() as u64,
+        ),
     ] {
         text.family(name, help, kind);
         text.sample(name, &[], value as f64);

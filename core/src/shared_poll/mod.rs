@@ -15,8 +15,9 @@
 //!
 //! Contract with edges (mesh.proto `SharedPollRequest`): requests of one (edge, channel) are
 //! applied in `seq` order; an older one arriving late is ignored (`stale`). Events for a key go
-//! only to the edges tracking it, on the channel's lane. An edge leaving a channel (interest
-//! removed) or the link drops all its keys there.
+//! only to the edges tracking it (that have interest in the channel), on the channel's lane. The
+//! link going drops all of an edge's keys; otherwise they go only with its untracks: its
+//! interest in a channel may go and come back while its keys stay, as the edge told them.
 //!
 //! Layout: this file (the manager and requests), `poller.rs` (the per-channel task and what a
 //! backend answer changes). Tests: `core/tests/shared_poll.rs` (a real HTTP backend).
@@ -232,20 +233,6 @@ impl SharedPolls {
                 items,
                 stale: false,
             };
-        }
-    }
-
-    /// An edge no longer has subscribers in `channels` (its interest went): its keys there go.
-    pub fn edge_left(&self, serial: u64, channels: &[String]) {
-        let polled: Vec<Arc<PollChannel>> = {
-            let all = lock(&self.inner.channels);
-            channels
-                .iter()
-                .filter_map(|c| all.get(c).cloned())
-                .collect()
-        };
-        for channel in polled {
-            self.drop_edge(&channel, serial);
         }
     }
 

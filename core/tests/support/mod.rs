@@ -143,7 +143,7 @@ pub struct Answers {
 /// Something the core sent to an edge (surveys are answered by the fake itself).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Received {
-    Event(mesh::ChannelEvent),
+    Event(Box<mesh::ChannelEvent>),
     Control(mesh::Control),
     /// An emulation frame for a session (answered at once by the fake).
     Emulation(spindle_proto::client::EmulationRequest),
@@ -179,7 +179,7 @@ impl FakeEdge {
             let tx = tx.clone();
             tokio::spawn(async move {
                 while let Some(event) = lane.recv().await {
-                    let _ = tx.send(Received::Event((*event).clone()));
+                    let _ = tx.send(Received::Event(Box::new((*event).clone())));
                 }
             });
         }
@@ -301,7 +301,7 @@ impl FakeEdge {
 
     pub async fn next_event(&mut self) -> mesh::ChannelEvent {
         self.next_of(|m| match m {
-            Received::Event(event) => Some(event.clone()),
+            Received::Event(event) => Some((**event).clone()),
             _ => None,
         })
         .await

@@ -30,9 +30,13 @@ impl Connection {
             Some(Kind::Unsubscribe(command)) => {
                 let had = self.unregister(&command.channel).await;
                 if had {
+                    let unsubscribe = match command.code {
+                        2500 => Unsubscribe::INSUFFICIENT_STATE,
+                        _ => Unsubscribe::SERVER,
+                    };
                     self.push(client::Push {
                         channel: command.channel,
-                        unsubscribe: Some(Unsubscribe::SERVER.to_push()),
+                        unsubscribe: Some(unsubscribe.to_push()),
                         ..Default::default()
                     });
                 }

@@ -306,6 +306,8 @@ impl Connection {
             Ok(Some(record)) => {
                 if let Some(sub) = self.subs.remove(&record.channel) {
                     sub.close();
+                    self.release_tracks(&sub);
+                    self.close_stream(&record.channel);
                     self.leave_hub(&record.channel).await;
                 }
                 self.presence_left(&record, true).await;
@@ -325,6 +327,19 @@ impl Connection {
     }
 
     async fn publish(&mut self, id: u32, request: &client::PublishRequest) -> Flow {
+        // Into a bidirectional subscription stream this client holds: up the stream (as
+        // Centrifugo, which then allows it without the publish rules).
+        if let Some(outcome) = self.publish_up_stream(request).await {
+            match outcome {
+                Ok(()) => self.send(&client::Reply {
+                    id,
+                    publish: Some(client::PublishResult {}),
+                    ..Default::default()
+                }),
+                Err(failure) => self.fail(failure, id),
+            }
+            return Flow::Continue;
+        }
         let rules = &self.shared.rules;
         let decided = match self.session.publish_proxy(rules, request) {
             Some(call) if matches!(call.kind, ProxyKind::MapPublish | ProxyKind::MapRemove) => {

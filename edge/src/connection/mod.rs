@@ -18,6 +18,7 @@ mod presence;
 mod proxy;
 mod query;
 mod shared_poll;
+mod stream_proxy;
 mod subscribe;
 mod uni;
 
@@ -142,6 +143,7 @@ where
         emulated_headers: BTreeMap::new(),
         map_loading: HashMap::new(),
         track_deadline: None,
+        streams: HashMap::new(),
     };
     connection.run(&mut stream, &mut mailbox).await;
     let disconnect = Box::pin(connection.finish()).await;
@@ -217,6 +219,8 @@ struct Connection {
     map_loading: HashMap<String, map::MapLoading>,
     /// When the earliest shared-poll track signature (plus its extra delay) runs out.
     track_deadline: Option<Instant>,
+    /// Subscription streams this connection opened, by channel.
+    streams: HashMap<String, stream_proxy::OpenStream>,
 }
 
 impl Connection {
@@ -345,6 +349,7 @@ impl Connection {
         if let Some(sub) = self.subs.remove(channel) {
             sub.close();
             self.release_tracks(&sub);
+            self.close_stream(channel);
             self.leave_hub(channel).await;
             if let Some(record) = record {
                 self.presence_left(&record, true).await;
@@ -368,6 +373,7 @@ impl Connection {
         for (channel, sub) in &subs {
             sub.close();
             self.release_tracks(sub);
+            self.close_stream(channel);
             if self.shared.hub.unsubscribe(channel, &self.client) == Removed::LastInChannel {
                 self.shared.interest.touch(channel);
             }

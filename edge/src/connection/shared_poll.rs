@@ -113,31 +113,44 @@ impl Connection {
         let Some(mut tracks) = lock(&sub) else {
             return Err(Failure::Internal);
         };
-        let items = shared_poll::register(
+        let registered = shared_poll::register(
             &mut tracks,
             &grant.items,
-            |key| keys.latest(channel, key),
+            |key| keys.held(channel, key),
             delta,
             format,
         );
-        let items = match items {
-            Ok(items) => items,
+        let registered = match registered {
+            Ok(registered) => registered,
             Err(EncodeError::PayloadNotJson) => {
                 drop(tracks);
                 return Err(Failure::Encode(EncodeError::PayloadNotJson));
             }
         };
-        let untracked = tracks.untrack(&grant.untrack);
-        // Queued under the subscription's lock: events of these keys come after it.
+        let mut untracked = tracks.untrack(&grant.untrack);
+        // Queued under the subscription's lock: events of these keys come after it, and the
+        // removals of keys revoked while the track was on its way right after it.
         self.send(&client::Reply {
             id,
             sub_refresh: Some(client::SubRefreshResult {
-                items,
+                items: registered.items,
                 ..grant.result.clone()
             }),
             ..Default::default()
         });
+        for key in &registered.removed {
+            self.push(client::Push {
+                channel: channel.to_owned(),
+                r#pub: Some(client::Publication {
+                    key: key.clone(),
+                    removed: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
         drop(tracks);
+        untracked.extend(registered.removed.into_iter().filter(|k| new.contains(k)));
         if keys.release(generation, channel, &untracked) {
             self.sync_later(channel);
         }

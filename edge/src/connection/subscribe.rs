@@ -91,6 +91,7 @@ impl Connection {
     pub(super) async fn detach(&mut self, sub: &LocalSub) {
         sub.close();
         self.release_tracks(sub);
+        self.close_stream(&sub.channel);
         self.leave_hub(&sub.channel).await;
     }
 
@@ -190,6 +191,19 @@ impl Connection {
         now: Now,
     ) -> Result<SubscribeGrant, Failure> {
         let rules = &self.shared.rules;
+        if let Some((call, bidirectional)) = self.session.subscribe_stream_proxy(rules, request) {
+            let answer = self.open_stream(&call, bidirectional, request).await?;
+            let decided = self.session.authorize_subscribe_proxied(
+                &self.shared.rules,
+                request,
+                &answer,
+                Now::system(),
+            );
+            if decided.is_err() {
+                self.close_stream(&request.channel);
+            }
+            return decided;
+        }
         match self.session.subscribe_proxy(rules, request) {
             Some(call) => {
                 let answer = self.ask_subscribe(&call, request).await?;
@@ -276,6 +290,12 @@ impl Connection {
             Ok(sub) => sub,
             Err(failure) => return self.fail(failure, id),
         };
+        // A subscription stream flows from now on: its publications buffer like any others
+        // until the reply is out.
+        if let Err(failure) = self.start_stream(&grant.channel).await {
+            self.detach(&sub).await;
+            return self.fail(failure, id);
+        }
         let result = match self.position(&grant, &sub).await {
             Ok(result) => result,
             Err(refusal) => {

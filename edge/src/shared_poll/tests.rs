@@ -37,18 +37,28 @@ fn keys_count_once_per_edge_and_a_link_loss_voids_old_references() {
 fn a_track_reply_carries_only_what_the_client_lacks() {
     let mut tracks = Tracks::default();
     let held = |key: &str| match key {
-        "new" => Some((5, Bytes::from_static(b"{\"v\":5}"))),
-        "same" => Some((3, Bytes::from_static(b"{\"v\":3}"))),
-        _ => None,
+        "new" => Held::Value(5, Bytes::from_static(b"{\"v\":5}")),
+        "same" => Held::Value(3, Bytes::from_static(b"{\"v\":3}")),
+        "revoked" => Held::Removed,
+        _ => Held::Nothing,
     };
-    let items = [item("new", 2), item("same", 3), item("cold", 0)];
-    let reply = register(&mut tracks, &items, held, false, Format::Json).unwrap();
+    let items = [
+        item("new", 2),
+        item("same", 3),
+        item("cold", 0),
+        item("revoked", 0),
+    ];
+    let registered = register(&mut tracks, &items, held, false, Format::Json).unwrap();
+    let reply = registered.items;
     assert_eq!(reply.len(), 1);
     assert_eq!((reply[0].key.as_str(), reply[0].version), ("new", 5));
-    assert_eq!(tracks.len(), 3);
+    assert_eq!(registered.removed, vec!["revoked".to_owned()]);
+    assert_eq!(tracks.len(), 3, "a key revoked meanwhile is not tracked");
     // With delta on JSON the full value travels as a JSON string (the delta base).
     let mut delta_tracks = Tracks::default();
-    let reply = register(&mut delta_tracks, &items[..1], held, true, Format::Json).unwrap();
+    let reply = register(&mut delta_tracks, &items[..1], held, true, Format::Json)
+        .unwrap()
+        .items;
     assert_eq!(&reply[0].data[..], br#""{\"v\":5}""#);
     assert_eq!(
         new_keys(&tracks, &[item("new", 0), item("other", 0)]),
@@ -70,7 +80,7 @@ fn expired_signatures_drop_their_keys() {
         },
         item("forever", 0),
     ];
-    register(&mut tracks, &items, |_| None, false, Format::Json).unwrap();
+    register(&mut tracks, &items, |_| Held::Nothing, false, Format::Json).unwrap();
     assert_eq!(tracks.earliest_expiry(), Some(100));
     assert_eq!(tracks.expire(150), vec!["a".to_owned()]);
     assert_eq!(tracks.earliest_expiry(), Some(200));

@@ -23,6 +23,7 @@ fn event(channel: &str, offset: u64, epoch: &str) -> Event {
         epoch: epoch.into(),
         prev_data: Bytes::new(),
         prev_version: 0,
+        client: String::new(),
     })
 }
 

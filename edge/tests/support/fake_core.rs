@@ -237,6 +237,7 @@ impl FakeCore {
                 epoch,
                 prev_data,
                 prev_version: 0,
+                client: String::new(),
             });
             (event, position)
         }

@@ -26,8 +26,10 @@
 //!   unsubscribes), where Centrifugo silently succeeds with `expires: false` (docs/protocol.md §5.4).
 //! - Proxies (module `proxy`): the session says when a command needs the backend
 //!   ([`ProxyCall`]) and completes it with the backend's answer; the edge makes the call through
-//!   the core. The streaming subscribe proxy (gRPC `subscribe_stream_proxy_enabled`) is not
-//!   served: those channels answer subscribe and publish with 108.
+//!   the core. A subscription stream (gRPC `subscribe_stream_proxy_enabled`,
+//!   [`Session::subscribe_stream_proxy`]) is decided by its first message like a subscribe
+//!   proxy's answer; a publish into its namespace is 108 here — the edge sends it up a
+//!   bidirectional stream the client holds before asking the session (docs/stream-proxy.md).
 //! - JWKS (`jwks_public_endpoint`): the edge resolves the token to (endpoint, `kid`) with
 //!   [`SessionRules::connection_jwks`] / [`SessionRules::subscription_jwks`], the core fetches
 //!   the key, and the `*_with_keys` methods verify with it ([`Session::connect_with_keys`],

@@ -48,6 +48,8 @@ pub enum ProxyKind {
     Rpc,
     MapPublish,
     MapRemove,
+    /// A subscription stream (`subscribe_stream_proxy_enabled`, gRPC only).
+    SubscribeStream,
 }
 
 /// The map publish or remove proxy's answer.
@@ -240,6 +242,38 @@ impl Session {
                 .resolver()
                 .is_user_limited(&resolved, &request.channel))
         .then(|| ProxyCall::new(ProxyKind::Subscribe, &options.subscribe_proxy_name))
+    }
+
+    /// The subscription stream a client subscribe opens (namespace
+    /// `subscribe_stream_proxy_enabled` without `subscribe_proxy_enabled`, which Centrifugo asks
+    /// first), with whether it is bidirectional. As for the subscribe proxy: not with a token,
+    /// nor for a private or user-limited channel.
+    pub fn subscribe_stream_proxy(
+        &self,
+        rules: &SessionRules,
+        request: &client::SubscribeRequest,
+    ) -> Option<(ProxyCall, bool)> {
+        if !self.is_connected() || !request.token.is_empty() || request.channel.is_empty() {
+            return None;
+        }
+        self.check_room_for(&request.channel, rules).ok()?;
+        let resolved = rules.resolver().resolve(&request.channel).ok()?;
+        let options = resolved.options;
+        (!resolved.private
+            && options.subscribe_stream_proxy_enabled
+            && !options.subscribe_proxy_enabled
+            && !rules
+                .resolver()
+                .is_user_limited(&resolved, &request.channel))
+        .then(|| {
+            (
+                ProxyCall::new(
+                    ProxyKind::SubscribeStream,
+                    &options.subscribe_stream_proxy_name,
+                ),
+                options.subscribe_stream_proxy_bidirectional,
+            )
+        })
     }
 
     /// The proxy call a client publish needs (namespace `publish_proxy_enabled`). The

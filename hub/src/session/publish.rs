@@ -21,7 +21,7 @@ impl Session {
     /// publish is then decided by the map rules: [`Session::decide_map_publish`]) → data format (107) → publish proxy (108 here: see
     /// [`Session::authorize_publish_proxied`]) → any `subscribe_stream_proxy_enabled`
     /// namespace (108: Centrifugo's `OnPublish` passes a publication only into a bidirectional
-    /// stream the client holds, and streams are not served) → `allow_publish_for_client`,
+    /// stream the client holds, which the edge does before asking here) → `allow_publish_for_client`,
     /// `allow_publish_for_subscriber`
     /// (with `allow_publish_for_anonymous` for anonymous users) or `client.insecure`, else 103.
     pub fn authorize_publish(

@@ -65,7 +65,7 @@ pub(crate) enum Permission {
     Allowed,
     Denied,
     /// The namespace asks a proxy: the subscribe proxy (see `Session::subscribe_proxy`) or
-    /// the streaming proxy, which is not served (108).
+    /// the subscription stream (see `Session::subscribe_stream_proxy`).
     NeedsProxy,
 }
 

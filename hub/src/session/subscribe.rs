@@ -133,7 +133,10 @@ impl Session {
             ) {
                 (Permission::Allowed, _) => {}
                 (Permission::Denied, _) => return Err(Failure::PermissionDenied),
-                (Permission::NeedsProxy, Some(response)) if options.subscribe_proxy_enabled => {
+                (Permission::NeedsProxy, Some(response))
+                    if options.subscribe_proxy_enabled
+                        || options.subscribe_stream_proxy_enabled =>
+                {
                     if let Some(failure) =
                         failure_of(response.error.as_ref(), response.disconnect.as_ref())
                     {
@@ -164,8 +167,19 @@ impl Session {
 
         let map = MapSettings::for_channel(options).filter(|_| request.r#type != 0);
         let shared_poll = SharedPollSettings::for_channel(options);
+        // A subscription stream's publications are the backend's, for this subscriber only:
+        // no stream position, no recovery, no delta (as Centrifugo).
+        let streamed = proxied.is_some()
+            && options.subscribe_stream_proxy_enabled
+            && !options.subscribe_proxy_enabled;
         let options = client_options(rules, options, &overrides, request, self.user());
         let options = match map {
+            None if streamed => SubscriptionOptions {
+                positioned: false,
+                recoverable: false,
+                delta: false,
+                ..options
+            },
             // A map's mode decides positioning and recovery (the SDK asks for neither).
             Some(settings) => SubscriptionOptions {
                 positioned: settings.positioned(),

@@ -52,6 +52,7 @@ mod sockets;
 mod split;
 #[cfg(target_os = "linux")]
 mod stalled_edge;
+mod stream_proxy;
 mod two_nodes;
 mod uni_grpc;
 mod unidirectional;

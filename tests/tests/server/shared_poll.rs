@@ -111,8 +111,19 @@ async fn grpc_backend_values_and_bad_tracks(format: Format) {
         .await
         .or_fail();
     assert_eq!(error_code(&reply), None, "{reply:?}");
-    let mut seen = Vec::new();
-    for _ in 0..2 {
+    // Both keys were cold: each comes in the reply (when its poll reached the edge first) or
+    // as a push after it; a revocation always as a removal push.
+    let mut seen: Vec<(String, serde_json::Value, bool)> = reply
+        .sub_refresh
+        .map(|r| r.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let data = serde_json::from_slice(&p.data).unwrap_or(serde_json::Value::Null);
+            (p.key, data, p.removed)
+        })
+        .collect();
+    while seen.len() < 2 {
         seen.push(update(&mut alice, &channel).await);
     }
     seen.sort_by(|x, y| x.0.cmp(&y.0));
@@ -214,7 +225,9 @@ async fn grpc_backend_values_and_bad_tracks(format: Format) {
         .await
         .or_fail();
     assert_eq!(error_code(&reply), None, "{reply:?}");
-    assert_eq!(update(&mut alice, &channel).await.0, "b");
+    // Cold at the core: polled at once; the value comes in the reply when it reached the edge
+    // first, else as a push right after.
+    assert_eq!(value_of(reply, &mut alice, &channel).await, "b");
     let reply = mallory
         .request(track(&channel, "mallory", &["a"]))
         .await
@@ -226,4 +239,31 @@ async fn grpc_backend_values_and_bad_tracks(format: Format) {
         "the value the edge holds comes in the reply"
     );
     assert_eq!(items[0].key, "a");
+
+    // Everyone unsubscribes (the edge leaves the channel, the core forgets its keys); tracking
+    // again after subscribing again brings the value again: nothing stale is left behind.
+    alice.unsubscribe_ok(&channel).await.or_fail();
+    mallory.unsubscribe_ok(&channel).await.or_fail();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = alice.request(subscribe(&channel, 4)).await.or_fail();
+    assert!(reply.subscribe.is_some(), "{reply:?}");
+    let reply = alice
+        .request(track(&channel, "alice", &["a"]))
+        .await
+        .or_fail();
+    assert_eq!(error_code(&reply), None, "{reply:?}");
+    assert_eq!(value_of(reply, &mut alice, &channel).await, "a");
+}
+
+/// The key a track brought: the first item of its reply, or else the next update.
+async fn value_of(
+    reply: spindle_tests::proto::Reply,
+    client: &mut Client,
+    channel: &str,
+) -> String {
+    let items = reply.sub_refresh.map(|r| r.items).unwrap_or_default();
+    match items.first() {
+        Some(item) => item.key.clone(),
+        None => update(client, channel).await.0,
+    }
 }
