@@ -76,13 +76,14 @@ build_spindle() {
     echo "==> --no-build: using the existing binary"
     return 0
   fi
-  echo "==> cargo build -p spindle --bin spindle"
+  echo "==> cargo build -p spindle --bin spindle -p spindle-tests --bin spindle-grpc-test-backend"
   local out exe
   out="$(mktemp)"
-  (cd "$REPO" && cargo build -p spindle --bin spindle --message-format=json-render-diagnostics) >"$out"
+  (cd "$REPO" && cargo build -p spindle --bin spindle -p spindle-tests --bin spindle-grpc-test-backend \
+    --message-format=json-render-diagnostics) >"$out"
   local rc=$?
   # The path cargo actually wrote (honours CARGO_TARGET_DIR and cargo config).
-  exe="$(sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' "$out" | tail -n 1)"
+  exe="$(sed -n 's/.*"executable":"\([^"]*\/spindle\)".*/\1/p' "$out" | tail -n 1)"
   rm -f "$out"
   if [[ $rc -ne 0 ]]; then
     echo "cargo build failed (exit $rc)" >&2
@@ -120,10 +121,11 @@ fi
 # on the core): what they check must hold there exactly as on `spindle serve`.
 if wants js-split && [[ -z "${result[js-split]:-}" ]]; then
   echo
-  echo "==> centrifuge-js on the split (SPINDLE_TOPOLOGY=split): streams, maps, shared poll, sdk, proxy, token refresh"
+  echo "==> centrifuge-js on the split (SPINDLE_TOPOLOGY=split): streams, maps, shared poll, stream proxy, sdk, proxy, token refresh"
   (cd "$JS" && SPINDLE_TOPOLOGY=split node --test --test-concurrency=1 \
     --test-timeout="$((deadline * 1000))" test/streams.test.mjs test/map.test.mjs \
-    test/shared_poll.test.mjs test/sdk.test.mjs test/proxy.test.mjs test/token_refresh.test.mjs)
+    test/shared_poll.test.mjs test/stream_proxy.test.mjs test/sdk.test.mjs test/proxy.test.mjs \
+    test/token_refresh.test.mjs)
   rc=$?
   if [[ $rc -eq 0 ]]; then result[js-split]="passed"; else result[js-split]="FAILED (exit $rc)"; failed=1; fi
 fi

@@ -232,18 +232,39 @@ impl Edges {
     /// Queues `event` once for every edge with interest in its channel (the same shared
     /// event for all); returns how many.
     pub fn deliver_event(&self, event: spindle_mesh::Event) -> usize {
+        self.deliver_to_some(&event, |_| true).0
+    }
+
+    /// Queues `event` for the edges `serials` names (those tracking a shared-poll key, the one
+    /// holding a subscription stream) that still have interest in its channel. Returns the
+    /// serials whose lane was full: the event was dropped for them (as in
+    /// [`Edges::deliver_event`]) and the caller owes it to them.
+    pub fn deliver_event_to(&self, event: spindle_mesh::Event, serials: &[u64]) -> Vec<u64> {
+        self.deliver_to_some(&event, |serial| serials.contains(&serial))
+            .1
+    }
+
+    /// Queues `event` for every edge with interest in its channel that `wanted` accepts;
+    /// returns how many got it and which were dropped because their lane was full.
+    fn deliver_to_some(
+        &self,
+        event: &spindle_mesh::Event,
+        wanted: impl Fn(u64) -> bool,
+    ) -> (usize, Vec<u64>) {
         let state = self.read();
         let Some(interested) = state.interest.get(&event.channel) else {
-            return 0;
+            return (0, Vec::new());
         };
         let mut delivered = 0;
-        for edge in interested {
-            match edge.link.try_send_event(Arc::clone(&event)) {
+        let mut full = Vec::new();
+        for edge in interested.iter().filter(|e| wanted(e.serial)) {
+            match edge.link.try_send_event(Arc::clone(event)) {
                 Ok(()) => {
                     delivered += 1;
                     edge.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(EventRefused::Full) => {
+                    full.push(edge.serial);
                     let dropped = self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
                     // The first drop and every 1024th after it, so a stuck edge cannot flood the log.
                     if dropped.is_multiple_of(1024) {
@@ -257,7 +278,8 @@ impl Edges {
                     }
                 }
                 // The edge stopped reading and its link is being cut (counted once per
-                // event, logged by the link's carrier); the link is gone, or going.
+                // event, logged by the link's carrier); the link is gone, or going: the edge
+                // starts over on its next link.
                 Err(EventRefused::Backlog) => {
                     self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
                 }
@@ -267,40 +289,7 @@ impl Edges {
         self.counters
             .deliveries
             .fetch_add(delivered as u64, Ordering::Relaxed);
-        delivered
-    }
-
-    /// Queues `event` for the edges `serials` names (those tracking a shared-poll key) that
-    /// still have interest in its channel. Returns the serials whose lane was full: the event
-    /// was dropped for them (as in [`Edges::deliver_event`]) and the caller owes it to them.
-    pub fn deliver_event_to(&self, event: spindle_mesh::Event, serials: &[u64]) -> Vec<u64> {
-        let state = self.read();
-        let Some(interested) = state.interest.get(&event.channel) else {
-            return Vec::new();
-        };
-        let mut delivered = 0;
-        let mut dropped = Vec::new();
-        for edge in interested.iter().filter(|e| serials.contains(&e.serial)) {
-            match edge.link.try_send_event(Arc::clone(&event)) {
-                Ok(()) => {
-                    delivered += 1;
-                    edge.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(EventRefused::Full) => {
-                    self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
-                    dropped.push(edge.serial);
-                }
-                // Being cut: the edge starts over on its next link.
-                Err(EventRefused::Backlog) => {
-                    self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(EventRefused::Closed) => {}
-            }
-        }
-        self.counters
-            .deliveries
-            .fetch_add(delivered as u64, Ordering::Relaxed);
-        dropped
+        (delivered, full)
     }
 
     /// Queues `control` for every attached edge, waiting up to [`CONTROL_SEND_TIMEOUT`] for room.

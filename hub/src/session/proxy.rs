@@ -229,19 +229,29 @@ impl Session {
         rules: &SessionRules,
         request: &client::SubscribeRequest,
     ) -> Option<ProxyCall> {
+        let options = self.backend_decides_subscribe(rules, request)?;
+        options
+            .subscribe_proxy_enabled
+            .then(|| ProxyCall::new(ProxyKind::Subscribe, &options.subscribe_proxy_name))
+    }
+
+    /// The options of a subscribe's namespace when the backend may decide it: connected, no
+    /// token, room for one more subscription, a channel neither private nor user-limited (a
+    /// user-limited channel is never the backend's to grant: Centrifugo asks no proxy).
+    fn backend_decides_subscribe<'r>(
+        &self,
+        rules: &'r SessionRules,
+        request: &client::SubscribeRequest,
+    ) -> Option<&'r crate::config::ChannelOptions> {
         if !self.is_connected() || !request.token.is_empty() || request.channel.is_empty() {
             return None;
         }
         self.check_room_for(&request.channel, rules).ok()?;
         let resolved = rules.resolver().resolve(&request.channel).ok()?;
-        let options = resolved.options;
-        // A user-limited channel is never the backend's to grant (Centrifugo asks no proxy).
-        (!resolved.private
-            && options.subscribe_proxy_enabled
-            && !rules
-                .resolver()
-                .is_user_limited(&resolved, &request.channel))
-        .then(|| ProxyCall::new(ProxyKind::Subscribe, &options.subscribe_proxy_name))
+        let user_limited = rules
+            .resolver()
+            .is_user_limited(&resolved, &request.channel);
+        (!resolved.private && !user_limited).then_some(resolved.options)
     }
 
     /// The subscription stream a client subscribe opens (namespace
@@ -253,19 +263,8 @@ impl Session {
         rules: &SessionRules,
         request: &client::SubscribeRequest,
     ) -> Option<(ProxyCall, bool)> {
-        if !self.is_connected() || !request.token.is_empty() || request.channel.is_empty() {
-            return None;
-        }
-        self.check_room_for(&request.channel, rules).ok()?;
-        let resolved = rules.resolver().resolve(&request.channel).ok()?;
-        let options = resolved.options;
-        (!resolved.private
-            && options.subscribe_stream_proxy_enabled
-            && !options.subscribe_proxy_enabled
-            && !rules
-                .resolver()
-                .is_user_limited(&resolved, &request.channel))
-        .then(|| {
+        let options = self.backend_decides_subscribe(rules, request)?;
+        (options.subscribe_stream_proxy_enabled && !options.subscribe_proxy_enabled).then(|| {
             (
                 ProxyCall::new(
                     ProxyKind::SubscribeStream,
