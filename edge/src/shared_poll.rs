@@ -169,7 +169,31 @@ impl SharedPollKeys {
     /// channel the core has nothing to hear about and whose epoch is known costs nothing.
     pub async fn sync(&self, link: &EdgeLink, channel: &str) -> Result<String, SyncFailed> {
         let gate = Arc::clone(lock(&self.gates).entry(channel.to_owned()).or_default());
-        let _turn = gate.lock().await;
+        let outcome = {
+            let _turn = gate.lock().await;
+            self.sync_in_turn(link, channel).await
+        };
+        // The last one through takes the gate away: channels come and go.
+        let mut gates = lock(&self.gates);
+        if Arc::strong_count(&gate) == 2 {
+            gates.remove(channel);
+        }
+        outcome
+    }
+
+    /// Forgets a channel nobody here subscribes to any more, once the core was told everything
+    /// (nothing tracked, nothing told, nothing stray): its epoch is asked again next time.
+    pub fn forget_idle(&self, channel: &str) {
+        let mut state = lock(&self.state);
+        let idle = state.channels.get(channel).is_some_and(|keyed| {
+            keyed.keys.is_empty() && keyed.told.is_empty() && keyed.stray.is_empty()
+        });
+        if idle {
+            state.channels.remove(channel);
+        }
+    }
+
+    async fn sync_in_turn(&self, link: &EdgeLink, channel: &str) -> Result<String, SyncFailed> {
         let (generation, request) = {
             let mut state = lock(&self.state);
             let generation = state.generation;
@@ -275,6 +299,16 @@ impl SharedPollKeys {
         event: mesh::ChannelEvent,
     ) -> (Option<mesh::ChannelEvent>, Option<String>) {
         use mesh::channel_event::Kind;
+        // Every event of every channel passes here: only what can be a shared-poll event takes
+        // the lock (a key update carries a key and a version, or is a removal).
+        let candidate = match &event.kind {
+            Some(Kind::SharedPollEpoch(_)) => true,
+            Some(Kind::Publication(p)) => !p.key.is_empty() && (p.version > 0 || p.removed),
+            _ => false,
+        };
+        if !candidate {
+            return (Some(event), None);
+        }
         let mut state = lock(&self.state);
         let Some(keyed) = state.channels.get_mut(&event.channel) else {
             return (Some(event), None);

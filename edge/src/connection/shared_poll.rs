@@ -181,7 +181,10 @@ impl Connection {
         let Some(keys) = lock(sub).map(|mut t| t.close()) else {
             return;
         };
-        self.give_back(&sub.channel, &keys);
+        let shared_poll = &self.shared.shared_poll;
+        // Given back, told to the core and, without subscribers left, forgotten here.
+        shared_poll.release(shared_poll.generation(), &sub.channel, &keys);
+        self.sync_later(&sub.channel);
     }
 
     /// One tracker fewer of `keys`; the core is told later if it must be.
@@ -192,13 +195,16 @@ impl Connection {
         }
     }
 
-    /// Tells the core about `channel` in the background (untracks: nobody waits for them).
+    /// Tells the core about `channel` in the background (untracks: nobody waits for them);
+    /// a channel left without subscribers here is then forgotten.
     fn sync_later(&self, channel: &str) {
-        let keys = Arc::clone(&self.shared.shared_poll);
-        let link = self.shared.link();
+        let shared = Arc::clone(&self.shared);
         let channel = channel.to_owned();
         tokio::spawn(async move {
-            let _ = keys.sync(&link, &channel).await;
+            let _ = shared.shared_poll.sync(&shared.link(), &channel).await;
+            if !shared.hub.has_subscribers(&channel) {
+                shared.shared_poll.forget_idle(&channel);
+            }
         });
     }
 

@@ -90,3 +90,30 @@ fn expired_signatures_drop_their_keys() {
     );
     assert_eq!(tracks.close(), vec!["forever".to_owned()]);
 }
+
+#[test]
+fn only_possible_key_events_take_the_lock_and_idle_channels_are_forgotten() {
+    let keys = SharedPollKeys::default();
+    let hub = LocalHub::new();
+    let stream_publication = mesh::ChannelEvent {
+        channel: "poll:a".into(),
+        kind: Some(mesh::channel_event::Kind::Publication(
+            client::Publication {
+                data: Bytes::from_static(b"{}"),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    // A plain publication is handed back untouched, whatever channels are known.
+    keys.acquire("poll:a", &["x".into()]);
+    let (back, sync) = keys.fan_out(&hub, stream_publication.clone());
+    assert_eq!(back, Some(stream_publication));
+    assert!(sync.is_none());
+    // A channel with a tracked key stays; without it (nothing told), it goes.
+    keys.forget_idle("poll:a");
+    assert!(lock(&keys.state).channels.contains_key("poll:a"));
+    keys.release(keys.generation(), "poll:a", &["x".into()]);
+    keys.forget_idle("poll:a");
+    assert!(!lock(&keys.state).channels.contains_key("poll:a"));
+}
