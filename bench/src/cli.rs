@@ -36,9 +36,48 @@ pub enum Scenario {
     /// A map of K keys, then fresh clients synchronizing it (state pages, stream, live) one
     /// after the other: time from the first subscribe to the LIVE reply.
     MapSync(MapSyncArgs),
+    /// The fan-out matrix side by side: Spindle, uWebSockets.js and nats-server (and the slim
+    /// edge fed by a core), each started pinned to --server-cpus, this generator pinned to
+    /// --bench-cpus, at each rate; JSON lines and a PNG plot in --out.
+    Compare(CompareArgs),
     /// C clients each track the same K shared-poll keys; the benchmark is the backend answering
     /// shared_poll_refresh: calls and keys per refresh interval.
     SharedPoll(SharedPollArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Servers, in the order they run at each rate: spindle, spindle-edge, uws, nats.
+    #[arg(long, value_delimiter = ',', default_value = "spindle,uws,nats")]
+    pub servers: Vec<String>,
+    /// Publish rates (per second).
+    #[arg(long, value_delimiter = ',', default_value = "100,250,1000")]
+    pub rates: Vec<f64>,
+    /// Subscribers on the one channel.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Payload bytes.
+    #[arg(short = 's', long, default_value_t = 64)]
+    pub size: usize,
+    /// Seconds of publishing per run.
+    #[arg(short = 'd', long, default_value_t = 15.0)]
+    pub duration: f64,
+    /// Seconds to wait for late deliveries after the last publish.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Publishing connections (one request in flight on each).
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+    /// CPUs this generator runs on (`taskset -c` list); the servers get --server-cpus
+    /// (default 0).
+    #[arg(long, default_value = "1")]
+    pub bench_cpus: String,
+    /// A run whose generator used more than this % of one core is marked invalid.
+    #[arg(long, default_value_t = 85.0)]
+    pub generator_limit: f64,
+    /// Directory for compare.jsonl (appended) and compare.png.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

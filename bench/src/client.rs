@@ -1,11 +1,13 @@
 //! One benchmark connection: opens the WebSocket, connects with a token, subscribes to one
 //! channel (fully decoding those two replies), then only counts what arrives — stamps found by
-//! [`crate::payload::scan_frame`], pings answered with pongs — until told to stop. Scenarios that
+//! [`crate::wire::Scanner`], pings answered with pongs — until told to stop. The same counting
+//! loop serves the peers of a side-by-side run ([`crate::wire::Wire`]). Scenarios that
 //! need to see replies and pushes in full (recovery) use [`Subscriber::request`] and
 //! [`Subscriber::next_replies`] instead of the counting loop.
 
 use crate::histogram::Histogram;
-use crate::payload::{Item, scan_frame};
+use crate::payload::Item;
+use crate::wire::{Scanner, Wire};
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
@@ -91,6 +93,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct Subscriber {
     ws: Ws,
+    wire: Wire,
+    /// The client protocol's encoding (commands and replies; unused by the peers' wires).
     format: Format,
     next_id: u32,
     /// Non-ping replies that arrived while waiting for a command's reply (pushes), in order.
@@ -142,8 +146,14 @@ impl Tally {
 }
 
 impl Subscriber {
-    /// Opens `url`, connects with `token` and subscribes to `channel`.
-    pub async fn open(url: &str, format: Format, token: &str, channel: &str) -> Result<Subscriber> {
+    /// Opens `url`, connects with `token` and subscribes to `channel` (the peers' wires: their
+    /// own way of subscribing, without a token).
+    pub async fn open(url: &str, wire: Wire, token: &str, channel: &str) -> Result<Subscriber> {
+        let format = match wire {
+            Wire::Centrifugo(format) => format,
+            Wire::Plain => return Subscriber::open_plain(url, channel).await,
+            Wire::Nats => return Subscriber::open_nats(url, channel).await,
+        };
         let mut subscriber = Subscriber::connect(url, format, token).await?;
         subscriber
             .subscribe(SubscribeRequest {
@@ -157,25 +167,10 @@ impl Subscriber {
 
     /// Opens `url` and connects with `token` (no subscription yet).
     pub async fn connect(url: &str, format: Format, token: &str) -> Result<Subscriber> {
-        let mut request = url.into_client_request()?;
-        if format == Format::Protobuf {
-            request.headers_mut().insert(
-                "Sec-WebSocket-Protocol",
-                HeaderValue::from_static("centrifuge-protobuf"),
-            );
-        }
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(0);
-        let (ws, _) = tokio::time::timeout(
-            SETUP_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(request, Some(config), true),
-        )
-        .await
-        .context("WebSocket handshake timed out")?
-        .context("WebSocket handshake failed")?;
+        let protocol = (format == Format::Protobuf).then_some("centrifuge-protobuf");
         let mut subscriber = Subscriber {
-            ws,
+            ws: open_websocket(url, protocol).await?,
+            wire: Wire::Centrifugo(format),
             format,
             next_id: 1,
             early: Vec::new(),
@@ -281,10 +276,74 @@ impl Subscriber {
         }
     }
 
+    /// A plain WebSocket peer: the URL path names the channel; the handshake subscribes.
+    async fn open_plain(url: &str, channel: &str) -> Result<Subscriber> {
+        let url = format!("{}/{channel}", url.trim_end_matches('/'));
+        Ok(Subscriber {
+            ws: open_websocket(&url, None).await?,
+            wire: Wire::Plain,
+            format: Format::Json,
+            next_id: 1,
+            early: Vec::new(),
+        })
+    }
+
+    /// nats-server's WebSocket listener: waits for `INFO`, sends `CONNECT` and `SUB`, and
+    /// takes the `PONG` to a `PING` sent after them as the subscription being in place.
+    async fn open_nats(url: &str, channel: &str) -> Result<Subscriber> {
+        let mut ws = open_websocket(url, None).await?;
+        let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+        let mut greeted = false;
+        let mut scanner = Scanner::new(Wire::Nats);
+        loop {
+            let message = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .context("no INFO / PONG from nats-server")?
+                .context("nats-server closed the connection")??;
+            let frame: &[u8] = match &message {
+                Message::Text(text) => text.as_bytes(),
+                Message::Binary(data) => data,
+                Message::Close(frame) => bail!("closed by nats-server: {frame:?}"),
+                _ => continue,
+            };
+            if let Some(error) = find_line(frame, b"-ERR") {
+                bail!("nats-server: {error}");
+            }
+            if !greeted && frame.starts_with(b"INFO ") {
+                greeted = true;
+                let hello = format!(
+                    "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":false,\
+                     \"protocol\":1,\"name\":\"spindle-bench\"}}\r\nSUB {channel} 1\r\nPING\r\n"
+                );
+                ws.send(Message::binary(hello.into_bytes())).await?;
+                continue;
+            }
+            let mut pinged = 0;
+            scanner
+                .scan(frame, |item| pinged += u32::from(item == Item::Ping))
+                .map_err(|_| anyhow::anyhow!("undecodable frame from nats-server"))?;
+            for _ in 0..pinged {
+                ws.send(Message::binary(&b"PONG\r\n"[..])).await?;
+            }
+            if greeted && find_line(frame, b"PONG").is_some() {
+                return Ok(Subscriber {
+                    ws,
+                    wire: Wire::Nats,
+                    format: Format::Json,
+                    next_id: 1,
+                    early: Vec::new(),
+                });
+            }
+        }
+    }
+
     async fn pong(&mut self) -> Result<()> {
-        let frame = match self.format {
-            Format::Json => Message::text("{}"),
-            Format::Protobuf => Message::binary(&b"\0"[..]),
+        let Some(pong) = self.wire.pong() else {
+            return Ok(());
+        };
+        let frame = match self.wire {
+            Wire::Centrifugo(Format::Json) => Message::text(std::str::from_utf8(pong)?),
+            _ => Message::binary(pong),
         };
         Ok(self.ws.send(frame).await?)
     }
@@ -301,6 +360,7 @@ impl Subscriber {
             seen: vec![0; words],
             ..Tally::default()
         };
+        let mut scanner = Scanner::new(self.wire);
         loop {
             let message = tokio::select! {
                 biased;
@@ -330,7 +390,7 @@ impl Subscriber {
             let now = shared.now_micros();
             let mut pings = 0;
             let mut publications = 0;
-            let scanned = scan_frame(self.format, frame, |item| match item {
+            let scanned = scanner.scan(frame, |item| match item {
                 Item::Ping => pings += 1,
                 Item::Publication { sent_micros, seq } => {
                     publications += 1;
@@ -375,6 +435,35 @@ impl Subscriber {
         }
         tally
     }
+}
+
+/// Opens a WebSocket to `url`, asking for sub-protocol `protocol` if given.
+async fn open_websocket(url: &str, protocol: Option<&'static str>) -> Result<Ws> {
+    let mut request = url.into_client_request()?;
+    if let Some(protocol) = protocol {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
+    }
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
+    let (ws, _) = tokio::time::timeout(
+        SETUP_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true),
+    )
+    .await
+    .context("WebSocket handshake timed out")?
+    .with_context(|| format!("WebSocket handshake with {url} failed"))?;
+    Ok(ws)
+}
+
+/// The first line of `frame` starting with `prefix`, as text.
+fn find_line(frame: &[u8], prefix: &[u8]) -> Option<String> {
+    frame
+        .split(|&b| b == b'\n')
+        .find(|line| line.starts_with(prefix))
+        .map(|line| String::from_utf8_lossy(line).trim().to_owned())
 }
 
 /// An HS256 connection token for `user`, valid for a day.

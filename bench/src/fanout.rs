@@ -4,13 +4,13 @@
 use crate::client::{Shared, Tally};
 use crate::histogram::{Histogram, Snapshot};
 use crate::procfs::ProcessSample;
-use crate::publisher::{PublishPlan, PublishStats, publish};
+use crate::publisher::{PublishPlan, PublishStats, PublishTarget, publish};
 use crate::report::{self, Table};
 use crate::resources::{Samples, resource_rows};
 use crate::server::Endpoints;
 use crate::swarm::{Swarm, SwarmPlan};
+use crate::wire::Wire;
 use anyhow::{Result, bail};
-use spindle_proto::Format;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,7 +24,10 @@ pub struct FanoutOptions {
     pub rate: f64,
     pub duration: Duration,
     pub size: usize,
-    pub format: Format,
+    /// The subscribers' protocol: Spindle's client protocol, or a peer's (side-by-side runs).
+    pub wire: Wire,
+    /// Where publications go; `None`: the server API of `endpoints`.
+    pub target: Option<PublishTarget>,
     /// API connections publishing in parallel.
     pub publishers: usize,
     /// Longest wait for stragglers after the last publish.
@@ -34,7 +37,50 @@ pub struct FanoutOptions {
     pub machine_busy_before: f64,
 }
 
+/// The figures of one run, for the side-by-side comparison (`compare`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FanoutFigures {
+    pub published: u64,
+    pub expected: u64,
+    pub distinct: u64,
+    pub missing: u64,
+    pub duplicates: u64,
+    pub lost_connections: u64,
+    pub frames: u64,
+    /// Deliveries per second from the first publish to the last delivery.
+    pub deliveries_per_second: f64,
+    pub p50_micros: u64,
+    pub p99_micros: u64,
+    pub max_micros: u64,
+    /// Server CPU over the measured window, in seconds (all its processes).
+    pub server_cpu_seconds: f64,
+    /// Server CPU in percent of one core.
+    pub server_cpu_percent: f64,
+    /// The part of it in user mode (the rest is the kernel: socket writes, TCP).
+    pub server_user_percent: f64,
+    /// This generator's CPU in percent of one core.
+    pub generator_cpu_percent: f64,
+    /// Machine CPU that went to neither, in percent of one core.
+    pub other_cpu_percent: f64,
+    pub server_rss_kib: u64,
+}
+
+impl FanoutFigures {
+    /// Server CPU per distinct delivery, in µs.
+    pub fn cpu_micros_per_delivery(&self) -> f64 {
+        self.server_cpu_seconds * 1e6 / self.distinct.max(1) as f64
+    }
+}
+
 pub async fn run(endpoints: &Endpoints, options: &FanoutOptions) -> Result<Table> {
+    Ok(measure(endpoints, options).await?.0)
+}
+
+/// Runs the scenario: its report, and its figures.
+pub async fn measure(
+    endpoints: &Endpoints,
+    options: &FanoutOptions,
+) -> Result<(Table, FanoutFigures)> {
     if options.subscribers == 0 || options.channels == 0 || options.rate <= 0.0 {
         bail!("fanout needs at least one subscriber, one channel and a positive rate");
     }
@@ -47,14 +93,14 @@ pub async fn run(endpoints: &Endpoints, options: &FanoutOptions) -> Result<Table
     eprintln!(
         "fanout: connecting {} {} subscribers to {}",
         options.subscribers,
-        options.format.as_str(),
+        options.wire.as_str(),
         endpoints.ws_urls_text()
     );
     let swarm = Swarm::connect(
         &SwarmPlan {
             ws_urls: endpoints.ws_urls.clone().into(),
             hmac_secret: endpoints.hmac_secret.clone(),
-            format: options.format,
+            wire: options.wire,
             connections: options.subscribers,
             channels: channels.clone(),
             expected: total,
@@ -78,9 +124,10 @@ pub async fn run(endpoints: &Endpoints, options: &FanoutOptions) -> Result<Table
     );
     let progress = tokio::spawn(progress(shared.clone(), endpoints.pids()));
     let plan = PublishPlan {
-        api: endpoints.api.clone(),
-        api_addr: endpoints.api_addr,
-        api_key: endpoints.api_key.clone(),
+        target: options
+            .target
+            .clone()
+            .unwrap_or_else(|| endpoints.publish_target()),
         channels: channels.clone(),
         rate: options.rate,
         total,
@@ -115,7 +162,7 @@ pub async fn run(endpoints: &Endpoints, options: &FanoutOptions) -> Result<Table
     let mut table = Table::new(format!(
         "spindle-bench fanout: {} {} subscribers, {} channel(s), {}/s × {} B for {} s",
         report::count(options.subscribers as u64),
-        options.format.as_str(),
+        options.wire.as_str(),
         options.channels,
         options.rate,
         options.size,
@@ -186,7 +233,40 @@ pub async fn run(endpoints: &Endpoints, options: &FanoutOptions) -> Result<Table
         .row("slowest subscriber p50", report::quantile(&slowest, 0.50))
         .row("slowest subscriber p99", report::quantile(&slowest, 0.99));
     resource_rows(&mut table, &before, &after, options.machine_busy_before);
-    Ok(table)
+    let figures = FanoutFigures {
+        published: published.ok,
+        expected,
+        distinct: check.distinct,
+        missing: check.missing,
+        duplicates: check.duplicates,
+        lost_connections: check.ended.values().sum(),
+        frames,
+        deliveries_per_second: delivered as f64
+            / (delivery_window.as_secs_f64() + 1.0 / options.rate),
+        p50_micros: micros(latency.quantile(0.50)),
+        p99_micros: micros(latency.quantile(0.99)),
+        max_micros: micros(Some(latency.max())),
+        server_cpu_seconds: match (&before.server, &after.server) {
+            (Some(b), Some(a)) => b.cpu_seconds_until(a),
+            _ => 0.0,
+        },
+        server_cpu_percent: match (&before.server, &after.server) {
+            (Some(b), Some(a)) => b.cpu_percent_until(a),
+            _ => 0.0,
+        },
+        server_user_percent: match (&before.server, &after.server) {
+            (Some(b), Some(a)) => b.cpu_split_until(a).0,
+            _ => 0.0,
+        },
+        generator_cpu_percent: before.bench.cpu_percent_until(&after.bench),
+        other_cpu_percent: before.others_percent_until(&after),
+        server_rss_kib: after.server.map_or(0, |a| a.rss_kib),
+    };
+    Ok((table, figures))
+}
+
+fn micros(duration: Option<Duration>) -> u64 {
+    duration.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Distributions over publications of their fastest and slowest subscriber latency.

@@ -7,6 +7,7 @@ use crate::report::{self, Table};
 use crate::resources::Samples;
 use crate::server::Endpoints;
 use crate::swarm::{Swarm, SwarmPlan};
+use crate::wire::Wire;
 use anyhow::{Result, bail};
 use spindle_proto::Format;
 use std::sync::Arc;
@@ -51,7 +52,7 @@ pub async fn run(endpoints: &Endpoints, options: &IdleOptions) -> Result<Table> 
         &SwarmPlan {
             ws_urls: endpoints.ws_urls.clone().into(),
             hmac_secret: endpoints.hmac_secret.clone(),
-            format: options.format,
+            wire: Wire::Centrifugo(options.format),
             connections: options.clients,
             channels,
             expected: 0,

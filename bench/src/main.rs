@@ -3,7 +3,8 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use spindle_bench::cli::{Cli, PublishModeArg, Scenario, TargetArgs};
+use spindle_bench::cli::{Cli, CompareArgs, PublishModeArg, Scenario, TargetArgs};
+use spindle_bench::compare::{self, CompareOptions, Contender};
 use spindle_bench::deployment::Deployment;
 use spindle_bench::fanout::{self, FanoutOptions};
 use spindle_bench::history_publish::{self, HistoryPublishOptions, Mode};
@@ -14,6 +15,7 @@ use spindle_bench::procfs;
 use spindle_bench::reconnect_storm::{self, StormOptions};
 use spindle_bench::server::{self, Endpoints, ServerProcess, StartOptions};
 use spindle_bench::shared_poll::{self, SharedPollOptions};
+use spindle_bench::wire::Wire;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,9 +30,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(mut cli: Cli) -> Result<()> {
     // Before anything is spawned: a server we start inherits the raised limit.
     let fd = procfs::raise_fd_limit()?;
+    if let Scenario::Compare(args) = &cli.scenario {
+        // Before the runtime's threads exist, so they all inherit it.
+        procfs::pin_main_thread(&args.bench_cpus)?;
+        cli.target.server_cpus.get_or_insert_with(|| "0".into());
+    }
     let threads = cli.threads.unwrap_or_else(procfs::cores).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -44,12 +51,16 @@ fn run(cli: Cli) -> Result<()> {
         Scenario::ReconnectStorm(args) => args.clients,
         Scenario::MapSync(_) => 2,
         Scenario::SharedPoll(args) => args.clients,
+        Scenario::Compare(args) => args.subscribers + args.publishers,
     };
     print_environment(threads, fd, connections);
     let machine_busy_before = machine_busy_for(Duration::from_secs(1))?;
     eprintln!("machine CPU busy before the run: {machine_busy_before:.1} % of one core");
     if machine_busy_before > 20.0 {
         eprintln!("warning: the machine is not idle; other work will disturb the figures");
+    }
+    if let Scenario::Compare(args) = &cli.scenario {
+        return runtime.block_on(compare_matrix(&cli.target, args, machine_busy_before));
     }
     runtime.block_on(async move {
         // The shared-poll scenario is the application backend: it runs before the server,
@@ -76,7 +87,8 @@ fn run(cli: Cli) -> Result<()> {
                     rate: args.rate,
                     duration: Duration::from_secs_f64(args.duration),
                     size: args.size,
-                    format,
+                    wire: Wire::Centrifugo(format),
+                    target: None,
                     publishers: args.publishers,
                     drain: Duration::from_secs_f64(args.drain),
                     connect_concurrency: concurrency,
@@ -158,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
                     None => Err(anyhow::anyhow!("no backend")),
                 }
             }
+            Scenario::Compare(_) => unreachable!("runs on its own above"),
         };
         if let Some(server) = managed {
             if result.is_err() {
@@ -170,6 +183,38 @@ fn run(cli: Cli) -> Result<()> {
         println!("{}", result?);
         Ok(())
     })
+}
+
+/// The side-by-side matrix: it starts every server itself, one run at a time.
+async fn compare_matrix(
+    target: &TargetArgs,
+    args: &CompareArgs,
+    machine_busy_before: f64,
+) -> Result<()> {
+    anyhow::ensure!(
+        target.url.is_none() && target.split == 0,
+        "compare starts its own servers; --url and --split do not go with it"
+    );
+    let options = CompareOptions {
+        contenders: args
+            .servers
+            .iter()
+            .map(|name| Contender::parse(name))
+            .collect::<Result<_>>()?,
+        rates: args.rates.clone(),
+        subscribers: args.subscribers,
+        size: args.size,
+        duration: Duration::from_secs_f64(args.duration),
+        drain: Duration::from_secs_f64(args.drain),
+        publishers: args.publishers,
+        connect_concurrency: target.connect_concurrency,
+        spindle: start_options(target, None)?,
+        generator_limit: args.generator_limit,
+        out: args.out.clone(),
+        machine_busy_before,
+    };
+    println!("{}", compare::run(&options).await?);
+    Ok(())
 }
 
 /// What a scenario needs in a started server's config (history for the history scenarios);
@@ -186,7 +231,7 @@ fn scenario_patch(scenario: &Scenario) -> Option<serde_json::Value> {
             &args.history.history_ttl,
         )),
         Scenario::MapSync(args) => Some(map_sync::server_patch(args.page_size)),
-        Scenario::SharedPoll(_) => None,
+        Scenario::SharedPoll(_) | Scenario::Compare(_) => None,
     }
 }
 
@@ -226,24 +271,7 @@ async fn target(
             },
         ));
     }
-    let options = StartOptions {
-        binary: args
-            .server_bin
-            .clone()
-            .unwrap_or_else(server::default_binary),
-        api_key: args.api_key.clone(),
-        hmac_secret: args.hmac_secret.clone(),
-        log_level: args.server_log_level.clone(),
-        cpus: args.server_cpus.clone(),
-        config_patch: patch_with(
-            scenario_patch,
-            args.server_config
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .context("--server-config is not JSON")?,
-        ),
-    };
+    let options = start_options(args, scenario_patch)?;
     let managed = Deployment::start(&options, args.split, args.slim_edges).await?;
     let endpoints = managed.endpoints(&options);
     if let Some(patch) = &options.config_patch {
@@ -262,6 +290,31 @@ async fn target(
         endpoints.api_addr
     );
     Ok((Some(managed), endpoints))
+}
+
+/// How to start a server: the target arguments, `scenario_patch` under `--server-config`.
+fn start_options(
+    args: &TargetArgs,
+    scenario_patch: Option<serde_json::Value>,
+) -> Result<StartOptions> {
+    Ok(StartOptions {
+        binary: args
+            .server_bin
+            .clone()
+            .unwrap_or_else(server::default_binary),
+        api_key: args.api_key.clone(),
+        hmac_secret: args.hmac_secret.clone(),
+        log_level: args.server_log_level.clone(),
+        cpus: args.server_cpus.clone(),
+        config_patch: patch_with(
+            scenario_patch,
+            args.server_config
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .context("--server-config is not JSON")?,
+        ),
+    })
 }
 
 /// `user` merged over `scenario`.

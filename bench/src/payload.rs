@@ -74,7 +74,9 @@ pub fn scan_frame(
     Ok(())
 }
 
-fn classify(message: &[u8], empty: bool) -> Item {
+/// What one message is: a ping when `empty` (the transport's empty message), else a
+/// publication if it carries a stamp.
+pub fn classify(message: &[u8], empty: bool) -> Item {
     if empty {
         return Item::Ping;
     }

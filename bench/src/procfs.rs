@@ -78,6 +78,13 @@ impl ProcessSample {
         )
     }
 
+    /// CPU time used between `self` and `later`, in seconds.
+    pub fn cpu_seconds_until(&self, later: &ProcessSample) -> f64 {
+        let ticks = (later.user_ticks + later.system_ticks)
+            .saturating_sub(self.user_ticks + self.system_ticks);
+        ticks as f64 / clock_ticks_per_second() as f64
+    }
+
     /// `81.0 % (user 30.0, system 51.0)`.
     pub fn cpu_summary_until(&self, later: &ProcessSample) -> String {
         let (user, system) = self.cpu_split_until(later);
@@ -272,6 +279,21 @@ pub fn parse_machine_busy_ticks(stat: &str) -> Option<(u64, u64)> {
     }
     let busy = values[0] + values[1] + values[2] + values[5] + values[6] + values[7];
     Some((busy, values[6]))
+}
+
+/// Pins the main thread to `cpus` (a `taskset -c` list, e.g. `1` or `1,3`); threads started
+/// afterwards inherit it. Call it from `main` before the async runtime starts its workers.
+pub fn pin_main_thread(cpus: &str) -> Result<()> {
+    // `taskset -p` without `-a` sets the thread whose id it is given: the main thread's id is
+    // the process id.
+    let tid = std::process::id().to_string();
+    let status = std::process::Command::new("taskset")
+        .args(["-p", "-c", cpus, &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("cannot run taskset (util-linux)")?;
+    anyhow::ensure!(status.success(), "taskset -p -c {cpus} failed: {status}");
+    Ok(())
 }
 
 #[cfg(test)]

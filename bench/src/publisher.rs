@@ -1,4 +1,5 @@
-//! Publishing at a fixed rate through `POST /api/publish`.
+//! Publishing at a fixed rate through `POST /api/publish` (or, for the peers of a side-by-side
+//! run, their own way: [`PublishTarget`]).
 //!
 //! A pacer computes how many publications are due from the elapsed time (so timer jitter does
 //! not change the rate) and hands sequence numbers round-robin to a few kept-alive API
@@ -10,6 +11,7 @@
 use crate::client::Shared;
 use crate::histogram::{Histogram, Snapshot};
 use crate::http::{ApiConnection, ApiEndpoint, ApiOutcome};
+use crate::nats::NatsPublisher;
 use crate::payload::write_payload;
 use anyhow::Result;
 use std::net::SocketAddr;
@@ -17,12 +19,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// Where publications go.
+#[derive(Debug, Clone)]
+pub enum PublishTarget {
+    /// Spindle's server API: `POST <prefix>/publish` with `{"channel":…,"data":<payload>}`.
+    Api {
+        api: ApiEndpoint,
+        addr: SocketAddr,
+        key: String,
+    },
+    /// A plain peer's HTTP endpoint: `POST <prefix>/<channel>` with the payload as the body
+    /// (`bench/peers/uws-fanout.mjs`).
+    PeerHttp { api: ApiEndpoint, addr: SocketAddr },
+    /// NATS' client protocol over TCP: `PUB <channel> <n>` with the payload; nats-server does
+    /// not answer a publish, so a `PING` after every publish times it to the `PONG`.
+    Nats { addr: SocketAddr },
+}
+
 /// What to publish.
 #[derive(Debug, Clone)]
 pub struct PublishPlan {
-    pub api: ApiEndpoint,
-    pub api_addr: SocketAddr,
-    pub api_key: String,
+    pub target: PublishTarget,
     /// Publication `seq` goes to `channels[seq % channels.len()]`.
     pub channels: Arc<[String]>,
     /// Publications per second.
@@ -54,8 +71,7 @@ pub async fn publish(plan: &PublishPlan, shared: Arc<Shared>) -> Result<PublishS
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..plan.connections.max(1) {
-        let connection =
-            ApiConnection::open(plan.api_addr, plan.api.clone(), plan.api_key.clone()).await?;
+        let connection = Connection::open(&plan.target).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
         workers.push(tokio::spawn(worker(
@@ -110,8 +126,59 @@ fn due(elapsed: Duration, rate: f64) -> u64 {
     due + 1
 }
 
+/// One publishing connection to the target.
+#[derive(Debug)]
+enum Connection {
+    Http(ApiConnection),
+    Nats(NatsPublisher),
+}
+
+impl Connection {
+    async fn open(target: &PublishTarget) -> Result<Connection> {
+        Ok(match target {
+            PublishTarget::Api { api, addr, key } => {
+                Connection::Http(ApiConnection::open(*addr, api.clone(), key.clone()).await?)
+            }
+            PublishTarget::PeerHttp { api, addr } => {
+                Connection::Http(ApiConnection::open(*addr, api.clone(), String::new()).await?)
+            }
+            PublishTarget::Nats { addr } => Connection::Nats(NatsPublisher::open(*addr).await?),
+        })
+    }
+
+    /// Publishes `payload` (built into `body` by the caller's `write`) to `channel`.
+    async fn publish(
+        &mut self,
+        target: &PublishTarget,
+        channel: &str,
+        body: &mut Vec<u8>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<ApiOutcome> {
+        body.clear();
+        match (self, target) {
+            (Connection::Http(connection), PublishTarget::Api { .. }) => {
+                body.extend_from_slice(b"{\"channel\":\"");
+                body.extend_from_slice(channel.as_bytes());
+                body.extend_from_slice(b"\",\"data\":");
+                write(body);
+                body.push(b'}');
+                connection.post("publish", body).await
+            }
+            (Connection::Http(connection), _) => {
+                write(body);
+                connection.post(channel, body).await
+            }
+            (Connection::Nats(connection), _) => {
+                write(body);
+                connection.publish(channel, body).await?;
+                Ok(ApiOutcome::Ok)
+            }
+        }
+    }
+}
+
 async fn worker(
-    mut connection: ApiConnection,
+    mut connection: Connection,
     mut rx: mpsc::UnboundedReceiver<u64>,
     plan: PublishPlan,
     shared: Arc<Shared>,
@@ -121,14 +188,12 @@ async fn worker(
     let mut body = Vec::with_capacity(plan.size + 128);
     while let Some(seq) = rx.recv().await {
         let channel = &plan.channels[usize::try_from(seq).unwrap_or(0) % plan.channels.len()];
-        body.clear();
-        body.extend_from_slice(b"{\"channel\":\"");
-        body.extend_from_slice(channel.as_bytes());
-        body.extend_from_slice(b"\",\"data\":");
         let sent = Instant::now();
-        write_payload(&mut body, plan.size, shared.now_micros(), seq);
-        body.push(b'}');
-        let outcome = connection.post("publish", &body).await;
+        let outcome = connection
+            .publish(&plan.target, channel, &mut body, |body| {
+                write_payload(body, plan.size, shared.now_micros(), seq);
+            })
+            .await;
         api_latency.record(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
         let error = match outcome {
             Ok(ApiOutcome::Ok) => {
@@ -139,9 +204,7 @@ async fn worker(
             Ok(ApiOutcome::Status(status)) => format!("HTTP {status}"),
             Err(error) => {
                 // The connection is unusable now: open a new one for the rest.
-                if let Ok(fresh) =
-                    ApiConnection::open(plan.api_addr, plan.api.clone(), plan.api_key.clone()).await
-                {
+                if let Ok(fresh) = Connection::open(&plan.target).await {
                     connection = fresh;
                 }
                 format!("{error:#}")

@@ -41,6 +41,20 @@ impl Samples {
     }
 }
 
+impl Samples {
+    /// Machine CPU between `self` and `later` that went to neither the server nor this
+    /// generator (softirq the kernel charged to no one, other processes), in % of one core.
+    pub fn others_percent_until(&self, later: &Samples) -> f64 {
+        let server = match (&self.server, &later.server) {
+            (Some(b), Some(a)) => b.cpu_percent_until(a),
+            _ => 0.0,
+        };
+        self.machine.busy_percent_until(&later.machine)
+            - server
+            - self.bench.cpu_percent_until(&later.bench)
+    }
+}
+
 /// The resource section of a report: server CPU and RSS, generator CPU, machine CPU (and what
 /// of it went to neither process: other work that disturbed the figures).
 pub fn resource_rows(table: &mut Table, before: &Samples, after: &Samples, busy_before: f64) {
@@ -89,10 +103,8 @@ pub fn resource_rows(table: &mut Table, before: &Samples, after: &Samples, busy_
                 before.machine.softirq_percent_until(&after.machine)
             ),
         );
-    if let (Some(b), Some(a)) = (&before.server, &after.server) {
-        let others = before.machine.busy_percent_until(&after.machine)
-            - b.cpu_percent_until(a)
-            - before.bench.cpu_percent_until(&after.bench);
+    if before.server.is_some() && after.server.is_some() {
+        let others = before.others_percent_until(after);
         table.row(
             "machine CPU not charged to server or generator (softirq, other processes)",
             format!("{others:.1} %"),

@@ -47,6 +47,15 @@ impl Endpoints {
         self.ws_urls.join(", ")
     }
 
+    /// Publishing through this server's API.
+    pub fn publish_target(&self) -> crate::publisher::PublishTarget {
+        crate::publisher::PublishTarget::Api {
+            api: self.api.clone(),
+            addr: self.api_addr,
+            key: self.api_key.clone(),
+        }
+    }
+
     pub fn pids(&self) -> Vec<u32> {
         self.processes.iter().map(|p| p.pid).collect()
     }

@@ -3,8 +3,8 @@
 //! counting loop until [`Swarm::stop`].
 
 use crate::client::{Shared, Subscriber, Tally, token};
+use crate::wire::Wire;
 use anyhow::{Result, bail};
-use spindle_proto::Format;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -16,7 +16,7 @@ pub struct SwarmPlan {
     /// Connection `k` connects to `ws_urls[k % ws_urls.len()]`.
     pub ws_urls: Arc<[String]>,
     pub hmac_secret: String,
-    pub format: Format,
+    pub wire: Wire,
     pub connections: usize,
     /// Connection `k` subscribes to `channels[k % channels.len()]`.
     pub channels: Arc<[String]>,
@@ -53,11 +53,15 @@ impl Swarm {
             tasks.push(tokio::spawn(async move {
                 let setup = async {
                     let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-                    let token = token(&format!("bench-{k}"), &plan.hmac_secret)
-                        .map_err(|e| format!("{e:#}"))?;
+                    // The peers' wires take no token.
+                    let token = match plan.wire {
+                        Wire::Centrifugo(_) => token(&format!("bench-{k}"), &plan.hmac_secret)
+                            .map_err(|e| format!("{e:#}"))?,
+                        Wire::Plain | Wire::Nats => String::new(),
+                    };
                     let channel = &plan.channels[k % plan.channels.len()];
                     let ws_url = &plan.ws_urls[k % plan.ws_urls.len()];
-                    Subscriber::open(ws_url, plan.format, &token, channel)
+                    Subscriber::open(ws_url, plan.wire, &token, channel)
                         .await
                         .map_err(|e| format!("connection {k}: {e:#}"))
                 };
