@@ -24,10 +24,34 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbox: EdgeInbox) {
 /// dropped, gaps repaired: `crate::repair`). Each lane is drained by its own task, so a busy
 /// channel delays only the channels sharing its lane.
 pub(crate) async fn drain_lane(shared: Arc<Shared>, mut lane: Lane) {
-    while let Some(event) = lane.recv().await {
-        crate::repair::admit(&shared, event);
+    let mut batch = Vec::with_capacity(CORK_EVENTS);
+    while let Some(first) = lane.recv().await {
+        // The tasks ready now (API requests, other lanes) run first: what they publish joins
+        // this pass. Alone, an event is written to each connection at once; with others
+        // waiting, the pass is corked (`crate::writer::cork`): each connection is written
+        // once, for all of them. The pass holds no `.await`.
+        tokio::task::yield_now().await;
+        batch.push(first);
+        while batch.len() < CORK_EVENTS {
+            let Some(event) = lane.try_recv() else { break };
+            batch.push(event);
+        }
+        if batch.len() == 1 {
+            for event in batch.drain(..) {
+                crate::repair::admit(&shared, event);
+            }
+            continue;
+        }
+        let cork = crate::writer::cork::begin();
+        for event in batch.drain(..) {
+            crate::repair::admit(&shared, event);
+        }
+        cork.flush();
     }
 }
+
+/// Most events handled in one corked pass (bounds the bytes queued before a flush).
+const CORK_EVENTS: usize = 64;
 
 pub(crate) fn apply(shared: &Arc<Shared>, message: Down) {
     match message {

@@ -50,6 +50,7 @@ pub mod origins;
 pub mod role;
 pub mod socket;
 pub mod writer;
+pub mod ws;
 
 pub mod subscription;
 

@@ -7,21 +7,30 @@
 //! `cf_ws_frame_ping_pong=true` swaps application pings for native WebSocket pings.
 //!
 //! After the upgrade the socket is adapted to [`Incoming`] / [`Outgoing`] and handed to the
-//! transport-independent connection task.
+//! transport-independent connection task. A connection over plain TCP is served by our own
+//! WebSocket ([`crate::ws`]: the outbox writes frames to the socket itself); one over TLS by
+//! axum's socket. Both answer the same requests the same way.
 
 use crate::connection::{self, Setup};
 use crate::socket::{Incoming, Outgoing};
+use crate::writer::Outbox;
+use crate::ws;
 use crate::{Shared, Transport};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::{Sink, StreamExt};
+use hyper_util::rt::TokioIo;
 use spindle_proto::Format;
+use spindle_server::http::PlainTcp;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite;
 
 /// The subprotocols the server offers.
@@ -58,13 +67,96 @@ pub(crate) fn requested(selected_protocol: Option<&str>, query: Option<&str>) ->
     }
 }
 
-pub(crate) async fn handle(
-    State(edge): State<Arc<Shared>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+pub(crate) async fn handle(State(edge): State<Arc<Shared>>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    if parts.extensions.get::<PlainTcp>().is_some() {
+        return upgrade_socket(edge, parts);
+    }
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &edge).await;
+    upgrade_library(edge, &parts, upgrade)
+}
+
+/// A plain-TCP connection: our handshake, then our WebSocket on the bare socket.
+fn upgrade_socket(edge: Arc<Shared>, mut parts: Parts) -> Response {
+    let upgrade = match ws::handshake::check(&parts.method, &parts.headers, &SUBPROTOCOLS) {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => return refusal.status().into_response(),
+    };
+    if let Err(refusal) = admit_client(&edge, &parts.headers) {
+        return *refusal;
+    }
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return (StatusCode::BAD_REQUEST, "Bad Request").into_response();
+    };
+    let requested = requested(upgrade.protocol, parts.uri.query());
+    let header_user = header_user(&edge, &parts.headers);
+    let forwarded = connection::client_headers(&edge.config, &parts.headers);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "websocket upgrade failed");
+                return;
+            }
+        };
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(upgraded) => {
+                let socket = upgraded.io.into_inner();
+                serve_tcp(
+                    edge,
+                    socket,
+                    upgraded.read_buf,
+                    requested,
+                    header_user,
+                    forwarded,
+                )
+                .await;
+            }
+            // `PlainTcp` marks only connections served on a bare TcpStream.
+            Err(_) => tracing::error!("a plain-TCP upgrade was not a TcpStream"),
+        }
+    });
+    upgrade.response()
+}
+
+async fn serve_tcp(
+    edge: Arc<Shared>,
+    socket: TcpStream,
+    already_read: Bytes,
+    requested: Requested,
+    header_user: Option<String>,
+    forwarded: Arc<std::collections::BTreeMap<String, String>>,
+) {
+    let (read, write) = socket.into_split();
+    let outbox = Arc::new(Outbox::with_socket(
+        requested.format,
+        edge.limits.queue_max_size,
+        write,
+    ));
+    let (limit, chunk) = (edge.limits.message_size, edge.limits.read_buffer_size);
+    let setup = Setup {
+        format: requested.format,
+        transport: Transport::WebSocket,
+        native_ping: requested.native_ping,
+        header_user,
+        session: None,
+        uni: None,
+        headers: forwarded,
+    };
+    connection::serve_socket(edge, setup, outbox, move |outbox| {
+        ws::incoming(read, already_read, limit, chunk, outbox)
+    })
+    .await;
+}
+
+/// A TLS connection: axum's (tungstenite's) socket.
+fn upgrade_library(
+    edge: Arc<Shared>,
+    parts: &Parts,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let upgrade = match admit(&edge, &headers, upgrade) {
+    let headers = &parts.headers;
+    let upgrade = match admit(&edge, headers, upgrade) {
         Ok(upgrade) => upgrade,
         Err(refusal) => return *refusal,
     };
@@ -72,20 +164,25 @@ pub(crate) async fn handle(
     let selected = upgrade
         .selected_protocol()
         .and_then(|protocol| protocol.to_str().ok());
-    let requested = requested(selected, query.as_deref());
-    let header_user = Some(edge.rules.user_id_http_header())
-        .filter(|name| !name.is_empty())
-        .and_then(|name| headers.get(name))
-        .and_then(|value| value.to_str().ok())
-        .filter(|user| !user.is_empty())
-        .map(str::to_owned);
+    let requested = requested(selected, parts.uri.query());
+    let header_user = header_user(&edge, headers);
     let limit = edge.limits.message_size;
     let mut upgrade = upgrade.max_message_size(limit).max_frame_size(limit);
     if edge.limits.read_buffer_size > 0 {
         upgrade = upgrade.read_buffer_size(edge.limits.read_buffer_size);
     }
-    let forwarded = connection::client_headers(&edge.config, &headers);
+    let forwarded = connection::client_headers(&edge.config, headers);
     upgrade.on_upgrade(move |socket| serve_socket(edge, socket, requested, header_user, forwarded))
+}
+
+/// The user id from the configured header (`client.user_id_http_header`), if any.
+fn header_user(edge: &Shared, headers: &HeaderMap) -> Option<String> {
+    Some(edge.rules.user_id_http_header())
+        .filter(|name| !name.is_empty())
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .filter(|user| !user.is_empty())
+        .map(str::to_owned)
 }
 
 /// The checks before any WebSocket upgrade (bidirectional or `uni_websocket`): not an upgrade →
@@ -105,6 +202,14 @@ pub(crate) fn admit(
         ) => return refuse(rejection.into_response()),
         Err(_) => return refuse((StatusCode::BAD_REQUEST, "Bad Request").into_response()),
     };
+    admit_client(edge, headers)?;
+    Ok(upgrade)
+}
+
+/// The checks on the client after the upgrade request's own: a refused `Origin` → 403,
+/// connection limits or shutdown → 503.
+fn admit_client(edge: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let refuse = |response: Response| Err(Box::new(response));
     let origin = headers
         .get(header::ORIGIN)
         .map(|value| value.to_str().unwrap_or("\u{fffd}"));
@@ -114,7 +219,7 @@ pub(crate) fn admit(
     }
     match edge.admission() {
         Some(refusal) => refuse(refusal),
-        None => Ok(upgrade),
+        None => Ok(()),
     }
 }
 

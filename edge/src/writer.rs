@@ -11,15 +11,32 @@
 //! `\n`, Protobuf concatenated). A write that does not finish within `websocket.write_timeout`
 //! ends the connection with 3009. A close request is written as a close frame after what was
 //! queued before it (except for `slow`, whose queue is the problem).
+//!
+//! On a plain-TCP WebSocket ([`Outbox::with_socket`], `crate::ws`) the outbox holds the
+//! socket's write half and frames messages itself: a push that finds the connection idle
+//! (nothing queued, no write in flight) writes its frame at once from the pushing task — one
+//! `writev` with the frame header, no task wake-up, no copy — and only what the socket does not
+//! take at once goes through the writer task ([`crate::ws::run_socket_writer`]). Every write
+//! happens under the queue's lock or while the writer owns the socket (`writing`), so frames
+//! never interleave and keep the order they were pushed in.
+//!
+//! Corking ([`cork`]): while the fan-out pass handles several events that were already
+//! waiting (it is behind), pushes only queue and the connections they touched are flushed at
+//! the end of the pass, each with one write of everything queued for it, joined by the
+//! protocol's rules. One event at a time (the usual case at low rates) is written at once;
+//! under load the writes per delivery fall with the backlog.
 
 use crate::socket::Outgoing;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, Sink, SinkExt};
 use spindle_hub::codes::Disconnect;
+use spindle_proto::websocket as frame;
 use spindle_proto::{Batch, Format};
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::io::IoSlice;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Notify, watch};
 
 /// How long a close frame may take to reach the client; the same as the wait for its close.
@@ -33,6 +50,8 @@ pub struct Outbox {
     state: Mutex<State>,
     wake_writer: Notify,
     closed: watch::Sender<bool>,
+    /// A plain-TCP WebSocket's write half: messages are framed here and written directly.
+    socket: Option<OwnedWriteHalf>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +60,50 @@ struct State {
     bytes: usize,
     ping: bool,
     close: Option<Disconnect>,
+    /// Socket mode: the writer task is writing (pushes queue instead of writing).
+    writing: bool,
+    /// Socket mode: the rest of a frame the socket took only part of; it goes first.
+    partial: Option<Bytes>,
+    /// Socket mode: framed control frames (pongs, the echo of a client's close).
+    controls: Vec<Bytes>,
+    /// Socket mode: registered for the flush at the end of the current cork.
+    corked: bool,
+}
+
+impl State {
+    /// Socket mode: only messages are waiting (no write in flight, no partial frame, no
+    /// control frame, no ping), so they may go out at once as one frame.
+    fn is_idle_but_queued(&self) -> bool {
+        !self.writing && !self.ping && self.partial.is_none() && self.controls.is_empty()
+    }
+
+    /// Socket mode: nothing is waiting or being written, so a frame may go out at once.
+    fn is_idle(&self) -> bool {
+        !self.writing
+            && !self.ping
+            && self.queue.is_empty()
+            && self.partial.is_none()
+            && self.controls.is_empty()
+    }
+}
+
+/// What the writer task of a socket-mode outbox does next.
+#[derive(Debug, PartialEq)]
+pub(crate) enum SocketNext {
+    /// These framed bytes; the socket belongs to the writer until [`Outbox::written`].
+    Write(Bytes),
+    /// The close, what is owed before its frame (the rest of a partial frame and control
+    /// frames) and the queued messages as a frame (none for `slow`).
+    Close(Disconnect, Bytes),
+}
+
+/// What a direct write did.
+enum Direct {
+    All,
+    /// The socket took part: the rest of the frame.
+    Part(Bytes),
+    WouldBlock,
+    Failed,
 }
 
 /// What [`Outbox::push`] did.
@@ -72,6 +135,24 @@ impl Outbox {
             state: Mutex::new(State::default()),
             wake_writer: Notify::new(),
             closed: watch::channel(false).0,
+            socket: None,
+        }
+    }
+
+    /// An outbox that frames messages as WebSocket frames and writes them to `socket`
+    /// itself (`crate::ws`); its writer task is [`crate::ws::run_socket_writer`].
+    pub fn with_socket(format: Format, limit: usize, socket: OwnedWriteHalf) -> Self {
+        Outbox {
+            socket: Some(socket),
+            ..Outbox::new(format, limit)
+        }
+    }
+
+    /// The WebSocket opcode of this outbox's messages.
+    fn opcode(&self) -> u8 {
+        match self.format {
+            Format::Json => frame::OP_TEXT,
+            Format::Protobuf => frame::OP_BINARY,
         }
     }
 
@@ -83,12 +164,46 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues one encoded message (already in its per-message wire form). Never waits.
-    pub fn push(&self, message: Bytes) -> Pushed {
+    /// Queues one encoded message (already in its per-message wire form). Never waits. In
+    /// socket mode a message that finds the connection idle is written at once (`Queued`), or
+    /// at the end of the cork when one is in progress on this thread.
+    pub fn push(self: &Arc<Self>, message: Bytes) -> Pushed {
         let mut state = self.lock();
         if state.close.is_some() {
             return Pushed::Closed;
         }
+        if self.socket.is_some() && !state.writing && (state.corked || cork::register(self)) {
+            state.corked = true;
+            return self.enqueue(state, message, false);
+        }
+        if let Some(socket) = &self.socket
+            && state.is_idle()
+        {
+            match write_now(socket, self.opcode(), &message) {
+                Direct::All => return Pushed::Queued,
+                Direct::Part(rest) => {
+                    state.bytes += rest.len();
+                    state.partial = Some(rest);
+                    drop(state);
+                    self.wake_writer.notify_one();
+                    return Pushed::Queued;
+                }
+                Direct::WouldBlock => {}
+                Direct::Failed => {
+                    state.close = Some(Disconnect::WRITE_ERROR);
+                    drop(state);
+                    self.wake_writer.notify_one();
+                    self.closed.send_replace(true);
+                    return Pushed::Closed;
+                }
+            }
+        }
+        self.enqueue(state, message, true)
+    }
+
+    /// Queues `message` under `state`, waking the writer if `wake`; over the limit the
+    /// connection closes with 3008.
+    fn enqueue(&self, mut state: MutexGuard<'_, State>, message: Bytes, wake: bool) -> Pushed {
         if state.bytes.saturating_add(message.len()) > self.limit {
             state.queue.clear();
             state.bytes = 0;
@@ -101,8 +216,112 @@ impl Outbox {
         state.bytes += message.len();
         state.queue.push_back(message);
         drop(state);
-        self.wake_writer.notify_one();
+        if wake {
+            self.wake_writer.notify_one();
+        }
         Pushed::Queued
+    }
+
+    /// Socket mode, at the end of a cork: writes everything queued as one frame if the socket
+    /// takes it now; what it does not take goes to the writer task.
+    fn flush_corked(&self) {
+        let mut state = self.lock();
+        state.corked = false;
+        let Some(socket) = &self.socket else {
+            return;
+        };
+        if state.close.is_some() || !state.is_idle_but_queued() {
+            drop(state);
+            self.wake_writer.notify_one();
+            return;
+        }
+        let Some(frame) = self.take_frame(&mut state) else {
+            return;
+        };
+        match write_now(socket, self.opcode(), &frame) {
+            Direct::All => {}
+            Direct::Part(rest) => {
+                state.bytes += rest.len();
+                state.partial = Some(rest);
+                drop(state);
+                self.wake_writer.notify_one();
+            }
+            Direct::WouldBlock => {
+                state.bytes += frame.len();
+                state.queue.push_front(frame);
+                drop(state);
+                self.wake_writer.notify_one();
+            }
+            Direct::Failed => {
+                state.close = Some(Disconnect::WRITE_ERROR);
+                drop(state);
+                self.wake_writer.notify_one();
+                self.closed.send_replace(true);
+            }
+        }
+    }
+
+    /// Socket mode: queues a framed control frame (a pong, a close echo) for the writer task.
+    pub(crate) fn control(&self, framed: Bytes) {
+        let mut state = self.lock();
+        state.controls.push(framed);
+        drop(state);
+        self.wake_writer.notify_one();
+    }
+
+    /// The socket of a socket-mode outbox.
+    pub(crate) fn socket(&self) -> Option<&OwnedWriteHalf> {
+        self.socket.as_ref()
+    }
+
+    /// Socket mode: the writer task finished its write; pushes may write directly again.
+    pub(crate) fn written(&self) {
+        self.lock().writing = false;
+    }
+
+    /// Socket mode: what the writer task writes next, framed.
+    pub(crate) async fn next_socket(&self) -> SocketNext {
+        loop {
+            {
+                let mut state = self.lock();
+                let mut out = BytesMut::new();
+                if let Some(partial) = state.partial.take() {
+                    out.extend_from_slice(&partial);
+                }
+                for control in state.controls.drain(..) {
+                    out.extend_from_slice(&control);
+                }
+                if let Some(disconnect) = state.close.clone() {
+                    let frame = self.take_frame(&mut state);
+                    if disconnect.code != Disconnect::SLOW.code
+                        && disconnect.code != Disconnect::CONNECTION_CLOSED.code
+                        && let Some(frame) = frame
+                    {
+                        self.extend_framed(&mut out, &frame);
+                    }
+                    return SocketNext::Close(disconnect, out.freeze());
+                }
+                if std::mem::take(&mut state.ping) {
+                    out.extend_from_slice(&frame::frame(frame::OP_PING, &[]));
+                }
+                if let Some(frame) = self.take_frame(&mut state) {
+                    self.extend_framed(&mut out, &frame);
+                }
+                if !out.is_empty() {
+                    state.writing = true;
+                    return SocketNext::Write(out.freeze());
+                }
+            }
+            self.wake_writer.notified().await;
+        }
+    }
+
+    /// Appends `payload` as one data frame of this outbox's opcode.
+    fn extend_framed(&self, out: &mut BytesMut, payload: &[u8]) {
+        let (head, used) = frame::header(self.opcode(), payload.len());
+        out.reserve(used + payload.len());
+        out.extend_from_slice(&head[..used]);
+        out.extend_from_slice(payload);
     }
 
     /// Asks the writer to send a native WebSocket ping.
@@ -189,6 +408,86 @@ impl Outbox {
                 Some(batch.take())
             }
         }
+    }
+}
+
+/// Corking: on this thread, between [`cork::begin`] and [`cork::Cork::flush`], socket-mode
+/// pushes queue and register their outbox; the flush writes each once.
+pub mod cork {
+    use super::Outbox;
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    thread_local! {
+        static CORKED: RefCell<Option<Vec<Arc<Outbox>>>> = const { RefCell::new(None) };
+    }
+
+    /// A cork in progress on this thread; it must not be held across an `.await` (the task
+    /// could move to another thread): begin, push synchronously, flush.
+    #[derive(Debug)]
+    #[must_use = "a cork writes nothing until it is flushed"]
+    pub struct Cork(());
+
+    /// Starts corking on this thread (a cork already in progress is kept).
+    pub fn begin() -> Cork {
+        CORKED.with(|corked| {
+            corked.borrow_mut().get_or_insert_with(Vec::new);
+        });
+        Cork(())
+    }
+
+    /// Registers `outbox` for the flush; false when no cork is in progress.
+    pub(super) fn register(outbox: &Arc<Outbox>) -> bool {
+        CORKED.with(|corked| match corked.borrow_mut().as_mut() {
+            Some(list) => {
+                list.push(Arc::clone(outbox));
+                true
+            }
+            None => false,
+        })
+    }
+
+    impl Cork {
+        /// Ends the cork: every outbox pushed to during it writes what it queued.
+        pub fn flush(self) {
+            let list = CORKED.with(|corked| corked.borrow_mut().take());
+            for outbox in list.into_iter().flatten() {
+                outbox.flush_corked();
+            }
+        }
+    }
+
+    impl Drop for Cork {
+        fn drop(&mut self) {
+            // Flushed or not, the thread is not corked any more (a forgotten flush leaves the
+            // messages to the writer task, which the flush would have woken).
+            if let Some(list) = CORKED.with(|corked| corked.borrow_mut().take()) {
+                for outbox in list {
+                    outbox.flush_corked();
+                }
+            }
+        }
+    }
+}
+
+/// Writes `message` as one frame of `opcode` to `socket` if the socket takes it now.
+fn write_now(socket: &OwnedWriteHalf, opcode: u8, message: &[u8]) -> Direct {
+    let (head, used) = frame::header(opcode, message.len());
+    let total = used + message.len();
+    match socket.try_write_vectored(&[IoSlice::new(&head[..used]), IoSlice::new(message)]) {
+        Ok(n) if n == total => Direct::All,
+        Ok(n) => {
+            let mut rest = BytesMut::with_capacity(total - n);
+            if n < used {
+                rest.extend_from_slice(&head[n..used]);
+                rest.extend_from_slice(message);
+            } else {
+                rest.extend_from_slice(&message[n - used..]);
+            }
+            Direct::Part(rest.freeze())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Direct::WouldBlock,
+        Err(_) => Direct::Failed,
     }
 }
 

@@ -104,6 +104,42 @@ pub fn mesh_stream(data: &[u8]) {
     }
 }
 
+/// A stream of client WebSocket frames, fed in two arbitrary chunks: never a panic, never more
+/// held than the limit; every event re-encoded as a client frame decodes to itself.
+pub fn websocket_frames(data: &[u8]) {
+    use crate::websocket::{self, Decoder, Event};
+    const WS_LIMIT: usize = 4096;
+    let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let mut buffer = BytesMut::from(&data[..split]);
+    let mut rest = &data[split..];
+    let mut decoder = Decoder::new(WS_LIMIT);
+    loop {
+        assert!(
+            decoder.holding() <= WS_LIMIT,
+            "the decoder held more than its limit"
+        );
+        match decoder.next(&mut buffer) {
+            Ok(Some(event)) => {
+                let (opcode, payload) = match &event {
+                    Event::Message(data) => (websocket::OP_BINARY, data.clone()),
+                    Event::Ping(data) => (websocket::OP_PING, data.clone()),
+                    Event::Pong => (websocket::OP_PONG, bytes::Bytes::new()),
+                    Event::Close(data) => (websocket::OP_CLOSE, data.clone()),
+                };
+                let mut again = BytesMut::from(
+                    &websocket::client_frame(true, opcode, &payload, [1, 2, 3, 4])[..],
+                );
+                assert_eq!(Decoder::new(WS_LIMIT).next(&mut again), Ok(Some(event)));
+            }
+            Ok(None) if !rest.is_empty() => {
+                buffer.extend_from_slice(rest);
+                rest = &[];
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
 /// A unidirectional connect request and an emulation request; what decodes round-trips.
 pub fn uni_connect(data: &[u8]) {
     for format in Format::ALL {
@@ -129,6 +165,7 @@ pub fn by_name(name: &str) -> Option<fn(&[u8])> {
         "api_request" => api_request,
         "mesh_stream" => mesh_stream,
         "uni_connect" => uni_connect,
+        "websocket_frames" => websocket_frames,
         _ => return None,
     })
 }
@@ -142,4 +179,5 @@ pub const TARGETS: &[&str] = &[
     "api_request",
     "mesh_stream",
     "uni_connect",
+    "websocket_frames",
 ];

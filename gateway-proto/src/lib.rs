@@ -18,6 +18,7 @@
 //! - [`Batch`]: joins encoded messages into one transport frame by the protocol's rules.
 //! - [`json`]: the helpers the generated types use for Centrifugo's JSON rules (see `build.rs`).
 //! - [`api`], [`mesh`]: server API and mesh messages with their codecs.
+//! - [`websocket`]: RFC 6455 framing, the server's side (the edge's own WebSocket).
 //! - `fuzz`: the decoder harnesses shared by `fuzz/` (cargo fuzz) and the corpus replay test.
 
 pub mod api;
@@ -25,6 +26,7 @@ pub mod api;
 pub mod fuzz;
 pub mod json;
 pub mod mesh;
+pub mod websocket;
 
 mod batch;
 mod command;

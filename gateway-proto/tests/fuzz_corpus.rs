@@ -38,6 +38,31 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut mesh_bytes = vec![3];
     mesh_bytes.extend_from_slice(&mesh::encode_frame(&frame));
     mesh_bytes.extend_from_slice(&mesh::encode_frame(&frame));
+    let mut ws_bytes = vec![9];
+    ws_bytes.extend(spindle_proto::websocket::client_frame(
+        false,
+        1,
+        b"{\"id\":1,",
+        [7, 7, 7, 7],
+    ));
+    ws_bytes.extend(spindle_proto::websocket::client_frame(
+        true,
+        9,
+        b"ping",
+        [1, 2, 3, 4],
+    ));
+    ws_bytes.extend(spindle_proto::websocket::client_frame(
+        true,
+        0,
+        b"\"connect\":{}}",
+        [0; 4],
+    ));
+    ws_bytes.extend(spindle_proto::websocket::client_frame(
+        true,
+        8,
+        &[3, 232],
+        [9, 8, 7, 6],
+    ));
     vec![
         ("json_commands", json_frame),
         ("protobuf_commands", pb_frame),
@@ -49,6 +74,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("api_request", serde_json::to_vec(&batch).unwrap()),
         ("mesh_stream", mesh_bytes),
         ("uni_connect", serde_json::to_vec(&command.connect).unwrap()),
+        ("websocket_frames", ws_bytes),
     ]
 }
 
@@ -135,7 +161,7 @@ proptest! {
 
     #[test]
     fn mutated_valid_frames_never_panic_a_decoder(
-        bytes in (0usize..7).prop_flat_map(|i| mutated(seeds()[i].1.clone())),
+        bytes in (0usize..8).prop_flat_map(|i| mutated(seeds()[i].1.clone())),
     ) {
         for target in fuzz::TARGETS {
             fuzz::by_name(target).unwrap()(&bytes);

@@ -32,6 +32,12 @@ use tower::ServiceExt;
 
 use crate::pending::{Oldest, Pending};
 
+/// Marks a request that arrived on a plain TCP connection (no TLS): its upgrade can be taken
+/// down to the socket (`hyper::upgrade::Upgraded::downcast` to `TokioIo<TcpStream>`), which
+/// the edge's WebSocket transport writes to directly.
+#[derive(Clone, Copy, Debug)]
+pub struct PlainTcp;
+
 /// How long a connection may take to send a request's headers (the first one, and each later
 /// one on an HTTP/1 keep-alive connection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,19 +106,41 @@ pub async fn serve<L: Accept>(
 }
 
 /// One connection: hyper (HTTP/1 with upgrades, HTTP/2), watched for the deadlines above.
+///
+/// A plain TCP connection that does not open with the HTTP/2 preface is served by hyper's
+/// HTTP/1 connection directly (not the auto-detecting one, which wraps the socket in a type
+/// of its own): its upgrades then yield the bare `TcpStream`, and its requests carry
+/// [`PlainTcp`].
 async fn serve_connection<I>(
     io: I,
     router: Router,
     activity: Arc<Activity>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let http1_over_tcp = match (&io as &dyn std::any::Any).downcast_ref::<tokio::net::TcpStream>() {
+        Some(tcp) => {
+            let opening = tokio::select! {
+                opening = opens_with_http2_preface(tcp) => opening,
+                () = activity.evict.notified() => return,
+                () = tokio::time::sleep(HEADER_READ_TIMEOUT) => return,
+            };
+            match opening {
+                Ok(http2) => !http2,
+                Err(_) => return,
+            }
+        }
+        None => false,
+    };
     let service = {
         let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |request: Request<Incoming>| {
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let guard = activity.begin();
             let router = router.clone();
+            if http1_over_tcp {
+                request.extensions_mut().insert(PlainTcp);
+            }
             async move {
                 let response = router.oneshot(request.map(Body::new)).await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| {
@@ -124,12 +152,85 @@ async fn serve_connection<I>(
             }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if http1_over_tcp {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        drive(connection, &activity, stop).await;
+    } else {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        drive(connection, &activity, stop).await;
+    }
+}
+
+/// Whether a plain TCP connection opens with HTTP/2's preface (cleartext HTTP/2 with prior
+/// knowledge), found by peeking: nothing is consumed.
+async fn opens_with_http2_preface(tcp: &tokio::net::TcpStream) -> std::io::Result<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut opening = [0u8; PREFACE.len()];
+    loop {
+        let n = tcp.peek(&mut opening).await?;
+        if n == 0 || !PREFACE.starts_with(&opening[..n]) {
+            return Ok(false);
+        }
+        if n == PREFACE.len() {
+            return Ok(true);
+        }
+        // Only part of the preface has arrived (rare: it is sent in one write); peeking again
+        // at once would return the same bytes.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A served connection that can be asked to finish gracefully.
+trait Graceful: Future {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    Self: Future,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, E> Graceful for auto::UpgradeableConnection<'_, I, S, E>
+where
+    Self: Future,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: hyper::body::Body + Send + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// Runs `connection` to its end, applying the deadlines and the stop signal.
+async fn drive<C, E>(connection: C, activity: &Activity, mut stop: watch::Receiver<bool>)
+where
+    C: Graceful<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut connection = std::pin::pin!(connection);
     let mut stopping = false;
     loop {

@@ -98,25 +98,56 @@ pub(crate) fn client_headers(
 }
 
 /// Serves one connection until it closes.
-pub(crate) async fn serve<S, K>(shared: Arc<Shared>, setup: Setup, mut stream: S, sink: K)
+pub(crate) async fn serve<S, K>(shared: Arc<Shared>, setup: Setup, stream: S, sink: K)
 where
     S: Stream<Item = Incoming> + Unpin + Send,
     K: Sink<Outgoing> + Unpin + Send + 'static,
 {
+    let outbox = Arc::new(Outbox::new(setup.format, shared.limits.queue_max_size));
+    let writer = tokio::spawn(run_writer(
+        Arc::clone(&outbox),
+        sink,
+        shared.limits.write_timeout,
+    ));
+    serve_with(shared, setup, stream, outbox, writer).await;
+}
+
+/// Serves a connection whose `outbox` writes to its socket itself (`crate::ws`), `stream`
+/// made from the outbox (the reader answers pings through it).
+pub(crate) async fn serve_socket<S>(
+    shared: Arc<Shared>,
+    setup: Setup,
+    outbox: Arc<Outbox>,
+    stream: impl FnOnce(Arc<Outbox>) -> S,
+) where
+    S: Stream<Item = Incoming> + Unpin + Send,
+{
+    let writer = tokio::spawn(crate::ws::run_socket_writer(
+        Arc::clone(&outbox),
+        shared.limits.write_timeout,
+    ));
+    let stream = stream(Arc::clone(&outbox));
+    serve_with(shared, setup, stream, outbox, writer).await;
+}
+
+/// A connection's task, whichever way its writes go (`writer` drains `outbox`).
+async fn serve_with<S>(
+    shared: Arc<Shared>,
+    setup: Setup,
+    mut stream: S,
+    outbox: Arc<Outbox>,
+    writer: tokio::task::JoinHandle<()>,
+) where
+    S: Stream<Item = Incoming> + Unpin + Send,
+{
     let _live = LiveTask::new(&shared);
     let client = ClientId::generate();
-    let outbox = Arc::new(Outbox::new(setup.format, shared.limits.queue_max_size));
     let (mailbox_tx, mut mailbox) = mpsc::channel(MAILBOX_CAPACITY);
     let handle = ConnectionHandle::new(client.clone(), Arc::clone(&outbox), mailbox_tx);
     shared.hub.open(handle.clone());
     if shared.shutting_down.load(Ordering::Acquire) {
         outbox.close(Disconnect::SHUTDOWN);
     }
-    let writer = tokio::spawn(run_writer(
-        Arc::clone(&outbox),
-        sink,
-        shared.limits.write_timeout,
-    ));
     let now = Now::system();
     let mut session = Session::new(&shared.rules, client.to_string(), setup.format, now);
     if let Some(user) = setup.header_user.clone() {
