@@ -31,6 +31,7 @@ pub(crate) async fn drain_lane(shared: Arc<Shared>, mut lane: Lane) {
         // waiting, the pass is corked (`crate::writer::cork`): each connection is written
         // once, for all of them. The pass holds no `.await`.
         tokio::task::yield_now().await;
+        let _pass = crate::writer::cork::pass(DIRECT_WRITES_PER_PASS);
         batch.push(first);
         while batch.len() < CORK_EVENTS {
             let Some(event) = lane.try_recv() else { break };
@@ -52,6 +53,11 @@ pub(crate) async fn drain_lane(shared: Arc<Shared>, mut lane: Lane) {
 
 /// Most events handled in one corked pass (bounds the bytes queued before a flush).
 const CORK_EVENTS: usize = 64;
+
+/// Direct writes in one pass; past them, connections are written by their writer tasks
+/// (`crate::writer::cork::pass`). A small fan-out goes direct; 10,000 subscribers do not
+/// hold the thread for 10,000 writes (docs/benchmarks.md, "Side by side").
+const DIRECT_WRITES_PER_PASS: usize = 1_024;
 
 pub(crate) fn apply(shared: &Arc<Shared>, message: Down) {
     match message {

@@ -178,6 +178,7 @@ impl Outbox {
         }
         if let Some(socket) = &self.socket
             && state.is_idle()
+            && cork::take_direct_write()
         {
             match write_now(socket, self.opcode(), &message) {
                 Direct::All => return Pushed::Queued,
@@ -230,7 +231,7 @@ impl Outbox {
         let Some(socket) = &self.socket else {
             return;
         };
-        if state.close.is_some() || !state.is_idle_but_queued() {
+        if state.close.is_some() || !state.is_idle_but_queued() || !cork::take_direct_write() {
             drop(state);
             self.wake_writer.notify_one();
             return;
@@ -415,11 +416,46 @@ impl Outbox {
 /// pushes queue and register their outbox; the flush writes each once.
 pub mod cork {
     use super::Outbox;
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::sync::Arc;
 
     thread_local! {
         static CORKED: RefCell<Option<Vec<Arc<Outbox>>>> = const { RefCell::new(None) };
+        /// Direct writes left to the fan-out pass running on this thread (`usize::MAX`
+        /// outside a pass).
+        static DIRECT_WRITES: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+
+    /// A fan-out pass on this thread, allowed `budget` direct writes: past it, pushes queue
+    /// and wake their writer tasks, which run between other tasks. A pass to a great many
+    /// connections then does not hold the thread for all their writes (the API and the other
+    /// lanes wait meanwhile), and what queues behind it is batched.
+    #[derive(Debug)]
+    #[must_use = "the budget holds until the pass is dropped"]
+    pub struct Pass(());
+
+    /// Starts a pass with `budget` direct writes.
+    pub fn pass(budget: usize) -> Pass {
+        DIRECT_WRITES.with(|left| left.set(budget));
+        Pass(())
+    }
+
+    impl Drop for Pass {
+        fn drop(&mut self) {
+            DIRECT_WRITES.with(|left| left.set(usize::MAX));
+        }
+    }
+
+    /// Whether a direct write may happen now (and counts it).
+    pub(super) fn take_direct_write() -> bool {
+        DIRECT_WRITES.with(|left| match left.get() {
+            0 => false,
+            usize::MAX => true,
+            n => {
+                left.set(n - 1);
+                true
+            }
+        })
     }
 
     /// A cork in progress on this thread; it must not be held across an `.await` (the task

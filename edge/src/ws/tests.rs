@@ -181,3 +181,28 @@ async fn a_queue_over_the_limit_closes_with_3008_and_writes_nothing_more() {
     }
     writer.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_pass_writes_directly_only_within_its_budget() {
+    let (a, mut client_a) = pair(1 << 20).await;
+    let (b, _client_b) = pair(1 << 20).await;
+    {
+        let _pass = cork::pass(1);
+        a.push(Bytes::from_static(b"{\"to\":\"a\"}"));
+        b.push(Bytes::from_static(b"{\"to\":\"b\"}"));
+    }
+    assert_eq!(a.queued_bytes(), 0, "the first push goes out at once");
+    assert_eq!(
+        b.queued_bytes(),
+        10,
+        "past the budget a push waits for its writer task"
+    );
+    assert_eq!(
+        client_a.frames(1).await[0].1,
+        Bytes::from_static(b"{\"to\":\"a\"}")
+    );
+    // Outside a pass, direct writes are not counted.
+    let (c, mut client_c) = pair(1 << 20).await;
+    c.push(Bytes::from_static(b"{}"));
+    assert_eq!(client_c.frames(1).await[0].1, Bytes::from_static(b"{}"));
+}
