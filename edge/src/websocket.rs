@@ -89,7 +89,7 @@ fn upgrade_socket(edge: Arc<Shared>, mut parts: Parts) -> Response {
         return (StatusCode::BAD_REQUEST, "Bad Request").into_response();
     };
     let requested = requested(upgrade.protocol, parts.uri.query());
-    let header_user = header_user(&edge, &parts.headers);
+    let header_user = crate::emulation::header_user(&edge, &parts.headers);
     let forwarded = connection::client_headers(&edge.config, &parts.headers);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -134,19 +134,28 @@ async fn serve_tcp(
         write,
     ));
     let (limit, chunk) = (edge.limits.message_size, edge.limits.read_buffer_size);
-    let setup = Setup {
+    let setup = setup(requested, header_user, forwarded);
+    connection::serve_socket(edge, setup, outbox, move |outbox| {
+        ws::incoming(read, already_read, limit, chunk, outbox)
+    })
+    .await;
+}
+
+/// A bidirectional WebSocket connection's setup, on either path.
+fn setup(
+    requested: Requested,
+    header_user: Option<String>,
+    headers: Arc<std::collections::BTreeMap<String, String>>,
+) -> Setup {
+    Setup {
         format: requested.format,
         transport: Transport::WebSocket,
         native_ping: requested.native_ping,
         header_user,
         session: None,
         uni: None,
-        headers: forwarded,
-    };
-    connection::serve_socket(edge, setup, outbox, move |outbox| {
-        ws::incoming(read, already_read, limit, chunk, outbox)
-    })
-    .await;
+        headers,
+    }
 }
 
 /// A TLS connection: axum's (tungstenite's) socket.
@@ -165,7 +174,7 @@ fn upgrade_library(
         .selected_protocol()
         .and_then(|protocol| protocol.to_str().ok());
     let requested = requested(selected, parts.uri.query());
-    let header_user = header_user(&edge, headers);
+    let header_user = crate::emulation::header_user(&edge, headers);
     let limit = edge.limits.message_size;
     let mut upgrade = upgrade.max_message_size(limit).max_frame_size(limit);
     if edge.limits.read_buffer_size > 0 {
@@ -173,16 +182,6 @@ fn upgrade_library(
     }
     let forwarded = connection::client_headers(&edge.config, headers);
     upgrade.on_upgrade(move |socket| serve_socket(edge, socket, requested, header_user, forwarded))
-}
-
-/// The user id from the configured header (`client.user_id_http_header`), if any.
-fn header_user(edge: &Shared, headers: &HeaderMap) -> Option<String> {
-    Some(edge.rules.user_id_http_header())
-        .filter(|name| !name.is_empty())
-        .and_then(|name| headers.get(name))
-        .and_then(|value| value.to_str().ok())
-        .filter(|user| !user.is_empty())
-        .map(str::to_owned)
 }
 
 /// The checks before any WebSocket upgrade (bidirectional or `uni_websocket`): not an upgrade →
@@ -237,15 +236,7 @@ async fn serve_socket(
         format,
     };
     let stream = stream.map(incoming_of);
-    let setup = Setup {
-        format,
-        transport: Transport::WebSocket,
-        native_ping: requested.native_ping,
-        header_user,
-        session: None,
-        uni: None,
-        headers: forwarded,
-    };
+    let setup = setup(requested, header_user, forwarded);
     connection::serve(edge, setup, Box::pin(stream), Box::pin(sink)).await;
 }
 
